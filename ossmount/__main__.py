@@ -1,0 +1,3 @@
+from ossmount.cli import main
+
+raise SystemExit(main())

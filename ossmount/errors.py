@@ -1,0 +1,40 @@
+"""Errors that end a command with a one-line message and a documented exit code.
+
+Exit codes (stable; the CSI node plugin and mount(8) branch on them):
+  0  success
+  1  unexpected internal error (a bug: the traceback is logged)
+  2  usage error: a malformed or unknown option, a bad argument
+  3  configuration error: credentials file missing or too open, mime file unreadable
+  4  authentication refused by OSS (InvalidAccessKeyId, SignatureDoesNotMatch, bad STS token)
+  5  bucket or prefix problem (NoSuchBucket, AccessDenied on the bucket)
+  6  endpoint unreachable or timing out
+  7  mount failed (mountpoint missing or not empty, FUSE unavailable, readiness timeout)
+"""
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_AUTH = 4
+EXIT_BUCKET = 5
+EXIT_UNREACHABLE = 6
+EXIT_MOUNT = 7
+
+
+class QuietError(Exception):
+    """A failure the user can fix: printed as one line (no traceback), process exits with `exit_code`."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(QuietError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(QuietError):
+    exit_code = EXIT_CONFIG

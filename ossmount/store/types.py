@@ -1,0 +1,121 @@
+"""Value types and typed errors of the object-store client (`ossmount.store`).
+
+Every layer above the store sees only these: no oss2 or HTTP type leaks out of `ossmount/store/`.
+OSS error codes become exceptions in exactly one place (`ossmount/store/client.py`); exceptions
+become errno in exactly one place (`ossmount/fs/errors.py` via `StoreError.errno`).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store knows about one object.
+
+    From HeadObject every field is filled. From a listing, `content_type` is None and `meta` is empty
+    (`from_listing` is True): callers that need mode/uid/gid must HEAD.
+    """
+
+    key: str
+    size: int
+    etag: str
+    mtime: float  # Last-Modified as epoch seconds
+    content_type: str | None = None
+    meta: Mapping[str, str] = field(default_factory=dict)  # x-oss-meta-* without the prefix, lowercase names
+    object_type: str = "Normal"  # Normal | Multipart | Appendable | Symlink
+    storage_class: str = "Standard"
+    restore: str | None = None  # the x-oss-restore header, if any
+    crc64: int | None = None
+    from_listing: bool = False
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of ListObjects(V2): objects and common prefixes (directory names ending in the delimiter)."""
+
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    next_token: str | None  # continuation token (V2) or next marker (V1); None when complete
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    part_number: int
+    etag: str
+    size: int
+    crc64: int | None = None
+
+
+class StoreError(Exception):
+    """An OSS request failed. `code` is the OSS error code (or a local one such as 'ConnectionError')."""
+
+    errno: int = _errno.EIO
+    retryable: bool = False
+
+    def __init__(self, message: str, *, code: str = "", status: int = 0, request_id: str = "", key: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        self.key = key
+
+    def __str__(self) -> str:
+        parts = [super().__str__()]
+        if self.code:
+            parts.append(f"[{self.code}{' ' + str(self.status) if self.status else ''}]")
+        if self.request_id:
+            parts.append(f"request-id {self.request_id}")
+        return " ".join(parts)
+
+
+class NoSuchKey(StoreError):
+    errno = _errno.ENOENT
+
+
+class NoSuchBucket(StoreError):
+    errno = _errno.ENOENT
+
+
+class AccessDenied(StoreError):
+    """AccessDenied and every authentication refusal (InvalidAccessKeyId, SignatureDoesNotMatch, ...)."""
+
+    errno = _errno.EACCES
+
+
+class InvalidObjectState(StoreError):
+    """Archive/ColdArchive object not restored: reads need RestoreObject first (ossfs maps this to EREMOTE)."""
+
+    errno = _errno.EREMOTE
+
+
+class AlreadyExists(StoreError):
+    """FileAlreadyExists from x-oss-forbid-overwrite."""
+
+    errno = _errno.EEXIST
+
+
+class InvalidArgument(StoreError):
+    errno = _errno.EINVAL
+
+
+class EntityTooLarge(StoreError):
+    errno = _errno.EFBIG
+
+
+class NameTooLong(StoreError):
+    errno = _errno.ENAMETOOLONG
+
+
+class TransientError(StoreError):
+    """5xx, throttling, connection resets and timeouts: worth retrying."""
+
+    errno = _errno.EIO
+    retryable = True
+
+
+class EndpointUnreachable(TransientError):
+    """The endpoint refused the connection, did not resolve, or timed out."""
