@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "serve": "ossmount.server.cli",
     "check": "ossmount.check",
     "install-helper": "ossmount.helper_install",
+    "demo": "ossmount.demo",
 }
 
 USAGE = """\
@@ -23,6 +24,7 @@ usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-
        ossmount check BUCKET[:/PREFIX] -o url=... [-o ...]
        ossmount serve --data-dir DIR --listen HOST:PORT --credentials FILE [--bucket NAME]...
        ossmount install-helper [--prefix /sbin]
+       ossmount demo [--keep]
 Run `ossmount SUBCOMMAND --help` for details."""
 
 
