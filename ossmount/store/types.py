@@ -119,3 +119,7 @@ class TransientError(StoreError):
 
 class EndpointUnreachable(TransientError):
     """The endpoint refused the connection, did not resolve, or timed out."""
+
+
+class ChecksumMismatch(TransientError):
+    """The CRC-64 OSS computed for an upload differs from ours: the body was damaged in transit."""

@@ -1,0 +1,94 @@
+"""Metadata caches: stat cache, negative cache and directory-listing cache (all cachetools TTLCaches).
+
+Rules (ossfs names): `max_stat_cache_size` bounds the stat and listing caches (0 disables every cache),
+`stat_cache_expire` is the time-to-live of every entry, so a change made by another client becomes
+visible at most that many seconds later. The negative cache ("this path does not exist") is only used
+with `enable_noobj_cache`. Local changes invalidate the affected entries and their parent listings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cachetools import TTLCache
+
+from ossmount.store.types import ObjectInfo
+
+
+@dataclass(frozen=True)
+class Node:
+    """What a path is: its kind (an `attrs.EntryKind`), the object holding its metadata, and that object.
+
+    `key` is the file's object key, a directory's `dir/` marker key, or None for an implicit directory
+    (a prefix with no marker object). `info` is None when no object exists (implicit directory).
+    """
+
+    kind: Any
+    key: str | None
+    info: ObjectInfo | None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A directory's entries as (name, Node) pairs, in listing order."""
+
+    entries: tuple[tuple[str, Node], ...]
+
+
+class _Off(dict):
+    """A cache that keeps nothing (size 0)."""
+
+    def __setitem__(self, key, value) -> None:
+        return None
+
+
+class MetadataCache:
+    """Path-keyed stat, negative and listing caches with one size bound and one TTL."""
+
+    def __init__(self, *, max_size: int, ttl: float, negative: bool, timer: Callable[[], float] = time.monotonic):
+        self.ttl = float(ttl)
+        enabled = max_size > 0 and ttl > 0
+        self._stat = TTLCache(maxsize=max_size, ttl=ttl, timer=timer) if enabled else _Off()
+        self._listing = TTLCache(maxsize=max(1, max_size // 100), ttl=ttl, timer=timer) if enabled else _Off()
+        self._negative = TTLCache(maxsize=max_size, ttl=ttl, timer=timer) if enabled and negative else _Off()
+
+    def get(self, path: str) -> Node | None:
+        return self._stat.get(path)
+
+    def put(self, path: str, node: Node) -> None:
+        self._negative.pop(path, None)
+        self._stat[path] = node
+
+    def is_known_missing(self, path: str) -> bool:
+        return path in self._negative
+
+    def put_missing(self, path: str) -> None:
+        self._stat.pop(path, None)
+        self._negative[path] = True
+
+    def get_listing(self, path: str) -> Listing | None:
+        return self._listing.get(path)
+
+    def put_listing(self, path: str, listing: Listing) -> None:
+        self._listing[path] = listing
+
+    def invalidate(self, path: str) -> None:
+        """Forget `path` and its parent's listing (a local create, delete or change)."""
+        self._stat.pop(path, None)
+        self._negative.pop(path, None)
+        self._listing.pop(path, None)
+        self._listing.pop(parent_of(path), None)
+
+    def invalidate_tree(self, path: str) -> None:
+        """Forget `path` and everything cached below it (directory rename or removal)."""
+        self.invalidate(path)
+        below = path + "/" if path else ""
+        for cache in (self._stat, self._negative, self._listing):
+            for key in [k for k in list(cache.keys()) if k.startswith(below)]:
+                cache.pop(key, None)
+
+
+def parent_of(path: str) -> str:
+    return path.rpartition("/")[0]

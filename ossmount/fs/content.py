@@ -1,0 +1,375 @@
+"""File contents: open/read/write/truncate of objects, write-back on flush, prefetching reads.
+
+fs-core owns names, inodes and attributes and calls this module for bytes. One `FileContent` exists
+per open key (opens of one key share it, refcounted by `ContentManager`).
+
+Life of a content
+-----------------
+* Clean, no spool: reads go to an `ObjectReader` (reader.py) — ranged GETs into prefetch buffers,
+  answered as memoryview slices. Nothing touches the disk.
+* First write or truncate (or open with O_TRUNC / create): a sparse `SpoolFile` (spool.py) the length
+  of the file is created and the prefetch buffers are dropped. The remote object is *not* downloaded
+  then: bytes [0, base_size) of the remote object are fetched into the spool lazily, only for ranges
+  that are read before being overwritten, and all remaining gaps at flush ("materialize"). `_valid`
+  lists which ranges below base_size the spool already holds; at or past base_size the spool is
+  authoritative (holes are zeros). Shrinking below base_size lowers base_size, so truncate-then-grow
+  reads zeros, as POSIX requires.
+* flush uploads the whole spool through the `UploadStrategy` (writer.py) with the Content-Type/meta
+  that `headers()` gives at that moment. On success the spool holds the object exactly (base_size
+  becomes 0) and the content is clean; later reads are served from the spool. On StoreError the
+  content stays dirty, one line is logged, and the error propagates (fs-core answers EIO); the next
+  flush/fsync/close, or `flush_all` at unmount, retries.
+* release at zero references drops a clean content (spool closed, buffers freed) but keeps a dirty
+  one in the table, so dirty data is never dropped silently: a later open shares it and retries.
+
+Concurrency (everything runs in trio tasks on the one event-loop thread; synchronous code between two
+awaits is atomic, and spool pread/pwrite are synchronous calls on that thread — cheaper than a
+thread hop for ≤1 MiB page-cache I/O)
+---------------------------------------------------------------------------------------------------
+* `FileContent._lock` (a trio.Lock) protects the spool's contents and length, `size`, `base_size`,
+  `_valid`, `dirty` and `_generation` against interleaving across awaits. write, truncate,
+  materialize and flush hold it. flush holds it for the whole upload, so a write or truncate that
+  races a flush waits until the upload ends and then makes the content dirty again: the uploaded
+  object is always one consistent snapshot and the later write is uploaded by the next flush.
+  (Streaming multipart while the file is open will replace this with a per-part snapshot; the
+  strategy seam is `UploadStrategy` in writer.py.)
+* Reads of a content with a spool take the lock only when a range below base_size must first be
+  fetched; otherwise they pread without it (atomic, since pread is synchronous). Reads of a clean
+  content without a spool never take it; a write that starts meanwhile invalidates the prefetch
+  buffers, and a read already waiting on a buffer returns the pre-write bytes (the two calls were
+  concurrent, so either order is correct).
+* Prefetch GETs run as tasks in the manager's nursery (the mount's). A dropped buffer may still be
+  filled by its in-flight GET; only the task's own reference keeps it alive until then.
+* rename(old, new) moves the table entry and changes `key` at once. A flush already uploading keeps
+  the key it started with; when it finishes and sees the key changed, the content stays dirty, so
+  the next flush uploads to the new key.
+* `unlinked(key)` (and a rename over an open key) detaches the old content: it keeps serving reads
+  and writes to its open handles, but its flush uploads nothing, so closing an unlinked file never
+  re-creates the deleted object.
+* release never awaits an upload; flush_all at unmount flushes every dirty content one by one and
+  logs (does not raise) failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import trio
+
+from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, ReadaheadConfig
+from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, split_range
+from ossmount.fs.writer import SpoolUpload, UploadRequest, UploadStrategy, store_error_from_group
+from ossmount.store.types import ObjectInfo, StoreError
+
+log = logging.getLogger(__name__)
+
+UploadHeaders = tuple[str, dict[str, str]]  # (content_type, x-oss-meta-* without prefix)
+HeadersFactory = Callable[[], UploadHeaders]
+
+DEFAULT_PREFETCH_LIMIT = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContentStatistics:
+    bytes_read: int
+    bytes_written: int
+    bytes_fetched: int
+    bytes_uploaded: int
+    puts: int
+    parts_uploaded: int
+    multipart_uploads: int
+    upload_failures: int
+    prefetch_hits: int
+    prefetch_misses: int
+    open_contents: int
+    dirty_contents: int
+    prefetch_buffered_bytes: int
+
+
+class FileContent:
+    """The bytes of one open key (see the module docstring for states and locking)."""
+
+    def __init__(self, manager: ContentManager, key: str, *, size: int, etag: str, headers: HeadersFactory):
+        self._manager = manager
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.dirty = False
+        self.detached = False
+        self._headers = headers
+        self._refs = 0
+        self._base_size = size
+        self._valid = RangeSet()
+        self._spool: SpoolFile | None = None
+        self._lock = trio.Lock()
+        self._generation = 0
+        self._reader = ObjectReader(
+            fetch_into=self._fetch_remote,
+            size=size,
+            nursery=manager._nursery,
+            budget=manager._budget,
+            counters=manager._counters,
+            config=manager._readahead,
+        )
+
+    def __repr__(self) -> str:
+        return f"<FileContent {self.key!r} size={self.size} dirty={self.dirty} refs={self._refs}>"
+
+    async def read(self, offset: int, length: int) -> bytes | memoryview:
+        """Up to `length` bytes at `offset`; short only at end of file. StoreError propagates."""
+        if self._spool is None:
+            return await self._reader.read(offset, length)
+        if offset >= self.size or length <= 0:
+            return b""
+        end = min(offset + length, self.size)
+        if self._valid.gaps(offset, min(end, self._base_size)):
+            async with self._lock:
+                await self._materialize(offset, end)
+        if self._spool is None:  # reset to the remote object while we waited
+            return await self._reader.read(offset, length)
+        end = min(offset + length, self.size)
+        data = self._spool.pread(offset, max(end - offset, 0))
+        self._manager._counters.bytes_read += len(data)
+        return data
+
+    async def write(self, offset: int, data) -> int:
+        """Write `data` at `offset` into the spool (nothing is uploaded before flush); returns its length."""
+        async with self._lock:
+            spool = self._ensure_spool()
+            written = spool.pwrite(offset, data)
+            end = offset + written
+            if offset < self._base_size:
+                self._valid.add(offset, min(end, self._base_size))
+            if end > self.size:
+                self.size = end
+            self._mark_dirty()
+        self._manager._counters.bytes_written += written
+        return written
+
+    async def truncate(self, size: int) -> None:
+        """Set the length: shrinking drops bytes, growing adds zeros."""
+        async with self._lock:
+            spool = self._ensure_spool()
+            spool.resize(size)
+            if size < self._base_size:
+                self._base_size = size
+                self._valid.clip(size)
+            self.size = size
+            self._mark_dirty()
+
+    async def flush(self) -> ObjectInfo | None:
+        """Upload if dirty and return the new object's info; None if there was nothing to upload."""
+        if not self.dirty:
+            return None
+        async with self._lock:
+            if not self.dirty:
+                return None
+            if self.detached:
+                self.dirty = False
+                return None
+            key = self.key
+            try:
+                await self._materialize(0, self._base_size)
+                content_type, meta = self._headers()
+                request = UploadRequest(key=key, spool=self._spool, size=self.size, content_type=content_type, meta=meta)
+                info = await self._manager._strategy.upload(request)
+            except StoreError as exc:
+                self._manager._counters.upload_failures += 1
+                log.error("upload of %s failed; its data is kept for a later flush: %s", key, exc)
+                raise
+            self.etag = info.etag
+            self._base_size = 0
+            self._valid.clear()
+            if self.key == key and not self.detached:
+                self.dirty = False
+            return info
+
+    def _mark_dirty(self) -> None:
+        self.dirty = True
+        self._generation += 1
+
+    def _ensure_spool(self) -> SpoolFile:
+        if self._spool is None:
+            self._spool = SpoolFile(self._manager._spool_dir, self.size)
+            self._reader.invalidate()
+        return self._spool
+
+    async def _fetch_remote(self, offset: int, view: memoryview) -> int:
+        return await self._manager._store.get_into(self.key, offset, view)
+
+    async def _materialize(self, start: int, end: int) -> None:
+        """Download the parts of [start, end) below base_size that the spool lacks. Caller holds the lock."""
+        end = min(end, self._base_size)
+        pieces = [piece for gap in self._valid.gaps(start, end) for piece in split_range(*gap, CHUNK_LIMIT)]
+        if not pieces:
+            return
+        slots = trio.Semaphore(self._manager._parallel_count)
+
+        async def fetch(piece_start: int, piece_end: int) -> None:
+            try:
+                buffer = bytearray(piece_end - piece_start)
+                filled = await self._fetch_remote(piece_start, memoryview(buffer))
+                self._manager._counters.bytes_fetched += filled
+                if filled < len(buffer):
+                    log.warning("%s is shorter on the server than when opened; missing bytes read as zeros", self.key)
+                if self._spool is not None:
+                    self._spool.pwrite(piece_start, memoryview(buffer)[:filled])
+                    self._valid.add(piece_start, piece_end)
+            finally:
+                slots.release()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for piece in pieces:
+                    await slots.acquire()
+                    nursery.start_soon(fetch, *piece)
+        except BaseExceptionGroup as group:
+            store_error = store_error_from_group(group)
+            if store_error is None:
+                raise
+            raise store_error from None
+
+    async def _reset_to_remote(self, size: int, etag: str) -> None:
+        """Forget local state of a clean content whose object changed on the server."""
+        async with self._lock:
+            if self.dirty:
+                return
+            self._close_spool()
+            self.size = size
+            self.etag = etag
+            self._base_size = size
+            self._valid.clear()
+            self._reader.invalidate(size)
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def _discard(self) -> None:
+        self._close_spool()
+        self._reader.invalidate()
+
+
+class ContentManager:
+    """Opens, shares, flushes and releases `FileContent`s; owns the spool directory and prefetch budget.
+
+    `multipart_size` is in bytes. Background work (read-ahead GETs) runs in `nursery`, which must
+    outlive the manager's use (the mount's nursery).
+    """
+
+    def __init__(
+        self,
+        store,
+        *,
+        spool_dir: str,
+        multipart_size: int,
+        parallel_count: int,
+        nursery: trio.Nursery,
+        upload_strategy: UploadStrategy | None = None,
+        readahead: ReadaheadConfig = ReadaheadConfig(),
+        prefetch_limit: int = DEFAULT_PREFETCH_LIMIT,
+    ):
+        self._store = store
+        self._spool_dir = spool_dir
+        self._parallel_count = parallel_count
+        self._nursery = nursery
+        self._counters = IoCounters()
+        self._budget = PrefetchBudget(prefetch_limit)
+        self._readahead = readahead
+        self._strategy = upload_strategy or SpoolUpload(
+            store, multipart_size=multipart_size, parallel_count=parallel_count, counters=self._counters
+        )
+        self._contents: dict[str, FileContent] = {}
+
+    async def open(
+        self,
+        key: str,
+        *,
+        size: int,
+        etag: str,
+        truncate: bool = False,
+        new: bool = False,
+        headers: HeadersFactory,
+    ) -> FileContent:
+        """Open (or share) the content of `key`. new=True: empty and dirty; truncate=True: O_TRUNC."""
+        content = self._contents.get(key)
+        if content is None:
+            content = FileContent(self, key, size=0 if new else size, etag=etag, headers=headers)
+            self._contents[key] = content
+        elif not content.dirty and not new and etag and content.etag and etag != content.etag:
+            await content._reset_to_remote(size, etag)
+        content._headers = headers
+        content._refs += 1
+        try:
+            if new or truncate:
+                await content.truncate(0)
+        except BaseException:
+            await self.release(content)
+            raise
+        return content
+
+    async def release(self, content: FileContent) -> None:
+        """Drop one reference. Never uploads. At zero references a clean content is freed; a dirty one is kept."""
+        content._refs -= 1
+        if content._refs > 0:
+            return
+        if content.dirty and not content.detached:
+            log.debug("keeping dirty content of %s after its last close", content.key)
+            return
+        if self._contents.get(content.key) is content:
+            del self._contents[content.key]
+        content._discard()
+
+    def get(self, key: str) -> FileContent | None:
+        return self._contents.get(key)
+
+    def rename(self, old_key: str, new_key: str) -> None:
+        """An open file follows a rename: its next upload goes to `new_key`."""
+        content = self._contents.pop(old_key, None)
+        if content is None:
+            return
+        replaced = self._contents.get(new_key)
+        if replaced is not None and replaced is not content:
+            self._detach(replaced)
+        content.key = new_key
+        self._contents[new_key] = content
+
+    def unlinked(self, key: str) -> None:
+        """The object was deleted while open: its content must not be uploaded again (see docstring)."""
+        content = self._contents.get(key)
+        if content is not None:
+            self._detach(content)
+
+    def _detach(self, content: FileContent) -> None:
+        content.detached = True
+        if self._contents.get(content.key) is content:
+            del self._contents[content.key]
+        if content._refs <= 0:
+            content._discard()
+
+    async def flush_all(self) -> None:
+        """Upload every dirty content (at unmount); failures are logged, not raised."""
+        for content in list(self._contents.values()):
+            if not content.dirty:
+                continue
+            try:
+                await content.flush()
+            except StoreError as exc:
+                log.error("unmount: %s could not be uploaded, its changes are lost: %s", content.key, exc)
+
+    def close(self) -> None:
+        """Release every spool file (after flush_all, at unmount)."""
+        for content in list(self._contents.values()):
+            content._discard()
+        self._contents.clear()
+
+    def statistics(self) -> ContentStatistics:
+        return ContentStatistics(
+            **asdict(self._counters),
+            open_contents=len(self._contents),
+            dirty_contents=sum(1 for content in self._contents.values() if content.dirty),
+            prefetch_buffered_bytes=self._budget.used,
+        )

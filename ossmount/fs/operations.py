@@ -1,0 +1,212 @@
+"""The pyfuse3 glue: unpack each request, make one `Filesystem` call, answer in pyfuse3 types.
+
+Every handler goes through `_fuse_errors`, the one place an exception becomes `FUSEError`: pyfuse3
+ends the whole filesystem if anything else escapes a handler.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any
+
+import pyfuse3
+
+from ossmount.fs.errors import errno_for
+from ossmount.fs.filesystem import Entry, Filesystem
+
+log = logging.getLogger(__name__)
+
+
+def _fuse_errors(method):
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the single conversion point
+            raise pyfuse3.FUSEError(errno_for(exc, operation=method.__name__)) from None
+
+    return wrapper
+
+
+def _attributes(inode: int, attrs: Any, timeout: float) -> pyfuse3.EntryAttributes:
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = inode
+    entry.generation = 0
+    entry.entry_timeout = timeout
+    entry.attr_timeout = timeout
+    entry.st_mode = attrs.mode
+    entry.st_nlink = 2 if (attrs.mode & 0o170000) == 0o040000 else 1
+    entry.st_uid = attrs.uid
+    entry.st_gid = attrs.gid
+    entry.st_rdev = 0
+    entry.st_size = attrs.size
+    entry.st_blksize = 4096
+    entry.st_blocks = (attrs.size + 511) // 512
+    entry.st_atime_ns = attrs.atime_ns
+    entry.st_mtime_ns = attrs.mtime_ns
+    entry.st_ctime_ns = attrs.ctime_ns
+    return entry
+
+
+def _entry(entry: Entry) -> pyfuse3.EntryAttributes:
+    return _attributes(entry.inode, entry.attrs, entry.timeout)
+
+
+def _name(name: bytes) -> str:
+    return os.fsdecode(name)
+
+
+class Operations(pyfuse3.Operations):
+    """pyfuse3 request handlers over a kernel-free `Filesystem`."""
+
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, fs: Filesystem):
+        super().__init__()
+        self.fs = fs
+
+    @_fuse_errors
+    async def lookup(self, parent_inode, name, ctx=None):
+        return _entry(await self.fs.lookup(parent_inode, _name(name)))
+
+    async def forget(self, inode_list):
+        for inode, count in inode_list:
+            self.fs.forget(inode, count)
+
+    @_fuse_errors
+    async def getattr(self, inode, ctx=None):
+        return _entry(await self.fs.getattr(inode))
+
+    @_fuse_errors
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        entry = await self.fs.setattr(
+            inode,
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            size=attr.st_size if fields.update_size else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            fh=fh,
+        )
+        return _entry(entry)
+
+    @_fuse_errors
+    async def readlink(self, inode, ctx):
+        return os.fsencode(await self.fs.readlink(inode))
+
+    @_fuse_errors
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        return _entry(await self.fs.mknod(parent_inode, _name(name), mode, rdev, ctx.uid, ctx.gid, ctx.umask))
+
+    @_fuse_errors
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        return _entry(await self.fs.mkdir(parent_inode, _name(name), mode, ctx.uid, ctx.gid, ctx.umask))
+
+    @_fuse_errors
+    async def unlink(self, parent_inode, name, ctx):
+        await self.fs.unlink(parent_inode, _name(name))
+
+    @_fuse_errors
+    async def rmdir(self, parent_inode, name, ctx):
+        await self.fs.rmdir(parent_inode, _name(name))
+
+    @_fuse_errors
+    async def symlink(self, parent_inode, name, target, ctx):
+        return _entry(await self.fs.symlink(parent_inode, _name(name), os.fsdecode(target), ctx.uid, ctx.gid))
+
+    @_fuse_errors
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        await self.fs.rename(parent_inode_old, _name(name_old), parent_inode_new, _name(name_new), flags)
+
+    @_fuse_errors
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        return _entry(await self.fs.link(inode, new_parent_inode, _name(new_name)))
+
+    @_fuse_errors
+    async def open(self, inode, flags, ctx):
+        return pyfuse3.FileInfo(fh=await self.fs.open(inode, flags), keep_cache=False)
+
+    @_fuse_errors
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        fh, entry = await self.fs.create(parent_inode, _name(name), mode, flags, ctx.uid, ctx.gid, ctx.umask)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), _entry(entry)
+
+    @_fuse_errors
+    async def read(self, fh, off, size):
+        return await self.fs.read(fh, off, size)
+
+    @_fuse_errors
+    async def write(self, fh, off, buf):
+        return await self.fs.write(fh, off, buf)
+
+    @_fuse_errors
+    async def flush(self, fh):
+        await self.fs.flush(fh)
+
+    @_fuse_errors
+    async def fsync(self, fh, datasync):
+        await self.fs.flush(fh)
+
+    @_fuse_errors
+    async def release(self, fh):
+        await self.fs.release(fh)
+
+    @_fuse_errors
+    async def opendir(self, inode, ctx):
+        return await self.fs.opendir(inode)
+
+    @_fuse_errors
+    async def readdir(self, fh, start_id, token):
+        for entry in await self.fs.readdir(fh, start_id):
+            inode = self.fs.inodes.inode_for(entry.path)
+            if not pyfuse3.readdir_reply(
+                token, os.fsencode(entry.name), _attributes(inode, entry.attrs, self.fs.timeout), entry.next_id
+            ):
+                break
+            self.fs.remember(entry)
+
+    @_fuse_errors
+    async def releasedir(self, fh):
+        self.fs.releasedir(fh)
+
+    @_fuse_errors
+    async def fsyncdir(self, fh, datasync):
+        return None
+
+    @_fuse_errors
+    async def statfs(self, ctx):
+        info = self.fs.statfs()
+        result = pyfuse3.StatvfsData()
+        result.f_bsize = info.block_size
+        result.f_frsize = info.block_size
+        result.f_blocks = info.blocks
+        result.f_bfree = info.blocks_free
+        result.f_bavail = info.blocks_free
+        result.f_files = info.files
+        result.f_ffree = info.files_free
+        result.f_favail = info.files_free
+        result.f_namemax = info.name_max
+        return result
+
+    @_fuse_errors
+    async def setxattr(self, inode, name, value, ctx):
+        await self.fs.setxattr(inode, _name(name), value)
+
+    @_fuse_errors
+    async def getxattr(self, inode, name, ctx):
+        return await self.fs.getxattr(inode, _name(name))
+
+    @_fuse_errors
+    async def listxattr(self, inode, ctx):
+        return [os.fsencode(n) for n in await self.fs.listxattr(inode)]
+
+    @_fuse_errors
+    async def removexattr(self, inode, name, ctx):
+        await self.fs.removexattr(inode, _name(name))

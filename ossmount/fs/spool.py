@@ -1,0 +1,150 @@
+"""Local staging of dirty file contents: a sparse spool file plus the set of byte ranges it holds.
+
+`RangeSet` is pure (no I/O) and property-tested. `SpoolFile` is one unlinked temporary file per open
+key under the mount's spool directory, written with `os.pwrite` and read with `os.pread`, so a file
+larger than memory never needs more than one request's worth of RAM.
+
+The spool's length always equals the file's logical size (`ftruncate` on create, grow and shrink), so
+holes read back as zeros. Which bytes of the spool are authoritative is tracked by the owner
+(`FileContent`): everything at or past the remote object's `base_size`, plus the `RangeSet` of
+ranges below it that were written or downloaded.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import tempfile
+from typing import Iterator
+
+CHUNK_LIMIT = 8 * 1024 * 1024
+
+
+class RangeSet:
+    """A set of disjoint, non-adjacent half-open byte ranges [start, end), kept sorted."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(list(zip(self._starts, self._ends)))
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __repr__(self) -> str:
+        return f"RangeSet({list(self)!r})"
+
+    def add(self, start: int, end: int) -> None:
+        """Add [start, end), merging with overlapping or touching ranges."""
+        if end <= start:
+            return
+        # First range whose end >= start (touching merges), last range whose start <= end.
+        lo = bisect.bisect_left(self._ends, start)
+        hi = bisect.bisect_right(self._starts, end)
+        if lo < hi:
+            start = min(start, self._starts[lo])
+            end = max(end, self._ends[hi - 1])
+        self._starts[lo:hi] = [start]
+        self._ends[lo:hi] = [end]
+
+    def clip(self, limit: int) -> None:
+        """Drop everything at or past `limit`."""
+        index = bisect.bisect_left(self._starts, limit)
+        del self._starts[index:]
+        del self._ends[index:]
+        if self._ends and self._ends[-1] > limit:
+            self._ends[-1] = limit
+
+    def clear(self) -> None:
+        self._starts.clear()
+        self._ends.clear()
+
+    def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) not covered by the set, in order."""
+        result: list[tuple[int, int]] = []
+        if end <= start:
+            return result
+        cursor = start
+        index = bisect.bisect_right(self._ends, start)
+        while cursor < end and index < len(self._starts):
+            range_start, range_end = self._starts[index], self._ends[index]
+            if range_start >= end:
+                break
+            if range_start > cursor:
+                result.append((cursor, range_start))
+            cursor = max(cursor, range_end)
+            index += 1
+        if cursor < end:
+            result.append((cursor, end))
+        return result
+
+    def covers(self, start: int, end: int) -> bool:
+        return not self.gaps(start, end)
+
+
+def split_range(start: int, end: int, chunk: int = CHUNK_LIMIT) -> list[tuple[int, int]]:
+    """Cut [start, end) into consecutive pieces of at most `chunk` bytes."""
+    return [(offset, min(offset + chunk, end)) for offset in range(start, end, chunk)]
+
+
+class SpoolFile:
+    """An unlinked sparse temporary file; its length is kept equal to the content's logical size."""
+
+    def __init__(self, spool_dir: str, size: int):
+        fd, path = tempfile.mkstemp(prefix="ossmount-spool-", dir=spool_dir)
+        try:
+            os.unlink(path)
+            os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def pwrite(self, offset: int, data) -> int:
+        """Write all of `data` at `offset` (loops over short writes)."""
+        view = memoryview(data).cast("B")
+        written = 0
+        while written < len(view):
+            written += os.pwrite(self._fd, view[written:], offset + written)
+        return written
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read up to `length` bytes at `offset`; short only at the end of the file."""
+        chunks = []
+        remaining = length
+        while remaining > 0:
+            data = os.pread(self._fd, remaining, offset)
+            if not data:
+                break
+            chunks.append(data)
+            offset += len(data)
+            remaining -= len(data)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def resize(self, size: int) -> None:
+        os.ftruncate(self._fd, size)
+
+    def open_reader(self):
+        """A fresh binary file object positioned at 0, for streaming the whole spool to an upload.
+
+        It is a dup of the descriptor: its file offset is shared with ours, which is harmless because
+        the spool itself only ever uses pread/pwrite.
+        """
+        reader = os.fdopen(os.dup(self._fd), "rb", buffering=0)
+        reader.seek(0)
+        return reader
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

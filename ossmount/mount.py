@@ -1,0 +1,250 @@
+"""`ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT,...] [-f] [-d]`: check, mount, serve, unmount.
+
+Without `-f` the command re-runs itself as a detached child (`... -f --ready-fd N`, new session, stdio to
+/dev/null unless `-d`) and waits at most 30 s for the child's readiness line on the pipe: one JSON object,
+`{"state": "ready"}` or `{"state": "error", "code": EXIT_CODE, "message": "..."}`. The child runs the
+mount-time check before `pyfuse3.init`, so bad credentials never leave a mount behind. Credentials never
+travel in argv: the child resolves them again from the same passwd_file or environment.
+
+Unmount (`umount`, `fusermount3 -u`) ends `pyfuse3.main`; every dirty file is then flushed and the
+process exits 0. SIGTERM/SIGINT flush, unmount and exit 0 too.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import trio
+
+from ossmount.errors import EXIT_MOUNT, EXIT_OK, QuietError
+
+log = logging.getLogger("ossmount.mount")
+
+READY_TIMEOUT = 30.0
+READ_AHEAD_KB = 1024
+_LOG_LEVELS = {"crit": logging.CRITICAL, "err": logging.ERROR, "warn": logging.WARNING,
+               "info": logging.INFO, "debug": logging.DEBUG}
+
+
+class MountError(QuietError):
+    exit_code = EXIT_MOUNT
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `ossmount mount`."""
+    from ossmount.options import format_options_help, parse_mount_args
+
+    args = parse_mount_args(argv)
+    if args.show_help:
+        print("usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d]\n")
+        print(format_options_help())
+        return EXIT_OK
+    _setup_logging(args.debug, args.options.dbglevel)
+    if not args.foreground:
+        check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
+        return _spawn_and_wait(argv, debug=args.debug)
+    try:
+        check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
+        trio.run(_serve, args)
+    except QuietError as exc:
+        if args.ready_fd is not None:
+            _report(args.ready_fd, {"state": "error", "code": exc.exit_code, "message": str(exc)})
+        raise
+    except BaseException as exc:
+        if args.ready_fd is not None:
+            _report(args.ready_fd, {"state": "error", "code": 1, "message": f"internal error: {exc!r}"})
+        raise
+    return EXIT_OK
+
+
+def _setup_logging(debug: bool, dbglevel: str) -> None:
+    level = logging.DEBUG if debug else min(logging.WARNING, _LOG_LEVELS.get(dbglevel, logging.WARNING))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if not debug:
+        for noisy in ("urllib3", "oss2", "requests"):
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def check_mountpoint(path: str, *, nonempty: bool) -> None:
+    """The mountpoint exists, is a directory, and is empty unless `nonempty`."""
+    if not os.path.exists(path):
+        raise MountError(f"mountpoint {path} does not exist: create it with mkdir -p {path}")
+    if not os.path.isdir(path):
+        raise MountError(f"mountpoint {path} is not a directory")
+    if os.path.ismount(path) and _is_fuse_mount(path):
+        raise MountError(f"mountpoint {path} is already mounted: unmount it first (umount {path})")
+    if not nonempty and os.listdir(path):
+        raise MountError(f"mountpoint {path} is not empty: empty it or add -o nonempty")
+
+
+def _is_fuse_mount(path: str) -> bool:
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == real and " fuse" in line.split(" - ", 1)[1][:6] for line in f)
+    except OSError:
+        return False
+
+
+def _spawn_and_wait(argv: list[str], *, debug: bool) -> int:
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-m", "ossmount", "mount", *argv, "-f", "--ready-fd", str(write_end)]
+    output = None if debug else subprocess.DEVNULL
+    child = subprocess.Popen(
+        command, pass_fds=(write_end,), start_new_session=True, stdin=subprocess.DEVNULL,
+        stdout=output, stderr=output, close_fds=True,
+    )
+    os.close(write_end)
+    try:
+        line = _read_line(read_end, child, READY_TIMEOUT)
+    finally:
+        os.close(read_end)
+    if line is None:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+            raise MountError(f"the mount did not become ready within {READY_TIMEOUT:.0f} s (run with -f -d to see why)")
+        raise MountError(f"the mount process exited with code {child.returncode} before the mount was ready "
+                         "(run with -f -d to see why)", child.returncode or EXIT_MOUNT)
+    try:
+        report = json.loads(line)
+    except ValueError:
+        raise MountError(f"unexpected readiness report from the mount process: {line!r}") from None
+    if report.get("state") == "ready":
+        return EXIT_OK
+    child.wait(timeout=10)
+    raise QuietError(str(report.get("message", "mount failed")), int(report.get("code", EXIT_MOUNT)))
+
+
+def _read_line(fd: int, child: subprocess.Popen, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\n", 1)[0].decode("utf-8", "replace")
+
+
+def _report(fd: int, report: dict) -> None:
+    try:
+        os.write(fd, (json.dumps(report) + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+async def _serve(args) -> None:
+    import pyfuse3
+
+    from ossmount.check import check_target
+    from ossmount.credentials import resolve_credentials
+    from ossmount.fs.attrs import Ownership
+    from ossmount.fs.content import ContentManager
+    from ossmount.fs.filesystem import Filesystem, FsConfig
+    from ossmount.fs.mime import MimeTypes
+    from ossmount.fs.operations import Operations
+    from ossmount.store import ObjectStore
+
+    opts = args.options
+    credentials = resolve_credentials(args.bucket, passwd_file=opts.passwd_file)
+    store = ObjectStore.create(
+        endpoint=opts.url, bucket=args.bucket, credentials=credentials, region=opts.effective_region,
+        sigv4=opts.sigv4, max_connections=max(16, opts.parallel_count * 2),
+    )
+    await check_target(store, args.prefix)
+    check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
+    ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
+    mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
+    config = FsConfig(
+        prefix=args.prefix,
+        read_only=opts.read_only,
+        list_v2=opts.list_objects_v2,
+        readdir_optimize=opts.readdir_optimize,
+        stat_cache_size=opts.max_stat_cache_size,
+        stat_cache_ttl=opts.stat_cache_expire,
+        negative_cache=opts.enable_noobj_cache,
+        complement_stat=opts.complement_stat,
+    )
+    spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-")
+    terminated = False
+    try:
+        async with trio.open_nursery() as nursery:
+            contents = ContentManager(
+                store, spool_dir=spool_dir, multipart_size=opts.multipart_size_bytes,
+                parallel_count=opts.parallel_count, nursery=nursery,
+            )
+            fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
+            try:
+                pyfuse3.init(Operations(fs), args.mountpoint, set(args.fuse_options))
+            except RuntimeError as exc:
+                raise MountError(f"cannot mount on {args.mountpoint}: {exc} (is /dev/fuse available?)") from None
+            log.info("mounted %s on %s", args.fsname, args.mountpoint)
+            try:
+                async with trio.open_nursery() as session:
+
+                    async def watch_signals() -> None:
+                        nonlocal terminated
+                        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                            async for signum in signals:
+                                log.info("signal %d: flushing and unmounting", signum)
+                                terminated = True
+                                pyfuse3.terminate()
+                                return
+
+                    session.start_soon(watch_signals)
+                    session.start_soon(_announce_ready, args)
+                    await pyfuse3.main()
+                    session.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await contents.flush_all()
+                    except Exception:  # noqa: BLE001 - unmount must go on; failures are logged
+                        log.exception("flushing files at unmount failed")
+                    pyfuse3.close(unmount=terminated)
+            nursery.cancel_scope.cancel()
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    log.info("unmounted %s", args.mountpoint)
+
+
+async def _announce_ready(args) -> None:
+    """Once the kernel answers statvfs on the mount, tune readahead (root) and report readiness."""
+    await trio.to_thread.run_sync(os.statvfs, args.mountpoint)
+    if os.geteuid() == 0:
+        await trio.to_thread.run_sync(_raise_read_ahead, args.mountpoint)
+    if args.ready_fd is not None:
+        _report(args.ready_fd, {"state": "ready"})
+
+
+def _raise_read_ahead(mountpoint: str) -> None:
+    try:
+        dev = os.stat(mountpoint).st_dev
+        path = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+        with open(path, "w") as f:
+            f.write(str(READ_AHEAD_KB))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.EACCES, errno.EROFS):
+            log.info("could not raise read_ahead_kb: %s", exc)

@@ -1,0 +1,138 @@
+"""`ossmount serve`: run the OSS-compatible local server until SIGTERM/SIGINT.
+
+Once the socket is bound it prints exactly one line, `ossmount serve: listening on http://HOST:PORT`,
+and flushes stdout, so `--listen 127.0.0.1:0` can be used and a parent process knows the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import re
+import signal
+import sys
+
+import trio
+
+from ossmount.errors import ConfigError, UsageError
+
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+log = logging.getLogger("ossmount.server")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage and exit(2) itself
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="ossmount serve", description="Run the OSS-compatible local server.")
+    parser.add_argument("--data-dir", required=True, help="directory holding the sqlite metadata and blobs")
+    parser.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to bind (port 0 = any)")
+    parser.add_argument("--credentials", required=True, metavar="FILE",
+                        help="file of AK:SK or AK:SK:SECURITY_TOKEN lines")
+    parser.add_argument("--bucket", action="append", default=[], metavar="NAME",
+                        help="create this bucket (owned by the first key) if missing; repeatable")
+    parser.add_argument("--region", default="cn-hangzhou")
+    parser.add_argument("--anonymous", action="store_true", help="accept unsigned requests")
+    parser.add_argument("--admin-token", default=None,
+                        help="enable the /_ossmount/admin/ API, authenticated by this token")
+    parser.add_argument("--service-host", action="append", default=[], metavar="HOST",
+                        help="extra host name addressed path-style (virtual-hosted: BUCKET.HOST); repeatable")
+    parser.add_argument("--max-skew", type=float, default=900.0, metavar="SECONDS",
+                        help="largest accepted clock difference of a signed request")
+    parser.add_argument("--restore-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="time an Archive/ColdArchive restore takes")
+    parser.add_argument("--core-threads", type=int, default=4, help="worker threads running the core")
+    parser.add_argument("-d", "--debug", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (`[v6]:PORT` for IPv6); raises UsageError."""
+    match = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    if not match:
+        raise UsageError(f"--listen must be HOST:PORT, not {value!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise UsageError(f"--listen port out of range: {port}")
+    return host, port
+
+
+def _url_host(host: str) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `ossmount serve`."""
+    args = build_parser().parse_args(argv)
+    host, port = parse_listen(args.listen)
+    for name in args.bucket:
+        if not BUCKET_NAME.fullmatch(name):
+            raise UsageError(f"invalid bucket name {name!r}: 3-63 characters of a-z, 0-9 and '-'")
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    from ossmount.server.core import ServerCore
+    from ossmount.server.core.auth import CredentialStore
+
+    try:
+        credentials = CredentialStore.from_file(args.credentials)
+    except OSError as exc:
+        raise ConfigError(f"cannot read credentials file {args.credentials}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"bad credentials file {args.credentials}: {exc}") from None
+    try:
+        os.makedirs(args.data_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data directory {args.data_dir}: {exc.strerror}") from None
+
+    core = ServerCore(
+        args.data_dir,
+        credentials=credentials,
+        region=args.region,
+        anonymous=args.anonymous,
+        service_hosts=tuple(args.service_host),
+        max_skew=args.max_skew,
+        restore_delay=args.restore_delay,
+    )
+    try:
+        if args.bucket:
+            owner = credentials.first().access_key_id
+            for name in args.bucket:
+                core.ensure_bucket(name, owner)
+        trio.run(_serve, core, host, port, args)
+    finally:
+        close = getattr(core, "close", None)
+        if close is not None:
+            close()
+    return 0
+
+
+async def _serve(core, host: str, port: int, args: argparse.Namespace) -> None:
+    from ossmount.server.faults import AdminApi
+    from ossmount.server.http import HttpFront
+
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    bound_port = listeners[0].socket.getsockname()[1]
+    front = HttpFront(core, AdminApi(token=args.admin_token), core_threads=args.core_threads)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(front.serve, listeners)
+            print(f"ossmount serve: listening on http://{_url_host(host)}:{bound_port}", flush=True)
+            async for signum in signals:
+                log.info("received signal %d, shutting down", signum)
+                nursery.cancel_scope.cancel()
+                break

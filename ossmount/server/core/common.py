@@ -1,0 +1,341 @@
+"""Shared pieces of the operation handlers: the per-request context, time formats, metadata headers,
+conditionals and Range parsing (oss-api.md §2.3, §2.6, §2.7)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from .errors import OssError
+from .model import Request, Response
+from .routing import Target
+from .store import BucketRecord, ObjectRecord, ObjectRow, Store
+
+if TYPE_CHECKING:
+    from .core import ServerCore
+
+STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
+ARCHIVE_CLASSES = ("Archive", "ColdArchive", "DeepColdArchive")
+STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires",
+                  "x-oss-server-side-encryption", "x-oss-server-side-encryption-key-id",
+                  "x-oss-server-side-data-encryption", "x-oss-object-acl", "x-oss-tagging")
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+MAX_OBJECT_SIZE = 5 * 1024**3
+HEADER_CASE = {
+    "cache-control": "Cache-Control",
+    "content-disposition": "Content-Disposition",
+    "content-encoding": "Content-Encoding",
+    "content-language": "Content-Language",
+    "expires": "Expires",
+}
+
+
+@dataclass
+class Context:
+    """Everything a handler needs about one request."""
+
+    core: "ServerCore"
+    request: Request
+    target: Target
+    op: str
+    principal: str | None  # access key id, or None for an anonymous (allowed) request
+    now: float
+
+    @property
+    def store(self) -> Store:
+        return self.core.store
+
+    @property
+    def query(self) -> dict[str, str]:
+        return self.target.query
+
+    @property
+    def bucket_name(self) -> str:
+        return self.target.bucket
+
+    @property
+    def key(self) -> str:
+        return self.target.key
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.request.headers.get(name, default)
+
+    def body_bytes(self) -> bytes:
+        return self.request.body.read_bytes() if self.request.body is not None else b""
+
+    def owner_id(self) -> str:
+        return self.principal or self.core.default_owner
+
+    def bucket(self, name: str | None = None) -> BucketRecord:
+        """The named (default: addressed) bucket, checking that the caller may use it."""
+        name = self.bucket_name if name is None else name
+        record = self.store.get_bucket(name)
+        if record is None:
+            raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.", ec="0015-00000101",
+                           extra=[("BucketName", name)])
+        if self.principal is not None and record.owner != self.principal:
+            raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.",
+                           ec="0003-00000001")
+        return record
+
+
+def http_date(timestamp: float) -> str:
+    """RFC 1123 date, e.g. 'Tue, 24 Nov 2026 10:00:00 GMT'."""
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def iso8601(timestamp: float) -> str:
+    """List-style date, 'YYYY-MM-DDTHH:MM:SS.000Z' (oss2 requires the literal .000Z)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
+
+
+def parse_http_date(value: str) -> float | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    return parsed.timestamp()
+
+
+def quoted_etag(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def no_such_key(key: str) -> OssError:
+    return OssError(404, "NoSuchKey", "The specified key does not exist.", ec="0026-00000001", extra=[("Key", key)])
+
+
+def invalid_argument(message: str, name: str, value: str, ec: str | None = None) -> OssError:
+    return OssError(400, "InvalidArgument", message, ec=ec, extra=[("ArgumentName", name), ("ArgumentValue", value)])
+
+
+def check_key(key: str) -> None:
+    raw = key.encode("utf-8", "surrogatepass")
+    if not raw or len(raw) > 1023 or key[0] in "/\\":
+        raise OssError(400, "InvalidObjectName", "The specified object is not valid.", ec="0016-00000005")
+
+
+def storage_class_from(ctx: Context, default: str) -> str:
+    value = ctx.header("x-oss-storage-class")
+    if value is None or value == "":
+        return default
+    for known in STORAGE_CLASSES:
+        if value.lower() == known.lower():
+            return known
+    raise invalid_argument("Invalid storage class.", "x-oss-storage-class", value)
+
+
+def forbid_overwrite(ctx: Context) -> bool:
+    value = ctx.header("x-oss-forbid-overwrite")
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false"):
+        raise invalid_argument("Invalid x-oss-forbid-overwrite header.", "x-oss-forbid-overwrite", value,
+                               ec="0017-00000279")
+    return value.lower() == "true"
+
+
+def file_already_exists(ec: str = "0026-00000002") -> OssError:
+    return OssError(409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.", ec=ec)
+
+
+def metadata_from_request(ctx: Context, record: ObjectRecord) -> None:
+    """Copy Content-Type, x-oss-meta-* and the stored standard headers from the request into `record`."""
+    record.content_type = ctx.header("content-type") or "application/octet-stream"
+    record.meta = {name: value for name, value in ctx.request.headers.items() if name.startswith("x-oss-meta-")}
+    record.headers = {name: ctx.request.headers[name] for name in STORED_HEADERS if name in ctx.request.headers}
+
+
+def verify_content_md5(ctx: Context) -> None:
+    """400 InvalidDigest unless a Content-MD5 header matches the body."""
+    value = ctx.header("content-md5")
+    if value is None:
+        return
+    try:
+        expected = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        expected = b""
+    body = ctx.request.body
+    actual = body.md5 if body is not None else bytes.fromhex("d41d8cd98f00b204e9800998ecf8427e")
+    if len(expected) != 16 or expected != actual:
+        raise OssError(400, "InvalidDigest", "The Content-MD5 you specified was invalid.", ec="0016-00000021")
+
+
+def body_size(ctx: Context) -> int:
+    size = ctx.request.body.size if ctx.request.body is not None else 0
+    if size > MAX_OBJECT_SIZE:
+        raise OssError(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
+    return size
+
+
+def body_etag(ctx: Context) -> str:
+    body = ctx.request.body
+    if body is None:
+        return "D41D8CD98F00B204E9800998ECF8427E"
+    return body.md5.hex().upper()
+
+
+def restore_header(record: ObjectRecord, now: float, restore_delay: float) -> str | None:
+    """The x-oss-restore value for an archive object, or None when no restore was requested."""
+    if record.restore is None:
+        return None
+    requested = record.restore["requested"]
+    if now < requested + restore_delay:
+        return 'ongoing-request="true"'
+    expiry = requested + restore_delay + record.restore.get("days", 1) * 86400
+    return f'ongoing-request="false", expiry-date="{http_date(expiry)}"'
+
+
+def is_readable(record: ObjectRecord, now: float, restore_delay: float) -> bool:
+    """Archive-class objects can be read only once restored."""
+    if record.storage_class not in ARCHIVE_CLASSES:
+        return True
+    if record.restore is None:
+        return False
+    return now >= record.restore["requested"] + restore_delay
+
+
+def invalid_object_state() -> OssError:
+    return OssError(403, "InvalidObjectState", "The operation is not valid for the object's state", ec="0016-00000401")
+
+
+def object_headers(ctx: Context, row: ObjectRow, versioned: bool) -> list[tuple[str, str]]:
+    """The metadata headers of HeadObject/GetObject for a stored version."""
+    record = row.record
+    headers = [
+        ("Content-Type", record.content_type),
+        ("ETag", quoted_etag(record.etag)),
+        ("Last-Modified", http_date(record.mtime)),
+        ("Accept-Ranges", "bytes"),
+        ("x-oss-object-type", record.type),
+        ("x-oss-storage-class", record.storage_class),
+        ("x-oss-hash-crc64ecma", str(record.crc64)),
+    ]
+    for name, value in record.headers.items():
+        headers.append((HEADER_CASE.get(name, name), value))
+    for name, value in sorted(record.meta.items()):
+        headers.append((name, value))
+    if record.type == "Appendable":
+        headers.append(("x-oss-next-append-position", str(record.size)))
+    restore = restore_header(record, ctx.now, ctx.core.restore_delay)
+    if restore is not None:
+        headers.append(("x-oss-restore", restore))
+    if versioned and row.version_id:
+        headers.append(("x-oss-version-id", row.version_id))
+    return headers
+
+
+def check_conditions(
+    etag: str,
+    mtime: float,
+    get_header: Callable[[str], str | None],
+    prefix: str = "",
+    not_modified_status: int = 304,
+) -> None:
+    """Evaluate If-Match/If-None-Match/If-(Un)Modified-Since (ETags compared without quotes).
+
+    `prefix` selects the x-oss-copy-source-if-* family; for copies a failed none-match or
+    modified-since is 412 too (not 304).
+    """
+
+    def strip(value: str) -> str:
+        return value.strip().strip('"').upper()
+
+    if_match = get_header(prefix + "if-match")
+    if if_match is not None:
+        tags = {strip(t) for t in if_match.split(",")}
+        if "*" not in tags and etag.upper() not in tags:
+            raise OssError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
+                           extra=[("Condition", "If-Match")])
+    if_unmodified = get_header(prefix + "if-unmodified-since")
+    if if_unmodified is not None and if_match is None:
+        when = parse_http_date(if_unmodified)
+        if when is not None and int(mtime) > when:
+            raise OssError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
+                           extra=[("Condition", "If-Unmodified-Since")])
+    if_none_match = get_header(prefix + "if-none-match")
+    if if_none_match is not None:
+        tags = {strip(t) for t in if_none_match.split(",")}
+        if "*" in tags or etag.upper() in tags:
+            raise _not_modified(not_modified_status, "If-None-Match")
+    if_modified = get_header(prefix + "if-modified-since")
+    if if_modified is not None and if_none_match is None:
+        when = parse_http_date(if_modified)
+        if when is not None and int(mtime) <= when:
+            raise _not_modified(not_modified_status, "If-Modified-Since")
+
+
+def _not_modified(status: int, condition: str) -> OssError:
+    if status == 304:
+        return OssError(304, "NotModified", "The object was not modified.")
+    return OssError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
+                    extra=[("Condition", condition)])
+
+
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def parse_range(value: str | None, size: int, standard: bool) -> tuple[int, int] | None:
+    """Resolve a Range header to an inclusive (first, last) byte span, or None for the whole object.
+
+    Implements oss-api.md §2.6: without `x-oss-range-behavior: standard` an unsatisfiable or
+    malformed range serves the whole object; with it, RFC 7233 semantics and 416 otherwise.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.startswith("bytes="):
+        return None
+    spec = value[len("bytes="):].strip()
+    if "," in spec:
+        if standard:
+            raise RangeNotSatisfiable()
+        spec = spec.split(",", 1)[0].strip()
+    first_text, dash, last_text = spec.partition("-")
+    first_text, last_text = first_text.strip(), last_text.strip()
+    if not dash or (first_text and not first_text.isdigit()) or (last_text and not last_text.isdigit()):
+        return None
+    if not first_text and not last_text:
+        return None
+    if not first_text:
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            if standard:
+                raise RangeNotSatisfiable()
+            return None
+        if suffix > size:
+            return (0, size - 1) if standard else None
+        return size - suffix, size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last_text and last < first:
+        if standard:
+            raise RangeNotSatisfiable()
+        return None
+    if first >= size:
+        if standard:
+            raise RangeNotSatisfiable()
+        return None
+    if last >= size:
+        if not standard and last_text:
+            return None
+        last = size - 1
+    return first, last
+
+
+def xml_response(body: bytes, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, [("Content-Type", "application/xml"), *(headers or [])], body)

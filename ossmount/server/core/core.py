@@ -1,0 +1,171 @@
+"""`ServerCore`: the sans-IO OSS server. It classifies requests, authenticates them, dispatches to the
+operation handlers and renders every outcome, including errors, as a `Response`."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import threading
+import time
+from typing import Callable
+
+from . import ops_bucket, ops_multipart, ops_object, xmlio
+from .common import Context, http_date
+from .errors import OssError
+from .model import Request, Response
+from .routing import Route, Target, classify_operation, is_valid_bucket_name, parse_target
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+_HANDLERS: dict[str, Callable[[Context], Response]] = {
+    "ListBuckets": ops_bucket.list_buckets,
+    "PutBucket": ops_bucket.put_bucket,
+    "DeleteBucket": ops_bucket.delete_bucket,
+    "GetBucketInfo": ops_bucket.get_bucket_info,
+    "GetBucketStat": ops_bucket.get_bucket_stat,
+    "GetBucketLocation": ops_bucket.get_bucket_location,
+    "ListObjects": ops_bucket.list_objects,
+    "ListObjectsV2": ops_bucket.list_objects_v2,
+    "ListObjectVersions": ops_bucket.list_object_versions,
+    "PutBucketVersioning": ops_bucket.put_bucket_versioning,
+    "GetBucketVersioning": ops_bucket.get_bucket_versioning,
+    "ListLiveChannel": ops_bucket.list_live_channel,
+    "ListMultipartUploads": ops_multipart.list_multipart_uploads,
+    "DeleteMultipleObjects": ops_object.delete_multiple_objects,
+    "HeadObject": ops_object.head_object,
+    "GetObjectMeta": ops_object.get_object_meta,
+    "GetObject": ops_object.get_object,
+    "PutObject": ops_object.put_object,
+    "CopyObject": ops_object.copy_object,
+    "DeleteObject": ops_object.delete_object,
+    "AppendObject": ops_object.append_object,
+    "PutSymlink": ops_object.put_symlink,
+    "GetSymlink": ops_object.get_symlink,
+    "RestoreObject": ops_object.restore_object,
+    "InitiateMultipartUpload": ops_multipart.initiate_multipart_upload,
+    "UploadPart": ops_multipart.upload_part,
+    "UploadPartCopy": ops_multipart.upload_part_copy,
+    "CompleteMultipartUpload": ops_multipart.complete_multipart_upload,
+    "AbortMultipartUpload": ops_multipart.abort_multipart_upload,
+    "ListParts": ops_multipart.list_parts,
+}
+
+
+def new_request_id() -> str:
+    """A 24-hex-digit request id like OSS's x-oss-request-id."""
+    return secrets.token_hex(12).upper()
+
+
+class ServerCore:
+    """The OSS semantics of `ossmount serve`, over a durable store in `data_dir`.
+
+    `credentials` is an `ossmount.server.core.auth.CredentialStore`. With `anonymous`, unsigned requests
+    are allowed and act as the owner of everything. `restore_delay` is how long a RestoreObject takes.
+    `handle` is thread-safe (requests are applied one at a time).
+    """
+
+    def __init__(self, data_dir: str, *, credentials, region: str = "cn-hangzhou", anonymous: bool = False,
+                 service_hosts: tuple[str, ...] = (), max_skew: float = 900.0,
+                 clock: Callable[[], float] = time.time, restore_delay: float = 0.0):
+        self.store = Store(data_dir)
+        self.credentials = credentials
+        self.region = region
+        self.anonymous = anonymous
+        self.service_hosts = tuple(h.lower() for h in service_hosts)
+        self.max_skew = max_skew
+        self.clock = clock
+        self.restore_delay = restore_delay
+        self._lock = threading.Lock()
+        try:
+            self.default_owner = credentials.first().access_key_id
+        except (AttributeError, LookupError):
+            self.default_owner = "anonymous"
+
+    @property
+    def tmp_dir(self) -> str:
+        """Where the front end spools request bodies (same filesystem as the blob store)."""
+        return self.store.tmp_dir
+
+    def close(self) -> None:
+        self.store.close()
+
+    def ensure_bucket(self, name: str, owner: str) -> None:
+        """Create bucket `name` owned by access key `owner` unless it exists."""
+        if not is_valid_bucket_name(name):
+            raise ValueError(f"invalid bucket name {name!r}")
+        with self._lock:
+            if self.store.get_bucket(name) is None:
+                self.store.create_bucket(name, owner, self.clock(), "Standard")
+
+    def _target(self, request: Request) -> Target:
+        return parse_target(request.target, request.headers.get("host"), self.service_hosts)
+
+    def classify(self, request: Request) -> Route:
+        """Name the operation of a request without authenticating it. Never raises."""
+        try:
+            target = self._target(request)
+            return Route(classify_operation(request.method, target, request.headers), target.bucket, target.key)
+        except Exception:  # noqa: BLE001 - classification must never fail the front end
+            return Route("Unknown", "", "")
+
+    def handle(self, request: Request) -> Response:
+        """Execute one request. Never raises: failures become OSS error responses."""
+        request_id = new_request_id()
+        now = self.clock()
+        target: Target | None = None
+        try:
+            target = self._target(request)
+            op = classify_operation(request.method, target, request.headers)
+            principal = self._authenticate(request, target, now)
+            handler = _HANDLERS.get(op)
+            if handler is None:
+                raise OssError(501 if op != "Unknown" else 400,
+                               "NotImplemented" if op != "Unknown" else "InvalidRequest",
+                               f"{op} is not supported by ossmount serve.")
+            ctx = Context(self, request, target, op, principal, now)
+            with self._lock:
+                response = handler(ctx)
+        except OssError as error:
+            response = self._error_response(request, target, error, request_id)
+        except Exception as exc:  # noqa: BLE001 - any bug must still answer the client
+            log.warning("internal error handling %s %s", request.method, request.target, exc_info=True)
+            error = OssError(500, "InternalError", f"We encountered an internal error: {type(exc).__name__}.")
+            response = self._error_response(request, target, error, request_id)
+        return self._finish(response, request_id, now)
+
+    def _authenticate(self, request: Request, target: Target, now: float) -> str | None:
+        from .auth import authenticate
+
+        principal = authenticate(request, bucket=target.bucket or None, key=target.key or None,
+                                 credentials=self.credentials, region=self.region, now=now,
+                                 allow_anonymous=self.anonymous, max_skew=self.max_skew)
+        if principal is None:
+            return None
+        return getattr(principal, "owner_id", None) or principal.access_key_id
+
+    def _error_response(self, request: Request, target: Target | None, error: OssError, request_id: str) -> Response:
+        if error.status == 304:
+            return Response(304, list(error.headers))
+        host = request.headers.get("host") or "127.0.0.1"
+        if target is not None and target.bucket and not target.virtual_hosted:
+            host = f"{target.bucket}.{host}"
+        document = xmlio.error_document(error, request_id, host)
+        headers = [("Content-Type", "application/xml"), *error.headers]
+        if error.ec:
+            headers.append(("x-oss-ec", error.ec))
+        if request.method.upper() == "HEAD":
+            headers.append(("x-oss-err", xmlio.error_header_value(document)))
+            return Response(error.status, headers, b"", content_length=0)
+        return Response(error.status, headers, document)
+
+    def _finish(self, response: Response, request_id: str, now: float) -> Response:
+        response.headers = [
+            ("Server", "AliyunOSS"),
+            ("Date", http_date(now)),
+            ("x-oss-request-id", request_id),
+            ("x-oss-server-time", str(max(0, int((self.clock() - now) * 1000)))),
+            *response.headers,
+        ]
+        return response

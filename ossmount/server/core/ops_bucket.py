@@ -1,0 +1,371 @@
+"""Service- and bucket-level operations: buckets, listings, versioning config (oss-api.md §2.4, §2.5)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from . import xmlio
+from .common import (Context, STORAGE_CLASSES, http_date, invalid_argument, iso8601, quoted_etag,
+                     restore_header, xml_response)
+from .errors import OssError
+from .listing import list_current
+from .model import Response
+from .routing import is_valid_bucket_name
+from .store import ObjectRow, decode_key, encode_key
+from .xmlio import element, leaf, url_encode_if
+
+_TOKEN_PREFIX = b"ossmount-v2:"
+
+
+def _host(ctx: Context) -> str:
+    return ctx.header("host") or "127.0.0.1"
+
+
+def _location(ctx: Context) -> str:
+    return f"oss-{ctx.core.region}"
+
+
+def _owner(owner: str) -> xmlio.ET.Element:
+    return element("Owner", leaf("ID", owner), leaf("DisplayName", owner))
+
+
+def put_bucket(ctx: Context) -> Response:
+    name = ctx.bucket_name
+    if not is_valid_bucket_name(name):
+        raise OssError(400, "InvalidBucketName", "The specified bucket is not valid.", extra=[("BucketName", name)])
+    storage_class = xmlio.parse_create_bucket(ctx.body_bytes()) or "Standard"
+    if storage_class not in STORAGE_CLASSES:
+        raise invalid_argument("Invalid storage class.", "StorageClass", storage_class)
+    existing = ctx.store.get_bucket(name)
+    if existing is not None:
+        if ctx.principal is None or existing.owner == ctx.principal:
+            return Response(200, [("Location", "/" + name)])
+        raise OssError(409, "BucketAlreadyExists", "The requested bucket name is not available.",
+                       ec="0015-00000104", extra=[("BucketName", name)])
+    ctx.store.create_bucket(name, ctx.owner_id(), ctx.now, storage_class)
+    return Response(200, [("Location", "/" + name)])
+
+
+def delete_bucket(ctx: Context) -> Response:
+    ctx.bucket()
+    if not ctx.store.bucket_is_empty(ctx.bucket_name):
+        raise OssError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.",
+                       ec="0015-00000301", extra=[("BucketName", ctx.bucket_name)])
+    ctx.store.delete_bucket(ctx.bucket_name)
+    return Response(204)
+
+
+def _max_keys(ctx: Context, name: str = "max-keys", default: int = 100, limit: int = 1000) -> int:
+    text = ctx.query.get(name) or ""
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise invalid_argument(f"Argument {name} is invalid.", name, text) from None
+    if value < 0 or value > limit:
+        raise invalid_argument(f"Argument {name} must be between 0 and {limit}.", name, text)
+    return value
+
+
+def list_buckets(ctx: Context) -> Response:
+    prefix = ctx.query.get("prefix") or ""
+    marker = ctx.query.get("marker") or ""
+    max_keys = _max_keys(ctx)
+    buckets = [b for b in ctx.store.list_buckets()
+               if b.name.startswith(prefix) and b.name > marker
+               and (ctx.principal is None or b.owner == ctx.principal)]
+    page, truncated = buckets[:max_keys], len(buckets) > max_keys
+    owner = ctx.owner_id()
+    items = [
+        element("Bucket", leaf("CreationDate", iso8601(b.created)), leaf("ExtranetEndpoint", _host(ctx)),
+                leaf("IntranetEndpoint", _host(ctx)), leaf("Location", _location(ctx)), leaf("Name", b.name),
+                leaf("Region", ctx.core.region), leaf("StorageClass", b.storage_class))
+        for b in page
+    ]
+    root = element("ListAllMyBucketsResult", _owner(owner))
+    if prefix or marker or ctx.query.get("max-keys"):
+        root.append(leaf("Prefix", prefix))
+        root.append(leaf("Marker", marker))
+        root.append(leaf("MaxKeys", max_keys))
+        root.append(leaf("IsTruncated", truncated))
+        if truncated:
+            root.append(leaf("NextMarker", page[-1].name))
+    root.append(element("Buckets", *items))
+    return xml_response(xmlio.render(root))
+
+
+def get_bucket_info(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    info = element(
+        "Bucket",
+        leaf("AccessMonitor", "Disabled"),
+        leaf("CreationDate", iso8601(bucket.created)),
+        leaf("ExtranetEndpoint", _host(ctx)),
+        leaf("IntranetEndpoint", _host(ctx)),
+        leaf("Location", _location(ctx)),
+        leaf("StorageClass", bucket.storage_class),
+        leaf("TransferAcceleration", "Disabled"),
+        leaf("CrossRegionReplication", "Disabled"),
+        leaf("DataRedundancyType", "LRS"),
+        leaf("Name", bucket.name),
+        leaf("ResourceGroupId", "rg-default"),
+        _owner(bucket.owner),
+        element("AccessControlList", leaf("Grant", "private")),
+        leaf("Comment", ""),
+        element("ServerSideEncryptionRule", leaf("SSEAlgorithm", "None")),
+        element("BucketPolicy", leaf("LogBucket", ""), leaf("LogPrefix", "")),
+    )
+    if bucket.versioning:
+        info.append(leaf("Versioning", bucket.versioning))
+    return xml_response(xmlio.render(element("BucketInfo", info)))
+
+
+def get_bucket_stat(ctx: Context) -> Response:
+    ctx.bucket()
+    stat = ctx.store.bucket_stat(ctx.bucket_name)
+    root = element(
+        "BucketStat",
+        leaf("Storage", stat["storage"]),
+        leaf("ObjectCount", stat["count"]),
+        leaf("MultipartUploadCount", stat["uploads"]),
+        leaf("LiveChannelCount", 0),
+        leaf("LastModifiedTime", int(stat["last_modified"])),
+    )
+    names = {"Standard": "Standard", "IA": "InfrequentAccess", "Archive": "Archive", "ColdArchive": "ColdArchive",
+             "DeepColdArchive": "DeepColdArchive"}
+    for storage_class, prefix in names.items():
+        size, count = stat["by_class"].get(storage_class, (0, 0))
+        root.append(leaf(f"{prefix}Storage", size))
+        root.append(leaf(f"{prefix}RealStorage", size))
+        root.append(leaf(f"{prefix}ObjectCount", count))
+    root.append(leaf("DeleteMarkerCount", stat["delete_markers"]))
+    return xml_response(xmlio.render(root))
+
+
+def get_bucket_location(ctx: Context) -> Response:
+    ctx.bucket()
+    return xml_response(xmlio.render(leaf("LocationConstraint", _location(ctx))))
+
+
+def list_live_channel(ctx: Context) -> Response:
+    ctx.bucket()
+    root = element("ListLiveChannelResult", leaf("Prefix", ""), leaf("Marker", ""), leaf("MaxKeys", 100),
+                   leaf("IsTruncated", False))
+    return xml_response(xmlio.render(root))
+
+
+def put_bucket_versioning(ctx: Context) -> Response:
+    ctx.bucket()
+    status = xmlio.parse_versioning(ctx.body_bytes())
+    ctx.store.set_versioning(ctx.bucket_name, status)
+    return Response(200)
+
+
+def get_bucket_versioning(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    root = element("VersioningConfiguration")
+    if bucket.versioning:
+        root.append(leaf("Status", bucket.versioning))
+    return xml_response(xmlio.render(root))
+
+
+def _encoding(ctx: Context) -> bool:
+    value = ctx.query.get("encoding-type") or ""
+    if value and value != "url":
+        raise invalid_argument("Invalid encoding type.", "encoding-type", value)
+    return value == "url"
+
+
+def contents_element(ctx: Context, raw_key: bytes, row: ObjectRow, encode: bool, with_owner: bool,
+                     tag: str = "Contents") -> xmlio.ET.Element:
+    """A listing entry for a current object."""
+    record = row.record
+    node = element(
+        tag,
+        leaf("Key", url_encode_if(decode_key(raw_key), encode)),
+        leaf("LastModified", iso8601(record.mtime)),
+        leaf("ETag", quoted_etag(record.etag)),
+        leaf("Type", record.type),
+        leaf("Size", record.size),
+        leaf("StorageClass", record.storage_class),
+    )
+    if with_owner:
+        node.append(_owner(record.owner))
+    restore = restore_header(record, ctx.now, ctx.core.restore_delay)
+    if restore is not None:
+        node.append(leaf("RestoreInfo", restore))
+    return node
+
+
+def list_objects(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    encode = _encoding(ctx)
+    prefix = ctx.query.get("prefix") or ""
+    delimiter = ctx.query.get("delimiter") or ""
+    marker = ctx.query.get("marker") or ""
+    max_keys = _max_keys(ctx)
+    page = list_current(ctx.store, bucket.name, encode_key(prefix), encode_key(delimiter),
+                        encode_key(marker) if marker else None, max_keys)
+    root = element(
+        "ListBucketResult",
+        leaf("Name", bucket.name),
+        leaf("Prefix", url_encode_if(prefix, encode)),
+        leaf("Marker", url_encode_if(marker, encode)),
+        leaf("MaxKeys", max_keys),
+        leaf("Delimiter", url_encode_if(delimiter, encode)),
+    )
+    if encode:
+        root.append(leaf("EncodingType", "url"))
+    root.append(leaf("IsTruncated", page.truncated))
+    if page.truncated and page.last_item is not None:
+        root.append(leaf("NextMarker", url_encode_if(decode_key(page.last_item), encode)))
+    for raw_key, row in page.objects:
+        root.append(contents_element(ctx, raw_key, row, encode, True))
+    for common in page.common_prefixes:
+        root.append(element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(common), encode))))
+    return xml_response(xmlio.render(root))
+
+
+def encode_token(raw_key: bytes) -> str:
+    return base64.urlsafe_b64encode(_TOKEN_PREFIX + raw_key).decode("ascii")
+
+
+def decode_token(token: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raw = b""
+    if not raw.startswith(_TOKEN_PREFIX):
+        raise invalid_argument("The continuation token provided is incorrect", "continuation-token", token)
+    return raw[len(_TOKEN_PREFIX):]
+
+
+def list_objects_v2(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    encode = _encoding(ctx)
+    prefix = ctx.query.get("prefix") or ""
+    delimiter = ctx.query.get("delimiter") or ""
+    start_after = ctx.query.get("start-after") or ""
+    token = ctx.query.get("continuation-token") or ""
+    fetch_owner = (ctx.query.get("fetch-owner") or "").lower() == "true"
+    max_keys = _max_keys(ctx)
+    after: bytes | None = encode_key(start_after) if start_after else None
+    if token:
+        token_key = decode_token(unquote(token) if "%" in token else token)
+        after = max(after, token_key) if after is not None else token_key
+    page = list_current(ctx.store, bucket.name, encode_key(prefix), encode_key(delimiter), after, max_keys)
+    root = element(
+        "ListBucketResult",
+        leaf("Name", bucket.name),
+        leaf("Prefix", url_encode_if(prefix, encode)),
+    )
+    if start_after:
+        root.append(leaf("StartAfter", url_encode_if(start_after, encode)))
+    if token:
+        root.append(leaf("ContinuationToken", token))
+    root.append(leaf("MaxKeys", max_keys))
+    root.append(leaf("Delimiter", url_encode_if(delimiter, encode)))
+    if encode:
+        root.append(leaf("EncodingType", "url"))
+    root.append(leaf("IsTruncated", page.truncated))
+    if page.truncated and page.last_item is not None:
+        root.append(leaf("NextContinuationToken", encode_token(page.last_item)))
+    root.append(leaf("KeyCount", len(page.objects) + len(page.common_prefixes)))
+    for raw_key, row in page.objects:
+        root.append(contents_element(ctx, raw_key, row, encode, fetch_owner))
+    for common in page.common_prefixes:
+        root.append(element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(common), encode))))
+    return xml_response(xmlio.render(root))
+
+
+def list_object_versions(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    encode = _encoding(ctx)
+    prefix = ctx.query.get("prefix") or ""
+    delimiter = ctx.query.get("delimiter") or ""
+    key_marker = ctx.query.get("key-marker") or ""
+    version_marker = ctx.query.get("version-id-marker") or ""
+    max_keys = _max_keys(ctx)
+    raw_prefix, raw_delimiter = encode_key(prefix), encode_key(delimiter)
+    raw_marker = encode_key(key_marker) if key_marker else None
+
+    entries: list[tuple[bytes, ObjectRow | None, bytes | None]] = []  # (key, row, common prefix)
+    seen_prefixes: set[bytes] = set()
+    skipping_marker_key = raw_marker is not None and bool(version_marker)
+    truncated = False
+    for raw_key, row in ctx.store.iter_versions(bucket.name, raw_marker, raw_prefix):
+        if raw_marker is not None:
+            if raw_key == raw_marker:
+                if not skipping_marker_key:
+                    continue
+                if row.version_id == version_marker:
+                    skipping_marker_key = False
+                continue
+        position = raw_key.find(raw_delimiter, len(raw_prefix)) if raw_delimiter else -1
+        if position >= 0:
+            common = raw_key[: position + len(raw_delimiter)]
+            if common in seen_prefixes or (raw_marker is not None and common == raw_marker):
+                continue
+            if len(entries) >= max_keys:
+                truncated = True
+                break
+            seen_prefixes.add(common)
+            entries.append((common, None, common))
+            continue
+        if len(entries) >= max_keys:
+            truncated = True
+            break
+        entries.append((raw_key, row, None))
+
+    root = element(
+        "ListVersionsResult",
+        leaf("Name", bucket.name),
+        leaf("Prefix", url_encode_if(prefix, encode)),
+        leaf("KeyMarker", url_encode_if(key_marker, encode)),
+        leaf("VersionIdMarker", version_marker),
+        leaf("MaxKeys", max_keys),
+        leaf("Delimiter", url_encode_if(delimiter, encode)),
+    )
+    if encode:
+        root.append(leaf("EncodingType", "url"))
+    root.append(leaf("IsTruncated", truncated))
+    if truncated and entries:
+        last_key, last_row, _ = entries[-1]
+        root.append(leaf("NextKeyMarker", url_encode_if(decode_key(last_key), encode)))
+        root.append(leaf("NextVersionIdMarker", last_row.version_id if last_row else ""))
+    for raw_key, row, common in entries:
+        if row is None:
+            continue
+        key_text = url_encode_if(decode_key(raw_key), encode)
+        version_id = row.version_id or "null"
+        if row.delete_marker:
+            root.append(element("DeleteMarker", leaf("Key", key_text), leaf("VersionId", version_id),
+                                leaf("IsLatest", row.is_latest), leaf("LastModified", iso8601(row.record.mtime)),
+                                _owner(row.record.owner)))
+        else:
+            record = row.record
+            node = element("Version", leaf("Key", key_text), leaf("VersionId", version_id),
+                           leaf("IsLatest", row.is_latest), leaf("LastModified", iso8601(record.mtime)),
+                           leaf("ETag", quoted_etag(record.etag)), leaf("Type", record.type),
+                           leaf("Size", record.size), leaf("StorageClass", record.storage_class),
+                           _owner(record.owner))
+            restore = restore_header(record, ctx.now, ctx.core.restore_delay)
+            if restore is not None:
+                node.append(leaf("RestoreInfo", restore))
+            root.append(node)
+    for _, row, common in entries:
+        if common is not None:
+            root.append(element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(common), encode))))
+    return xml_response(xmlio.render(root))
+
+
+def not_implemented(ctx: Context) -> Response:
+    ctx.bucket()
+    raise OssError(501, "NotImplemented", f"{ctx.op} is not implemented by ossmount serve.")
+
+
+def http_date_header(ctx: Context) -> str:
+    return http_date(ctx.now)

@@ -1,0 +1,409 @@
+"""Object operations: Put/Get/Head/Meta, Copy, Delete, DeleteMultiple, Append, Symlink, Restore
+(oss-api.md §2.6-§2.8, §2.10-§2.12)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import os
+from urllib.parse import unquote
+
+from . import xmlio
+from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatisfiable, body_etag, body_size,
+                     check_conditions, check_key, file_already_exists, forbid_overwrite, invalid_argument,
+                     invalid_object_state, is_readable, iso8601, metadata_from_request, no_such_key,
+                     object_headers, parse_range, quoted_etag, storage_class_from, verify_content_md5,
+                     xml_response)
+from .crc64 import crc64_combine
+from .errors import OssError
+from .model import FileExtent, Response
+from .store import BucketRecord, Extent, ObjectRecord, ObjectRow
+from .xmlio import element, leaf, url_encode_if
+
+
+def _versioned(bucket: BucketRecord) -> bool:
+    return bool(bucket.versioning)
+
+
+def version_headers(bucket: BucketRecord, version_id: str) -> list[tuple[str, str]]:
+    return [("x-oss-version-id", version_id)] if bucket.versioning and version_id else []
+
+
+def resolve(ctx: Context, bucket: BucketRecord, key: str, version_id: str | None) -> ObjectRow:
+    """The addressed version of `key` (latest unless `version_id`), never a delete marker."""
+    if version_id:
+        row = ctx.store.get_version(bucket.name, key, "null" if version_id == "null" else version_id)
+        if row is None:
+            raise OssError(404, "NoSuchVersion", "The specified version does not exist.", extra=[("Key", key)])
+        if row.delete_marker:
+            raise OssError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.",
+                           headers=[("x-oss-delete-marker", "true"), ("x-oss-version-id", row.version_id)])
+        return row
+    row = ctx.store.get_latest(bucket.name, key)
+    if row is None:
+        raise no_such_key(key)
+    if row.delete_marker:
+        error = no_such_key(key)
+        error.headers = [("x-oss-delete-marker", "true"), ("x-oss-version-id", row.version_id or "null")]
+        raise error
+    return row
+
+
+def follow_symlink(ctx: Context, bucket: BucketRecord, row: ObjectRow) -> ObjectRow:
+    if row.record.type != "Symlink" or row.record.symlink_target is None:
+        return row
+    target = ctx.store.get_latest(bucket.name, row.record.symlink_target)
+    if target is None or target.delete_marker:
+        raise OssError(404, "SymlinkTargetNotExist", "The symlink target object does not exist.",
+                       extra=[("Key", row.key)])
+    return target
+
+
+def _slice(ctx: Context, extents: list[Extent], first: int, last: int) -> list[FileExtent]:
+    """The file extents covering bytes first..last (inclusive) of an object."""
+    result = []
+    position = 0
+    for extent in extents:
+        start, end = position, position + extent.length - 1
+        position += extent.length
+        if end < first or start > last:
+            continue
+        lo, hi = max(first, start), min(last, end)
+        result.append(FileExtent(ctx.store.blob_path(extent.blob), extent.offset + lo - start, hi - lo + 1))
+    return result
+
+
+def _apply_overrides(ctx: Context, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    for param, name in RESPONSE_OVERRIDES.items():
+        value = ctx.query.get(param)
+        if value is not None and value != "":
+            headers = [(n, v) for n, v in headers if n.lower() != name.lower()]
+            headers.append((name, value))
+    return headers
+
+
+def _served_row(ctx: Context) -> tuple[BucketRecord, ObjectRow, ObjectRow]:
+    bucket = ctx.bucket()
+    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    return bucket, row, follow_symlink(ctx, bucket, row)
+
+
+def _headers_for(ctx: Context, bucket: BucketRecord, link: ObjectRow, served: ObjectRow) -> list[tuple[str, str]]:
+    headers = object_headers(ctx, served, _versioned(bucket))
+    if link is not served:
+        headers = [(n, "Symlink") if n == "x-oss-object-type" else (n, v) for n, v in headers]
+        headers = [(n, v) for n, v in headers if n != "x-oss-version-id"]
+        headers += version_headers(bucket, link.version_id)
+    return headers
+
+
+def head_object(ctx: Context) -> Response:
+    bucket, link, served = _served_row(ctx)
+    record = served.record
+    check_conditions(record.etag, record.mtime, ctx.header)
+    headers = _headers_for(ctx, bucket, link, served)
+    return Response(200, headers, b"", content_length=record.size)
+
+
+def get_object_meta(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    record = row.record
+    headers = [
+        ("ETag", quoted_etag(record.etag)),
+        ("Last-Modified", iso_to_http(record.mtime)),
+        ("x-oss-last-access-time", iso_to_http(record.mtime)),
+        ("x-oss-hash-crc64ecma", str(record.crc64)),
+        *version_headers(bucket, row.version_id),
+    ]
+    return Response(200, headers, b"", content_length=record.size)
+
+
+def iso_to_http(timestamp: float) -> str:
+    from .common import http_date
+
+    return http_date(timestamp)
+
+
+def get_object(ctx: Context) -> Response:
+    bucket, link, served = _served_row(ctx)
+    record = served.record
+    if not is_readable(record, ctx.now, ctx.core.restore_delay):
+        raise invalid_object_state()
+    check_conditions(record.etag, record.mtime, ctx.header)
+    headers = _apply_overrides(ctx, _headers_for(ctx, bucket, link, served))
+    standard = (ctx.header("x-oss-range-behavior") or "").lower() == "standard"
+    try:
+        span = parse_range(ctx.header("range"), record.size, standard)
+    except RangeNotSatisfiable:
+        raise OssError(416, "InvalidRange", "The requested range cannot be satisfied",
+                       headers=[("Content-Range", f"bytes */{record.size}")]) from None
+    if span is None:
+        return Response(200, headers, _slice(ctx, record.extents, 0, record.size - 1) if record.size else b"")
+    first, last = span
+    headers.append(("Content-Range", f"bytes {first}-{last}/{record.size}"))
+    return Response(206, headers, _slice(ctx, record.extents, first, last))
+
+
+def _existing(ctx: Context, bucket: BucketRecord, key: str) -> ObjectRow | None:
+    row = ctx.store.get_latest(bucket.name, key)
+    return None if row is None or row.delete_marker else row
+
+
+def _publish(ctx: Context, bucket: BucketRecord, key: str, record: ObjectRecord) -> str:
+    """Store a new latest version; on failure forget the freshly adopted blobs."""
+    return ctx.store.put_object(bucket.name, key, record, bucket.versioning)
+
+
+def _adopt(ctx: Context) -> list[Extent]:
+    return ctx.store.adopt_body(ctx.request.body)
+
+
+def _discard(ctx: Context, extents: list[Extent]) -> None:
+    for extent in extents:
+        try:
+            os.unlink(ctx.store.blob_path(extent.blob))
+        except FileNotFoundError:
+            pass
+
+
+def put_object(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    check_key(ctx.key)
+    verify_content_md5(ctx)
+    size = body_size(ctx)
+    forbid = forbid_overwrite(ctx)
+    storage_class = storage_class_from(ctx, bucket.storage_class)
+    if forbid and _existing(ctx, bucket, ctx.key) is not None:
+        raise file_already_exists()
+    body = ctx.request.body
+    record = ObjectRecord(type="Normal", size=size, etag=body_etag(ctx), crc64=body.crc64 if body else 0,
+                          mtime=ctx.now, storage_class=storage_class, owner=ctx.owner_id())
+    metadata_from_request(ctx, record)
+    record.extents = _adopt(ctx)
+    try:
+        version_id = _publish(ctx, bucket, ctx.key, record)
+    except BaseException:
+        _discard(ctx, record.extents)
+        raise
+    headers = [("ETag", quoted_etag(record.etag)), ("x-oss-hash-crc64ecma", str(record.crc64)),
+               ("Content-MD5", base64.b64encode(bytes.fromhex(record.etag)).decode("ascii")),
+               *version_headers(bucket, version_id)]
+    return Response(200, headers)
+
+
+def parse_copy_source(value: str) -> tuple[str, str, str | None]:
+    """(bucket, key, versionId) of an x-oss-copy-source header (`/bucket/urlencoded-key[?versionId=v]`)."""
+    raw, _, query = value.partition("?")
+    raw = raw.lstrip("/")
+    bucket, slash, key = raw.partition("/")
+    if not slash or not key:
+        raise invalid_argument("Copy Source must mention the source bucket and key: /sourcebucket/sourcekey.",
+                               "x-oss-copy-source", value)
+    version_id = None
+    for item in query.split("&"):
+        name, _, item_value = item.partition("=")
+        if name == "versionId":
+            version_id = unquote(item_value)
+    return unquote(bucket), unquote(key), version_id
+
+
+def copy_source_row(ctx: Context) -> tuple[BucketRecord, ObjectRow]:
+    """The readable source version of a CopyObject/UploadPartCopy, with its conditionals checked."""
+    source_bucket_name, source_key, source_version = parse_copy_source(ctx.header("x-oss-copy-source") or "")
+    source_bucket = ctx.bucket(source_bucket_name)
+    row = resolve(ctx, source_bucket, source_key, source_version)
+    if not is_readable(row.record, ctx.now, ctx.core.restore_delay):
+        raise invalid_object_state()
+    check_conditions(row.record.etag, row.record.mtime, ctx.header, prefix="x-oss-copy-source-",
+                     not_modified_status=412)
+    return source_bucket, row
+
+
+def copy_object(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    check_key(ctx.key)
+    source_bucket, source = copy_source_row(ctx)
+    directive = (ctx.header("x-oss-metadata-directive") or "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise invalid_argument("Invalid metadata directive.", "x-oss-metadata-directive", directive)
+    same_object = source_bucket.name == bucket.name and source.key == ctx.key
+    if forbid_overwrite(ctx) and not same_object and _existing(ctx, bucket, ctx.key) is not None:
+        raise file_already_exists()
+    record = copy.deepcopy(source.record)
+    record.mtime = ctx.now
+    record.owner = ctx.owner_id()
+    record.restore = None
+    if record.type == "Appendable":
+        record.type = "Normal"
+    record.storage_class = storage_class_from(ctx, source.record.storage_class)
+    if directive == "REPLACE":
+        metadata_from_request(ctx, record)
+    version_id = _publish(ctx, bucket, ctx.key, record)
+    body = xmlio.render(element("CopyObjectResult", leaf("LastModified", iso8601(record.mtime)),
+                                leaf("ETag", quoted_etag(record.etag))))
+    headers = [("ETag", quoted_etag(record.etag)), ("x-oss-hash-crc64ecma", str(record.crc64)),
+               *version_headers(bucket, version_id)]
+    if source_bucket.versioning and source.version_id:
+        headers.append(("x-oss-copy-source-version-id", source.version_id))
+    return xml_response(body, headers=headers)
+
+
+def _delete_one(ctx: Context, bucket: BucketRecord, key: str, version_id: str | None) -> list[tuple[str, str]]:
+    """Delete a key or version; returns the response headers describing what happened."""
+    if version_id:
+        removed = ctx.store.delete_version(bucket.name, key, version_id)
+        headers = [("x-oss-version-id", version_id)]
+        if removed is not None and removed.delete_marker:
+            headers.append(("x-oss-delete-marker", "true"))
+        return headers
+    if bucket.versioning:
+        marker_id = ctx.store.add_delete_marker(bucket.name, key, bucket.versioning, ctx.now, ctx.owner_id())
+        return [("x-oss-delete-marker", "true"), ("x-oss-version-id", marker_id)]
+    ctx.store.delete_unversioned(bucket.name, key)
+    return []
+
+
+def delete_object(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    return Response(204, _delete_one(ctx, bucket, ctx.key, ctx.query.get("versionId") or None))
+
+
+def delete_multiple_objects(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    verify_content_md5(ctx)
+    encode = (ctx.query.get("encoding-type") or "") == "url"
+    quiet, entries = xmlio.parse_delete(ctx.body_bytes(), encode)
+    root = element("DeleteResult")
+    if encode:
+        root.append(leaf("EncodingType", "url"))
+    for entry in entries:
+        headers = dict(_delete_one(ctx, bucket, entry.key, entry.version_id))
+        if quiet:
+            continue
+        deleted = element("Deleted", leaf("Key", url_encode_if(entry.key, encode)))
+        if entry.version_id:
+            deleted.append(leaf("VersionId", entry.version_id))
+        if headers.get("x-oss-delete-marker"):
+            deleted.append(leaf("DeleteMarker", True))
+            deleted.append(leaf("DeleteMarkerVersionId", headers.get("x-oss-version-id", "")))
+        root.append(deleted)
+    return xml_response(xmlio.render(root))
+
+
+def append_object(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    check_key(ctx.key)
+    position_text = ctx.query.get("position")
+    if position_text is None or not position_text.isdigit():
+        raise invalid_argument("Invalid append position.", "position", position_text or "")
+    position = int(position_text)
+    verify_content_md5(ctx)
+    size = body_size(ctx)
+    body = ctx.request.body
+    body_crc = body.crc64 if body is not None else 0
+    existing = _existing(ctx, bucket, ctx.key)
+    current_size = existing.record.size if existing is not None else 0
+    if existing is not None and existing.record.type != "Appendable":
+        raise OssError(409, "ObjectNotAppendable", "The object is not appendable", ec="0026-00000101")
+    if position != current_size:
+        raise OssError(409, "PositionNotEqualToLength", "Position is not equal to file length",
+                       ec="0026-00000102", headers=[("x-oss-next-append-position", str(current_size))])
+    if current_size + size > 5 * 1024**3:
+        raise OssError(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
+    new_extents = _adopt(ctx)
+    try:
+        if existing is None:
+            record = ObjectRecord(type="Appendable", size=size, crc64=body_crc, mtime=ctx.now,
+                                  storage_class=storage_class_from(ctx, bucket.storage_class), owner=ctx.owner_id(),
+                                  extents=new_extents)
+            metadata_from_request(ctx, record)
+            record.etag = hashlib.md5(body_etag(ctx).encode()).hexdigest().upper()
+            version_id = _publish(ctx, bucket, ctx.key, record)
+        else:
+            record = copy.deepcopy(existing.record)
+            record.extents = record.extents + new_extents
+            record.crc64 = crc64_combine(record.crc64, body_crc, size)
+            record.size += size
+            record.mtime = ctx.now
+            record.etag = hashlib.md5((record.etag + body_etag(ctx)).encode()).hexdigest().upper()
+            ctx.store.replace_latest_record(existing, record)
+            version_id = existing.version_id
+    except BaseException:
+        _discard(ctx, new_extents)
+        raise
+    headers = [("ETag", quoted_etag(record.etag)), ("x-oss-next-append-position", str(record.size)),
+               ("x-oss-hash-crc64ecma", str(record.crc64)), *version_headers(bucket, version_id)]
+    return Response(200, headers)
+
+
+def put_symlink(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    check_key(ctx.key)
+    target_header = ctx.header("x-oss-symlink-target")
+    if not target_header:
+        raise invalid_argument("x-oss-symlink-target is missing.", "x-oss-symlink-target", "")
+    target = unquote(target_header)
+    check_key(target)
+    if forbid_overwrite(ctx) and _existing(ctx, bucket, ctx.key) is not None:
+        raise file_already_exists()
+    record = ObjectRecord(type="Symlink", size=0, etag=hashlib.md5(target.encode("utf-8", "surrogatepass")).hexdigest().upper(),
+                          crc64=0, mtime=ctx.now, storage_class=storage_class_from(ctx, bucket.storage_class),
+                          symlink_target=target, owner=ctx.owner_id())
+    metadata_from_request(ctx, record)
+    version_id = _publish(ctx, bucket, ctx.key, record)
+    return Response(200, [("ETag", quoted_etag(record.etag)), *version_headers(bucket, version_id)])
+
+
+def get_symlink(ctx: Context) -> Response:
+    from urllib.parse import quote
+
+    bucket = ctx.bucket()
+    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    if row.record.type != "Symlink":
+        raise OssError(400, "NotSymlink", "The specified object is not a symlink.", extra=[("Key", ctx.key)])
+    headers = [("x-oss-symlink-target", quote(row.record.symlink_target or "", safe="/")),
+               ("ETag", quoted_etag(row.record.etag)), ("Last-Modified", iso_to_http(row.record.mtime)),
+               *sorted(row.record.meta.items()), *version_headers(bucket, row.version_id)]
+    return Response(200, headers)
+
+
+_TIERS = ("Expedited", "Standard", "Bulk")
+
+
+def restore_object(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    record = row.record
+    if record.storage_class not in ARCHIVE_CLASSES:
+        raise OssError(400, "OperationNotSupported", "The operation is not supported for this resource",
+                       ec="0016-00000702")
+    request = xmlio.parse_restore(ctx.body_bytes())
+    if request.has_job_parameters and record.storage_class == "Archive":
+        raise xmlio.malformed()
+    if request.tier is not None and request.tier not in _TIERS:
+        raise invalid_argument("Invalid restore tier.", "Tier", request.tier)
+    days = request.days or 1
+    if days < 1 or days > 365:
+        raise invalid_argument("Invalid restore days.", "Days", str(days))
+    delay = ctx.core.restore_delay
+    headers = version_headers(bucket, row.version_id)
+    state = record.restore
+    if state is not None:
+        ready_at = state["requested"] + delay
+        expires_at = ready_at + state.get("days", 1) * 86400
+        if ctx.now < ready_at:
+            raise OssError(409, "RestoreAlreadyInProgress",
+                           "The restore operation is in progress.", ec="0016-00000701")
+        if ctx.now < expires_at:
+            updated = copy.deepcopy(record)
+            updated.restore = dict(state, days=state.get("days", 1) + days)
+            ctx.store.replace_latest_record(row, updated)
+            return Response(200, headers)
+    updated = copy.deepcopy(record)
+    updated.restore = {"requested": ctx.now, "days": days, "tier": request.tier}
+    ctx.store.replace_latest_record(row, updated)
+    if record.storage_class != "Archive":
+        headers.append(("x-oss-object-restore-priority", request.tier or "Standard"))
+    return Response(202, headers)

@@ -1,0 +1,321 @@
+"""Test controls of `ossmount serve`: fault injection, per-operation counters, a request log and the admin API.
+
+Everything here is sans-IO. The HTTP front asks `FaultInjector.decide(op)` once per request (after the
+core has classified it) and acts on the returned `FaultPlan`; it reports every finished request to
+`RequestCounters` and `RequestLog`. `AdminApi.handle` turns one admin HTTP request into a status and
+a JSON document.
+
+Reproducibility: rules are evaluated in order for every request whose operation matches, and each
+matching rule with `probability < 1` draws exactly one number from a `random.Random(seed)`. The same
+seed and the same sequence of operations therefore give the same faults.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import hmac
+import json
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+from xml.sax.saxutils import escape
+
+ADMIN_PREFIX = "/_ossmount/admin/"
+ADMIN_TOKEN_HEADER = "x-ossmount-admin-token"
+REQUEST_LOG_SIZE = 2000
+
+ACTIONS = ("error", "reset", "delay", "bandwidth")
+
+
+class FaultConfigError(ValueError):
+    """A fault rule document that cannot be applied (unknown action, wrong type, out-of-range value)."""
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """One rule: for requests of operation `op` ("*" = any) perform `action` with `probability`, at most
+    `count` times (None = unlimited)."""
+
+    action: str
+    op: str = "*"
+    status: int = 503
+    code: str = "ServiceUnavailable"
+    message: str = "Injected fault: please retry."
+    probability: float = 1.0
+    count: int | None = None
+    delay_ms: float = 0.0
+    bytes_per_second: int = 0
+    after_bytes: int = 0
+
+    @classmethod
+    def from_json(cls, document: Any) -> "FaultRule":
+        """Validate one JSON rule object; raises FaultConfigError."""
+        if not isinstance(document, dict):
+            raise FaultConfigError("each rule must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(document) - known
+        if unknown:
+            raise FaultConfigError(f"unknown rule fields: {', '.join(sorted(unknown))}")
+        values = {k: v for k, v in document.items() if v is not None or k == "count"}
+        try:
+            rule = cls(**values)
+        except TypeError as exc:
+            raise FaultConfigError(str(exc)) from None
+        rule._validate()
+        return rule
+
+    def _validate(self) -> None:
+        if self.action not in ACTIONS:
+            raise FaultConfigError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
+        if not isinstance(self.op, str) or not self.op:
+            raise FaultConfigError("op must be an operation name or '*'")
+        if not isinstance(self.status, int) or not 400 <= self.status <= 599:
+            raise FaultConfigError("status must be an HTTP error status (400-599)")
+        if not isinstance(self.code, str) or not isinstance(self.message, str):
+            raise FaultConfigError("code and message must be strings")
+        if not isinstance(self.probability, (int, float)) or not 0.0 <= self.probability <= 1.0:
+            raise FaultConfigError("probability must be between 0 and 1")
+        if self.count is not None and (not isinstance(self.count, int) or self.count < 0):
+            raise FaultConfigError("count must be null or a non-negative integer")
+        for name in ("delay_ms", "bytes_per_second", "after_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise FaultConfigError(f"{name} must be a non-negative number")
+        if self.action == "bandwidth" and self.bytes_per_second <= 0:
+            raise FaultConfigError("a bandwidth rule needs bytes_per_second > 0")
+
+    def matches(self, op: str) -> bool:
+        return self.op == "*" or self.op == op
+
+
+@dataclass
+class FaultPlan:
+    """What the front must do to one request. The default plan does nothing."""
+
+    delay_seconds: float = 0.0
+    error: FaultRule | None = None
+    reset_before_response: bool = False
+    reset_after_bytes: int | None = None
+    bytes_per_second: int = 0
+
+    @property
+    def is_clean(self) -> bool:
+        return (
+            self.delay_seconds == 0
+            and self.error is None
+            and not self.reset_before_response
+            and self.reset_after_bytes is None
+            and self.bytes_per_second == 0
+        )
+
+
+class FaultInjector:
+    """Holds the active rules and decides, per request, which of them fire."""
+
+    def __init__(self) -> None:
+        self._rules: list[FaultRule] = []
+        self._remaining: list[int | None] = []
+        self._fired: list[int] = []
+        self._seed = 0
+        self._random = random.Random(0)
+
+    def configure(self, rules: list[FaultRule], seed: int = 0) -> None:
+        """Replace all rules and reseed the generator."""
+        self._rules = list(rules)
+        self._remaining = [rule.count for rule in rules]
+        self._fired = [0] * len(rules)
+        self._seed = seed
+        self._random = random.Random(seed)
+
+    def configure_from_json(self, document: Any) -> None:
+        """Apply a `{"seed": N, "rules": [...]}` document; raises FaultConfigError."""
+        if not isinstance(document, dict):
+            raise FaultConfigError("expected a JSON object with 'rules' (and optionally 'seed')")
+        seed = document.get("seed", 0)
+        if not isinstance(seed, int):
+            raise FaultConfigError("seed must be an integer")
+        rules = document.get("rules", [])
+        if not isinstance(rules, list):
+            raise FaultConfigError("rules must be a list")
+        self.configure([FaultRule.from_json(rule) for rule in rules], seed)
+
+    def clear(self) -> None:
+        self.configure([], 0)
+
+    def describe(self) -> dict[str, Any]:
+        """The active rules with how often each fired and how many firings remain."""
+        return {
+            "seed": self._seed,
+            "rules": [
+                {**dataclasses.asdict(rule), "fired": fired, "remaining": remaining}
+                for rule, fired, remaining in zip(self._rules, self._fired, self._remaining)
+            ],
+        }
+
+    def decide(self, op: str) -> FaultPlan:
+        """Roll the dice for one request of operation `op`."""
+        plan = FaultPlan()
+        for index, rule in enumerate(self._rules):
+            if not rule.matches(op):
+                continue
+            if self._remaining[index] == 0:
+                continue
+            if rule.probability < 1.0 and self._random.random() >= rule.probability:
+                continue
+            if rule.action in ("error", "reset") and (plan.error or plan.reset_before_response
+                                                       or plan.reset_after_bytes is not None):
+                continue  # one terminal fault per request; later rules keep their budget
+            if self._remaining[index] is not None:
+                self._remaining[index] -= 1
+            self._fired[index] += 1
+            if rule.action == "delay":
+                plan.delay_seconds += rule.delay_ms / 1000.0
+            elif rule.action == "bandwidth":
+                rates = [r for r in (plan.bytes_per_second, int(rule.bytes_per_second)) if r > 0]
+                plan.bytes_per_second = min(rates)
+            elif rule.action == "error":
+                plan.error = rule
+            elif rule.after_bytes > 0:
+                plan.reset_after_bytes = int(rule.after_bytes)
+            else:
+                plan.reset_before_response = True
+        return plan
+
+
+class RequestCounters:
+    """Requests seen per OSS operation name, including faulted ones."""
+
+    def __init__(self) -> None:
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def count(self, op: str) -> None:
+        self._counts[op] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(sorted(self._counts.items()))
+
+    def reset(self) -> None:
+        self._counts.clear()
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One finished request as the request log reports it."""
+
+    op: str
+    method: str
+    bucket: str | None
+    key: str | None
+    status: int
+    bytes: int
+    request_bytes: int
+    user_agent: str | None
+    range: str | None
+    fault: str | None = None
+
+
+class RequestLog:
+    """The last `REQUEST_LOG_SIZE` requests, oldest first."""
+
+    def __init__(self, size: int = REQUEST_LOG_SIZE) -> None:
+        self._records: collections.deque[RequestRecord] = collections.deque(maxlen=size)
+
+    def add(self, record: RequestRecord) -> None:
+        self._records.append(record)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(record) for record in self._records]
+
+    def reset(self) -> None:
+        self._records.clear()
+
+
+@dataclass
+class AdminReply:
+    status: int
+    document: Any
+
+    def body(self) -> bytes:
+        return json.dumps(self.document).encode()
+
+
+@dataclass
+class AdminApi:
+    """The `/_ossmount/admin/` endpoints. `token=None` disables the API (every call is refused)."""
+
+    token: str | None
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    counters: RequestCounters = field(default_factory=RequestCounters)
+    requests: RequestLog = field(default_factory=RequestLog)
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> AdminReply:
+        """Answer one admin request; `path` is the part after the admin prefix, without query."""
+        if self.token is None:
+            return AdminReply(403, {"error": "admin API disabled: start the server with --admin-token"})
+        offered = headers.get(ADMIN_TOKEN_HEADER, "")
+        if not hmac.compare_digest(offered.encode(), self.token.encode()):
+            return AdminReply(403, {"error": f"missing or wrong {ADMIN_TOKEN_HEADER} header"})
+        route = (method, path.strip("/"))
+        if route == ("GET", "counters"):
+            return AdminReply(200, self.counters.snapshot())
+        if route == ("POST", "counters/reset"):
+            self.counters.reset()
+            return AdminReply(200, {})
+        if route == ("GET", "requests"):
+            return AdminReply(200, self.requests.snapshot())
+        if route == ("POST", "requests/reset"):
+            self.requests.reset()
+            return AdminReply(200, {})
+        if route == ("GET", "faults"):
+            return AdminReply(200, self.faults.describe())
+        if route == ("DELETE", "faults"):
+            self.faults.clear()
+            return AdminReply(200, {})
+        if route == ("PUT", "faults"):
+            try:
+                self.faults.configure_from_json(json.loads(body or b"{}"))
+            except (ValueError, FaultConfigError) as exc:  # JSONDecodeError is a ValueError
+                return AdminReply(400, {"error": str(exc)})
+            return AdminReply(200, self.faults.describe())
+        known = {"counters", "counters/reset", "requests", "requests/reset", "faults"}
+        if route[1] in known:
+            return AdminReply(405, {"error": f"{method} not allowed on {route[1]}"})
+        return AdminReply(404, {"error": f"no admin endpoint {path!r}"})
+
+
+def injected_error_response(rule: FaultRule, *, method: str, bucket: str | None, key: str | None,
+                            now: float | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The OSS error document (status, headers, body) that an "error" rule answers with.
+
+    HEAD gets no body and the document base64-encoded in `x-oss-err`, as OSS does.
+    """
+    request_id = secrets.token_hex(12).upper()
+    ec = "0000-00000000"
+    host = f"{bucket}.oss-emulator" if bucket else "oss-emulator"
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>',
+        f"  <Code>{escape(rule.code)}</Code>",
+        f"  <Message>{escape(rule.message)}</Message>",
+        f"  <RequestId>{request_id}</RequestId>",
+        f"  <HostId>{escape(host)}</HostId>",
+    ]
+    if key is not None:
+        parts.append(f"  <Key>{escape(key)}</Key>")
+    parts += [f"  <EC>{ec}</EC>", "</Error>", ""]
+    document = "\n".join(parts).encode()
+    headers = [
+        ("Server", "AliyunOSS"),
+        ("Date", formatdate(now if now is not None else time.time(), usegmt=True)),
+        ("x-oss-request-id", request_id),
+        ("x-oss-ec", ec),
+        ("Content-Type", "application/xml"),
+    ]
+    if method == "HEAD":
+        headers.append(("x-oss-err", base64.b64encode(document).decode()))
+        return rule.status, headers, b""
+    return rule.status, headers, document

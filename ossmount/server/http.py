@@ -1,0 +1,542 @@
+"""The HTTP/1.1 front end of `ossmount serve`: trio sockets + h11, zero-copy where it matters.
+
+The front is deliberately thin: it parses the head with h11, asks the core to classify the request
+(for counters and fault injection), spools the body to a file in `core.tmp_dir` while computing MD5
+and CRC64, hands a complete `Request` to `core.handle` in a worker thread, and writes the `Response`.
+
+Why the two bulk paths bypass h11 (oss-api.md §5.1):
+* Request bodies with a Content-Length of at least `FAST_BODY_MIN` are read with `recv_into` into a
+  reused buffer and written with `os.write`: h11's `Data` events copy every byte twice. h11 is then
+  re-synchronised by feeding a fresh connection the same head with `content-length: 0`.
+* Response bodies that are file extents go out with `os.sendfile`; h11 still does the framing through
+  `send_with_data_passthrough`, which hands our `_FileSpan` objects back untouched.
+
+A request whose body does not arrive completely never reaches the core, and its spool file is
+removed, so a client (or server) dying mid-upload leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import socket
+import struct
+import time
+import urllib.parse
+import uuid
+from http import HTTPStatus
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import fastcrc
+import h11
+import trio
+
+from ossmount.server.core.model import FileExtent, Request, Response, SpooledBody
+from ossmount.server.faults import (
+    ADMIN_PREFIX,
+    AdminApi,
+    FaultPlan,
+    FaultRule,
+    RequestRecord,
+    injected_error_response,
+)
+
+log = logging.getLogger("ossmount.server.http")
+
+RECV_SIZE = 64 * 1024
+SPOOL_BUFFER_SIZE = 4 * 1024 * 1024
+FAST_BODY_MIN = 256 * 1024
+IN_MEMORY_BODY_MAX = 64 * 1024
+MAX_HEAD_SIZE = 256 * 1024
+SENDFILE_CHUNK = 16 * 1024 * 1024
+EMPTY_MD5 = hashlib.md5(b"").digest()
+
+
+class ClientGone(Exception):
+    """The peer closed or reset the connection before the exchange finished."""
+
+
+class ConnectionAborted(Exception):
+    """We reset the connection on purpose (fault injection); nothing more may be sent."""
+
+
+@dataclass(frozen=True)
+class _FileSpan:
+    """A file region handed through h11 untouched; `len()` lets h11 check Content-Length framing."""
+
+    fd: int
+    offset: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def _decode_header_value(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _lowercase_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = _decode_header_value(value)
+        headers[key] = f"{headers[key]},{text}" if key in headers else text
+    return headers
+
+
+class _Channel:
+    """One client connection: the socket plus the h11 state, which the fast body path may replace."""
+
+    def __init__(self, sock: trio.socket.SocketType):
+        self.sock = sock
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+
+    async def next_event(self) -> Any:
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await self.sock.recv(RECV_SIZE)
+            except OSError as exc:
+                raise ClientGone(str(exc)) from None
+            self.conn.receive_data(data)
+
+    async def send(self, event: Any) -> None:
+        data = self.conn.send(event)
+        if data:
+            await self.send_bytes(data)
+
+    async def send_bytes(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                sent = await self.sock.send(view)
+                view = view[sent:]
+        except OSError as exc:
+            raise ClientGone(str(exc)) from None
+
+    def abort(self) -> None:
+        """Close with SO_LINGER 0 so that the peer sees a TCP reset, not an orderly close."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class _BodySpool:
+    """Receives a request body into memory or a file under `tmp_dir`, hashing as it goes."""
+
+    def __init__(self, tmp_dir: str):
+        self._tmp_dir = tmp_dir
+        self._md5 = hashlib.md5()
+        self._crc = 0
+        self._size = 0
+        self._memory = bytearray()
+        self._fd: int | None = None
+        self.path: str | None = None
+
+    def _open_file(self) -> None:
+        self.path = os.path.join(self._tmp_dir, f"upload-{uuid.uuid4().hex}")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        if self._memory:
+            os.write(self._fd, self._memory)
+            self._memory = bytearray()
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append `data`: hash it, then store it."""
+        self.hash(data)
+        self.store(data)
+
+    def hash(self, data: bytes | memoryview) -> None:
+        """Feed the MD5 (a worker thread may run this while another runs `store` on the same data)."""
+        self._md5.update(data)
+
+    def store(self, data: bytes | memoryview) -> None:
+        """CRC and write `data`; hashlib, fastcrc and os.write release the GIL, so threads overlap."""
+        if not data:
+            return
+        self._crc = fastcrc.crc64.xz(data, initial=self._crc)
+        self._size += len(data)
+        if self._fd is None and self._size > IN_MEMORY_BODY_MAX:
+            self._open_file()
+        if self._fd is None:
+            self._memory += data
+            return
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def finish(self) -> SpooledBody:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            return SpooledBody(self.path, self._size, self._md5.digest(), self._crc)
+        return SpooledBody(None, self._size, self._md5.digest(), self._crc, data=bytes(self._memory))
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        remove_quietly(self.path)
+        self.path = None
+
+
+def remove_quietly(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _split_admin_path(target: str) -> str | None:
+    path = target.split("?", 1)[0]
+    if path.startswith(ADMIN_PREFIX):
+        return urllib.parse.unquote(path[len(ADMIN_PREFIX):])
+    return None
+
+
+class HttpFront:
+    """Serves `core` (a ServerCore) over HTTP/1.1; `admin` holds counters, faults and the request log."""
+
+    def __init__(self, core: Any, admin: AdminApi, *, core_threads: int = 4,
+                 clock: Callable[[], float] = time.monotonic):
+        self.core = core
+        self.admin = admin
+        self._limiter = trio.CapacityLimiter(core_threads)
+        self._clock = clock
+
+    async def serve(self, listeners: list[trio.SocketListener]) -> None:
+        """Accept connections on `listeners` until cancelled."""
+        await trio.serve_listeners(self.handle_connection, listeners)
+
+    async def handle_connection(self, stream: trio.SocketStream) -> None:
+        """Run the request/response cycles of one keep-alive connection."""
+        channel = _Channel(stream.socket)
+        try:
+            while True:
+                try:
+                    event = await channel.next_event()
+                except h11.RemoteProtocolError as exc:
+                    await self._send_bad_request(channel, exc)
+                    return
+                if isinstance(event, h11.ConnectionClosed):
+                    return
+                if not isinstance(event, h11.Request):
+                    return  # a protocol state we do not expect; give up on the connection
+                if not await self._exchange(channel, event):
+                    return
+                if channel.conn.our_state is not h11.DONE or channel.conn.their_state is not h11.DONE:
+                    return
+                channel.conn.start_next_cycle()
+        except (ClientGone, ConnectionAborted):
+            pass
+        except Exception:
+            log.exception("internal error on an HTTP connection")
+        finally:
+            channel.sock.close()
+
+    async def _send_bad_request(self, channel: _Channel, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
+        body = f"Bad request: {exc}\n".encode()
+        log.debug("malformed request: %s", exc)
+        try:
+            await channel.send(h11.Response(status_code=status, headers=[
+                ("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                ("Connection", "close"), ("Server", "AliyunOSS")]))
+            await channel.send(h11.Data(data=body))
+            await channel.send(h11.EndOfMessage())
+        except (h11.LocalProtocolError, ClientGone):
+            pass
+
+    async def _exchange(self, channel: _Channel, head: h11.Request) -> bool:
+        """Serve one request; False when the connection must be dropped afterwards."""
+        started = self._clock()
+        method = head.method.decode("ascii", "replace")
+        target = _decode_header_value(head.target)
+        headers = _lowercase_headers(head.headers)
+
+        admin_path = _split_admin_path(target)
+        if admin_path is not None:
+            return await self._admin_exchange(channel, method, admin_path, headers)
+
+        route = self.core.classify(Request(method, target, headers))
+        op, bucket, key = route.op, route.bucket, route.key
+        self.admin.counters.count(op)
+        plan = self.admin.faults.decide(op)
+        if plan.delay_seconds:
+            await trio.sleep(plan.delay_seconds)
+        if plan.reset_before_response:
+            self._record(op, method, bucket, key, headers, 0, 0, 0, "reset")
+            log.debug("%s %s %s -> injected reset", method, bucket, key)
+            channel.abort()
+            raise ConnectionAborted()
+
+        body = await self._receive_body(channel, head, headers)
+        try:
+            if plan.error is not None:
+                status, response_headers, payload = injected_error_response(
+                    plan.error, method=method, bucket=bucket, key=key)
+                response = Response(status, response_headers, payload)
+                fault = "error"
+            else:
+                request = Request(method, target, headers, body)
+                response = await trio.to_thread.run_sync(self._handle_in_core, request, limiter=self._limiter)
+                fault = None
+            sent = await self._send_response(channel, method, response, plan)
+        finally:
+            if body.path is not None:
+                remove_quietly(body.path)
+        elapsed_ms = (self._clock() - started) * 1000
+        self._record(op, method, bucket, key, headers, response.status, sent, body.size, fault)
+        log.debug("%s %s %s %d %d %.1fms", method, bucket or "-", key or "-", response.status, sent, elapsed_ms)
+        return True
+
+    def _handle_in_core(self, request: Request) -> Response:
+        """`core.handle`, which should never raise; if it does, the client still gets a 500 InternalError."""
+        try:
+            return self.core.handle(request)
+        except Exception:
+            log.exception("the server core raised on %s %s", request.method, request.target)
+            route = self.core.classify(request)
+            rule = FaultRule(action="error", status=500, code="InternalError",
+                             message="We encountered an internal error. Please try again.")
+            status, headers, payload = injected_error_response(
+                rule, method=request.method, bucket=route.bucket, key=route.key)
+            return Response(status, headers, payload)
+
+    def _record(self, op: str, method: str, bucket: str | None, key: str | None, headers: dict[str, str],
+                status: int, sent: int, received: int, fault: str | None) -> None:
+        self.admin.requests.add(RequestRecord(
+            op=op, method=method, bucket=bucket, key=key, status=status, bytes=sent, request_bytes=received,
+            user_agent=headers.get("user-agent"), range=headers.get("range"), fault=fault))
+
+    async def _admin_exchange(self, channel: _Channel, method: str, path: str, headers: dict[str, str]) -> bool:
+        chunks = []
+        while True:
+            event = await channel.next_event()
+            if isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise ClientGone("connection closed during an admin request")
+        reply = self.admin.handle(method, path, headers, b"".join(chunks))
+        payload = reply.body()
+        await channel.send(h11.Response(status_code=reply.status, headers=[
+            ("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]))
+        await channel.send(h11.Data(data=payload))
+        await channel.send(h11.EndOfMessage())
+        return True
+
+    # -- request bodies -------------------------------------------------------------------------------
+
+    async def _receive_body(self, channel: _Channel, head: h11.Request, headers: dict[str, str]) -> SpooledBody:
+        conn = channel.conn
+        if conn.they_are_waiting_for_100_continue:
+            await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        spool = _BodySpool(self.core.tmp_dir)
+        try:
+            length = headers.get("content-length")
+            chunked = "transfer-encoding" in headers
+            if not chunked and length is not None and length.isdigit() and int(length) >= FAST_BODY_MIN:
+                await self._receive_fixed_body(channel, head, int(length), spool)
+            else:
+                await self._receive_framed_body(channel, spool)
+            return spool.finish()
+        except BaseException:
+            spool.discard()
+            raise
+
+    async def _receive_framed_body(self, channel: _Channel, spool: _BodySpool) -> None:
+        while True:
+            try:
+                event = await channel.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ClientGone(f"incomplete request body: {exc}") from None
+            if isinstance(event, h11.Data):
+                spool.write(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise ClientGone("connection closed before the request body ended")
+
+    async def _receive_fixed_body(self, channel: _Channel, head: h11.Request, length: int,
+                                  spool: _BodySpool) -> None:
+        buffered, _closed = channel.conn.trailing_data
+        first, pipelined = buffered[:length], buffered[length:]
+        spool.write(first)
+        remaining = length - len(first)
+        # Two buffers: while worker threads hash and write one, the socket fills the other.
+        buffer_size = min(SPOOL_BUFFER_SIZE, max(remaining, 1))
+        free_send, free_receive = trio.open_memory_channel[bytearray](2)
+        for _ in range(2):
+            free_send.send_nowait(bytearray(buffer_size))
+        full_send, full_receive = trio.open_memory_channel[tuple[bytearray, int]](0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._spool_worker, full_receive, free_send, spool)
+            async with full_send:
+                while remaining:
+                    buffer = await free_receive.receive()
+                    view = memoryview(buffer)
+                    want = min(len(buffer), remaining)
+                    filled = 0
+                    # Fill the whole buffer before handing it on, so the thread hops are amortised.
+                    while filled < want:
+                        try:
+                            received = await channel.sock.recv_into(view[filled:want])
+                        except OSError as exc:
+                            raise ClientGone(str(exc)) from None
+                        if not received:
+                            raise ClientGone(f"connection closed with {remaining - filled} body bytes missing")
+                        filled += received
+                    remaining -= filled
+                    await full_send.send((buffer, filled))
+        channel.conn = self._resynchronised_connection(head, pipelined)
+
+    async def _spool_worker(self, full: trio.MemoryReceiveChannel, free: trio.MemorySendChannel,
+                            spool: _BodySpool) -> None:
+        async with full:
+            async for buffer, filled in full:
+                view = memoryview(buffer)[:filled]
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trio.to_thread.run_sync, spool.hash, view)
+                    nursery.start_soon(trio.to_thread.run_sync, spool.store, view)
+                free.send_nowait(buffer)
+
+    @staticmethod
+    def _resynchronised_connection(head: h11.Request, pipelined: bytes) -> h11.Connection:
+        """A fresh h11 connection that has 'received' this request with an empty body."""
+        lines = [b"%s %s HTTP/%s" % (head.method, head.target, head.http_version)]
+        for name, value in head.headers:
+            if name.lower() not in (b"content-length", b"transfer-encoding", b"expect"):
+                lines.append(name + b": " + value)
+        lines.append(b"content-length: 0")
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        conn.receive_data(b"\r\n".join(lines) + b"\r\n\r\n")
+        if pipelined:
+            conn.receive_data(pipelined)
+        request = conn.next_event()
+        end = conn.next_event()
+        assert isinstance(request, h11.Request) and isinstance(end, h11.EndOfMessage), (request, end)
+        return conn
+
+    # -- responses ------------------------------------------------------------------------------------
+
+    async def _send_response(self, channel: _Channel, method: str, response: Response, plan: FaultPlan) -> int:
+        """Write `response`; returns the number of body bytes sent."""
+        length = response.body_length()
+        headers = [(name, value) for name, value in response.headers if name.lower() != "content-length"]
+        headers.append(("Content-Length", str(length)))
+        await channel.send(h11.Response(status_code=response.status, headers=headers,
+                                        reason=_reason(response.status)))
+        body_expected = method != "HEAD" and response.status not in (204, 304) and response.status >= 200
+        sent = 0
+        if body_expected and length:
+            sender = _BodySender(channel, plan)
+            if isinstance(response.body, bytes):
+                sent = await sender.send_bytes(response.body)
+            else:
+                sent = await sender.send_extents(response.body)
+        await channel.send(h11.EndOfMessage())
+        return sent
+
+
+class _BodySender:
+    """Sends a response body, applying the bandwidth and mid-body-reset faults of `plan`."""
+
+    def __init__(self, channel: _Channel, plan: FaultPlan):
+        self._channel = channel
+        self._rate = plan.bytes_per_second
+        self._reset_after = plan.reset_after_bytes
+        self._sent = 0
+        self._started = time.monotonic()
+
+    def _budget(self, wanted: int) -> int:
+        """How many bytes may go out now, after sleeping-off any bandwidth excess."""
+        if self._reset_after is not None:
+            wanted = min(wanted, self._reset_after - self._sent)
+        if self._rate:
+            wanted = min(wanted, max(1, self._rate // 20))
+        return wanted
+
+    async def _pace(self) -> None:
+        if self._reset_after is not None and self._sent >= self._reset_after:
+            log.debug("injected reset after %d body bytes", self._sent)
+            self._channel.abort()
+            raise ConnectionAborted()
+        if self._rate:
+            due = self._started + self._sent / self._rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await trio.sleep(delay)
+
+    async def send_bytes(self, body: bytes) -> int:
+        view = memoryview(body)
+        for piece in self._channel.conn.send_with_data_passthrough(h11.Data(data=view)) or []:
+            piece_view = memoryview(piece)
+            while piece_view:
+                await self._pace()
+                count = self._budget(len(piece_view))
+                await self._channel.send_bytes(piece_view[:count])
+                piece_view = piece_view[count:]
+                self._sent += count
+            await self._pace()
+        return self._sent
+
+    async def send_extents(self, extents: list[FileExtent]) -> int:
+        for extent in extents:
+            if extent.length == 0:
+                continue
+            fd = os.open(extent.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                span = _FileSpan(fd, extent.offset, extent.length)
+                for piece in self._channel.conn.send_with_data_passthrough(h11.Data(data=span)) or []:
+                    if isinstance(piece, _FileSpan):
+                        await self._sendfile(piece)
+                    else:
+                        await self._channel.send_bytes(piece)
+            finally:
+                os.close(fd)
+        await self._pace()
+        return self._sent
+
+    async def _sendfile(self, span: _FileSpan) -> None:
+        sock = self._channel.sock
+        offset, remaining = span.offset, span.length
+        while remaining:
+            await self._pace()
+            count = self._budget(min(remaining, SENDFILE_CHUNK))
+            try:
+                written = os.sendfile(sock.fileno(), span.fd, offset, count)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    raise ClientGone(str(exc)) from None
+                raise
+            if written == 0:
+                raise ClientGone("the blob file is shorter than its extent")  # cannot frame the rest
+            offset += written
+            remaining -= written
+            self._sent += written
+            await trio.lowlevel.checkpoint()

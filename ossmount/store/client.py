@@ -1,0 +1,685 @@
+"""`ObjectStore`: the async object-store client, and the only module that imports oss2.
+
+Theory of operation:
+  * Every oss2 call is blocking; it runs in a worker thread via `trio.to_thread.run_sync` under one
+    `CapacityLimiter` (`max_connections`). All requests share one `oss2.Session` whose urllib3 pool holds
+    at least as many connections as the limiter has tokens, so no connection is ever discarded for lack
+    of pool room.
+  * oss2's own CRC adapter is off (`enable_crc=False`): it runs crcmod at ~400 MiB/s over every byte.
+    Uploads compute CRC-64/XZ with fastcrc and compare it with `x-oss-hash-crc64ecma`; a multipart
+    object's CRC is checked against the combination of its part CRCs.
+  * GET bodies are read with `raw.readinto` straight into the caller's buffer (no 8 KiB iteration);
+    a response abandoned before its end is drained when the rest is small, else closed, so the pooled
+    connection is never left with unread bytes.
+  * oss2, requests and urllib3 exceptions become `ossmount.store.types` errors in `_translate_errors`
+    (the one mapping table); retries happen in `RetryPolicy.run` (the one retry loop).
+  * Statistics are updated only from the trio thread, so they need no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
+
+import oss2
+import oss2.exceptions
+import requests
+import trio
+import urllib3.exceptions
+
+from ossmount import USER_AGENT
+from ossmount.store import types
+from ossmount.store.crc import combine_parts, crc64
+from ossmount.store.retry import RetryPolicy
+from ossmount.store.types import ListPage, ObjectInfo, PartInfo
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+META_PREFIX = "x-oss-meta-"
+MAX_DELETE_BATCH = 1000
+# When an abandoned GET has at most this many unread bytes, reading them keeps the connection pooled.
+_DRAIN_LIMIT = 256 * 1024
+_READ_CHUNK = 1024 * 1024
+
+# OSS error codes and what they become. Anything not listed falls back to the HTTP status (below).
+_AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidSecurityToken",
+        "SecurityTokenExpired",
+        "RequestTimeTooSkewed",
+        "AccessForbidden",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "QpsLimitExceeded",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "SlowDown",
+        "TooManyRequests",
+        "ConnectionReset",
+    }
+)
+_CODE_TO_ERROR: Mapping[str, type[types.StoreError]] = {
+    "NoSuchKey": types.NoSuchKey,
+    "NoSuchBucket": types.NoSuchBucket,
+    "InvalidObjectState": types.InvalidObjectState,
+    "FileAlreadyExists": types.AlreadyExists,
+    "InvalidArgument": types.InvalidArgument,
+    "InvalidObjectName": types.InvalidArgument,
+    "InvalidRange": types.InvalidArgument,
+    "EntityTooLarge": types.EntityTooLarge,
+    "KeyTooLong": types.NameTooLong,
+    **{code: types.AccessDenied for code in _AUTH_CODES},
+    **{code: types.TransientError for code in _TRANSIENT_CODES},
+}
+_STATUS_TO_ERROR: Mapping[int, type[types.StoreError]] = {
+    403: types.AccessDenied,
+    404: types.NoSuchKey,
+    429: types.TransientError,
+}
+
+
+class Credentials(Protocol):
+    """What the store needs from `ossmount.credentials.Credentials`."""
+
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None
+
+
+@dataclass(frozen=True)
+class StoreStatistics:
+    """A snapshot of what an `ObjectStore` has done since it was created."""
+
+    requests: Mapping[str, int] = field(default_factory=dict)  # attempts per OSS operation name
+    bytes_in: int = 0  # body bytes received (GET)
+    bytes_out: int = 0  # body bytes sent (PUT, UploadPart)
+    retries: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)  # failed attempts per error code
+
+
+def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.StoreError | None:
+    """The `StoreError` for an oss2 / requests / urllib3 / socket exception, or None if it is none of those.
+
+    This is the one table from OSS error codes and transport failures to ossmount's exceptions. Messages
+    carry the OSS code and message but never the request headers or the string-to-sign.
+    """
+    where = f"{op} {key!r}" if key else op
+    if isinstance(exc, oss2.exceptions.RequestError):
+        return _transport_error(exc.exception, where=where, key=key)
+    if isinstance(exc, oss2.exceptions.ClientError):
+        return types.InvalidArgument(f"{where}: {exc.body}", code="ClientError", key=key)
+    if isinstance(exc, oss2.exceptions.InconsistentError):
+        return types.ChecksumMismatch(f"{where}: {exc.body}", code="InconsistentError", key=key)
+    if isinstance(exc, oss2.exceptions.OssError):
+        code = exc.code or ""
+        status = exc.status
+        error_class = _CODE_TO_ERROR.get(code)
+        if error_class is None:
+            if status >= 500:
+                error_class = types.TransientError
+            else:
+                error_class = _STATUS_TO_ERROR.get(status, types.StoreError)
+        if error_class is types.NoSuchKey and code == "" and not key:
+            error_class = types.NoSuchBucket
+        message = exc.message or (code if code else f"HTTP {status}")
+        return error_class(
+            f"{where}: {message}", code=code or _code_for_status(status), status=status,
+            request_id=exc.request_id, key=key,
+        )
+    if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
+        return _transport_error(exc, where=where, key=key)
+    return None
+
+
+def _code_for_status(status: int) -> str:
+    return {403: "AccessDenied", 404: "NotFound", 429: "TooManyRequests"}.get(status, f"HTTP{status}")
+
+
+def _transport_error(exc: BaseException, *, where: str, key: str) -> types.StoreError:
+    """Connection-level failures: refused/unresolvable/connect-timeout is unreachable, the rest transient."""
+    chain = list(_exception_chain(exc))
+    if any(
+        isinstance(e, (requests.exceptions.ConnectTimeout, urllib3.exceptions.NewConnectionError,
+                       urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError, socket.gaierror))
+        for e in chain
+    ):
+        reason = _describe(chain)
+        return types.EndpointUnreachable(f"{where}: endpoint unreachable: {reason}", code="ConnectionError",
+                                         status=-2, key=key)
+    if any(isinstance(e, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError,
+                          socket.timeout)) for e in chain):
+        return types.TransientError(f"{where}: read timed out", code="RequestTimeout", status=-2, key=key)
+    return types.TransientError(f"{where}: connection failed: {_describe(chain)}", code="ConnectionReset",
+                                status=-2, key=key)
+
+
+def _exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        reason = getattr(exc, "reason", None)
+        nested = reason if isinstance(reason, BaseException) else None
+        if nested is None and exc.args and isinstance(exc.args[0], BaseException):
+            nested = exc.args[0]
+        if nested is None and len(exc.args) > 1 and isinstance(exc.args[1], BaseException):
+            nested = exc.args[1]
+        exc = nested or exc.__cause__ or exc.__context__
+
+
+def _describe(chain: list[BaseException]) -> str:
+    innermost = chain[-1]
+    text = str(innermost) or type(innermost).__name__
+    return text.split(": ", 1)[-1] if "Connection" in type(innermost).__name__ else text
+
+
+@contextlib.contextmanager
+def _translate_errors(op: str, key: str = "") -> Iterator[None]:
+    try:
+        yield
+    except types.StoreError:
+        raise
+    except Exception as exc:
+        store_error = error_from_oss(exc, op=op, key=key)
+        if store_error is None:
+            raise
+        raise store_error from exc
+
+
+def _decode_header_value(value: str) -> str:
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _metadata_headers(content_type: str | None, meta: Mapping[str, str] | None) -> dict[str, str]:
+    """Content-Type and x-oss-meta-* headers. OSS (and oss2's signer) only handle ASCII metadata values:
+    callers store anything else encoded (ossfs url-encodes xattrs), so non-ASCII is refused here."""
+    headers = {"Content-Type": content_type or DEFAULT_CONTENT_TYPE}
+    for name, value in (meta or {}).items():
+        text = str(value)
+        if not (text.isascii() and name.isascii()) or "\n" in text or "\r" in text:
+            raise types.InvalidArgument(f"metadata {name!r} must be ASCII without line breaks; encode it first",
+                                        code="InvalidArgument")
+        headers[META_PREFIX + name.lower()] = text
+    return headers
+
+
+def _response_time(headers: Mapping[str, str]) -> float:
+    """The server's Date header as epoch seconds: an upload's Last-Modified, without another HEAD."""
+    date = headers.get("date")
+    try:
+        return float(oss2.utils.http_to_unixtime(date)) if date else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _strip_etag(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
+    meta = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith(META_PREFIX):
+            meta[lowered[len(META_PREFIX):]] = _decode_header_value(value)
+    crc = headers.get("x-oss-hash-crc64ecma")
+    last_modified = headers.get("last-modified")
+    return ObjectInfo(
+        key=key,
+        size=int(headers.get("content-length", 0)),
+        etag=_strip_etag(headers.get("etag")),
+        mtime=float(oss2.utils.http_to_unixtime(last_modified)) if last_modified else 0.0,
+        content_type=headers.get("content-type"),
+        meta=meta,
+        object_type=headers.get("x-oss-object-type", "Normal"),
+        storage_class=headers.get("x-oss-storage-class", "Standard"),
+        restore=headers.get("x-oss-restore"),
+        crc64=int(crc) if crc else None,
+    )
+
+
+def _make_auth(credentials: Credentials, sigv4: bool) -> Any:
+    if credentials.security_token:
+        version = oss2.AUTH_VERSION_4 if sigv4 else oss2.AUTH_VERSION_1
+        return oss2.StsAuth(credentials.access_key_id, credentials.access_key_secret,
+                            credentials.security_token, auth_version=version)
+    if sigv4:
+        return oss2.AuthV4(credentials.access_key_id, credentials.access_key_secret)
+    return oss2.Auth(credentials.access_key_id, credentials.access_key_secret)
+
+
+class _FileSlice:
+    """A read-only view of `size` bytes of a file from `offset`, computing CRC-64 as requests streams it.
+
+    `__len__` gives requests the Content-Length; reads use `os.pread` when the file has a descriptor, so
+    several parts of one file can upload concurrently without sharing a file position.
+    """
+
+    def __init__(self, fileobj: BinaryIO, offset: int, size: int):
+        self._file = fileobj
+        self._offset = offset
+        self._size = size
+        self._position = 0
+        self.crc = 0
+        try:
+            self._fd: int | None = fileobj.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
+
+    def __len__(self) -> int:
+        return self._size - self._position
+
+    def read(self, amount: int = -1) -> bytes:
+        remaining = self._size - self._position
+        if amount is None or amount < 0 or amount > remaining:
+            amount = remaining
+        amount = min(amount, _READ_CHUNK)
+        if amount <= 0:
+            return b""
+        if self._fd is not None:
+            chunk = os.pread(self._fd, amount, self._offset + self._position)
+        else:
+            self._file.seek(self._offset + self._position)
+            chunk = self._file.read(amount)
+        if not chunk:
+            raise OSError(f"file ended {remaining} bytes before the announced size")
+        self._position += len(chunk)
+        self.crc = crc64(chunk, self.crc)
+        return chunk
+
+
+class ObjectStore:
+    """Async facade over one OSS bucket (see the module docstring for the threading and error rules).
+
+    Build it with `ObjectStore.create(...)`. Every method is a trio checkpoint and raises only
+    `ossmount.store.types.StoreError` subclasses for OSS or network failures.
+    """
+
+    def __init__(self, bucket: oss2.Bucket, *, endpoint: str, bucket_name: str, region: str | None,
+                 sigv4: bool, access_key_id: str, retry: RetryPolicy, net_limiter: trio.CapacityLimiter):
+        self._bucket = bucket
+        self.endpoint = endpoint
+        self.bucket_name = bucket_name
+        self.region = region
+        self.sigv4 = sigv4
+        self.access_key_id = access_key_id
+        self.retry = retry
+        self._net_limiter = net_limiter
+        self._requests: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._retries = 0
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        endpoint: str,
+        bucket: str,
+        credentials: Credentials,
+        region: str | None = None,
+        sigv4: bool = False,
+        max_connections: int = 16,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+    ) -> "ObjectStore":
+        """A store for `bucket` at `endpoint` ("http[s]://host[:port]"); an IP endpoint uses path-style URLs.
+
+        `timeout` bounds each read on the socket, `connect_timeout` each TCP connect. With `sigv4`,
+        `region` (e.g. "cn-hangzhou") is required. A `security_token` selects STS authentication.
+        """
+        if sigv4 and not region:
+            raise ValueError("sigv4 needs a region")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        session = oss2.Session(pool_size=max_connections + 2)
+        with _translate_errors("create", bucket):  # an invalid endpoint or bucket name: InvalidArgument
+            oss_bucket = oss2.Bucket(
+                _make_auth(credentials, sigv4), endpoint, bucket, session=session,
+                connect_timeout=(connect_timeout, timeout), app_name=USER_AGENT, enable_crc=False, region=region,
+            )
+        return cls(oss_bucket, endpoint=endpoint, bucket_name=bucket, region=region, sigv4=sigv4,
+                   access_key_id=credentials.access_key_id, retry=retry or RetryPolicy(),
+                   net_limiter=trio.CapacityLimiter(max_connections))
+
+    def with_retry(self, retry: RetryPolicy) -> "ObjectStore":
+        """A store sharing this one's connections and limiter but retrying per `retry` (own statistics)."""
+        return ObjectStore(self._bucket, endpoint=self.endpoint, bucket_name=self.bucket_name, region=self.region,
+                           sigv4=self.sigv4, access_key_id=self.access_key_id, retry=retry,
+                           net_limiter=self._net_limiter)
+
+    def update_credentials(self, credentials: Credentials) -> None:
+        """Sign later requests with new credentials (STS rotation); requests in flight keep the old ones."""
+        self._bucket.auth = _make_auth(credentials, self.sigv4)
+        self.access_key_id = credentials.access_key_id
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _attempt(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        self._requests[op] += 1
+        try:
+            with _translate_errors(op, key):
+                return await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
+        except types.StoreError as error:
+            self._errors[error.code or type(error).__name__] += 1
+            raise
+
+    async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any, idempotent: bool = True,
+                    **kwargs: Any) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        return await self.retry.run(lambda: self._attempt(op, key, call), idempotent=idempotent,
+                                    on_retry=self._note_retry)
+
+    def _note_retry(self, error: types.TransientError, failed_attempts: int, delay: float) -> None:
+        self._retries += 1
+        log.info("retrying after %s (attempt %d failed, sleeping %.2fs)", error, failed_attempts, delay)
+
+    def statistics(self) -> StoreStatistics:
+        """Requests, bytes, retries and errors so far (a frozen snapshot)."""
+        return StoreStatistics(requests=dict(self._requests), bytes_in=self._bytes_in,
+                               bytes_out=self._bytes_out, retries=self._retries, errors=dict(self._errors))
+
+    def _verify_crc(self, op: str, key: str, expected: int, headers: Mapping[str, str], request_id: str) -> int | None:
+        reported = headers.get("x-oss-hash-crc64ecma")
+        if reported is None:
+            return None
+        if int(reported) != expected:
+            raise types.ChecksumMismatch(
+                f"{op} {key!r}: CRC-64 mismatch (sent {expected}, OSS computed {reported})",
+                code="InvalidDigest", request_id=request_id, key=key,
+            )
+        return expected
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectInfo:
+        """HeadObject: size, etag, mtime, content type, user metadata. NoSuchKey if absent."""
+        result = await self._call("HeadObject", key, self._bucket.head_object, key)
+        return _object_info_from_headers(key, result.headers)
+
+    async def list_page(self, prefix: str, *, delimiter: str = "/", token: str | None = None,
+                        max_keys: int = 1000, v2: bool = True) -> ListPage:
+        """One page of ListObjectsV2 (or V1 with `v2=False`); pass `next_token` back to continue."""
+        if v2:
+            result = await self._call(
+                "ListObjectsV2", prefix, self._bucket.list_objects_v2, prefix=prefix, delimiter=delimiter,
+                continuation_token=token or "", max_keys=max_keys, encoding_type="url",
+            )
+            next_token = result.next_continuation_token if result.is_truncated else None
+        else:
+            result = await self._call(
+                "ListObjects", prefix, self._bucket.list_objects, prefix=prefix, delimiter=delimiter,
+                marker=token or "", max_keys=max_keys,
+            )
+            next_token = None
+            if result.is_truncated:
+                # Without a delimiter OSS may omit NextMarker; the last key returned is the marker then.
+                last = max([o.key for o in result.object_list] + list(result.prefix_list), default="")
+                next_token = result.next_marker or last or None
+        objects = [
+            ObjectInfo(
+                key=o.key, size=int(o.size), etag=_strip_etag(o.etag), mtime=float(o.last_modified),
+                object_type=o.type or "Normal", storage_class=o.storage_class or "Standard",
+                restore=o.restore_info, from_listing=True,
+            )
+            for o in result.object_list
+        ]
+        return ListPage(objects=objects, prefixes=list(result.prefix_list), next_token=next_token or None)
+
+    async def list_all(self, prefix: str, *, delimiter: str = "/", v2: bool = True
+                       ) -> tuple[list[ObjectInfo], list[str]]:
+        """Every object and common prefix under `prefix`, following continuation tokens."""
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        token: str | None = None
+        while True:
+            page = await self.list_page(prefix, delimiter=delimiter, token=token, v2=v2)
+            objects.extend(page.objects)
+            prefixes.extend(page.prefixes)
+            if page.next_token is None:
+                return objects, prefixes
+            token = page.next_token
+
+    async def bucket_info(self) -> dict:
+        """GetBucketInfo as a plain dict (name, location, storage class, creation date, ACL, ...)."""
+        result = await self._call("GetBucketInfo", "", self._bucket.get_bucket_info)
+        return {
+            "name": result.name,
+            "location": result.location,
+            "storage_class": result.storage_class,
+            "creation_date": result.creation_date,
+            "acl": getattr(result.acl, "grant", None),
+            "intranet_endpoint": result.intranet_endpoint,
+            "extranet_endpoint": result.extranet_endpoint,
+            "versioning_status": result.versioning_status,
+        }
+
+    async def bucket_stat(self) -> dict:
+        """GetBucketStat: `storage_bytes`, `object_count`, `multipart_upload_count` (for statfs)."""
+        result = await self._call("GetBucketStat", "", self._bucket.get_bucket_stat)
+        return {
+            "storage_bytes": int(result.storage_size_in_bytes or 0),
+            "object_count": int(result.object_count or 0),
+            "multipart_upload_count": int(result.multi_part_upload_count or 0),
+        }
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _get_into_blocking(self, key: str, offset: int, buf: memoryview) -> int:
+        headers = {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity"}
+        try:
+            result = self._bucket.get_object(key, byte_range=(offset, offset + len(buf) - 1), headers=headers)
+        except oss2.exceptions.ServerError as exc:
+            if exc.status == 416:
+                return 0
+            raise
+        raw = result.resp.response.raw
+        try:
+            to_skip = offset if result.status == 200 else 0  # a server that ignored Range sent it all
+            while to_skip:
+                skipped = raw.read(min(to_skip, _READ_CHUNK))
+                if not skipped:
+                    return 0
+                to_skip -= len(skipped)
+            filled = 0
+            while filled < len(buf):
+                count = raw.readinto(buf[filled:])
+                if not count:
+                    break
+                filled += count
+            if filled < len(buf) or result.status == 200:
+                self._release(result.resp.response)
+            return filled
+        except BaseException:
+            result.resp.response.close()
+            raise
+
+    @staticmethod
+    def _release(response: requests.Response) -> None:
+        """Drain a short unread tail (the connection goes back to the pool) or close the connection."""
+        raw = response.raw
+        remaining = None
+        length = response.headers.get("content-length")
+        if length is not None:
+            remaining = int(length) - raw.tell()
+        if remaining is not None and 0 <= remaining <= _DRAIN_LIMIT:
+            try:
+                while raw.read(65536):
+                    pass
+                return
+            except Exception:  # noqa: BLE001 - draining is an optimisation; closing is always correct
+                pass
+        response.close()
+
+    async def get_into(self, key: str, offset: int, buf: memoryview) -> int:
+        """Ranged GET of [offset, offset+len(buf)) into `buf`; returns bytes read (short at EOF, 0 past it)."""
+        if len(buf) == 0:
+            return 0
+        view = memoryview(buf).cast("B")
+        count = await self._call("GetObject", key, self._get_into_blocking, key, offset, view)
+        self._bytes_in += count
+        return count
+
+    async def get_bytes(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """The object's bytes from `offset` (to the end when `length` is None)."""
+        if length is None:
+            info = await self.head(key)
+            length = max(info.size - offset, 0)
+        buf = bytearray(length)
+        count = await self.get_into(key, offset, memoryview(buf))
+        del buf[count:]
+        return bytes(buf)
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def _put_blocking(self, key: str, data: Any, headers: dict[str, str]) -> Any:
+        return self._bucket.put_object(key, data, headers=headers)
+
+    async def put(self, key: str, data: bytes | bytearray | memoryview, *, content_type: str | None = None,
+                  meta: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+                  forbid_overwrite: bool = False) -> ObjectInfo:
+        """PutObject of an in-memory body; CRC-64 verified. AlreadyExists with `forbid_overwrite`."""
+        body = bytes(data) if not isinstance(data, bytes) else data
+        request_headers = _metadata_headers(content_type, meta)
+        request_headers.update(headers or {})
+        if forbid_overwrite:
+            request_headers["x-oss-forbid-overwrite"] = "true"
+        expected = crc64(body)
+
+        async def attempt() -> ObjectInfo:
+            result = await self._attempt("PutObject", key, functools.partial(self._put_blocking, key, body,
+                                                                          request_headers))
+            self._bytes_out += len(body)
+            crc = self._verify_crc("PutObject", key, expected, result.headers, result.request_id)
+            return ObjectInfo(key=key, size=len(body), etag=_strip_etag(result.etag),
+                              mtime=_response_time(result.headers), content_type=request_headers["Content-Type"],
+                              meta=dict(meta or {}), crc64=crc)
+
+        return await self.retry.run(attempt, on_retry=self._note_retry)
+
+    async def put_file(self, key: str, fileobj: BinaryIO, size: int, *, content_type: str | None = None,
+                       meta: Mapping[str, str] | None = None, offset: int = 0) -> ObjectInfo:
+        """PutObject streamed from `size` bytes of `fileobj` starting at `offset`; CRC-64 verified."""
+        request_headers = _metadata_headers(content_type, meta)
+
+        async def attempt() -> ObjectInfo:
+            body = _FileSlice(fileobj, offset, size)
+            result = await self._attempt("PutObject", key, functools.partial(self._put_blocking, key, body,
+                                                                          request_headers))
+            self._bytes_out += size
+            crc = self._verify_crc("PutObject", key, body.crc, result.headers, result.request_id)
+            return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
+                              mtime=_response_time(result.headers), content_type=request_headers["Content-Type"],
+                              meta=dict(meta or {}), crc64=crc)
+
+        return await self.retry.run(attempt, on_retry=self._note_retry)
+
+    async def copy(self, src_key: str, dst_key: str, *, content_type: str | None = None,
+                   meta: Mapping[str, str] | None = None) -> str:
+        """CopyObject within the bucket; returns the new ETag. `meta=None` keeps the source metadata."""
+        if meta is None:
+            headers = {"x-oss-metadata-directive": "COPY"}
+        else:
+            headers = _metadata_headers(content_type, meta)
+            headers["x-oss-metadata-directive"] = "REPLACE"
+        result = await self._call("CopyObject", dst_key, self._bucket.copy_object, self.bucket_name, src_key,
+                                  dst_key, headers=headers)
+        return _strip_etag(result.etag)
+
+    async def update_meta(self, key: str, *, content_type: str | None, meta: Mapping[str, str]) -> None:
+        """Replace the object's Content-Type and user metadata without re-uploading it (CopyObject onto itself)."""
+        await self.copy(key, key, content_type=content_type, meta=meta)
+
+    async def delete(self, key: str) -> None:
+        """DeleteObject (succeeds if the key is already gone, as OSS does)."""
+        await self._call("DeleteObject", key, self._bucket.delete_object, key)
+
+    async def delete_many(self, keys: list[str]) -> None:
+        """DeleteMultipleObjects in batches of 1000."""
+        for start in range(0, len(keys), MAX_DELETE_BATCH):
+            batch = keys[start:start + MAX_DELETE_BATCH]
+            await self._call("DeleteMultipleObjects", batch[0], self._bucket.batch_delete_objects, batch)
+
+    # -- multipart --------------------------------------------------------------------------------
+
+    async def init_multipart(self, key: str, *, content_type: str | None = None,
+                             meta: Mapping[str, str] | None = None) -> str:
+        """InitiateMultipartUpload; returns the upload id."""
+        result = await self._call("InitiateMultipartUpload", key, self._bucket.init_multipart_upload, key,
+                                  headers=_metadata_headers(content_type, meta))
+        return result.upload_id
+
+    async def _upload_part_body(self, key: str, upload_id: str, part_number: int,
+                                make_body: Callable[[], Any], size: int) -> PartInfo:
+        async def attempt() -> PartInfo:
+            body = make_body()
+            result = await self._attempt("UploadPart", key, functools.partial(
+                self._bucket.upload_part, key, upload_id, part_number, body))
+            self._bytes_out += size
+            expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
+            crc = self._verify_crc("UploadPart", key, expected, result.headers, result.request_id)
+            return PartInfo(part_number=part_number, etag=_strip_etag(result.etag), size=size,
+                            crc64=crc if crc is not None else expected)
+
+        return await self.retry.run(attempt, on_retry=self._note_retry)
+
+    async def upload_part(self, key: str, upload_id: str, part_number: int,
+                          data: bytes | bytearray | memoryview) -> PartInfo:
+        """UploadPart from memory; CRC-64 verified."""
+        body = bytes(data) if not isinstance(data, bytes) else data
+        return await self._upload_part_body(key, upload_id, part_number, lambda: body, len(body))
+
+    async def upload_part_from_file(self, key: str, upload_id: str, part_number: int, fileobj: BinaryIO,
+                                    offset: int, size: int) -> PartInfo:
+        """UploadPart streamed from `size` bytes of `fileobj` at `offset` (pread: safe to run in parallel)."""
+        return await self._upload_part_body(key, upload_id, part_number,
+                                            lambda: _FileSlice(fileobj, offset, size), size)
+
+    async def upload_part_copy(self, src_key: str, byte_range: tuple[int, int], key: str, upload_id: str,
+                               part_number: int) -> PartInfo:
+        """UploadPartCopy of the inclusive `byte_range` (first, last) of `src_key`."""
+        result = await self._call("UploadPartCopy", key, self._bucket.upload_part_copy, self.bucket_name,
+                                  src_key, byte_range, key, upload_id, part_number)
+        first, last = byte_range
+        crc = result.headers.get("x-oss-hash-crc64ecma")
+        return PartInfo(part_number=part_number, etag=_strip_etag(result.etag), size=last - first + 1,
+                        crc64=int(crc) if crc else None)
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[PartInfo]) -> ObjectInfo:
+        """CompleteMultipartUpload; the object CRC is checked against the combined part CRCs when known."""
+        ordered = sorted(parts, key=lambda p: p.part_number)
+        oss_parts = [oss2.models.PartInfo(p.part_number, p.etag) for p in ordered]
+        result = await self._call("CompleteMultipartUpload", key, self._bucket.complete_multipart_upload, key,
+                                  upload_id, oss_parts)
+        size = sum(p.size for p in ordered)
+        crc = None
+        if all(p.crc64 is not None for p in ordered):
+            expected = combine_parts([(p.crc64, p.size) for p in ordered])  # type: ignore[misc]
+            crc = self._verify_crc("CompleteMultipartUpload", key, expected, result.headers, result.request_id)
+        return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
+                          mtime=_response_time(result.headers), crc64=crc,
+                          object_type="Multipart")
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload."""
+        await self._call("AbortMultipartUpload", key, self._bucket.abort_multipart_upload, key, upload_id)

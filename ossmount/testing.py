@@ -1,0 +1,295 @@
+"""Run `ossmount serve` as a subprocess for tests, demos and benchmarks, and talk to its admin API.
+
+    with LocalServer(tmp_path / "oss") as server:
+        bucket = server.oss2_bucket("test-bucket")
+        bucket.put_object("k", b"v")
+        assert server.admin.counters()["PutObject"] == 1
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+LISTENING_PREFIX = "ossmount serve: listening on "
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+class ServerStartError(RuntimeError):
+    """The server did not print its listening line in time; the message carries its stderr."""
+
+
+class AdminError(RuntimeError):
+    """The admin API refused a call; `status` and `document` are its answer."""
+
+    def __init__(self, status: int, document: Any):
+        super().__init__(f"admin API answered {status}: {document}")
+        self.status = status
+        self.document = document
+
+
+class AdminClient:
+    """The `/_ossmount/admin/` API of one server (stdlib http.client, one connection per call)."""
+
+    def __init__(self, host: str, port: int, token: str | None):
+        self.host = host
+        self.port = port
+        self.token = token
+
+    def call(self, method: str, path: str, document: Any = None, *, token: str | None = None) -> Any:
+        """One admin request; returns the decoded JSON answer or raises AdminError."""
+        body = None if document is None else json.dumps(document).encode()
+        headers = {"Content-Type": "application/json"}
+        offered = self.token if token is None else token
+        if offered is not None:
+            headers["x-ossmount-admin-token"] = offered
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            connection.request(method, "/_ossmount/admin/" + path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        finally:
+            connection.close()
+        answer = json.loads(payload) if payload else None
+        if response.status != 200:
+            raise AdminError(response.status, answer)
+        return answer
+
+    def counters(self) -> dict[str, int]:
+        return self.call("GET", "counters")
+
+    def reset_counters(self) -> None:
+        self.call("POST", "counters/reset")
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The last requests, oldest first: op, method, bucket, key, status, bytes, user_agent, range."""
+        return self.call("GET", "requests")
+
+    def reset_requests(self) -> None:
+        self.call("POST", "requests/reset")
+
+    def set_faults(self, rules: Iterable[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+        return self.call("PUT", "faults", {"seed": seed, "rules": list(rules)})
+
+    def faults(self) -> dict[str, Any]:
+        return self.call("GET", "faults")
+
+    def clear_faults(self) -> None:
+        self.call("DELETE", "faults")
+
+
+class LocalServer:
+    """A `python -m ossmount serve` subprocess on 127.0.0.1 with a data dir and credentials of its own."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        buckets: Sequence[str] = ("test-bucket",),
+        credentials: Sequence[tuple[str, str]] = (("ossmount-test-id", "ossmount-test-secret"),),
+        sts: Sequence[tuple[str, str, str]] = (("STS.ossmount-sts-id", "sts-secret", "sts-token"),),
+        region: str = "cn-hangzhou",
+        anonymous: bool = False,
+        admin_token: str | None = "ossmount-admin-token",
+        extra_args: Sequence[str] = (),
+    ):
+        self.data_dir = Path(data_dir)
+        self.buckets = tuple(buckets)
+        self.credentials = tuple(credentials)
+        self.sts = tuple(sts)
+        self.region = region
+        self.anonymous = anonymous
+        self.admin_token = admin_token
+        self.extra_args = tuple(extra_args)
+        self.host = "127.0.0.1"
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stderr_path = self.data_dir / "serve.stderr"
+
+    # -- identity ----------------------------------------------------------------------------------------
+
+    @property
+    def access_key_id(self) -> str:
+        return self.credentials[0][0]
+
+    @property
+    def access_key_secret(self) -> str:
+        return self.credentials[0][1]
+
+    @property
+    def endpoint(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server has not been started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials"
+
+    @property
+    def admin(self) -> AdminClient:
+        if self.port is None:
+            raise RuntimeError("the server has not been started")
+        return AdminClient(self.host, self.port, self.admin_token)
+
+    def oss2_bucket(self, name: str, auth_version: str = "v1", **kwargs: Any):
+        """An oss2.Bucket for `name` signed with the first credentials (V1 `Auth` or V4 `AuthV4`)."""
+        import oss2
+
+        if auth_version == "v1":
+            auth = oss2.Auth(self.access_key_id, self.access_key_secret)
+        elif auth_version == "v4":
+            auth = oss2.AuthV4(self.access_key_id, self.access_key_secret)
+            kwargs.setdefault("region", self.region)
+        else:
+            raise ValueError(f"auth_version must be 'v1' or 'v4', not {auth_version!r}")
+        return oss2.Bucket(auth, self.endpoint, name, **kwargs)
+
+    def oss2_service(self, auth_version: str = "v1", **kwargs: Any):
+        """An oss2.Service (ListBuckets) with the first credentials."""
+        import oss2
+
+        if auth_version == "v4":
+            kwargs.setdefault("region", self.region)
+            return oss2.Service(oss2.AuthV4(self.access_key_id, self.access_key_secret), self.endpoint, **kwargs)
+        return oss2.Service(oss2.Auth(self.access_key_id, self.access_key_secret), self.endpoint, **kwargs)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def _write_credentials(self) -> None:
+        lines = [f"{ak}:{sk}" for ak, sk in self.credentials]
+        lines += [f"{ak}:{sk}:{token}" for ak, sk, token in self.sts]
+        fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(self.credentials_file, 0o600)
+
+    def command(self) -> list[str]:
+        port = 0 if self.port is None else self.port
+        argv = [sys.executable, "-m", "ossmount", "serve",
+                "--data-dir", str(self.data_dir / "data"),
+                "--listen", f"{self.host}:{port}",
+                "--credentials", str(self.credentials_file),
+                "--region", self.region]
+        for bucket in self.buckets:
+            argv += ["--bucket", bucket]
+        if self.anonymous:
+            argv.append("--anonymous")
+        if self.admin_token is not None:
+            argv += ["--admin-token", self.admin_token]
+        return argv + list(self.extra_args)
+
+    def start(self) -> "LocalServer":
+        """Spawn the server and wait (≤10 s) for its listening line."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError("the server is already running")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_credentials()
+        stderr = open(self._stderr_path, "ab")
+        try:
+            self.process = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                cwd=str(self.data_dir))
+        finally:
+            stderr.close()
+        try:
+            line = self._read_listening_line()
+        except BaseException:
+            self.kill()
+            raise
+        url = urllib.parse.urlsplit(line[len(LISTENING_PREFIX):].strip())
+        self.port = url.port
+        return self
+
+    def _read_listening_line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        buffered = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while b"\n" not in buffered:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    raise ServerStartError(f"ossmount serve did not start within {START_TIMEOUT:.0f} s"
+                                           f"\n{self.stderr_text()}")
+                chunk = os.read(self.process.stdout.fileno(), 4096)
+                if not chunk:
+                    code = self.process.wait()
+                    raise ServerStartError(f"ossmount serve exited with {code}\n{self.stderr_text()}")
+                buffered += chunk
+        line = buffered.split(b"\n", 1)[0].decode()
+        if not line.startswith(LISTENING_PREFIX):
+            raise ServerStartError(f"unexpected first line from ossmount serve: {line!r}")
+        return line
+
+    def stderr_text(self) -> str:
+        """What the server wrote to stderr so far (all its runs)."""
+        try:
+            return self._stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait up to 5 s, then SIGKILL. Returns the exit status (None if not running)."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._close_pipes()
+        return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL and reap: a crash, as far as the data directory can tell."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        self._close_pipes()
+
+    def restart(self) -> "LocalServer":
+        """Stop (if running) and start again on the same port and data dir."""
+        self.stop()
+        return self._start_on_same_port()
+
+    def _start_on_same_port(self) -> "LocalServer":
+        # The old socket may linger briefly in the kernel; retry rather than fail on EADDRINUSE.
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                return self.start()
+            except ServerStartError:
+                if time.monotonic() > deadline or "ddress already in use" not in self.stderr_text():
+                    raise
+                time.sleep(0.1)
+
+    def _close_pipes(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,71 @@
+"""Which of oss2's own integration tests the compat suite runs, and which it deselects and why.
+
+Every deselected test names the OSS feature it needs that `ossmount serve` does not provide (a cloud-side
+service, a bucket-configuration API outside oss-api.md, or a network condition loopback cannot produce).
+Server gaps that *should* pass are not listed here: they stay in the run, count as failures and are
+written up in tests/compat/FAILURES.md.
+"""
+
+from __future__ import annotations
+
+# The object-API test files of oss2 2.19.1 that apply to the local server (oss-api.md §4).
+ALLOWED_FILES = (
+    "tests/test_object.py",
+    "tests/test_multipart.py",
+    "tests/test_iterator.py",
+    "tests/test_list_objects_v2.py",
+    "tests/test_upload.py",
+    "tests/test_download.py",
+    "tests/test_chinese.py",
+    "tests/test_put_object_chunked.py",
+    "tests/test_sign.py",
+    "tests/test_exception_ec.py",
+    "tests/test_object_versioning.py",
+    "tests/test_crypto_object.py",
+    "tests/test_api_base.py",
+    "tests/test_headers.py",
+    "tests/test_init.py",
+)
+
+_IMAGE = "needs OSS image processing (x-oss-process image/...), a cloud service"
+_TAGGING = "needs object tagging (?tagging, x-oss-tagging), not part of the server's API surface (oss-api.md §6)"
+_ACL = "needs object/bucket ACLs (?acl, x-oss-object-acl) with anonymous access control, not implemented"
+
+# node id (relative to the sdist root) -> reason. Applies to V1 and V4 runs alike.
+SKIPS: dict[str, str] = {
+    # test_object.py
+    "tests/test_object.py::TestObject::test_process_object": _IMAGE,
+    "tests/test_object.py::TestObject::test_async_process_object": "needs IMM asynchronous processing, a cloud service",
+    "tests/test_object.py::TestObject::test_sign_url_with_callback":
+        "needs upload callbacks to an external HTTP server (expects 203 from the callback)",
+    "tests/test_object.py::TestObject::test_gzip_get": "needs HTTP response compression (Content-Encoding: gzip)",
+    "tests/test_object.py::TestObject::test_timeout":
+        "asserts a 1 ms connect timeout fails, which assumes network latency; loopback often answers in time",
+    "tests/test_object.py::TestObject::test_default_timeout": "same as test_timeout (1 ms timeout vs loopback)",
+    "tests/test_object.py::TestObject::test_anonymous": _ACL,
+    "tests/test_object.py::TestObject::test_object_acl": _ACL,
+    "tests/test_object.py::TestObject::test_object_tagging_client_error": _TAGGING,
+    "tests/test_object.py::TestObject::test_object_tagging_wrong_key": _TAGGING,
+    "tests/test_object.py::TestObject::test_object_tagging_wrong_value": _TAGGING,
+    "tests/test_object.py::TestObject::test_object_tagging_wrong_rule_num": _TAGGING,
+    "tests/test_object.py::TestObject::test_object_tagging": _TAGGING,
+    "tests/test_object.py::TestObject::test_put_object_with_tagging": _TAGGING,
+    "tests/test_object.py::TestObject::test_copy_object_with_tagging": _TAGGING,
+    "tests/test_object.py::TestObject::test_append_object_with_tagging": _TAGGING,
+    "tests/test_object.py::TestObject::test_append_object_with_tagging_wrong_num": _TAGGING,
+    "tests/test_object.py::TestObject::test_put_symlink_with_tagging": _TAGGING,
+    "tests/test_object.py::TestObject::test_put_symlink_with_tagging_with_wrong_num": _TAGGING,
+    # test_multipart.py
+    "tests/test_multipart.py::TestMultipart::test_init_multipart_with_object_tagging_exceptions": _TAGGING,
+    "tests/test_multipart.py::TestMultipart::test_multipart_with_object_tagging": _TAGGING,
+    # test_upload.py
+    "tests/test_upload.py::TestUpload::test_upload_large_with_tagging": _TAGGING,
+    "tests/test_upload.py::TestUpload::test_upload_with_acl": _ACL,
+    # test_iterator.py
+    "tests/test_iterator.py::TestIterator::test_live_channel_iterator": "needs RTMP live channels, a cloud service",
+    # test_object_versioning.py
+    "tests/test_object_versioning.py::TestObjectVersioning::test_put_object_tagging_with_versioning": _TAGGING,
+    "tests/test_object_versioning.py::TestObjectVersioning::test_object_acl_with_version": _ACL,
+    # test_api_base.py
+    "tests/test_api_base.py::TestApiBase::test_https": "needs TLS; the local server speaks plain HTTP",
+}

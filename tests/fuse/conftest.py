@@ -1,0 +1,180 @@
+"""Live-mount fixtures: the real `ossmount` CLI mounting a bucket of the session's LocalServer.
+
+Every mount runs `python -m ossmount BUCKET[:/PREFIX] MNT -o url=...,passwd_file=... -f` as a subprocess,
+waits for the mount while asserting the process is alive, and on exit unmounts with `fusermount3 -u`
+and asserts exit code 0; `finally` always lazy-unmounts, terminates and kills.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ossmount.testing import LocalServer
+
+TEST_UID = 4242
+TEST_USER = "ossmount-test"
+MOUNT_TIMEOUT = 20.0
+_names = itertools.count()
+
+if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+    pytest.skip("FUSE tests need /dev/fuse and fusermount3", allow_module_level=True)
+
+
+class Mount:
+    """One `ossmount -f` process and its mountpoint; `log` is everything it wrote."""
+
+    def __init__(self, server: LocalServer, bucket: str, workdir: Path, *, prefix: str = "", options: str = ""):
+        self.server = server
+        self.bucket = bucket
+        self.prefix = prefix
+        self.options = options
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Outside pytest's 0700 tmp tree, so that the non-root test user can reach the mountpoint.
+        self.path = Path(tempfile.mkdtemp(prefix="ossmount-mnt-"))
+        self.path.chmod(0o755)
+        self.passwd_file = workdir / "passwd"
+        self.passwd_file.write_text(f"{bucket}:{server.access_key_id}:{server.access_key_secret}\n")
+        self.passwd_file.chmod(0o600)
+        self.log_path = workdir / "ossmount.log"
+        self.process: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def spec(self) -> str:
+        return f"{self.bucket}:/{self.prefix}" if self.prefix else self.bucket
+
+    def argv(self, options: str | None = None) -> list[str]:
+        opts = f"url={self.server.endpoint},passwd_file={self.passwd_file}"
+        extra = self.options if options is None else options
+        if extra:
+            opts += "," + extra
+        return [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f"]
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, options: str | None = None) -> "Mount":
+        if options is not None:
+            self.options = options
+        self._log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        while not os.path.ismount(self.path):
+            code = self.process.poll()
+            assert code is None, f"ossmount exited with {code} before mounting:\n{self.log}"
+            assert time.monotonic() < deadline, f"not mounted after {MOUNT_TIMEOUT} s:\n{self.log}"
+            time.sleep(0.05)
+        return self
+
+    def unmount(self) -> None:
+        """Unmount normally and require a clean exit (code 0)."""
+        if self.process is None:
+            return
+        subprocess.run(["fusermount3", "-u", str(self.path)], check=True, capture_output=True)
+        try:
+            code = self.process.wait(timeout=30)
+        finally:
+            self._close_log()
+        self.process = None
+        assert code == 0, f"ossmount exited with {code}:\n{self.log}"
+
+    def remount(self, options: str | None = None) -> "Mount":
+        self.unmount()
+        return self.start(options)
+
+    def cleanup(self) -> None:
+        """Never leave a mount or a process behind, whatever state the test left."""
+        subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        self._close_log()
+        if not os.path.ismount(self.path):
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def new_bucket(server: LocalServer) -> str:
+    name = f"f-{os.getpid()}-{next(_names)}-{uuid.uuid4().hex[:6]}"
+    server.oss2_bucket(name).create_bucket()
+    return name
+
+
+@pytest.fixture(scope="module")
+def module_mount(local_server: LocalServer, tmp_path_factory: pytest.TempPathFactory):
+    """One default mount of a fresh bucket, shared by a test module (tests use `workdir`)."""
+    mount = Mount(local_server, new_bucket(local_server), tmp_path_factory.mktemp("mount"))
+    try:
+        mount.start()
+        yield mount
+        mount.unmount()
+    finally:
+        mount.cleanup()
+
+
+@pytest.fixture
+def workdir(module_mount: Mount, request: pytest.FixtureRequest) -> Path:
+    """A fresh directory on the module's mount, named after the test."""
+    path = module_mount.path / request.node.name.replace("[", "_").replace("]", "")[:80]
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def make_mount(local_server: LocalServer, tmp_path: Path):
+    """Factory: `make_mount(options="", bucket=None, prefix="")` -> a started Mount, cleaned up after the test."""
+    mounts: list[Mount] = []
+
+    def factory(options: str = "", *, bucket: str | None = None, prefix: str = "", start: bool = True) -> Mount:
+        mount = Mount(local_server, bucket or new_bucket(local_server), tmp_path / f"m{len(mounts)}",
+                      prefix=prefix, options=options)
+        mounts.append(mount)
+        return mount.start() if start else mount
+
+    try:
+        yield factory
+        for mount in mounts:
+            mount.unmount()
+    finally:
+        for mount in mounts:
+            mount.cleanup()
+
+
+@pytest.fixture(scope="session")
+def test_user() -> int:
+    """A non-root user (uid/gid 4242) that tests run commands as."""
+    if subprocess.run(["id", "-u", TEST_USER], capture_output=True).returncode != 0:
+        subprocess.run(["groupadd", "-g", str(TEST_UID), TEST_USER], capture_output=True)
+        subprocess.run(["useradd", "-M", "-u", str(TEST_UID), "-g", str(TEST_UID), TEST_USER],
+                       check=True, capture_output=True)
+    return TEST_UID
+
+
+def as_user(uid: int, *command: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run `command` as `uid` (same gid, no supplementary groups)."""
+    return subprocess.run(["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", *command],
+                          capture_output=True, input=input, timeout=60)

@@ -1,0 +1,198 @@
+"""ossmount.credentials: passwd files, environment, default file, credentials directories."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ossmount.credentials import (
+    Credentials,
+    CredentialsSource,
+    check_file_mode,
+    parse_passwd_text,
+    read_credentials_dir,
+    resolve_credentials,
+)
+from ossmount.errors import EXIT_CONFIG, ConfigError
+
+SECRET = "S3cr3t-Value"
+
+
+def write(path, text, mode=0o600):
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+PASSWD_CASES = [
+    ("AK:SK\n", "bkt", ("AK", "SK")),
+    ("bkt:AK1:SK1\nAK2:SK2\n", "bkt", ("AK1", "SK1")),
+    ("AK2:SK2\nbkt:AK1:SK1\n", "bkt", ("AK1", "SK1")),
+    ("other:AK1:SK1\nAK2:SK2\n", "bkt", ("AK2", "SK2")),
+    ("# comment\n\n  bkt:AK:SK  \n", "bkt", ("AK", "SK")),
+    ("bkt:AK1:SK1\nbkt:AK3:SK3\n", "bkt", ("AK1", "SK1")),
+    ("AK1:SK1\nAK2:SK2\n", "bkt", ("AK1", "SK1")),
+    ("other:AK1:SK1\n", "bkt", None),
+    ("", "bkt", None),
+]
+
+
+@pytest.mark.parametrize("text, bucket, expected", PASSWD_CASES)
+def test_parse_passwd_text(text, bucket, expected):
+    found = parse_passwd_text(text, bucket, source="f")
+    if expected is None:
+        assert found is None
+    else:
+        assert (found.access_key_id, found.access_key_secret) == expected
+        assert found.security_token is None and found.source == "f"
+
+
+@pytest.mark.parametrize("text, line", [
+    ("AK\n", 1),
+    ("ok:ok\na:b:c:d:e\n", 2),
+    (f"bkt::{SECRET}\n", 1),
+    (f":{SECRET}\n", 1),
+])
+def test_malformed_line_names_file_and_line_without_secret(text, line):
+    with pytest.raises(ConfigError) as info:
+        parse_passwd_text(text, "bkt", source="/etc/pw")
+    assert f"/etc/pw:{line}:" in str(info.value)
+    assert SECRET not in str(info.value)
+    assert info.value.exit_code == EXIT_CONFIG
+
+
+def test_repr_masks_secrets():
+    creds = Credentials("AKID", SECRET, "TOKEN-xyz", "env")
+    for text in (repr(creds), str(creds), f"{creds}"):
+        assert "AKID" in text and SECRET not in text and "TOKEN-xyz" not in text
+    assert creds.is_sts and not Credentials("A", "B").is_sts
+
+
+@pytest.mark.parametrize("mode, allowed", [
+    (0o600, True), (0o400, True), (0o640, True), (0o440, True),
+    (0o644, False), (0o660, False), (0o604, False), (0o700, False), (0o610, False), (0o666, False),
+])
+def test_file_mode_rule(tmp_path, mode, allowed):
+    path = write(tmp_path / "pw", f"AK:{SECRET}\n", mode)
+    if allowed:
+        assert resolve_credentials("bkt", passwd_file=path, environ={}).access_key_id == "AK"
+    else:
+        with pytest.raises(ConfigError) as info:
+            resolve_credentials("bkt", passwd_file=path, environ={})
+        message = str(info.value)
+        assert str(path) in message and f"{mode:04o}" in message and f"chmod 600 {path}" in message
+        assert SECRET not in message
+
+
+def test_check_file_mode_ignores_type_bits():
+    check_file_mode("/x", 0o100600)
+    with pytest.raises(ConfigError):
+        check_file_mode("/x", 0o100604)
+
+
+def test_order_passwd_file_then_env_then_default(tmp_path):
+    passwd = write(tmp_path / "pw", "bkt:FILE:SK\n")
+    default = write(tmp_path / "default", "bkt:DEFAULT:SK\n")
+    env = {"OSS_ACCESS_KEY_ID": "ENV", "OSS_ACCESS_KEY_SECRET": "SK", "OSS_SESSION_TOKEN": "TOK"}
+    assert resolve_credentials("bkt", passwd_file=passwd, environ=env, default_path=default).access_key_id == "FILE"
+    from_env = resolve_credentials("bkt", environ=env, default_path=default)
+    assert (from_env.access_key_id, from_env.security_token, from_env.source) == ("ENV", "TOK", "environment")
+    from_default = resolve_credentials("bkt", environ={}, default_path=default)
+    assert from_default.access_key_id == "DEFAULT" and from_default.source == str(default)
+
+
+def test_env_without_token_is_plain_keys(tmp_path):
+    creds = resolve_credentials("bkt", environ={"OSS_ACCESS_KEY_ID": "A", "OSS_ACCESS_KEY_SECRET": "B",
+                                                "OSS_SESSION_TOKEN": ""}, default_path=tmp_path / "none")
+    assert creds.security_token is None
+
+
+def test_half_env_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="OSS_ACCESS_KEY_SECRET is not set"):
+        resolve_credentials("bkt", environ={"OSS_ACCESS_KEY_ID": "A"}, default_path=tmp_path / "none")
+
+
+def test_nothing_found_names_all_three_sources(tmp_path):
+    missing = tmp_path / "passwd-ossmount"
+    with pytest.raises(ConfigError) as info:
+        resolve_credentials("bkt", environ={}, default_path=missing)
+    message = str(info.value)
+    assert "passwd_file" in message and "OSS_ACCESS_KEY_ID" in message and str(missing) in message
+
+
+def test_explicit_passwd_file_missing_or_without_line(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_credentials("bkt", passwd_file=tmp_path / "nope", environ={"OSS_ACCESS_KEY_ID": "A",
+                                                                          "OSS_ACCESS_KEY_SECRET": "B"})
+    other = write(tmp_path / "pw", "other:A:B\n")
+    with pytest.raises(ConfigError, match="no line for bucket 'bkt'"):
+        resolve_credentials("bkt", passwd_file=other, environ={})
+
+
+def test_default_file_too_open_is_refused(tmp_path):
+    default = write(tmp_path / "default", "A:B\n", 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        resolve_credentials("bkt", environ={}, default_path=default)
+
+
+@pytest.mark.parametrize("names", [
+    ("AccessKeyId", "AccessKeySecret", "SecurityToken"),
+    ("accesskeyid", "accesskeysecret", "securitytoken"),
+    ("akId", "akSecret", None),
+])
+def test_credentials_directory(tmp_path, names):
+    directory = tmp_path / "creds"
+    directory.mkdir()
+    id_name, secret_name, token_name = names
+    (directory / id_name).write_text("DIRAK\n")
+    (directory / secret_name).write_text(SECRET + "\n")
+    if token_name:
+        (directory / token_name).write_text("TOKEN\n")
+    creds = read_credentials_dir(directory)
+    assert (creds.access_key_id, creds.access_key_secret) == ("DIRAK", SECRET)
+    assert creds.security_token == ("TOKEN" if token_name else None)
+    # a directory given as passwd_file is read the same way (CSI daemon's STS layout)
+    assert resolve_credentials("bkt", passwd_file=directory, environ={}).access_key_id == "DIRAK"
+
+
+def test_credentials_directory_incomplete(tmp_path):
+    (tmp_path / "AccessKeyId").write_text("A")
+    with pytest.raises(ConfigError, match="no AccessKeyId and AccessKeySecret"):
+        read_credentials_dir(tmp_path)
+    (tmp_path / "AccessKeySecret").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        read_credentials_dir(tmp_path)
+
+
+def test_source_reloads_rotated_directory(tmp_path):
+    """The CSI daemon swaps a symlink to a new timestamped directory; load() sees the new keys."""
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    for directory, key in ((first, "AK1"), (second, "AK2")):
+        directory.mkdir()
+        (directory / "AccessKeyId").write_text(key)
+        (directory / "AccessKeySecret").write_text("S")
+        (directory / "SecurityToken").write_text("T-" + key)
+    link = tmp_path / "sts"
+    link.symlink_to(first)
+    source = CredentialsSource.resolve("bkt", passwd_file=link, environ={})
+    assert source.load().access_key_id == "AK1"
+    temp = tmp_path / "sts.tmp"
+    temp.symlink_to(second)
+    os.replace(temp, link)
+    reloaded = source.load()
+    assert (reloaded.access_key_id, reloaded.security_token) == ("AK2", "T-AK2")
+
+
+def test_source_reloads_passwd_file_and_env_is_fixed(tmp_path):
+    passwd = write(tmp_path / "pw", f"bkt:AK1:{SECRET}\n")
+    source = CredentialsSource.resolve("bkt", passwd_file=passwd, environ={})
+    assert source.load().access_key_id == "AK1"
+    write(passwd, f"bkt:AK2:{SECRET}\n")
+    assert source.load().access_key_id == "AK2"
+    assert SECRET not in repr(source) and str(passwd) in repr(source)
+    env_source = CredentialsSource.resolve("bkt", environ={"OSS_ACCESS_KEY_ID": "E", "OSS_ACCESS_KEY_SECRET": "S"},
+                                           default_path=tmp_path / "none")
+    assert env_source.load().access_key_id == "E"
+    with pytest.raises(ValueError):
+        CredentialsSource("bkt")
