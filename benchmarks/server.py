@@ -5,6 +5,7 @@
 Starts the server as a subprocess (data dir on /dev/shm when available), then per run:
 * PUT: oss2 `put_object` of an in-memory buffer (enable_crc=False, as ossmount will use it),
 * GET: oss2 `get_object`, body read with `resp.response.raw.readinto` into a 4 MiB buffer,
+* GET (httpclient): the same request, read with http.client's `readinto` under urllib3,
 * raw: a plain Python `readinto` loop over the server's blob file holding the object (page cache),
 and prints a table plus writes benchmarks/results/server-<date>.json with MiB/s and ratios to raw.
 Everything it creates is removed at the end.
@@ -49,11 +50,15 @@ def timed_put(bucket, payload: bytearray) -> float:
     return time.perf_counter() - started
 
 
-def timed_get(bucket, size: int) -> float:
+def timed_get(bucket, size: int, *, below_urllib3: bool = False) -> float:
+    """oss2 GET read with urllib3's `raw.readinto` (the brief's method, two copies per read), or with
+    `below_urllib3` straight from http.client's `readinto` (one copy), which shows the server's share."""
     buffer = bytearray(BUFFER_SIZE)
     started = time.perf_counter()
     result = bucket.get_object(KEY)
     raw = result.resp.response.raw
+    if below_urllib3:
+        raw = raw._fp  # noqa: SLF001 - the http.client.HTTPResponse under urllib3
     total = 0
     while True:
         count = raw.readinto(buffer)
@@ -94,7 +99,7 @@ def run(size_mib: int, runs: int, parent: str | None) -> dict:
     if parent is None:
         parent = "/dev/shm" if os.path.isdir("/dev/shm") else None
     work = Path(tempfile.mkdtemp(prefix="ossmount-bench-", dir=parent))
-    samples: dict[str, list[float]] = {"put": [], "get": [], "raw_read": []}
+    samples: dict[str, list[float]] = {"put": [], "get": [], "get_httpclient": [], "raw_read": []}
     try:
         payload = make_payload(size)
         with LocalServer(work, buckets=(BUCKET,)) as server:
@@ -103,6 +108,7 @@ def run(size_mib: int, runs: int, parent: str | None) -> dict:
                 samples["put"].append(size / timed_put(bucket, payload) / 2**20)
                 blob = largest_file(work / "data")
                 samples["get"].append(size / timed_get(bucket, size) / 2**20)
+                samples["get_httpclient"].append(size / timed_get(bucket, size, below_urllib3=True) / 2**20)
                 samples["raw_read"].append(size / timed_raw_read(blob, size) / 2**20)
             bucket.delete_object(KEY)
         del payload
@@ -112,7 +118,8 @@ def run(size_mib: int, runs: int, parent: str | None) -> dict:
     medians = {name: statistics.median(values) for name, values in samples.items()}
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
         "object_mib": size_mib,
         "runs": runs,
         "data_dir_parent": parent or tempfile.gettempdir(),
@@ -121,6 +128,7 @@ def run(size_mib: int, runs: int, parent: str | None) -> dict:
         "median_mib_per_s": {name: round(value, 1) for name, value in medians.items()},
         "ratio_to_raw_read": {
             "get": round(medians["get"] / medians["raw_read"], 3),
+            "get_httpclient": round(medians["get_httpclient"] / medians["raw_read"], 3),
             "put": round(medians["put"] / medians["raw_read"], 3),
         },
     }
@@ -140,12 +148,13 @@ def main() -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"{report['object_mib']} MiB object, {report['runs']} runs, data dir under {report['data_dir_parent']}")
-    print(f"{'path':<10} {'median MiB/s':>13} {'ratio to raw':>13}   runs")
-    for name in ("raw_read", "get", "put"):
+    print(f"{report['object_mib']} MiB object, {report['runs']} runs, data dir under {report['data_dir_parent']},"
+          f" load average {report['machine']['load_average_1min_at_end']}")
+    print(f"{'path':<15} {'median MiB/s':>13} {'ratio to raw':>13}   runs")
+    for name in ("raw_read", "get", "get_httpclient", "put"):
         ratio = report["ratio_to_raw_read"].get(name, 1.0)
         runs = ", ".join(f"{value:.0f}" for value in report["mib_per_s"][name])
-        print(f"{name:<10} {report['median_mib_per_s'][name]:>13.0f} {ratio:>13.3f}   {runs}")
+        print(f"{name:<15} {report['median_mib_per_s'][name]:>13.0f} {ratio:>13.3f}   {runs}")
     print(f"written to {output}")
     return 0
 

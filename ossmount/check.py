@@ -131,7 +131,8 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
                       code or "Error")
 
 
-async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = False) -> CheckReport:
+async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = False,
+                       v2: bool = True) -> CheckReport:
     """Check that `store`'s bucket can be mounted at `prefix` ("" or ending in '/'); raise CheckError if not.
 
     Requests are made once, without retries, so a failure is reported as fast as the store's connect
@@ -141,7 +142,7 @@ async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = F
     context = dict(endpoint=store.endpoint, bucket=store.bucket_name, prefix=prefix,
                    access_key_id=store.access_key_id)
     try:
-        page = await quick.list_page(prefix, delimiter="/", max_keys=SAMPLE_KEYS)
+        page = await quick.list_page(prefix, delimiter="/", max_keys=SAMPLE_KEYS, v2=v2)
     except types.StoreError as error:
         raise explain(error, **context) from error
     objects = [o for o in page.objects if o.key != prefix]  # the directory object itself is no content
@@ -197,7 +198,8 @@ def main(argv: list[str]) -> int:
         sigv4=options.sigv4, max_connections=2, timeout=CHECK_READ_TIMEOUT,
         connect_timeout=CHECK_CONNECT_TIMEOUT, retry=RetryPolicy.no_retries(),
     )
-    report = trio.run(lambda: check_target(store, args.prefix, check_write=not options.read_only))
+    report = trio.run(lambda: check_target(store, args.prefix, check_write=not options.read_only,
+                                           v2=options.list_objects_v2))
     for line in report.lines():
         print(line)
     return 0

@@ -43,6 +43,7 @@ class Credentials:
     access_key_secret: str = field(repr=False)
     security_token: str | None = field(default=None, repr=False)
     source: str = ""
+    expiration: str | None = None  # STS expiry as written next to the token (ISO 8601), if known
 
     def __post_init__(self) -> None:
         if not self.access_key_id or not self.access_key_secret:
@@ -50,8 +51,9 @@ class Credentials:
 
     def __repr__(self) -> str:
         token = ", security_token=***" if self.security_token else ""
+        expiry = f", expiration={self.expiration!r}" if self.expiration else ""
         return (f"Credentials(access_key_id={self.access_key_id!r}, access_key_secret=***{token}, "
-                f"source={self.source!r})")
+                f"source={self.source!r}{expiry})")
 
     __str__ = __repr__
 
@@ -126,7 +128,7 @@ def read_passwd_file(path: str | os.PathLike[str], bucket: str) -> Credentials |
 
 
 def read_credentials_dir(path: str | os.PathLike[str]) -> Credentials:
-    """Read `AccessKeyId`/`AccessKeySecret`[/`SecurityToken`] (or `akId`/`akSecret`) files from a directory.
+    """Read `AccessKeyId`/`AccessKeySecret`[/`SecurityToken`/`Expiration`] (or `akId`/`akSecret`) files.
 
     This is how Kubernetes secrets and the CSI daemon's rotating STS directory present credentials;
     names are matched case-insensitively. Symlinks (atomic-swap directories) are followed.
@@ -141,10 +143,11 @@ def read_credentials_dir(path: str | os.PathLike[str]) -> Credentials:
             access_key_id = _read_secret_file(entries[id_name])
             secret = _read_secret_file(entries[secret_name])
             token = _read_secret_file(entries[token_name]) if token_name in entries else ""
+            expiration = _read_secret_file(entries["expiration"]) if "expiration" in entries else ""
             if not access_key_id or not secret:
                 raise ConfigError(f"credentials directory {path}: empty {entries[id_name].name} or "
                                   f"{entries[secret_name].name}")
-            return Credentials(access_key_id, secret, token or None, str(path))
+            return Credentials(access_key_id, secret, token or None, str(path), expiration or None)
     raise ConfigError(
         f"credentials directory {path} has no AccessKeyId and AccessKeySecret files (nor akId and akSecret)"
     )

@@ -55,7 +55,10 @@ def main(argv: list[str]) -> int:
         return _spawn_and_wait(argv, debug=args.debug)
     try:
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
-        trio.run(_serve, args)
+        try:
+            trio.run(_serve, args)
+        except BaseExceptionGroup as group:
+            raise _single_quiet_error(group) from None
     except QuietError as exc:
         if args.ready_fd is not None:
             _report(args.ready_fd, {"state": "error", "code": exc.exit_code, "message": str(exc)})
@@ -65,6 +68,22 @@ def main(argv: list[str]) -> int:
             _report(args.ready_fd, {"state": "error", "code": 1, "message": f"internal error: {exc!r}"})
         raise
     return EXIT_OK
+
+
+def _single_quiet_error(group: BaseExceptionGroup) -> BaseException:
+    """A nursery wraps the one user-facing failure in an ExceptionGroup: unwrap it for the one-line message."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    quiet = [exc for exc in leaves if isinstance(exc, QuietError)]
+    return quiet[0] if quiet else group
 
 
 def _setup_logging(debug: bool, dbglevel: str) -> None:
@@ -223,6 +242,7 @@ async def _serve(args) -> None:
                         await contents.flush_all()
                     except Exception:  # noqa: BLE001 - unmount must go on; failures are logged
                         log.exception("flushing files at unmount failed")
+                    contents.close()
                     pyfuse3.close(unmount=terminated)
             nursery.cancel_scope.cancel()
     finally:

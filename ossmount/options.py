@@ -75,6 +75,13 @@ NOOP_OPTIONS: dict[str, str] = {
     "allow_root": "use allow_other; the kernel checks the mode bits",
     "instance_name": "log lines already name the mountpoint",
     "logfile": "logs go to stderr (foreground) or syslog-style stderr capture",
+    "singlepart_copy_limit": "the client picks CopyObject or UploadPartCopy by object size",
+    "multipart_copy_size": "the client picks the part size of UploadPartCopy",
+    "nomixupload": "partial rewrites are uploaded whole or as multipart from the spool",
+    "direct_read": "ossmount always reads straight from OSS (there is no disk cache)",
+    "max_background": "FUSE queue tuning is fixed",
+    "congestion_threshold": "FUSE queue tuning is fixed",
+    "default_permissions": "always on: the kernel checks the mode bits",
     "dev": "FUSE mounts are always nodev for unprivileged users; accepted for fstab",
     "suid": "FUSE mounts are always nosuid for unprivileged users; accepted for fstab",
 }
@@ -103,12 +110,17 @@ MOUNT_GENERIC_PREFIXES = ("x-systemd.", "x-mount.", "x-", "comment=")
 # Value parsers: each takes the option name and the raw text, returns the typed value or raises UsageError
 
 
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _bad(name: str, value: str, expected: str) -> UsageError:
     return UsageError(f"invalid value {value!r} for option '{name}': expected {expected}")
 
 
 def _parse_id(name: str, value: str) -> int:
-    if not value.isdigit() or int(value) > MAX_ID:
+    if not _is_decimal(value) or int(value) > MAX_ID:
         raise _bad(name, value, f"a numeric {name} (0..{MAX_ID})")
     return int(value)
 
@@ -121,7 +133,7 @@ def _parse_octal_mask(name: str, value: str) -> int:
 
 def _int_parser(low: int, high: int | None) -> Callable[[str, str], int]:
     def parse(name: str, value: str) -> int:
-        if not value.isdigit() or int(value) < low or (high is not None and int(value) > high):
+        if not _is_decimal(value) or int(value) < low or (high is not None and int(value) > high):
             bound = f"{low}..{high}" if high is not None else f">= {low}"
             raise _bad(name, value, f"an integer {bound}")
         return int(value)
@@ -185,7 +197,7 @@ def normalize_url(value: str) -> str:
         port = tail[1:] if tail else None
     elif ":" in rest:
         host, port = rest.rsplit(":", 1)
-    if port is not None and (not port.isdigit() or not 1 <= int(port) <= 65535):
+    if port is not None and (not _is_decimal(port) or not 1 <= int(port) <= 65535):
         raise _bad("url", value, "a port number 1..65535")
     if not host.startswith("[") and not _HOST_RE.match(host):
         raise _bad("url", value, "a host name or IP address")
@@ -356,7 +368,10 @@ class MountOptions:
             return self.region
         host = self.url.split("://", 1)[1].rsplit(":", 1)[0] if "]" not in self.url else ""
         match = _REGION_FROM_HOST_RE.match(host)
-        return match.group(1) if match else None
+        # global acceleration endpoints name no region
+        if not match or match.group(1).startswith("accelerate"):
+            return None
+        return match.group(1)
 
     @property
     def log_level(self) -> int:
@@ -534,7 +549,7 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
             value = arg.partition("=")[2] if "=" in arg else (args[i] if i < len(args) else "")
             if "=" not in arg:
                 i += 1
-            if not value.isdigit():
+            if not _is_decimal(value):
                 raise UsageError(f"--ready-fd needs a file descriptor number, got {value!r}")
             raw.ready_fd = int(value)
         else:
@@ -581,4 +596,12 @@ def format_options_help() -> str:
     for name, default, meaning in rows:
         suffix = f" [default: {default}]" if default not in ("", "-") else ""
         lines.append(f"  {name.ljust(width)}  {meaning}{suffix}")
+    return "\n".join(lines)
+
+
+def format_options_markdown() -> str:
+    """The option table as Markdown, for the README (generated, so docs and parser never disagree)."""
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    for name, default, meaning in describe_options():
+        lines.append(f"| `{name}` | {default.replace('|', '&#124;')} | {meaning.replace('|', '&#124;')} |")
     return "\n".join(lines)

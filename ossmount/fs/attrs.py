@@ -162,13 +162,18 @@ class Attrs:
 # Parsing stored metadata (tolerant: a malformed value counts as absent, as in s3fs)
 
 
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_mode(meta: Mapping[str, str]) -> int | None:
     """The stored st_mode (decimal), or None if absent or malformed."""
     raw = meta.get(META_MODE)
     if raw is None:
         return None
     raw = raw.strip()
-    if not raw.isdigit():
+    if not _is_decimal(raw):
         return None
     value = int(raw)
     return value if value <= 0o177777 else None
@@ -177,7 +182,7 @@ def parse_mode(meta: Mapping[str, str]) -> int | None:
 def parse_id(meta: Mapping[str, str], name: str) -> int | None:
     """A stored uid or gid, or None if absent or malformed."""
     raw = (meta.get(name) or "").strip()
-    if not raw.isdigit() or int(raw) > MAX_ID:
+    if not _is_decimal(raw) or int(raw) > MAX_ID:
         return None
     return int(raw)
 
@@ -191,25 +196,30 @@ def parse_time_ns(raw: str | None) -> int | None:
     if negative:
         text = text[1:]
     whole, dot, frac = text.partition(".")
-    if not whole.isdigit() or (dot and frac and not frac.isdigit()):
+    if not _is_decimal(whole) or (dot and frac and not _is_decimal(frac)):
         return None
     nanos = int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or "0")
     return -nanos if negative else nanos
 
 
-def format_time(value: float | int) -> str:
-    """Epoch seconds as s3fs 1.91 writes them: `SEC`, or `SEC.NNNNNNNNN` when there is a fraction.
+def format_time_ns(nanos: int) -> str:
+    """Epoch nanoseconds as s3fs 1.91 writes times: `SEC`, or `SEC.NNNNNNNNN` when there is a fraction."""
+    sign = "-" if nanos < 0 else ""
+    seconds, fraction = divmod(abs(int(nanos)), 1_000_000_000)
+    return f"{sign}{seconds}" if fraction == 0 else f"{sign}{seconds}.{fraction:09d}"
 
-    An int is taken as nanoseconds if it is larger than any plausible seconds value (> 1e11), so both
-    `time.time()` and `time.time_ns()` / st_mtime_ns work.
-    """
-    if isinstance(value, int) and abs(value) > 100_000_000_000:
-        nanos = value
-    else:
-        # Decimal of the shortest repr: 1700000000.25 must not become ...249999872
-        nanos = int(Decimal(repr(value)) * 1_000_000_000) if isinstance(value, float) else value * 1_000_000_000
-    seconds, fraction = divmod(nanos, 1_000_000_000)
-    return f"{seconds}" if fraction == 0 else f"{seconds}.{fraction:09d}"
+
+def seconds_to_ns(value: float | int) -> int:
+    """Epoch seconds (int, or float such as `time.time()`) → nanoseconds, without binary-float noise."""
+    if isinstance(value, int):
+        return value * 1_000_000_000
+    # Decimal of the shortest repr: 1700000000.25 must not become ...249999872
+    return int(Decimal(repr(value)) * 1_000_000_000)
+
+
+def format_time(seconds: float | int) -> str:
+    """Epoch seconds (int or float) in the s3fs 1.91 format; see `format_time_ns` for exact times."""
+    return format_time_ns(seconds_to_ns(seconds))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,12 +323,17 @@ def attrs_for_root(own: Ownership, mtime: float | None = None) -> Attrs:
 # Writing metadata
 
 
-def meta_for_new_entry(kind: EntryKind, mode: int, uid: int, gid: int, now: float | int) -> dict[str, str]:
+def meta_for_new_entry(
+    kind: EntryKind, mode: int, uid: int, gid: int, now: float | int | None = None, *, now_ns: int | None = None
+) -> dict[str, str]:
     """The x-oss-meta-* of a new entry as ossfs writes them (names without the prefix).
 
     `mode` may carry the type bits or only permission bits; the kind's type bits are set either way.
+    The time is `now` in epoch seconds or `now_ns` in nanoseconds (exactly one of them).
     """
-    timestamp = format_time(now)
+    if (now is None) == (now_ns is None):
+        raise TypeError("give exactly one of now or now_ns")
+    timestamp = format_time_ns(now_ns) if now_ns is not None else format_time(now)
     return {
         META_MODE: str(kind.type_bits | stat.S_IMODE(mode)),
         META_UID: str(uid),
@@ -338,10 +353,14 @@ def meta_with_changes(
     atime: float | int | None = None,
     mtime: float | int | None = None,
     ctime: float | int | None = None,
+    atime_ns: int | None = None,
+    mtime_ns: int | None = None,
+    ctime_ns: int | None = None,
 ) -> dict[str, str]:
     """A copy of `meta` with the given stat fields replaced (for CopyObject REPLACE); others are kept.
 
-    A `mode` without type bits keeps the stored type bits (chmod passes only permission bits).
+    Times are epoch seconds (`atime=`...) or exact nanoseconds (`atime_ns=`..., as utimens gives them;
+    these win). A `mode` without type bits keeps the stored type bits (chmod passes only permission bits).
     """
     updated = dict(meta)
     if mode is not None:
@@ -353,8 +372,11 @@ def meta_with_changes(
         updated[META_UID] = str(uid)
     if gid is not None:
         updated[META_GID] = str(gid)
-    for name, value in ((META_ATIME, atime), (META_MTIME, mtime), (META_CTIME, ctime)):
-        if value is not None:
+    for name, value, value_ns in ((META_ATIME, atime, atime_ns), (META_MTIME, mtime, mtime_ns),
+                                  (META_CTIME, ctime, ctime_ns)):
+        if value_ns is not None:
+            updated[name] = format_time_ns(value_ns)
+        elif value is not None:
             updated[name] = format_time(value)
     return updated
 

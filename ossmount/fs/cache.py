@@ -30,11 +30,14 @@ class Node:
     info: ObjectInfo | None
 
 
-@dataclass(frozen=True)
 class Listing:
-    """A directory's entries as (name, Node) pairs, in listing order."""
+    """A directory's entries by name. While cached it is kept coherent with this mount's own changes."""
 
-    entries: tuple[tuple[str, Node], ...]
+    def __init__(self, entries: dict[str, Node]):
+        self.entries = entries
+
+    def sorted(self) -> list[tuple[str, Node]]:
+        return sorted(self.entries.items())
 
 
 class _Off(dict):
@@ -73,6 +76,22 @@ class MetadataCache:
 
     def put_listing(self, path: str, listing: Listing) -> None:
         self._listing[path] = listing
+
+    def put_local(self, path: str, node: Node) -> None:
+        """This mount created or changed `path`: cache it and update the parent's cached listing."""
+        self.put(path, node)
+        listing = self._listing.get(parent_of(path))
+        if listing is not None:
+            listing.entries[path.rpartition("/")[2]] = node
+
+    def remove_local(self, path: str) -> None:
+        """This mount deleted `path`: forget it and drop it from the parent's cached listing."""
+        self._stat.pop(path, None)
+        self._listing.pop(path, None)
+        self._negative[path] = True
+        listing = self._listing.get(parent_of(path))
+        if listing is not None:
+            listing.entries.pop(path.rpartition("/")[2], None)
 
     def invalidate(self, path: str) -> None:
         """Forget `path` and its parent's listing (a local create, delete or change)."""

@@ -14,9 +14,13 @@ Life of a content
   lists which ranges below base_size the spool already holds; at or past base_size the spool is
   authoritative (holes are zeros). Shrinking below base_size lowers base_size, so truncate-then-grow
   reads zeros, as POSIX requires.
-* flush uploads the whole spool through the `UploadStrategy` (writer.py) with the Content-Type/meta
-  that `headers()` gives at that moment. On success the spool holds the object exactly (base_size
-  becomes 0) and the content is clean; later reads are served from the spool. On StoreError the
+* flush hands the spool to the `UploadStrategy` (writer.py) with the Content-Type/meta that
+  `headers()` gives at that moment. The strategy downloads missing old bytes only for what it uploads
+  from the spool (`ensure_local`); multipart parts that lie wholly below base_size and touch no
+  written range (`_modified`) are copied on the server instead (UploadPartCopy), so appending to or
+  patching a large object moves only the changed parts. On success the new object equals the
+  contents: base_size and `_valid` stay true, `_modified` is emptied, the content is clean, and later
+  reads come from the spool (fetching any still-missing range from the new object). On StoreError the
   content stays dirty, one line is logged, and the error propagates (fs-core answers EIO); the next
   flush/fsync/close, or `flush_all` at unmount, retries.
 * release at zero references drops a clean content (spool closed, buffers freed) but keeps a dirty
@@ -27,12 +31,14 @@ awaits is atomic, and spool pread/pwrite are synchronous calls on that thread �
 thread hop for ≤1 MiB page-cache I/O)
 ---------------------------------------------------------------------------------------------------
 * `FileContent._lock` (a trio.Lock) protects the spool's contents and length, `size`, `base_size`,
-  `_valid`, `dirty` and `_generation` against interleaving across awaits. write, truncate,
+  `_valid`, `_modified` and `dirty` against interleaving across awaits. write, truncate,
   materialize and flush hold it. flush holds it for the whole upload, so a write or truncate that
   races a flush waits until the upload ends and then makes the content dirty again: the uploaded
   object is always one consistent snapshot and the later write is uploaded by the next flush.
   (Streaming multipart while the file is open will replace this with a per-part snapshot; the
   strategy seam is `UploadStrategy` in writer.py.)
+* Part uploads of one flush run concurrently under the flush's lock: each downloads (ensure_local)
+  and reads only its own part's range, so they never touch the same bytes.
 * Reads of a content with a spool take the lock only when a range below base_size must first be
   fetched; otherwise they pread without it (atomic, since pread is synchronous). Reads of a clean
   content without a spool never take it; a write that starts meanwhile invalidates the prefetch
@@ -52,14 +58,17 @@ thread hop for ≤1 MiB page-cache I/O)
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import trio
 
+from ossmount.fs.errors import FsError
 from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, ReadaheadConfig
-from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, split_range
+from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, merge_close_ranges
 from ossmount.fs.writer import SpoolUpload, UploadRequest, UploadStrategy, store_error_from_group
 from ossmount.store.types import ObjectInfo, StoreError
 
@@ -69,6 +78,17 @@ UploadHeaders = tuple[str, dict[str, str]]  # (content_type, x-oss-meta-* withou
 HeadersFactory = Callable[[], UploadHeaders]
 
 DEFAULT_PREFETCH_LIMIT = 256 * 1024 * 1024
+MERGE_DISTANCE = 1024 * 1024  # fetching up to 1 MiB twice costs less than one more request
+
+
+@contextlib.contextmanager
+def _spool_io(key: str) -> Iterator[None]:
+    """A failing spool (disk full, file size limit) is the writer's errno (ENOSPC, EFBIG), not a bug."""
+    try:
+        yield
+    except OSError as exc:
+        log.error("spool file of %s: %s", key, exc)
+        raise FsError(exc.errno or errno.EIO, f"spool file of {key}: {exc.strerror}") from exc
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,7 @@ class ContentStatistics:
     bytes_uploaded: int
     puts: int
     parts_uploaded: int
+    parts_copied: int
     multipart_uploads: int
     upload_failures: int
     prefetch_hits: int
@@ -101,10 +122,10 @@ class FileContent:
         self._headers = headers
         self._refs = 0
         self._base_size = size
-        self._valid = RangeSet()
+        self._valid = RangeSet()  # ranges below base_size the spool holds (written or downloaded)
+        self._modified = RangeSet()  # ranges below base_size changed by writes (not copyable)
         self._spool: SpoolFile | None = None
         self._lock = trio.Lock()
-        self._generation = 0
         self._reader = ObjectReader(
             fetch_into=self._fetch_remote,
             size=size,
@@ -130,18 +151,21 @@ class FileContent:
         if self._spool is None:  # reset to the remote object while we waited
             return await self._reader.read(offset, length)
         end = min(offset + length, self.size)
-        data = self._spool.pread(offset, max(end - offset, 0))
+        with _spool_io(self.key):
+            data = self._spool.pread(offset, max(end - offset, 0))
         self._manager._counters.bytes_read += len(data)
         return data
 
     async def write(self, offset: int, data) -> int:
         """Write `data` at `offset` into the spool (nothing is uploaded before flush); returns its length."""
         async with self._lock:
-            spool = self._ensure_spool()
-            written = spool.pwrite(offset, data)
+            with _spool_io(self.key):
+                spool = self._ensure_spool()
+                written = spool.pwrite(offset, data)
             end = offset + written
             if offset < self._base_size:
                 self._valid.add(offset, min(end, self._base_size))
+                self._modified.add(offset, min(end, self._base_size))
             if end > self.size:
                 self.size = end
             self._mark_dirty()
@@ -149,13 +173,17 @@ class FileContent:
         return written
 
     async def truncate(self, size: int) -> None:
-        """Set the length: shrinking drops bytes, growing adds zeros."""
+        """Set the length: shrinking drops bytes, growing adds zeros. The same length changes nothing."""
         async with self._lock:
-            spool = self._ensure_spool()
-            spool.resize(size)
+            if size == self.size:
+                return
+            with _spool_io(self.key):
+                spool = self._ensure_spool()
+                spool.resize(size)
             if size < self._base_size:
                 self._base_size = size
                 self._valid.clip(size)
+                self._modified.clip(size)
             self.size = size
             self._mark_dirty()
 
@@ -171,24 +199,41 @@ class FileContent:
                 return None
             key = self.key
             try:
-                await self._materialize(0, self._base_size)
                 content_type, meta = self._headers()
-                request = UploadRequest(key=key, spool=self._spool, size=self.size, content_type=content_type, meta=meta)
+                request = UploadRequest(
+                    key=key,
+                    spool=self._spool,
+                    size=self.size,
+                    content_type=content_type,
+                    meta=meta,
+                    ensure_local=self._materialize,
+                    copyable=self._unchanged,
+                )
                 info = await self._manager._strategy.upload(request)
             except StoreError as exc:
                 self._manager._counters.upload_failures += 1
                 log.error("upload of %s failed; its data is kept for a later flush: %s", key, exc)
                 raise
             self.etag = info.etag
-            self._base_size = 0
-            self._valid.clear()
+            # The new object equals the contents, so base_size and _valid stay true as they are: bytes
+            # the spool lacks (parts copied on the server, never downloaded) are the same in the old
+            # and the new object. When a rename moved us meanwhile, the object now under our key may be
+            # either version; both agree outside _modified, so _modified is kept until an upload to
+            # the current key succeeds.
             if self.key == key and not self.detached:
                 self.dirty = False
+                self._modified.clear()
             return info
+
+    async def _mark_new(self) -> None:
+        """A file just created: empty and dirty, so the next flush uploads a 0-byte object."""
+        async with self._lock:
+            with _spool_io(self.key):
+                self._ensure_spool()
+            self._mark_dirty()
 
     def _mark_dirty(self) -> None:
         self.dirty = True
-        self._generation += 1
 
     def _ensure_spool(self) -> SpoolFile:
         if self._spool is None:
@@ -196,35 +241,49 @@ class FileContent:
             self._reader.invalidate()
         return self._spool
 
+    def _unchanged(self, start: int, end: int) -> bool:
+        """True if [start, end) is still the remote object's bytes (an upload may copy it on the server)."""
+        return end <= self._base_size and not self._modified.intersects(start, end)
+
     async def _fetch_remote(self, offset: int, view: memoryview) -> int:
         return await self._manager._store.get_into(self.key, offset, view)
 
     async def _materialize(self, start: int, end: int) -> None:
-        """Download the parts of [start, end) below base_size that the spool lacks. Caller holds the lock."""
+        """Download the parts of [start, end) below base_size that the spool lacks. Caller holds the lock.
+
+        Gaps closer than MERGE_DISTANCE are fetched by one GET (the bytes between them are read and
+        dropped, since they may be newer in the spool), so scattered small writes do not cost a
+        request per hole.
+        """
         end = min(end, self._base_size)
-        pieces = [piece for gap in self._valid.gaps(start, end) for piece in split_range(*gap, CHUNK_LIMIT)]
-        if not pieces:
+        spans = merge_close_ranges(self._valid.gaps(start, end), MERGE_DISTANCE, CHUNK_LIMIT)
+        if not spans:
             return
         slots = trio.Semaphore(self._manager._parallel_count)
 
-        async def fetch(piece_start: int, piece_end: int) -> None:
+        async def fetch(span_start: int, span_end: int) -> None:
             try:
-                buffer = bytearray(piece_end - piece_start)
-                filled = await self._fetch_remote(piece_start, memoryview(buffer))
+                buffer = bytearray(span_end - span_start)
+                filled = await self._fetch_remote(span_start, memoryview(buffer))
                 self._manager._counters.bytes_fetched += filled
                 if filled < len(buffer):
                     log.warning("%s is shorter on the server than when opened; missing bytes read as zeros", self.key)
-                if self._spool is not None:
-                    self._spool.pwrite(piece_start, memoryview(buffer)[:filled])
-                    self._valid.add(piece_start, piece_end)
+                if self._spool is None:
+                    return
+                view = memoryview(buffer)
+                for gap_start, gap_end in self._valid.gaps(span_start, span_end):
+                    piece = view[gap_start - span_start : min(gap_end, span_start + filled) - span_start]
+                    if len(piece):
+                        self._spool.pwrite(gap_start, piece)
+                self._valid.add(span_start, span_end)
             finally:
                 slots.release()
 
         try:
             async with trio.open_nursery() as nursery:
-                for piece in pieces:
+                for span in spans:
                     await slots.acquire()
-                    nursery.start_soon(fetch, *piece)
+                    nursery.start_soon(fetch, *span)
         except BaseExceptionGroup as group:
             store_error = store_error_from_group(group)
             if store_error is None:
@@ -306,6 +365,8 @@ class ContentManager:
         try:
             if new or truncate:
                 await content.truncate(0)
+            if new:
+                await content._mark_new()
         except BaseException:
             await self.release(content)
             raise

@@ -5,8 +5,11 @@ Theory of operation
   exists, a directory when the marker object `PREFIX+path/` exists or any key starts with `PREFIX+path/`.
   `ossmount.fs.attrs.classify_object` decides what an object is (a `dir/` key with another Content-Type
   or a size > 0 is a file; a warning naming the key is logged once).
-- lookup: stat cache -> negative cache -> the parent's cached listing -> HEAD path -> LIST `path/`
-  max-keys 1 (covers a marker and an implicit prefix; the marker's metadata needs one more HEAD).
+- lookup: stat cache -> negative cache -> the parent's cached listing (a name missing from it counts as
+  missing only with `enable_noobj_cache`) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and
+  an implicit prefix; the marker's metadata needs one more HEAD).
+- Local changes update the cached entry and the parent's cached listing in place (`put_local`,
+  `remove_local`), so this mount's own creates and deletes never wait for the TTL.
 - readdir lists with delimiter "/" (V2 unless listobjectsv1, pages of 1000) and HEADs the entries whose
   mode/uid/times live in `x-oss-meta-*` (at most 16 at once) unless `readdir_optimize`. The listing and
   every entry go to the caches, so a second `ls -l` within `stat_cache_expire` sends no request.
@@ -151,6 +154,8 @@ class Filesystem:
         self._handles: dict[int, _FileHandle | _DirHandle] = {}
         self._next_fh = 1
         self._warned: set[str] = set()
+        self._archive_warned: set[str] = set()
+        self._orphans: dict[int, tuple[Any, Any]] = {}  # unlinked inodes the kernel still holds: (attrs, content)
         self._head_limiter = trio.CapacityLimiter(READDIR_HEAD_CONCURRENCY)
 
     # ---- keys and nodes -------------------------------------------------------------------------
@@ -190,7 +195,7 @@ class Filesystem:
 
     def _attrs(self, path: str, node: Node) -> Any:
         if path == "":
-            return fsattrs.attrs_for_root(self.ownership)
+            return fsattrs.attrs_for_root(self.ownership, self.mount_time)
         if node.info is None:
             return fsattrs.attrs_for_implicit_dir(self.ownership, self.mount_time)
         attrs = fsattrs.attrs_for_object(node.info, node.kind, self.ownership)
@@ -221,12 +226,12 @@ class Filesystem:
             raise FsError(errno.ENOENT)
         listing = self.cache.get_listing(parent_of(path))
         if listing is not None:
-            name = path.rpartition("/")[2]
-            for entry_name, entry_node in listing.entries:
-                if entry_name == name:
-                    self.cache.put(path, entry_node)
-                    return entry_node
-            raise FsError(errno.ENOENT)
+            node = listing.entries.get(path.rpartition("/")[2])
+            if node is not None:
+                self.cache.put(path, node)
+                return node
+            if self.config.negative_cache:
+                raise FsError(errno.ENOENT)
         node = await self._fetch_node(path)
         if node is None:
             self.cache.put_missing(path)
@@ -258,7 +263,7 @@ class Filesystem:
                 self.cache.invalidate(path)
                 raise FsError(errno.ENOENT)
             node = self._node_from_object(info)
-            self.cache.put(path, node)
+            self.cache.put_local(path, node)
         return node
 
     def _entry(self, path: str, node: Node) -> Entry:
@@ -280,8 +285,16 @@ class Filesystem:
 
     def forget(self, inode: int, count: int) -> None:
         self.inodes.forget(inode, count)
+        if inode in self._orphans and not self.inodes.known(inode):
+            del self._orphans[inode]
 
     async def getattr(self, inode: int) -> Entry:
+        orphan = self._orphans.get(inode)
+        if orphan is not None:
+            attrs, content = orphan
+            if content is not None:
+                attrs = dataclasses.replace(attrs, size=content.size)
+            return Entry(inode, attrs, 0.0)
         path = self._path(inode)
         node = await self._resolve(path)
         return Entry(inode, self._attrs(path, node), self.timeout)
@@ -355,7 +368,7 @@ class Filesystem:
         content_type = node.info.content_type or DIR_CONTENT_TYPE
         if content is None or not content.dirty:
             await self.store.update_meta(node.key, content_type=content_type, meta=meta)
-        self.cache.put(path, Node(node.kind, node.key, dataclasses.replace(node.info, meta=meta)))
+        self.cache.put_local(path, Node(node.kind, node.key, dataclasses.replace(node.info, meta=meta)))
 
     def _remember_object(
         self, path: str, kind: Any, key: str, size: int, content_type: str, meta: dict, stored: Any
@@ -363,8 +376,7 @@ class Filesystem:
         etag = getattr(stored, "etag", "") or ""
         info = ObjectInfo(key=key, size=size, etag=etag, mtime=self.clock(), content_type=content_type, meta=meta)
         node = Node(kind, key, info)
-        self.cache.invalidate(path)
-        self.cache.put(path, node)
+        self.cache.put_local(path, node)
         return node
 
     async def _truncate(self, path: str, size: int, fh: int | None) -> None:
@@ -394,7 +406,7 @@ class Filesystem:
         node = await self._full_node(path)
         if node.kind != fsattrs.EntryKind.SYMLINK:
             raise FsError(errno.EINVAL)
-        return await fsattrs_symlink_target(node.info, lambda: self.store.get_bytes(node.key))
+        return await _symlink_target(node.info, lambda: self.store.get_bytes(node.key))
 
     # ---- directories ----------------------------------------------------------------------------
 
@@ -411,7 +423,7 @@ class Filesystem:
         if not isinstance(handle, _DirHandle):
             raise FsError(errno.EBADF)
         if handle.entries is None or start_id == 0:
-            handle.entries = list((await self._listing(handle.path)).entries)
+            handle.entries = (await self._listing(handle.path)).sorted()
         result = []
         for index in range(start_id, len(handle.entries)):
             name, node = handle.entries[index]
@@ -448,8 +460,8 @@ class Filesystem:
             entries[name] = self._node_from_object(info)
         if not self.config.readdir_optimize:
             await self._complete_entries(path, entries)
-        listing = Listing(tuple(sorted(entries.items())))
-        for name, node in listing.entries:
+        listing = Listing(entries)
+        for name, node in entries.items():
             self.cache.put(f"{path}/{name}" if path else name, node)
         self.cache.put_listing(path, listing)
         return listing
@@ -481,6 +493,8 @@ class Filesystem:
         marker = self._key(path) + "/"
         stored = await self.store.put(marker, b"", content_type=DIR_CONTENT_TYPE, meta=meta)
         node = self._remember_object(path, fsattrs.EntryKind.DIR, marker, 0, DIR_CONTENT_TYPE, meta, stored)
+        if self.config.negative_cache:
+            self.cache.put_listing(path, Listing({}))  # the kernel's lookup found nothing under it
         return self._entry(path, node)
 
     async def rmdir(self, parent_inode: int, name: str) -> None:
@@ -492,7 +506,7 @@ class Filesystem:
         await self._require_empty(path, node)
         if node.key is not None:
             await self.store.delete(node.key)
-        self.cache.invalidate_tree(path)
+        self.cache.remove_local(path)
         self.inodes.detach(path)
 
     async def _require_empty(self, path: str, node: Node) -> None:
@@ -532,6 +546,7 @@ class Filesystem:
         try:
             stored = await content.flush()
         except BaseException:
+            self.contents.unlinked(key)  # never upload a file whose creation failed, not even at unmount
             await self.contents.release(content)
             raise
         node = self._remember_object(
@@ -571,7 +586,8 @@ class Filesystem:
             truncate=bool(flags & os.O_TRUNC),
             headers=self._headers_for(upload_meta),
         )
-        return self._new_handle(_FileHandle(path, content, upload_meta, writable))
+        handle = _FileHandle(path, content, upload_meta, writable, data_changed=bool(flags & os.O_TRUNC))
+        return self._new_handle(handle)
 
     async def read(self, fh: int, offset: int, length: int) -> bytes | memoryview:
         handle = self._file_handle(fh)
@@ -579,8 +595,8 @@ class Filesystem:
             return await handle.content.read(offset, length)
         except InvalidObjectState as exc:
             key = handle.content.key
-            if ("archive", key) not in self._warned:
-                self._warned.add(("archive", key))  # type: ignore[arg-type]
+            if key not in self._archive_warned:
+                self._archive_warned.add(key)
                 log.warning("cannot read %s: the object is archived and %s", key, ARCHIVE_HINT)
             raise FsError(exc.errno) from exc
 
@@ -641,8 +657,12 @@ class Filesystem:
         if node.kind == fsattrs.EntryKind.DIR:
             raise FsError(errno.EISDIR)
         await self.store.delete(node.key)
+        inode = self.inodes.find(path)
+        if inode is not None:
+            # fstat of a file that is still open after unlink must keep working.
+            self._orphans[inode] = (self._attrs(path, node), self.contents.get(node.key))
         self.contents.unlinked(node.key)
-        self.cache.invalidate(path)
+        self.cache.remove_local(path)
         self.inodes.detach(path)
 
     async def symlink(self, parent_inode: int, name: str, target: str, uid: int, gid: int) -> Entry:
@@ -695,9 +715,10 @@ class Filesystem:
             if target is not None and target.kind == fsattrs.EntryKind.DIR:
                 raise FsError(errno.EISDIR)
             await self._rename_object(node.key, self._key(new))
-        self.cache.invalidate_tree(old)
-        self.cache.invalidate_tree(new)
-        self.inodes.rename(old, new)
+        is_dir = node.kind == fsattrs.EntryKind.DIR
+        for path in (old, new):
+            self.cache.invalidate_tree(path) if is_dir else self.cache.invalidate(path)
+        self.inodes.rename(old, new, tree=is_dir)
         for handle in self._handles.values():
             if handle.path == old or handle.path.startswith(old + "/"):
                 handle.path = new + handle.path[len(old):]
@@ -806,7 +827,7 @@ class Filesystem:
         return sum(1 for h in self._handles.values() if isinstance(h, _FileHandle))
 
 
-async def fsattrs_symlink_target(info: ObjectInfo, read_body: Callable[[], Any]) -> str:
+async def _symlink_target(info: ObjectInfo, read_body: Callable[[], Any]) -> str:
     """The symlink target: x-oss-meta-symlink-target (ossfs 1.91) or, for older objects, the body."""
     target = fsattrs.symlink_target_from(dict(info.meta), None)
     if target is not None:

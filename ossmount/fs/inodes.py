@@ -33,6 +33,9 @@ class InodeTable:
             self._path_of[inode] = path
         return inode
 
+    def known(self, inode: int) -> bool:
+        return inode in self._path_of
+
     def find(self, path: str) -> int | None:
         return self._inode_of.get(path)
 
@@ -61,10 +64,13 @@ class InodeTable:
         if inode is not None and inode != ROOT_INODE:
             self._path_of[inode] = f"\0deleted/{inode}"
 
-    def rename(self, old: str, new: str) -> None:
-        """Move `old` and every known path below it to `new`."""
+    def rename(self, old: str, new: str, *, tree: bool = True) -> None:
+        """Move `old` (and with `tree`, every known path below it) to `new`."""
         self.detach(new)
-        moved = [(p, i) for p, i in self._inode_of.items() if p == old or p.startswith(old + "/")]
+        if tree:
+            moved = [(p, i) for p, i in self._inode_of.items() if p == old or p.startswith(old + "/")]
+        else:
+            moved = [(old, self._inode_of[old])] if old in self._inode_of else []
         for p, _ in moved:
             del self._inode_of[p]
         for p, i in moved:

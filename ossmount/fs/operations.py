@@ -6,6 +6,7 @@ ends the whole filesystem if anything else escapes a handler.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -27,7 +28,10 @@ def _fuse_errors(method):
         except pyfuse3.FUSEError:
             raise
         except Exception as exc:  # noqa: BLE001 - the single conversion point
-            raise pyfuse3.FUSEError(errno_for(exc, operation=method.__name__)) from None
+            code = errno_for(exc, operation=method.__name__)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s%r -> %s (%s)", method.__name__, args, errno.errorcode.get(code, code), exc)
+            raise pyfuse3.FUSEError(code) from None
 
     return wrapper
 
@@ -165,10 +169,13 @@ class Operations(pyfuse3.Operations):
     @_fuse_errors
     async def readdir(self, fh, start_id, token):
         for entry in await self.fs.readdir(fh, start_id):
+            known = self.fs.inodes.find(entry.path)
             inode = self.fs.inodes.inode_for(entry.path)
             if not pyfuse3.readdir_reply(
                 token, os.fsencode(entry.name), _attributes(inode, entry.attrs, self.fs.timeout), entry.next_id
             ):
+                if known is None:
+                    self.fs.forget(inode, 0)
                 break
             self.fs.remember(entry)
 

@@ -71,6 +71,7 @@ class IoCounters:
     bytes_uploaded: int = 0
     puts: int = 0
     parts_uploaded: int = 0
+    parts_copied: int = 0  # UploadPartCopy of unchanged parts of the old object
     multipart_uploads: int = 0
     upload_failures: int = 0
     prefetch_hits: int = 0  # reads answered from buffers already filled

@@ -83,10 +83,27 @@ class RangeSet:
     def covers(self, start: int, end: int) -> bool:
         return not self.gaps(start, end)
 
+    def intersects(self, start: int, end: int) -> bool:
+        """True if any offset of [start, end) is in the set."""
+        index = bisect.bisect_right(self._ends, start)
+        return end > start and index < len(self._starts) and self._starts[index] < end
+
 
 def split_range(start: int, end: int, chunk: int = CHUNK_LIMIT) -> list[tuple[int, int]]:
     """Cut [start, end) into consecutive pieces of at most `chunk` bytes."""
     return [(offset, min(offset + chunk, end)) for offset in range(start, end, chunk)]
+
+
+def merge_close_ranges(ranges: list[tuple[int, int]], distance: int, limit: int) -> list[tuple[int, int]]:
+    """Cover sorted disjoint `ranges` with spans: ranges less than `distance` apart share a span, and no
+    span exceeds `limit` bytes (a longer range is cut into `limit`-sized pieces)."""
+    spans: list[tuple[int, int]] = []
+    for start, end in ranges:
+        if spans and start - spans[-1][1] < distance and end - spans[-1][0] <= limit:
+            spans[-1] = (spans[-1][0], end)
+            continue
+        spans.extend(split_range(start, end, limit))
+    return spans
 
 
 class SpoolFile:

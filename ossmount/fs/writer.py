@@ -4,18 +4,18 @@
 an `UploadStrategy` and gets the new object's `ObjectInfo` back, or a `StoreError`. The default,
 `SpoolUpload`, does what ossfs 1.x does on close: below `multipart_size` one PutObject streamed from
 the spool, otherwise a multipart upload of `multipart_size` parts with at most `parallel_count` parts
-in flight, each streamed from the spool with pread (no whole-part buffers in memory), aborted on any
+in flight; a part lying wholly in the unchanged old object is copied on the server (UploadPartCopy)
+instead of downloaded and re-uploaded, so appending to a large object moves only the new tail; each streamed from the spool with pread (no whole-part buffers in memory), aborted on any
 failure.
 
-Later strategies (streaming multipart while the file is still being written, UploadPartCopy for
-unchanged regions) implement the same one-method protocol and are passed to `ContentManager`.
+Later strategies (streaming multipart while the file is still being written) implement the same one-method protocol and are passed to `ContentManager`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Awaitable, Callable, Protocol
 
 import trio
 
@@ -28,13 +28,27 @@ log = logging.getLogger(__name__)
 ABORT_TIMEOUT = 30.0  # seconds an abort may take on the failure path before the upload id is left behind
 
 
+async def _already_local(start: int, end: int) -> None:
+    return None
+
+
+def _nothing_copyable(start: int, end: int) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class UploadRequest:
+    """What to upload. The spool may still lack bytes of the old object: a strategy must call
+    `ensure_local(start, end)` before reading [start, end) from the spool, or upload a range for which
+    `copyable(start, end)` is true with UploadPartCopy from `key` (the unchanged old object)."""
+
     key: str
     spool: SpoolFile
     size: int
     content_type: str
     meta: dict[str, str] = field(default_factory=dict)
+    ensure_local: Callable[[int, int], Awaitable[None]] = _already_local
+    copyable: Callable[[int, int], bool] = _nothing_copyable
 
 
 class UploadStrategy(Protocol):
@@ -76,6 +90,7 @@ class SpoolUpload:
             raise store_error from None
 
     async def _put(self, request: UploadRequest) -> ObjectInfo:
+        await request.ensure_local(0, request.size)
         if request.size == 0:
             info = await self._store.put(request.key, b"", content_type=request.content_type, meta=request.meta)
         else:
@@ -130,6 +145,13 @@ class SpoolUpload:
         slots: trio.Semaphore,
     ) -> None:
         try:
+            if request.copyable(start, end):
+                parts[index] = await self._store.upload_part_copy(
+                    request.key, (start, end - 1), request.key, upload_id, index + 1
+                )
+                self._counters.parts_copied += 1
+                return
+            await request.ensure_local(start, end)
             parts[index] = await self._store.upload_part_from_file(
                 request.key, upload_id, index + 1, reader, start, end - start
             )

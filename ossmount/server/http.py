@@ -17,6 +17,7 @@ removed, so a client (or server) dying mid-upload leaves nothing visible.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -28,7 +29,7 @@ import urllib.parse
 import uuid
 from http import HTTPStatus
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import fastcrc
 import h11
@@ -96,6 +97,28 @@ def _lowercase_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
         text = _decode_header_value(value)
         headers[key] = f"{headers[key]},{text}" if key in headers else text
     return headers
+
+
+@contextlib.contextmanager
+def _single_exception_unwrapped() -> Iterator[None]:
+    """Re-raise a nursery's ExceptionGroup holding one exception as that exception, so that callers
+    can keep catching ClientGone (trio nurseries always wrap)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves: list[BaseException] = []
+
+        def collect(exc: BaseException) -> None:
+            if isinstance(exc, BaseExceptionGroup):
+                for inner in exc.exceptions:
+                    collect(inner)
+            else:
+                leaves.append(exc)
+
+        collect(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
 
 
 class _Channel:
@@ -391,25 +414,26 @@ class HttpFront:
         for _ in range(2):
             free_send.send_nowait(bytearray(buffer_size))
         full_send, full_receive = trio.open_memory_channel[tuple[bytearray, int]](0)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._spool_worker, full_receive, free_send, spool)
-            async with full_send:
-                while remaining:
-                    buffer = await free_receive.receive()
-                    view = memoryview(buffer)
-                    want = min(len(buffer), remaining)
-                    filled = 0
-                    # Fill the whole buffer before handing it on, so the thread hops are amortised.
-                    while filled < want:
-                        try:
-                            received = await channel.sock.recv_into(view[filled:want])
-                        except OSError as exc:
-                            raise ClientGone(str(exc)) from None
-                        if not received:
-                            raise ClientGone(f"connection closed with {remaining - filled} body bytes missing")
-                        filled += received
-                    remaining -= filled
-                    await full_send.send((buffer, filled))
+        with _single_exception_unwrapped():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._spool_worker, full_receive, free_send, spool)
+                async with full_send:
+                    while remaining:
+                        buffer = await free_receive.receive()
+                        view = memoryview(buffer)
+                        want = min(len(buffer), remaining)
+                        filled = 0
+                        # Fill the whole buffer before handing it on, so the thread hops are amortised.
+                        while filled < want:
+                            try:
+                                received = await channel.sock.recv_into(view[filled:want])
+                            except OSError as exc:
+                                raise ClientGone(str(exc)) from None
+                            if not received:
+                                raise ClientGone(f"connection closed with {remaining - filled} body bytes missing")
+                            filled += received
+                        remaining -= filled
+                        await full_send.send((buffer, filled))
         channel.conn = self._resynchronised_connection(head, pipelined)
 
     async def _spool_worker(self, full: trio.MemoryReceiveChannel, free: trio.MemorySendChannel,
@@ -417,9 +441,10 @@ class HttpFront:
         async with full:
             async for buffer, filled in full:
                 view = memoryview(buffer)[:filled]
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(trio.to_thread.run_sync, spool.hash, view)
-                    nursery.start_soon(trio.to_thread.run_sync, spool.store, view)
+                with _single_exception_unwrapped():
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(trio.to_thread.run_sync, spool.hash, view)
+                        nursery.start_soon(trio.to_thread.run_sync, spool.store, view)
                 free.send_nowait(buffer)
 
     @staticmethod

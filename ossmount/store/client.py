@@ -46,6 +46,7 @@ T = TypeVar("T")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 META_PREFIX = "x-oss-meta-"
 MAX_DELETE_BATCH = 1000
+MAX_KEY_BYTES = 1023
 # When an abandoned GET has at most this many unread bytes, reading them keeps the connection pooled.
 _DRAIN_LIMIT = 256 * 1024
 _READ_CHUNK = 1024 * 1024
@@ -136,6 +137,8 @@ def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.
                 error_class = _STATUS_TO_ERROR.get(status, types.StoreError)
         if error_class is types.NoSuchKey and code == "" and not key:
             error_class = types.NoSuchBucket
+        if code == "InvalidObjectName" and len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+            error_class = types.NameTooLong  # OSS's answer to a key over 1023 bytes
         message = exc.message or (code if code else f"HTTP {status}")
         return error_class(
             f"{where}: {message}", code=code or _code_for_status(status), status=status,
@@ -540,15 +543,44 @@ class ObjectStore:
         self._bytes_in += count
         return count
 
+    def _get_rest_blocking(self, key: str, offset: int) -> bytes:
+        headers = {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity"}
+        byte_range = (offset, None) if offset else None
+        try:
+            result = self._bucket.get_object(key, byte_range=byte_range, headers=headers)
+        except oss2.exceptions.ServerError as exc:
+            if exc.status == 416:
+                return b""
+            raise
+        response = result.resp.response
+        try:
+            length = int(response.headers["content-length"])
+            buf = bytearray(length)
+            view = memoryview(buf)
+            filled = 0
+            while filled < length:
+                count = response.raw.readinto(view[filled:])
+                if not count:
+                    break
+                filled += count
+            if filled < length:
+                raise urllib3.exceptions.IncompleteRead(filled, length - filled)
+            skip = offset if result.status == 200 else 0  # a server that ignored Range sent it all
+            return bytes(buf[skip:]) if skip else bytes(buf)
+        except BaseException:
+            response.close()
+            raise
+
     async def get_bytes(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        """The object's bytes from `offset` (to the end when `length` is None)."""
-        if length is None:
-            info = await self.head(key)
-            length = max(info.size - offset, 0)
-        buf = bytearray(length)
-        count = await self.get_into(key, offset, memoryview(buf))
-        del buf[count:]
-        return bytes(buf)
+        """The object's bytes from `offset`: `length` of them, or all the rest in one GET when None."""
+        if length is not None:
+            buf = bytearray(length)
+            count = await self.get_into(key, offset, memoryview(buf))
+            del buf[count:]
+            return bytes(buf)
+        data = await self._call("GetObject", key, self._get_rest_blocking, key, offset)
+        self._bytes_in += len(data)
+        return data
 
     # -- writes -----------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ossmount.fs.spool import RangeSet, SpoolFile, split_range
+from ossmount.fs.spool import RangeSet, SpoolFile, merge_close_ranges, split_range
 
 LIMIT = 200
 
@@ -40,6 +40,7 @@ def test_range_set_matches_a_set_of_offsets(ops, query):
     assert {offset for gap_start, gap_end in gaps for offset in range(gap_start, gap_end)} == set(range(start, end)) - model
     assert all(gap_start < gap_end for gap_start, gap_end in gaps)
     assert range_set.covers(start, end) == (not gaps)
+    assert range_set.intersects(start, end) == bool(model & set(range(start, end)))
 
 
 def test_gaps_examples():
@@ -82,3 +83,17 @@ def test_spool_file_is_sparse_unlinked_and_sized(tmp_path):
     finally:
         spool.close()
     assert spool.closed
+
+
+@given(st.lists(ranges), st.integers(0, 50), st.integers(1, 60))
+def test_merged_spans_cover_every_gap_within_the_limit(added, distance, limit):
+    range_set = RangeSet()
+    for start, end in added:
+        range_set.add(start, end)
+    gaps = range_set.gaps(0, LIMIT)
+    spans = merge_close_ranges(gaps, distance, limit)
+    covered = {offset for start, end in spans for offset in range(start, end)}
+    assert {offset for start, end in gaps for offset in range(start, end)} <= covered
+    assert all(0 < end - start <= limit for start, end in spans)
+    assert all(left[1] <= right[0] for left, right in zip(spans, spans[1:]))
+    assert len(spans) <= sum(-(-(end - start) // limit) for start, end in gaps)

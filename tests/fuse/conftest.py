@@ -33,8 +33,10 @@ if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
 class Mount:
     """One `ossmount -f` process and its mountpoint; `log` is everything it wrote."""
 
-    def __init__(self, server: LocalServer, bucket: str, workdir: Path, *, prefix: str = "", options: str = ""):
+    def __init__(self, server: LocalServer, bucket: str, workdir: Path, *, prefix: str = "", options: str = "",
+                 user: int | None = None):
         self.server = server
+        self.user = user
         self.bucket = bucket
         self.prefix = prefix
         self.options = options
@@ -46,6 +48,10 @@ class Mount:
         self.passwd_file = workdir / "passwd"
         self.passwd_file.write_text(f"{bucket}:{server.access_key_id}:{server.access_key_secret}\n")
         self.passwd_file.chmod(0o600)
+        if user is not None:
+            for path in (self.path, self.passwd_file):
+                os.chown(path, user, user)
+            self.passwd_file = self.passwd_file.rename(self.path.parent / f"{self.path.name}.passwd")
         self.log_path = workdir / "ossmount.log"
         self.process: subprocess.Popen | None = None
         self._log_file = None
@@ -59,7 +65,10 @@ class Mount:
         extra = self.options if options is None else options
         if extra:
             opts += "," + extra
-        return [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f"]
+        command = [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f"]
+        if self.user is not None:
+            command = ["setpriv", "--reuid", str(self.user), "--regid", str(self.user), "--clear-groups", *command]
+        return command
 
     @property
     def log(self) -> str:
@@ -82,6 +91,8 @@ class Mount:
         """Unmount normally and require a clean exit (code 0)."""
         if self.process is None:
             return
+        if self.process.poll() is not None and not os.path.ismount(self.path):
+            return  # it never mounted (start() already failed the test); cleanup() reaps it
         subprocess.run(["fusermount3", "-u", str(self.path)], check=True, capture_output=True)
         try:
             code = self.process.wait(timeout=30)
@@ -109,6 +120,8 @@ class Mount:
         if not os.path.ismount(self.path):
             try:
                 self.path.rmdir()
+                if self.user is not None:
+                    self.passwd_file.unlink()
             except OSError:
                 pass
 
@@ -124,10 +137,11 @@ def new_bucket(server: LocalServer) -> str:
     return name
 
 
-@pytest.fixture(scope="module")
-def module_mount(local_server: LocalServer, tmp_path_factory: pytest.TempPathFactory):
-    """One default mount of a fresh bucket, shared by a test module (tests use `workdir`)."""
-    mount = Mount(local_server, new_bucket(local_server), tmp_path_factory.mktemp("mount"))
+@pytest.fixture(scope="module", params=["", "some/prefix/"], ids=["bucket-root", "prefixed"])
+def module_mount(request: pytest.FixtureRequest, local_server: LocalServer,
+                 tmp_path_factory: pytest.TempPathFactory):
+    """One default mount of a fresh bucket (at its root, then at a prefix), shared by a test module."""
+    mount = Mount(local_server, new_bucket(local_server), tmp_path_factory.mktemp("mount"), prefix=request.param)
     try:
         mount.start()
         yield mount
@@ -146,12 +160,14 @@ def workdir(module_mount: Mount, request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def make_mount(local_server: LocalServer, tmp_path: Path):
-    """Factory: `make_mount(options="", bucket=None, prefix="")` -> a started Mount, cleaned up after the test."""
+    """Factory: `make_mount(options="", bucket=None, prefix="", user=None)` -> a started Mount, cleaned up after
+    the test; with `user` the mount runs as that uid."""
     mounts: list[Mount] = []
 
-    def factory(options: str = "", *, bucket: str | None = None, prefix: str = "", start: bool = True) -> Mount:
+    def factory(options: str = "", *, bucket: str | None = None, prefix: str = "", start: bool = True,
+                user: int | None = None) -> Mount:
         mount = Mount(local_server, bucket or new_bucket(local_server), tmp_path / f"m{len(mounts)}",
-                      prefix=prefix, options=options)
+                      prefix=prefix, options=options, user=user)
         mounts.append(mount)
         return mount.start() if start else mount
 

@@ -240,3 +240,18 @@ def test_posix_workload(module_mount, workdir, tmp_path):
     assert stat.S_IMODE(os.stat(workdir / "copy" / "dir1" / "sub1" / "file0.c").st_mode) == 0o755
     subprocess.run(["rm", "-rf", str(workdir / "tree"), str(workdir / "copy")], check=True)
     assert os.listdir(workdir) == []
+
+
+def test_open_file_survives_unlink(module_mount, workdir):
+    """fstat, write and read keep working on a file descriptor whose name was unlinked (temp-file idiom)."""
+    with open(workdir / "tmp", "w+b") as f:
+        f.write(b"before")
+        f.flush()
+        (workdir / "tmp").unlink()
+        f.write(b" after")
+        f.flush()
+        assert os.fstat(f.fileno()).st_size == len(b"before after")
+        f.seek(0)
+        assert f.read() == b"before after"
+    assert not (workdir / "tmp").exists()
+    assert not bucket_of(module_mount).object_exists(key_of(module_mount, workdir / "tmp"))

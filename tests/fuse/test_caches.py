@@ -76,3 +76,17 @@ def test_stat_cache_disabled_with_size_zero(make_mount):
     mount.server.admin.reset_counters()
     os.stat(mount.path / "f")
     assert mount.server.admin.counters().get("HeadObject", 0) >= 1
+
+
+def test_local_changes_update_the_cached_listing(make_mount):
+    """This mount's own creates and deletes show at once without listing the directory again."""
+    mount = make_mount("stat_cache_expire=60")
+    (mount.path / "d").mkdir()
+    (mount.path / "d" / "old").write_bytes(b"1")
+    assert os.listdir(mount.path / "d") == ["old"]
+    (mount.path / "d" / "new").write_bytes(b"2")
+    (mount.path / "d" / "old").unlink()
+    mount.server.admin.reset_counters()
+    assert os.listdir(mount.path / "d") == ["new"]
+    counters = mount.server.admin.counters()
+    assert counters.get("ListObjectsV2", 0) == 0, counters

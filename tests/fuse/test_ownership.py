@@ -85,3 +85,21 @@ def test_foreign_file_is_0640_and_other_users_are_refused(make_mount, test_user)
     assert mode_of(mount.path / "secret") == 0o640
     result = as_user(test_user, "cat", str(mount.path / "secret"))
     assert result.returncode != 0 and b"Permission denied" in result.stderr
+
+
+def test_non_root_user_mounts_and_owns_the_tree(make_mount, test_user):
+    """Mounted by a non-root user: root 0700 owned by that user, new objects store its uid, root is refused."""
+    if as_user(test_user, "test", "-r", "/dev/fuse", "-a", "-w", "/dev/fuse").returncode != 0:
+        pytest.skip(f"/dev/fuse is not readable and writable by uid {test_user} here (mode "
+                    f"{stat.S_IMODE(os.stat('/dev/fuse').st_mode):o}): non-root mounts are impossible")
+    mount = make_mount(user=test_user)
+    listing = as_user(test_user, "stat", "-c", "%a %u %g", str(mount.path))
+    assert listing.returncode == 0 and listing.stdout.split() == [b"700", str(test_user).encode(),
+                                                                   str(test_user).encode()], listing.stderr
+    write = as_user(test_user, "sh", "-c", f"umask 022 && echo data > {mount.path}/made && stat -c %a {mount.path}/made")
+    assert write.returncode == 0 and write.stdout == b"644\n", write.stderr
+    head = mount.server.oss2_bucket(mount.bucket).head_object("made")
+    assert int(head.headers["x-oss-meta-uid"]) == test_user
+    # Without allow_other, FUSE lets only the mounting user in (not even root).
+    with pytest.raises(PermissionError):
+        os.listdir(mount.path)

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ossmount.server.core import ServerCore
 from ossmount.server.core.auth import Credential, CredentialStore
@@ -249,6 +250,7 @@ def test_conditionals(client, clock):
     assert failed.status == 412 and error_code(client, failed) == "PreconditionFailed"
     not_modified = client.get("bkt", "k", **{"If-None-Match": bare})
     assert not_modified.status == 304 and not_modified.body == b""
+    assert header(not_modified, "ETag") == etag and header(not_modified, "Last-Modified") is not None
     assert client.get("bkt", "k", **{"If-None-Match": '"0000"'}).status == 200
     later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(clock.now + 3600))
     earlier = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(clock.now - 3600))
@@ -342,14 +344,23 @@ def test_list_v2_tokens_and_owner(client):
 def test_list_many_keys_with_delimiter_is_fast(client, core):
     from ossmount.server.core.store import ObjectRecord
 
-    for i in range(3000):
-        core.store.put_object("bkt", f"dir{i % 30:02d}/file{i:05d}", ObjectRecord(etag="E", mtime=1.0), "")
+    for i in range(10_000):
+        core.store.put_object("bkt", f"dir{i % 40:02d}/file{i:05d}", ObjectRecord(etag="E", mtime=1.0), "")
     started = time.monotonic()
     root = list_v1(client, delimiter="/", max_keys=1000)
-    assert len(prefixes_of(root)) == 30
+    assert len(prefixes_of(root)) == 40 and root.findtext("IsTruncated") == "false"
     root = list_v1(client, prefix="dir07/", max_keys=1000)
-    assert len(keys_of(root)) == 100
-    assert time.monotonic() - started < 2.0
+    assert len(keys_of(root)) == 250
+    listed, token = 0, ""
+    while True:
+        query = "list-type=2&max-keys=1000" + (f"&continuation-token={quote(token)}" if token else "")
+        root = client.xml(client.call("GET", "bkt", query=query))
+        listed += len(keys_of(root))
+        token = root.findtext("NextContinuationToken")
+        if root.findtext("IsTruncated") == "false":
+            break
+    assert listed == 10_000
+    assert time.monotonic() - started < 3.0
 
 
 # -- copy and delete ------------------------------------------------------------------------------
@@ -400,7 +411,7 @@ def test_delete_missing_is_204_and_delete_multiple(client):
     assert client.call("DELETE", "bkt", "never").status == 204
     for key in ("a", "b c"):
         client.put("bkt", key, b"1")
-    body = b"<Delete><Quiet>false</Quiet><Object><Key>a</Key></Object><Object><Key>b%20c</Key></Object>" \
+    body = b"<Delete><Quiet>false</Quiet><Object><Key>a</Key></Object><Object><Key>b c</Key></Object>" \
            b"<Object><Key>missing</Key></Object></Delete>"
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     response = client.call("POST", "bkt", query="delete&encoding-type=url", headers={"Content-MD5": md5}, data=body)
@@ -673,3 +684,118 @@ def test_body_from_spooled_file_is_adopted(core, tmp_path):
     assert response.status == 200 and not os.path.exists(path)
     got = core.handle(Request("GET", "/bkt/file", {"host": "127.0.0.1"}))
     assert Client.body(got) == data and isinstance(got.body, list)
+
+
+def test_head_through_symlink_shows_target_data_and_link_metadata(client):
+    client.put("bkt", "target", b"hello", **{"x-oss-meta-own": "target"})
+    client.call("PUT", "bkt", "link", query="symlink", headers={"x-oss-symlink-target": "target",
+                                                                "x-oss-meta-key1": "value1"})
+    head = client.call("HEAD", "bkt", "link")
+    assert head.content_length == 5 and header(head, "ETag") == '"5D41402ABC4B2A76B9719D911017C592"'
+    assert header(head, "x-oss-meta-key1") == "value1" and header(head, "x-oss-meta-own") is None
+
+
+def test_empty_version_id_is_invalid(client):
+    client.put("bkt", "k", b"1")
+    for method in ("GET", "HEAD", "DELETE"):
+        response = client.call(method, "bkt", "k", query="versionId")
+        assert response.status == 400, method
+    copy = client.call("PUT", "bkt", "c", headers={"x-oss-copy-source": "/bkt/k?versionId="})
+    assert copy.status == 400 and error_code(client, copy) == "InvalidArgument"
+    assert client.get("bkt", "k", query="versionId=nope").status == 400
+    assert client.get("bkt", "k", query="versionId=CAEQ0000000000").status == 404
+    bad = b"<Delete><Object><Key>k</Key><VersionId>234</VersionId></Object></Delete>"
+    assert error_code(client, client.call("POST", "bkt", query="delete", data=bad)) == "InvalidArgument"
+
+
+def test_multipart_upload_listing_pages_over_common_prefixes(client):
+    ids = sorted(initiate(client, key="p/file") for _ in range(3))
+    for name in ("p/d1/x", "p/d2/y", "p/d2/z"):
+        initiate(client, key=name)
+    uploads, prefixes, key_marker, id_marker = [], [], "", ""
+    for _ in range(10):
+        root = client.xml(client.call("GET", "bkt", query=f"uploads&prefix=p%2F&delimiter=%2F&max-uploads=2"
+                                      f"&key-marker={quote(key_marker, safe='')}&upload-id-marker={id_marker}"))
+        uploads += [u.findtext("UploadId") for u in root.findall("Upload")]
+        prefixes += [c.findtext("Prefix") for c in root.findall("CommonPrefixes")]
+        if root.findtext("IsTruncated") == "false":
+            break
+        key_marker, id_marker = root.findtext("NextKeyMarker"), root.findtext("NextUploadIdMarker")
+    assert prefixes == ["p/d1/", "p/d2/"] and uploads == ids
+
+
+def test_acl_calls_are_answered(client):
+    client.put("bkt", "k", b"1")
+    assert client.xml(client.call("GET", "bkt", query="acl")).findtext("AccessControlList/Grant") == "private"
+    assert client.call("PUT", "bkt", query="acl", headers={"x-oss-acl": "private"}).status == 200
+    assert client.call("PUT", "bkt", query="acl", headers={"x-oss-acl": "bogus"}).status == 400
+    assert client.xml(client.call("GET", "bkt", "k", query="acl")).findtext("AccessControlList/Grant") == "default"
+    assert client.call("PUT", "bkt", "missing", query="acl", headers={"x-oss-object-acl": "private"}).status == 404
+
+
+def test_batch_delete_with_control_characters(client):
+    key = "\u4e2d\x0c-2.txt"
+    client.put("bkt", key, b"1")
+    body = f"<Delete><Quiet>false</Quiet><Object><Key>{key}</Key></Object></Delete>".encode()
+    root = client.xml(client.call("POST", "bkt", query="delete&encoding-type=url", data=body))
+    assert root.findtext("Deleted/Key") == quote(key, safe="")
+    assert client.get("bkt", key).status == 404
+
+
+def test_internal_errors_become_500_with_error_document(client, monkeypatch, caplog):
+    from ossmount.server.core import core as core_module
+
+    def broken(ctx):
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(core_module._HANDLERS, "GetObject", broken)
+    response = client.get("bkt", "k")
+    assert response.status == 500 and error_code(client, response) == "InternalError"
+    assert "internal error" in caplog.text
+
+
+def test_list_object_versions_paging(client):
+    client.call("PUT", "bkt", query="versioning",
+                data=b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>")
+    written = []
+    for key in ("a", "b"):
+        for _ in range(3):
+            written.append((key, header(client.put("bkt", key, b"x"), "x-oss-version-id")))
+    expected = [(k, v) for key in ("a", "b") for k, v in reversed([w for w in written if w[0] == key])]
+    seen, key_marker, version_marker = [], "", ""
+    for _ in range(10):
+        root = client.xml(client.call("GET", "bkt", query=f"versions&max-keys=4&key-marker={key_marker}"
+                                                          f"&version-id-marker={version_marker}"))
+        seen += [(v.findtext("Key"), v.findtext("VersionId")) for v in root.findall("Version")]
+        if root.findtext("IsTruncated") == "false":
+            break
+        key_marker, version_marker = root.findtext("NextKeyMarker"), root.findtext("NextVersionIdMarker")
+    assert seen == expected
+
+
+def test_failed_commit_leaves_no_object_and_no_blob(client, core, monkeypatch):
+    from ossmount.server.core.store import Store
+
+    before = blob_count(core)
+
+    def failing_insert(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Store, "_insert_version", failing_insert)
+    response = client.call("PUT", "bkt", "k", data=b"data")
+    assert response.status == 500
+    monkeypatch.undo()
+    assert client.get("bkt", "k").status == 404
+    assert blob_count(core) == before
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"]),
+       path=st.text(alphabet="/%?&=abk-+.\u00e9\x00 ", max_size=30),
+       host=st.sampled_from(["127.0.0.1", "bkt.localhost", "", "x.y.z"]))
+def test_classify_and_handle_never_raise(core, method, path, host):
+    request = Request(method, "/" + path, {"host": host} if host else {}, spooled(b"<x/>"))
+    assert isinstance(core.classify(request).op, str)
+    response = core.handle(request)
+    assert 200 <= response.status < 600 and response.status != 500  # 500 would be a bug in the core
+    assert ("Server", "AliyunOSS") in response.headers

@@ -130,6 +130,7 @@ def test_malformed_request_gets_400(local_server):
 
 @pytest.mark.parametrize("size", [40_000, 4 * FAST_BODY_MIN])
 def test_client_disconnecting_mid_put_leaves_no_object(local_server, oss_bucket, fresh_bucket_name, size):
+    tracebacks_before = local_server.stderr_text().count("Traceback")
     headers = v1_headers(local_server, "PUT", fresh_bucket_name, "cut")
     headers["Content-Length"] = str(size)
     with RawConnection(local_server) as connection:
@@ -139,6 +140,7 @@ def test_client_disconnecting_mid_put_leaves_no_object(local_server, oss_bucket,
     with pytest.raises(oss2.exceptions.NoSuchKey):
         oss_bucket.get_object("cut")
     assert not oss_bucket.object_exists("cut")
+    assert local_server.stderr_text().count("Traceback") == tracebacks_before  # an expected event, no bug
 
 
 def test_admin_request_log_sees_user_agent_and_range(local_server, oss_bucket):

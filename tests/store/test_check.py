@@ -172,3 +172,20 @@ def test_cli_usage_error(two_key_server):
 def test_other_key_owns_its_bucket(two_key_server):
     result, _ = run_check("other-owned", "-o", f"url={two_key_server.endpoint}", key=OTHER_KEY)
     assert result.returncode == 0, result.stderr
+
+
+def test_cli_with_sigv4(two_key_server):
+    result, _ = run_check("test-bucket", "-o", f"url={two_key_server.endpoint},sigv4,region={two_key_server.region}",
+                          key=(two_key_server.access_key_id, two_key_server.access_key_secret))
+    assert result.returncode == 0, result.stderr
+    assert "auth:         v4 signature" in result.stdout
+    assert f"region:       {two_key_server.region}" in result.stdout
+
+
+def test_cli_with_sts_token(two_key_server):
+    sts_id, sts_secret, sts_token = two_key_server.sts[0]
+    result, _ = run_check("test-bucket", "-o", f"url={two_key_server.endpoint}", key=(sts_id, sts_secret),
+                          extra_env={"OSS_SESSION_TOKEN": "not-the-token"})
+    line = one_line(result.stderr)
+    assert result.returncode == EXIT_AUTH
+    assert line.startswith("ossmount check: InvalidSecurityToken: ")

@@ -425,3 +425,31 @@ async def test_crc_mismatch_is_detected_and_retried(store, monkeypatch):
     with pytest.raises(types.ChecksumMismatch):
         await store.put("damaged", b"payload")
     assert store.statistics().requests == {"PutObject": 3}
+
+
+async def test_get_bytes_of_the_rest_is_one_request(store, local_server):
+    data = os.urandom(300_000)
+    await store.put("rest", data)
+    before = local_server.admin.counters()
+    assert await store.get_bytes("rest") == data
+    assert await store.get_bytes("rest", 123_456) == data[123_456:]
+    assert await store.get_bytes("rest", len(data)) == b""
+    assert counters_delta(before, local_server.admin.counters()) == {"GetObject": 3}
+    with pytest.raises(types.NoSuchKey):
+        await store.get_bytes("no-such")
+
+
+async def test_overlong_key_is_name_too_long(store):
+    with pytest.raises(types.NameTooLong):
+        await store.put("d/" + "x" * 1100, b"")
+
+
+async def test_reading_an_unrestored_archive_object_is_invalid_object_state(store):
+    await store.put("cold", b"frozen", headers={"x-oss-storage-class": "Archive"})
+    head = await store.head("cold")
+    assert head.storage_class == "Archive"
+    with pytest.raises(types.InvalidObjectState) as info:
+        await store.get_bytes("cold", 0, 6)
+    assert info.value.code == "InvalidObjectState"
+    objects, _ = await store.list_all("")
+    assert [(o.key, o.storage_class) for o in objects] == [("cold", "Archive")]

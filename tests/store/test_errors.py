@@ -48,6 +48,14 @@ def test_oss_codes_map_to_typed_errors(status, code, expected):
         assert code in str(error)
 
 
+def test_invalid_object_name_of_an_overlong_key_is_name_too_long():
+    long_key = "d/" + "x" * 1100
+    assert isinstance(error_from_oss(server_error(400, "InvalidObjectName"), op="PutObject", key=long_key),
+                      types.NameTooLong)
+    assert type(error_from_oss(server_error(400, "InvalidObjectName"), op="PutObject", key="bad\\name")) \
+        is types.InvalidArgument
+
+
 def test_auth_errors_keep_their_code_and_errno():
     error = error_from_oss(server_error(403, "SignatureDoesNotMatch"), op="ListObjectsV2")
     assert isinstance(error, types.AccessDenied)

@@ -21,6 +21,7 @@ from ossmount.fs.attrs import (
     decode_xattrs,
     encode_xattrs,
     format_time,
+    format_time_ns,
     meta_for_new_entry,
     meta_with_changes,
     meta_with_xattrs,
@@ -184,11 +185,21 @@ def test_times_from_meta_else_last_modified(meta, mtime, ctime, atime):
     (1_700_000_000, "1700000000"),
     (1_700_000_000.0, "1700000000"),
     (1_700_000_000.25, "1700000000.250000000"),
-    (1_700_000_000_123_456_789, "1700000000.123456789"),
+    (5, "5"),
     (0, "0"),
 ])
 def test_format_time_as_s3fs(value, text):
     assert format_time(value) == text
+
+
+@pytest.mark.parametrize("nanos, text", [
+    (1_700_000_000_123_456_789, "1700000000.123456789"),
+    (5_000_000_000, "5"),
+    (1, "0.000000001"),
+    (-1_500_000_000, "-1.500000000"),
+])
+def test_format_time_ns(nanos, text):
+    assert format_time_ns(nanos) == text
 
 
 @pytest.mark.parametrize("text, nanos", [
@@ -199,12 +210,12 @@ def test_parse_time_ns(text, nanos):
     assert parse_time_ns(text) == nanos
 
 
-@given(st.integers(100_000_000_001, 2**40 * 1_000_000_000))
+@given(st.integers(-(2**40) * 1_000_000_000, 2**40 * 1_000_000_000))
 def test_time_round_trip_nanoseconds(nanos):
-    assert parse_time_ns(format_time(nanos)) == nanos
+    assert parse_time_ns(format_time_ns(nanos)) == nanos
 
 
-@given(st.integers(0, 100_000_000_000))
+@given(st.integers(0, 2**40))
 def test_time_round_trip_seconds(seconds):
     assert parse_time_ns(format_time(seconds)) == seconds * 1_000_000_000
 
@@ -241,6 +252,16 @@ def test_meta_with_changes_keeps_other_meta_and_type_bits():
     assert meta_with_changes(meta, mode=stat.S_IFDIR | 0o700)["mode"] == str(stat.S_IFDIR | 0o700)
     assert meta_with_changes({}, mode=0o600)["mode"] == "384"
     assert meta_with_changes(meta, gid=9, atime=1, ctime=2) == {**meta, "gid": "9", "atime": "1", "ctime": "2"}
+
+
+def test_meta_with_changes_exact_nanoseconds_from_utimens():
+    changed = meta_with_changes({}, atime_ns=5_000_000_000, mtime_ns=1_700_000_000_123_456_789,
+                                ctime_ns=7, mtime=1.0)
+    assert changed == {"atime": "5", "mtime": "1700000000.123456789", "ctime": "0.000000007"}
+    meta = meta_for_new_entry(FILE, 0o644, 0, 0, now_ns=1_700_000_000_000_000_001)
+    assert meta["mtime"] == meta["ctime"] == meta["atime"] == "1700000000.000000001"
+    with pytest.raises(TypeError):
+        meta_for_new_entry(FILE, 0o644, 0, 0)
 
 
 def test_chmod_then_stat_round_trip():
@@ -336,3 +357,11 @@ def test_root_permission_property(allow_other, mp_umask):
     attrs = attrs_for_root(Ownership(1, 2, mp_umask=mp_umask, allow_other=allow_other), 0)
     expected = (0o777 & ~(mp_umask or 0)) if allow_other else 0o700
     assert attrs.mode == stat.S_IFDIR | expected
+
+
+@pytest.mark.parametrize("meta", [{"mode": "²"}, {"uid": "²", "gid": "٣"}, {"mtime": "1.²"}, {"mode": "99999999"}])
+def test_unicode_digits_and_out_of_range_meta_count_as_absent(meta):
+    attrs = attrs_for_object(info(meta=meta), FILE, own())
+    assert attrs.mode == stat.S_IFREG | 0o640
+    assert (attrs.uid, attrs.gid) == (MOUNT_UID, MOUNT_GID)
+    assert attrs.mtime_ns == 1_700_000_000_000_000_000

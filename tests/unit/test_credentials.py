@@ -149,7 +149,10 @@ def test_credentials_directory(tmp_path, names):
     (directory / secret_name).write_text(SECRET + "\n")
     if token_name:
         (directory / token_name).write_text("TOKEN\n")
+        (directory / "Expiration").write_text("2030-01-01T00:00:00Z\n")
     creds = read_credentials_dir(directory)
+    assert creds.expiration == ("2030-01-01T00:00:00Z" if token_name else None)
+    assert SECRET not in repr(creds) and "TOKEN" not in repr(creds)
     assert (creds.access_key_id, creds.access_key_secret) == ("DIRAK", SECRET)
     assert creds.security_token == ("TOKEN" if token_name else None)
     # a directory given as passwd_file is read the same way (CSI daemon's STS layout)

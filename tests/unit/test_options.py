@@ -199,6 +199,9 @@ def test_sigv4_takes_region_from_option_or_url():
     assert parse_options([]).auth_version == "v1"
     with pytest.raises(UsageError, match="needs a region"):
         parse_options(["sigv4", "url=http://127.0.0.1:9000"])
+    with pytest.raises(UsageError, match="needs a region"):
+        parse_options(["sigv4", "url=oss-accelerate.aliyuncs.com"])
+    assert parse_options(["url=oss-accelerate.aliyuncs.com"]).effective_region is None
 
 
 def test_mount_options_validate_on_direct_construction():
@@ -369,3 +372,17 @@ def test_parse_options_never_raises_anything_but_usage_error(item):
 @pytest.mark.parametrize("url", ["http://a", "https://a.b.c:65535", "http://10.0.0.1", "https://x-y.z"])
 def test_normalize_url_is_idempotent(url):
     assert normalize_url(normalize_url(url)) == normalize_url(url)
+
+
+@pytest.mark.parametrize("item", ["uid=²", "parallel_count=٣", "url=http://h:²", "umask=²"])
+def test_non_ascii_digits_are_usage_errors(item):
+    with pytest.raises(UsageError):
+        parse_options([item])
+
+
+def test_markdown_table_has_one_row_per_option():
+    from ossmount.options import format_options_markdown
+
+    table = format_options_markdown().splitlines()
+    assert len(table) == 2 + len(describe_options())
+    assert all(line.count(" | ") == 2 and line.startswith("| ") and line.endswith(" |") for line in table[2:])

@@ -164,6 +164,8 @@ ACCEPTED_CASES = [
     ("version-id", "GET", BUCKET, "k", {"versionId": "CAEQ+/="}, {}),
     ("unicode-key", "GET", BUCKET, "中文/ファイル ü?#%&=.txt", {}, {}),
     ("utf8-bytes-meta", "PUT", BUCKET, "k", {}, {"x-oss-meta-unicode": "测试".encode()}),
+    ("utf8-bytes-meta-latin-range", "PUT", BUCKET, "k", {}, {"x-oss-meta-a": "café".encode()}),
+    ("latin1-str-meta", "PUT", BUCKET, "k", {}, {"x-oss-meta-a": "café"}),
     ("question-mark-key", "PUT", BUCKET, "?weird", {}, {}),
     ("restore", "POST", BUCKET, "cold", {"restore": ""}, {"Content-Type": "application/xml"}),
 ]

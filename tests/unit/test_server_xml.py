@@ -23,16 +23,22 @@ def test_error_document_has_no_namespace_and_carries_extras():
     assert base64.b64decode(xmlio.error_header_value(document)) == document
 
 
-def test_parse_delete_with_url_encoding():
+def test_parse_delete_keeps_request_keys_raw():
     quiet, entries = xmlio.parse_delete(
-        b"<Delete><Quiet>true</Quiet><Object><Key>a%20b</Key><VersionId>v</VersionId></Object></Delete>", True)
-    assert quiet and entries[0].key == "a b" and entries[0].version_id == "v"
+        b"<Delete><Quiet>true</Quiet><Object><Key>a%20b</Key><VersionId>v</VersionId></Object></Delete>")
+    assert quiet and entries[0].key == "a%20b" and entries[0].version_id == "v"
+
+
+def test_parse_tolerates_control_characters_in_keys():
+    body = "<Delete><Object><Key>\u4e2d\x0c-2.txt</Key></Object></Delete>".encode()
+    _, entries = xmlio.parse_delete(body)
+    assert entries[0].key == "\u4e2d\x0c-2.txt"
 
 
 @pytest.mark.parametrize("body", [b"", b"<Delete>", b"<Other/>", b"<Delete><Object/></Delete>"])
 def test_parse_delete_malformed(body):
     with pytest.raises(OssError) as caught:
-        xmlio.parse_delete(body, False)
+        xmlio.parse_delete(body)
     assert caught.value.code == "MalformedXML"
 
 

@@ -12,8 +12,8 @@ Schemes (oss-api.md §2.2), each recomputed from the request exactly as the clie
 * STS: a configured (ak, secret, token) triple must present exactly its token, in the
   ``x-oss-security-token`` header or the ``security-token``/``x-oss-security-token`` query parameter.
 
-Header values reach us as ``str``; signatures are over the bytes the client sent. The HTTP front decodes header
-bytes as UTF-8 and falls back to latin-1, and ``_header_bytes`` inverts exactly that.
+Header values reach us as ``str`` (the HTTP front decodes UTF-8, else latin-1) and are signed as UTF-8, which is
+what oss2 signs (``_header_bytes``).
 """
 
 from __future__ import annotations
@@ -189,15 +189,11 @@ def _utf8(text: str) -> bytes:
 
 
 def _header_bytes(value: str) -> bytes:
-    """The bytes the client sent for a header value, inverting the front's UTF-8-else-latin-1 decoding."""
-    try:
-        raw = value.encode("latin-1")
-    except UnicodeEncodeError:
-        return _utf8(value)
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw  # not UTF-8, so the front must have fallen back to latin-1
+    """The bytes a header value is signed as: its UTF-8 encoding.
+
+    Exact for every client that sends UTF-8 (ossfs, oss2 with bytes values) and also for oss2 with a latin-1 `str`
+    value, which http.client sends as latin-1 but oss2 signs as UTF-8. Only a non-UTF-8 value that a client signs
+    as its raw bytes cannot match: the front's UTF-8-else-latin-1 decoding does not say which it received."""
     return _utf8(value)
 
 

@@ -22,7 +22,7 @@ STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive"
 ARCHIVE_CLASSES = ("Archive", "ColdArchive", "DeepColdArchive")
 STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires",
                   "x-oss-server-side-encryption", "x-oss-server-side-encryption-key-id",
-                  "x-oss-server-side-data-encryption", "x-oss-object-acl", "x-oss-tagging")
+                  "x-oss-server-side-data-encryption")
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -270,17 +270,18 @@ def check_conditions(
     if if_none_match is not None:
         tags = {strip(t) for t in if_none_match.split(",")}
         if "*" in tags or etag.upper() in tags:
-            raise _not_modified(not_modified_status, "If-None-Match")
+            raise _not_modified(not_modified_status, "If-None-Match", etag, mtime)
     if_modified = get_header(prefix + "if-modified-since")
     if if_modified is not None and if_none_match is None:
         when = parse_http_date(if_modified)
         if when is not None and int(mtime) <= when:
-            raise _not_modified(not_modified_status, "If-Modified-Since")
+            raise _not_modified(not_modified_status, "If-Modified-Since", etag, mtime)
 
 
-def _not_modified(status: int, condition: str) -> OssError:
+def _not_modified(status: int, condition: str, etag: str, mtime: float) -> OssError:
     if status == 304:
-        return OssError(304, "NotModified", "The object was not modified.")
+        return OssError(304, "NotModified", "The object was not modified.",
+                        headers=[("ETag", quoted_etag(etag)), ("Last-Modified", http_date(mtime))])
     return OssError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
                     extra=[("Condition", condition)])
 

@@ -3,7 +3,6 @@ operation handlers and renders every outcome, including errors, as a `Response`.
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 import threading
@@ -50,6 +49,10 @@ _HANDLERS: dict[str, Callable[[Context], Response]] = {
     "CompleteMultipartUpload": ops_multipart.complete_multipart_upload,
     "AbortMultipartUpload": ops_multipart.abort_multipart_upload,
     "ListParts": ops_multipart.list_parts,
+    "GetBucketAcl": ops_bucket.get_bucket_acl,
+    "PutBucketAcl": ops_bucket.put_bucket_acl,
+    "GetObjectAcl": ops_object.get_object_acl,
+    "PutObjectAcl": ops_object.put_object_acl,
 }
 
 

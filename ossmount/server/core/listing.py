@@ -46,11 +46,12 @@ def list_current(store: Store, bucket: str, prefix: bytes, delimiter: bytes, aft
             lower, inclusive = successor, True
     count = 0
     while True:
-        batch = store.current_batch(bucket, lower, inclusive, upper, _BATCH)
+        # with a delimiter most of a batch may be skipped by the next seek, so fetch fewer rows
+        batch = store.current_batch(bucket, lower, inclusive, upper, _BATCH // 8 if delimiter else _BATCH)
         if not batch:
             return page
         restarted = False
-        for raw_key, row in batch:
+        for raw_key, raw_row in batch:
             if count >= max_keys:
                 page.truncated = True
                 return page
@@ -65,9 +66,9 @@ def list_current(store: Store, bucket: str, prefix: bytes, delimiter: bytes, aft
                 lower, inclusive = successor, True
                 restarted = True
                 break
-            page.objects.append((raw_key, row))
+            page.objects.append((raw_key, store.row_from(raw_row)))
             page.last_item = raw_key
             count += 1
             lower, inclusive = raw_key, False
-        if not restarted and len(batch) < _BATCH:
+        if not restarted and len(batch) < (_BATCH // 8 if delimiter else _BATCH):
             return page

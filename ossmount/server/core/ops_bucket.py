@@ -7,7 +7,7 @@ import binascii
 from urllib.parse import unquote
 
 from . import xmlio
-from .common import (Context, STORAGE_CLASSES, http_date, invalid_argument, iso8601, quoted_etag,
+from .common import (Context, STORAGE_CLASSES, invalid_argument, iso8601, quoted_etag,
                      restore_header, xml_response)
 from .errors import OssError
 from .listing import list_current
@@ -294,15 +294,15 @@ def list_object_versions(ctx: Context) -> Response:
 
     entries: list[tuple[bytes, ObjectRow | None, bytes | None]] = []  # (key, row, common prefix)
     seen_prefixes: set[bytes] = set()
-    skipping_marker_key = raw_marker is not None and bool(version_marker)
+    passed_version_marker = False
     truncated = False
     for raw_key, row in ctx.store.iter_versions(bucket.name, raw_marker, raw_prefix):
-        if raw_marker is not None:
-            if raw_key == raw_marker:
-                if not skipping_marker_key:
-                    continue
-                if row.version_id == version_marker:
-                    skipping_marker_key = False
+        if raw_marker is not None and raw_key == raw_marker:
+            # key-marker alone excludes the whole key; with version-id-marker, resume after that version
+            if not version_marker:
+                continue
+            if not passed_version_marker:
+                passed_version_marker = (row.version_id or "null") == version_marker
                 continue
         position = raw_key.find(raw_delimiter, len(raw_prefix)) if raw_delimiter else -1
         if position >= 0:
@@ -335,7 +335,7 @@ def list_object_versions(ctx: Context) -> Response:
     if truncated and entries:
         last_key, last_row, _ = entries[-1]
         root.append(leaf("NextKeyMarker", url_encode_if(decode_key(last_key), encode)))
-        root.append(leaf("NextVersionIdMarker", last_row.version_id if last_row else ""))
+        root.append(leaf("NextVersionIdMarker", (last_row.version_id or "null") if last_row else ""))
     for raw_key, row, common in entries:
         if row is None:
             continue
@@ -362,10 +362,19 @@ def list_object_versions(ctx: Context) -> Response:
     return xml_response(xmlio.render(root))
 
 
-def not_implemented(ctx: Context) -> Response:
+_ACLS = ("private", "public-read", "public-read-write")
+
+
+def get_bucket_acl(ctx: Context) -> Response:
+    """Buckets are always private here; the ACL is reported, not enforced beyond ownership."""
+    bucket = ctx.bucket()
+    root = element("AccessControlPolicy", _owner(bucket.owner), element("AccessControlList", leaf("Grant", "private")))
+    return xml_response(xmlio.render(root))
+
+
+def put_bucket_acl(ctx: Context) -> Response:
     ctx.bucket()
-    raise OssError(501, "NotImplemented", f"{ctx.op} is not implemented by ossmount serve.")
-
-
-def http_date_header(ctx: Context) -> str:
-    return http_date(ctx.now)
+    acl = ctx.header("x-oss-acl") or "private"
+    if acl not in _ACLS:
+        raise invalid_argument("no such bucket access control exists", "x-oss-acl", acl)
+    return Response(200)

@@ -15,7 +15,7 @@ from .common import (Context, RangeNotSatisfiable, body_etag, body_size, check_k
 from .crc64 import crc64_concat, crc64_file
 from .errors import OssError
 from .model import Response
-from .ops_object import _discard, _existing, copy_source_row, version_headers
+from .ops_object import discard_blobs, existing_object, copy_source_row, version_headers
 from .store import Extent, ObjectRecord, PartRecord, UploadRecord, decode_key, encode_key
 from .xmlio import element, leaf, url_encode_if
 
@@ -73,7 +73,7 @@ def upload_part(ctx: Context) -> Response:
     try:
         ctx.store.put_part(upload.upload_id, part)
     except BaseException:
-        _discard(ctx, extents)
+        discard_blobs(ctx, extents)
         raise
     headers = [("ETag", quoted_etag(part.etag)), ("x-oss-hash-crc64ecma", str(part.crc64)),
                ("Content-MD5", base64.b64encode(bytes.fromhex(part.etag)).decode("ascii"))]
@@ -183,7 +183,7 @@ def complete_multipart_upload(ctx: Context) -> Response:
                            ec="0042-00000006", extra=[("MinSizeAllowed", str(MIN_PART_SIZE)),
                                                       ("PartNumber", str(part.part_number))])
     forbid = upload.forbid_overwrite or forbid_overwrite(ctx)
-    if forbid and _existing(ctx, bucket, upload.key) is not None:
+    if forbid and existing_object(ctx, bucket, upload.key) is not None:
         raise file_already_exists(ec="0042-00000214")
     record = copy.deepcopy(upload.template)
     record.type = "Multipart"
@@ -269,8 +269,8 @@ def list_multipart_uploads(ctx: Context) -> Response:
         position = raw_key.find(raw_delimiter, len(raw_prefix)) if raw_delimiter else -1
         if position >= 0:
             common = raw_key[: position + len(raw_delimiter)]
-            if common in seen:
-                continue
+            if common in seen or (key_marker and common <= raw_marker):
+                continue  # emitted on an earlier page
             if len(entries) >= max_uploads:
                 truncated = True
                 break

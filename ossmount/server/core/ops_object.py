@@ -7,11 +7,11 @@ import base64
 import copy
 import hashlib
 import os
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from . import xmlio
 from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatisfiable, body_etag, body_size,
-                     check_conditions, check_key, file_already_exists, forbid_overwrite, invalid_argument,
+                     check_conditions, check_key, file_already_exists, http_date, forbid_overwrite, invalid_argument,
                      invalid_object_state, is_readable, iso8601, metadata_from_request, no_such_key,
                      object_headers, parse_range, quoted_etag, storage_class_from, verify_content_md5,
                      xml_response)
@@ -28,6 +28,20 @@ def _versioned(bucket: BucketRecord) -> bool:
 
 def version_headers(bucket: BucketRecord, version_id: str) -> list[tuple[str, str]]:
     return [("x-oss-version-id", version_id)] if bucket.versioning and version_id else []
+
+
+def check_version_id(value: str) -> str:
+    """OSS rejects version ids that are empty or not of its own shape with 400 InvalidArgument."""
+    if value != "null" and not (value.startswith("CAEQ") and len(value) > 8 and value.isalnum()):
+        raise invalid_argument("The version id is invalid.", "versionId", value)
+    return value
+
+
+def requested_version(query: dict[str, str]) -> str | None:
+    """The versionId query parameter, validated."""
+    if "versionId" not in query:
+        return None
+    return check_version_id(query["versionId"])
 
 
 def resolve(ctx: Context, bucket: BucketRecord, key: str, version_id: str | None) -> ObjectRow:
@@ -85,15 +99,17 @@ def _apply_overrides(ctx: Context, headers: list[tuple[str, str]]) -> list[tuple
 
 def _served_row(ctx: Context) -> tuple[BucketRecord, ObjectRow, ObjectRow]:
     bucket = ctx.bucket()
-    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
     return bucket, row, follow_symlink(ctx, bucket, row)
 
 
 def _headers_for(ctx: Context, bucket: BucketRecord, link: ObjectRow, served: ObjectRow) -> list[tuple[str, str]]:
     headers = object_headers(ctx, served, _versioned(bucket))
     if link is not served:
-        headers = [(n, "Symlink") if n == "x-oss-object-type" else (n, v) for n, v in headers]
-        headers = [(n, v) for n, v in headers if n != "x-oss-version-id"]
+        # OSS answers with the target's data headers but the link's own user metadata.
+        headers = [(n, "Symlink") if n == "x-oss-object-type" else (n, v) for n, v in headers
+                   if n != "x-oss-version-id" and not n.startswith("x-oss-meta-")]
+        headers += sorted(link.record.meta.items())
         headers += version_headers(bucket, link.version_id)
     return headers
 
@@ -108,22 +124,16 @@ def head_object(ctx: Context) -> Response:
 
 def get_object_meta(ctx: Context) -> Response:
     bucket = ctx.bucket()
-    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
     record = row.record
     headers = [
         ("ETag", quoted_etag(record.etag)),
-        ("Last-Modified", iso_to_http(record.mtime)),
-        ("x-oss-last-access-time", iso_to_http(record.mtime)),
+        ("Last-Modified", http_date(record.mtime)),
+        ("x-oss-last-access-time", http_date(record.mtime)),
         ("x-oss-hash-crc64ecma", str(record.crc64)),
         *version_headers(bucket, row.version_id),
     ]
     return Response(200, headers, b"", content_length=record.size)
-
-
-def iso_to_http(timestamp: float) -> str:
-    from .common import http_date
-
-    return http_date(timestamp)
 
 
 def get_object(ctx: Context) -> Response:
@@ -146,13 +156,13 @@ def get_object(ctx: Context) -> Response:
     return Response(206, headers, _slice(ctx, record.extents, first, last))
 
 
-def _existing(ctx: Context, bucket: BucketRecord, key: str) -> ObjectRow | None:
+def existing_object(ctx: Context, bucket: BucketRecord, key: str) -> ObjectRow | None:
     row = ctx.store.get_latest(bucket.name, key)
     return None if row is None or row.delete_marker else row
 
 
 def _publish(ctx: Context, bucket: BucketRecord, key: str, record: ObjectRecord) -> str:
-    """Store a new latest version; on failure forget the freshly adopted blobs."""
+    """Store `record` as the new latest version of `key` under the bucket's versioning mode."""
     return ctx.store.put_object(bucket.name, key, record, bucket.versioning)
 
 
@@ -160,7 +170,7 @@ def _adopt(ctx: Context) -> list[Extent]:
     return ctx.store.adopt_body(ctx.request.body)
 
 
-def _discard(ctx: Context, extents: list[Extent]) -> None:
+def discard_blobs(ctx: Context, extents: list[Extent]) -> None:
     for extent in extents:
         try:
             os.unlink(ctx.store.blob_path(extent.blob))
@@ -175,7 +185,7 @@ def put_object(ctx: Context) -> Response:
     size = body_size(ctx)
     forbid = forbid_overwrite(ctx)
     storage_class = storage_class_from(ctx, bucket.storage_class)
-    if forbid and _existing(ctx, bucket, ctx.key) is not None:
+    if forbid and existing_object(ctx, bucket, ctx.key) is not None:
         raise file_already_exists()
     body = ctx.request.body
     record = ObjectRecord(type="Normal", size=size, etag=body_etag(ctx), crc64=body.crc64 if body else 0,
@@ -185,7 +195,7 @@ def put_object(ctx: Context) -> Response:
     try:
         version_id = _publish(ctx, bucket, ctx.key, record)
     except BaseException:
-        _discard(ctx, record.extents)
+        discard_blobs(ctx, record.extents)
         raise
     headers = [("ETag", quoted_etag(record.etag)), ("x-oss-hash-crc64ecma", str(record.crc64)),
                ("Content-MD5", base64.b64encode(bytes.fromhex(record.etag)).decode("ascii")),
@@ -205,7 +215,7 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     for item in query.split("&"):
         name, _, item_value = item.partition("=")
         if name == "versionId":
-            version_id = unquote(item_value)
+            version_id = check_version_id(unquote(item_value))
     return unquote(bucket), unquote(key), version_id
 
 
@@ -229,7 +239,7 @@ def copy_object(ctx: Context) -> Response:
     if directive not in ("COPY", "REPLACE"):
         raise invalid_argument("Invalid metadata directive.", "x-oss-metadata-directive", directive)
     same_object = source_bucket.name == bucket.name and source.key == ctx.key
-    if forbid_overwrite(ctx) and not same_object and _existing(ctx, bucket, ctx.key) is not None:
+    if forbid_overwrite(ctx) and not same_object and existing_object(ctx, bucket, ctx.key) is not None:
         raise file_already_exists()
     record = copy.deepcopy(source.record)
     record.mtime = ctx.now
@@ -267,14 +277,17 @@ def _delete_one(ctx: Context, bucket: BucketRecord, key: str, version_id: str | 
 
 def delete_object(ctx: Context) -> Response:
     bucket = ctx.bucket()
-    return Response(204, _delete_one(ctx, bucket, ctx.key, ctx.query.get("versionId") or None))
+    return Response(204, _delete_one(ctx, bucket, ctx.key, requested_version(ctx.query)))
 
 
 def delete_multiple_objects(ctx: Context) -> Response:
     bucket = ctx.bucket()
     verify_content_md5(ctx)
     encode = (ctx.query.get("encoding-type") or "") == "url"
-    quiet, entries = xmlio.parse_delete(ctx.body_bytes(), encode)
+    quiet, entries = xmlio.parse_delete(ctx.body_bytes())
+    for entry in entries:
+        if entry.version_id is not None:
+            check_version_id(entry.version_id)
     root = element("DeleteResult")
     if encode:
         root.append(leaf("EncodingType", "url"))
@@ -303,7 +316,7 @@ def append_object(ctx: Context) -> Response:
     size = body_size(ctx)
     body = ctx.request.body
     body_crc = body.crc64 if body is not None else 0
-    existing = _existing(ctx, bucket, ctx.key)
+    existing = existing_object(ctx, bucket, ctx.key)
     current_size = existing.record.size if existing is not None else 0
     if existing is not None and existing.record.type != "Appendable":
         raise OssError(409, "ObjectNotAppendable", "The object is not appendable", ec="0026-00000101")
@@ -331,7 +344,7 @@ def append_object(ctx: Context) -> Response:
             ctx.store.replace_latest_record(existing, record)
             version_id = existing.version_id
     except BaseException:
-        _discard(ctx, new_extents)
+        discard_blobs(ctx, new_extents)
         raise
     headers = [("ETag", quoted_etag(record.etag)), ("x-oss-next-append-position", str(record.size)),
                ("x-oss-hash-crc64ecma", str(record.crc64)), *version_headers(bucket, version_id)]
@@ -346,7 +359,7 @@ def put_symlink(ctx: Context) -> Response:
         raise invalid_argument("x-oss-symlink-target is missing.", "x-oss-symlink-target", "")
     target = unquote(target_header)
     check_key(target)
-    if forbid_overwrite(ctx) and _existing(ctx, bucket, ctx.key) is not None:
+    if forbid_overwrite(ctx) and existing_object(ctx, bucket, ctx.key) is not None:
         raise file_already_exists()
     record = ObjectRecord(type="Symlink", size=0, etag=hashlib.md5(target.encode("utf-8", "surrogatepass")).hexdigest().upper(),
                           crc64=0, mtime=ctx.now, storage_class=storage_class_from(ctx, bucket.storage_class),
@@ -357,14 +370,12 @@ def put_symlink(ctx: Context) -> Response:
 
 
 def get_symlink(ctx: Context) -> Response:
-    from urllib.parse import quote
-
     bucket = ctx.bucket()
-    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
     if row.record.type != "Symlink":
         raise OssError(400, "NotSymlink", "The specified object is not a symlink.", extra=[("Key", ctx.key)])
     headers = [("x-oss-symlink-target", quote(row.record.symlink_target or "", safe="/")),
-               ("ETag", quoted_etag(row.record.etag)), ("Last-Modified", iso_to_http(row.record.mtime)),
+               ("ETag", quoted_etag(row.record.etag)), ("Last-Modified", http_date(row.record.mtime)),
                *sorted(row.record.meta.items()), *version_headers(bucket, row.version_id)]
     return Response(200, headers)
 
@@ -374,7 +385,7 @@ _TIERS = ("Expedited", "Standard", "Bulk")
 
 def restore_object(ctx: Context) -> Response:
     bucket = ctx.bucket()
-    row = resolve(ctx, bucket, ctx.key, ctx.query.get("versionId"))
+    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
     record = row.record
     if record.storage_class not in ARCHIVE_CLASSES:
         raise OssError(400, "OperationNotSupported", "The operation is not supported for this resource",
@@ -407,3 +418,22 @@ def restore_object(ctx: Context) -> Response:
     if record.storage_class != "Archive":
         headers.append(("x-oss-object-restore-priority", request.tier or "Standard"))
     return Response(202, headers)
+
+
+def get_object_acl(ctx: Context) -> Response:
+    bucket = ctx.bucket()
+    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
+    root = element("AccessControlPolicy", element("Owner", leaf("ID", row.record.owner),
+                                                  leaf("DisplayName", row.record.owner)),
+                   element("AccessControlList", leaf("Grant", "default")))
+    return xml_response(xmlio.render(root))
+
+
+def put_object_acl(ctx: Context) -> Response:
+    """Accepted and ignored: access is decided by bucket ownership alone."""
+    bucket = ctx.bucket()
+    resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
+    acl = ctx.header("x-oss-object-acl") or "default"
+    if acl not in ("default", "private", "public-read", "public-read-write"):
+        raise invalid_argument("no such object access control exists", "x-oss-object-acl", acl)
+    return Response(200)

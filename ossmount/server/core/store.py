@@ -15,8 +15,10 @@ Keys are stored as UTF-8 BLOBs so sqlite orders them by bytes, as OSS lists them
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import secrets
 import sqlite3
 import threading
@@ -248,7 +250,13 @@ class Store:
             with open(path, "wb") as f:
                 f.write(body.data)
         elif body.path is not None:
-            os.rename(body.path, path)
+            try:
+                os.rename(body.path, path)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.copyfile(body.path, path)  # spooled on another filesystem: copy instead
+                os.unlink(body.path)
         else:
             return []
         return [Extent(blob_id, 0, body.size, body.crc64)]
@@ -322,24 +330,24 @@ class Store:
             self._db.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (status, name))
 
     def bucket_stat(self, name: str) -> dict:
-        """Totals for GetBucketStat: storage bytes, object and upload counts, per class."""
+        """Totals for GetBucketStat: storage bytes, object and upload counts, per class (one SQL pass)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT record FROM objects WHERE bucket = ? AND is_latest = 1 AND delete_marker = 0", (name,)
+                "SELECT json_extract(record, '$.storage_class'), COUNT(*), TOTAL(json_extract(record, '$.size')),"
+                " MAX(json_extract(record, '$.mtime')) FROM objects"
+                " WHERE bucket = ? AND is_latest = 1 AND delete_marker = 0 GROUP BY 1", (name,)
             ).fetchall()
             uploads = self._db.execute("SELECT COUNT(*) FROM uploads WHERE bucket = ?", (name,)).fetchone()[0]
             markers = self._db.execute(
                 "SELECT COUNT(*) FROM objects WHERE bucket = ? AND delete_marker = 1", (name,)
             ).fetchone()[0]
-        stat = {"storage": 0, "count": 0, "uploads": uploads, "delete_markers": markers, "by_class": {}, "last_modified": 0}
-        for (text,) in rows:
-            record = ObjectRecord.from_json(text)
-            stat["storage"] += record.size
-            stat["count"] += 1
-            per_class = stat["by_class"].setdefault(record.storage_class, [0, 0])
-            per_class[0] += record.size
-            per_class[1] += 1
-            stat["last_modified"] = max(stat["last_modified"], record.mtime)
+        stat = {"storage": 0, "count": 0, "uploads": uploads, "delete_markers": markers, "by_class": {},
+                "last_modified": 0}
+        for storage_class, count, size, last_modified in rows:
+            stat["storage"] += int(size)
+            stat["count"] += count
+            stat["by_class"][storage_class] = [int(size), count]
+            stat["last_modified"] = max(stat["last_modified"], last_modified or 0)
         return stat
 
     # -- objects ---------------------------------------------------------------------------------
@@ -453,40 +461,12 @@ class Store:
                 )
         return removed
 
-    def iter_current(self, bucket: str, after: bytes | None, prefix: bytes, batch: int = 256) -> Iterator[tuple[bytes, ObjectRow]]:
-        """Current (non-deleted) objects with key > `after` and starting with `prefix`, by key bytes.
-
-        Yields (raw_key, row). The caller may stop early; each batch is a separate query.
-        """
-        upper = prefix_successor(prefix) if prefix else None
-        lower = prefix
-        while True:
-            clauses = ["bucket = ?", "is_latest = 1", "delete_marker = 0"]
-            params: list = [bucket]
-            if after is not None and after >= lower:
-                clauses.append("key > ?")
-                params.append(after)
-            else:
-                clauses.append("key >= ?")
-                params.append(lower)
-            if upper is not None:
-                clauses.append("key < ?")
-                params.append(upper)
-            with self._lock:
-                rows = self._db.execute(
-                    f"SELECT {self._COLUMNS} FROM objects WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?",
-                    (*params, batch),
-                ).fetchall()
-            for row in rows:
-                raw = bytes(row[2])
-                yield raw, self._row(row)
-                after = raw
-            if len(rows) < batch:
-                return
-
     def current_batch(self, bucket: str, lower: bytes, inclusive: bool, upper: bytes | None,
-                      limit: int) -> list[tuple[bytes, ObjectRow]]:
-        """Up to `limit` current (non-deleted) objects with lower <(=) key < upper, by key bytes."""
+                      limit: int) -> list[tuple[bytes, tuple]]:
+        """Up to `limit` current (non-deleted) objects with lower <(=) key < upper, by key bytes.
+
+        Rows come unparsed (turn them into ObjectRow with `row_from`) so that keys rolled up into a
+        common prefix cost no JSON decoding."""
         clauses = ["bucket = ?", "is_latest = 1", "delete_marker = 0", "key >= ?" if inclusive else "key > ?"]
         params: list = [bucket, lower]
         if upper is not None:
@@ -497,7 +477,10 @@ class Store:
                 f"SELECT {self._COLUMNS} FROM objects WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [(bytes(row[2]), self._row(row)) for row in rows]
+        return [(bytes(row[2]), row) for row in rows]
+
+    def row_from(self, raw_row: tuple) -> ObjectRow:
+        return self._row(raw_row)
 
     def iter_versions(self, bucket: str, after_key: bytes | None, prefix: bytes) -> Iterator[tuple[bytes, ObjectRow]]:
         """Every version and delete marker, by key bytes then newest first."""

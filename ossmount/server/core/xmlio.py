@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -10,6 +11,8 @@ from urllib.parse import quote
 from .errors import OssError
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_SHIELDED = re.compile("\ue000([0-9a-f]{2})\ue001")
 
 
 def element(tag: str, *children: ET.Element | None, text: str | None = None, **attrs: str) -> ET.Element:
@@ -74,9 +77,20 @@ def parse_document(body: bytes, root_tag: str) -> ET.Element:
     if not body.strip():
         raise malformed()
     try:
-        root = ET.fromstring(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise malformed() from exc
+    # oss2 sends keys with XML-1.0-illegal control characters verbatim (e.g. "\x0c" in a batch
+    # delete) and OSS accepts them, so shield them from expat and restore them afterwards.
+    shielded = _CONTROL_CHARS.sub(lambda m: f"\ue000{ord(m.group()):02x}\ue001", text)
+    try:
+        root = ET.fromstring(shielded.encode("utf-8"))
     except ET.ParseError as exc:
         raise malformed() from exc
+    if shielded != text:
+        for node in root.iter():
+            if node.text:
+                node.text = _SHIELDED.sub(lambda m: chr(int(m.group(1), 16)), node.text)
     _strip_namespaces(root)
     if root.tag != root_tag:
         raise malformed()
@@ -102,10 +116,11 @@ class DeleteEntry:
     version_id: str | None
 
 
-def parse_delete(body: bytes, url_encoded: bool) -> tuple[bool, list[DeleteEntry]]:
-    """Parse a DeleteMultipleObjects body into (quiet, entries)."""
-    from urllib.parse import unquote
+def parse_delete(body: bytes) -> tuple[bool, list[DeleteEntry]]:
+    """Parse a DeleteMultipleObjects body into (quiet, entries).
 
+    Keys in the request are raw even with encoding-type=url, which applies to the response only
+    (oss2 sends raw keys and decodes the response)."""
     root = parse_document(body, "Delete")
     quiet = (child_text(root, "Quiet", "false") or "").strip().lower() == "true"
     entries = []
@@ -113,8 +128,6 @@ def parse_delete(body: bytes, url_encoded: bool) -> tuple[bool, list[DeleteEntry
         key = child_text(obj, "Key")
         if key is None:
             raise malformed()
-        if url_encoded:
-            key = unquote(key)
         version = child_text(obj, "VersionId")
         entries.append(DeleteEntry(key, version or None))
     if len(entries) > 1000:

@@ -1,0 +1,142 @@
+"""The kernel-free `Filesystem` in-process against the local server: request counts per operation.
+
+Each test ends with the invariant check: no open handles and the bucket holds exactly the expected keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+
+import pytest
+import trio
+
+from ossmount.credentials import Credentials
+from ossmount.fs.attrs import EntryKind, Ownership
+from ossmount.fs.content import ContentManager
+from ossmount.fs.errors import FsError
+from ossmount.fs.filesystem import RENAME_NOREPLACE, Filesystem, FsConfig
+from ossmount.fs.inodes import ROOT_INODE
+from ossmount.fs.mime import MimeTypes
+from ossmount.store import ObjectStore
+
+
+@contextlib.asynccontextmanager
+async def filesystem(server, bucket: str, tmp_path, **config):
+    store = ObjectStore.create(endpoint=server.endpoint, bucket=bucket,
+                               credentials=Credentials(server.access_key_id, server.access_key_secret))
+    async with trio.open_nursery() as nursery:
+        contents = ContentManager(store, spool_dir=str(tmp_path), multipart_size=8 << 20, parallel_count=2,
+                                  nursery=nursery)
+        fs = Filesystem(store, contents, config=FsConfig(**config), ownership=Ownership(0, 0),
+                        mime=MimeTypes.load())
+        yield fs
+        assert fs.open_handle_count() == 0
+        nursery.cancel_scope.cancel()
+
+
+def requests(server) -> dict[str, int]:
+    return {op: n for op, n in server.admin.counters().items() if n}
+
+
+def keys(bucket) -> set[str]:
+    import oss2
+
+    return {o.key for o in oss2.ObjectIterator(bucket)}
+
+
+async def test_cold_lookup_costs(local_server, oss_bucket, fresh_bucket_name, tmp_path):
+    """file: 1 HEAD; implicit dir: HEAD + LIST; dir object: HEAD + LIST + HEAD of the marker; cached: 0."""
+    oss_bucket.put_object("file", b"abc")
+    oss_bucket.put_object("implicit/child", b"x")
+    oss_bucket.put_object("marked/", b"", headers={"x-oss-meta-mode": str(stat.S_IFDIR | 0o711)})
+    async with filesystem(local_server, fresh_bucket_name, tmp_path) as fs:
+        local_server.admin.reset_counters()
+        entry = await fs.lookup(ROOT_INODE, "file")
+        assert entry.attrs.size == 3 and requests(local_server) == {"HeadObject": 1}
+        local_server.admin.reset_counters()
+        entry = await fs.lookup(ROOT_INODE, "implicit")
+        assert entry.attrs.kind == EntryKind.DIR
+        assert requests(local_server) == {"HeadObject": 1, "ListObjectsV2": 1}
+        local_server.admin.reset_counters()
+        entry = await fs.lookup(ROOT_INODE, "marked")
+        assert stat.S_IMODE(entry.attrs.mode) == 0o711
+        assert requests(local_server) == {"HeadObject": 2, "ListObjectsV2": 1}
+        local_server.admin.reset_counters()
+        for name in ("file", "implicit", "marked"):
+            await fs.lookup(ROOT_INODE, name)
+        assert requests(local_server) == {}
+        with pytest.raises(FsError) as info:
+            await fs.lookup(ROOT_INODE, "absent")
+        assert info.value.errno == errno.ENOENT
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+async def test_readdir_costs_and_fills_caches(local_server, oss_bucket, fresh_bucket_name, tmp_path, optimize):
+    """readdir: one LIST per 1000 keys, plus one HEAD per entry unless readdir_optimize; then lookups are free."""
+    for i in range(40):
+        oss_bucket.put_object(f"d/f{i:02d}", b"x")
+    oss_bucket.put_object("d/sub/x", b"x")
+    async with filesystem(local_server, fresh_bucket_name, tmp_path, readdir_optimize=optimize) as fs:
+        d = await fs.lookup(ROOT_INODE, "d")
+        local_server.admin.reset_counters()
+        fh = await fs.opendir(d.inode)
+        entries = await fs.readdir(fh, 0)
+        fs.releasedir(fh)
+        assert [e.name for e in entries] == [f"f{i:02d}" for i in range(40)] + ["sub"]
+        expected_heads = 0 if optimize else 41
+        assert requests(local_server) == {"ListObjectsV2": 1, **({"HeadObject": expected_heads} if expected_heads else {})}
+        local_server.admin.reset_counters()
+        for entry in entries:
+            await fs.lookup(d.inode, entry.name)
+        assert requests(local_server) == {}
+
+
+async def test_create_write_flush_rename_unlink(local_server, oss_bucket, fresh_bucket_name, tmp_path):
+    async with filesystem(local_server, fresh_bucket_name, tmp_path) as fs:
+        d = await fs.mkdir(ROOT_INODE, "dir", 0o755, 0, 0, 0o022)
+        fh, entry = await fs.create(d.inode, "new.txt", 0o666, os.O_WRONLY, 0, 0, 0o022)
+        assert stat.S_IMODE(entry.attrs.mode) == 0o644
+        assert oss_bucket.get_object("dir/new.txt").read() == b""  # what others see while it is open
+        await fs.write(fh, 0, b"hello world")
+        await fs.flush(fh)
+        await fs.release(fh)
+        assert oss_bucket.get_object("dir/new.txt").read() == b"hello world"
+        assert oss_bucket.head_object("dir/new.txt").headers["Content-Type"] == "text/plain"
+        await fs.rename(ROOT_INODE, "dir", ROOT_INODE, "moved", 0)
+        assert keys(oss_bucket) == {"moved/", "moved/new.txt"}
+        fh2, _ = await fs.create(ROOT_INODE, "other", 0o644, os.O_WRONLY, 0, 0, 0)
+        await fs.release(fh2)
+        moved = await fs.lookup(ROOT_INODE, "moved")
+        with pytest.raises(FsError) as info:
+            await fs.rename(ROOT_INODE, "other", moved.inode, "new.txt", RENAME_NOREPLACE)
+        assert info.value.errno == errno.EEXIST
+        await fs.unlink(moved.inode, "new.txt")
+        await fs.rmdir(ROOT_INODE, "moved")
+        assert keys(oss_bucket) == {"other"}
+
+
+async def test_open_file_follows_directory_rename(local_server, oss_bucket, fresh_bucket_name, tmp_path):
+    async with filesystem(local_server, fresh_bucket_name, tmp_path) as fs:
+        d = await fs.mkdir(ROOT_INODE, "a", 0o755, 0, 0, 0)
+        fh, _ = await fs.create(d.inode, "f", 0o644, os.O_WRONLY, 0, 0, 0)
+        await fs.write(fh, 0, b"late data")
+        await fs.rename(ROOT_INODE, "a", ROOT_INODE, "b", 0)
+        await fs.flush(fh)
+        await fs.release(fh)
+        assert keys(oss_bucket) == {"b/", "b/f"}
+        assert oss_bucket.get_object("b/f").read() == b"late data"
+
+
+async def test_read_only_refuses_changes(local_server, oss_bucket, fresh_bucket_name, tmp_path):
+    oss_bucket.put_object("f", b"x")
+    async with filesystem(local_server, fresh_bucket_name, tmp_path, read_only=True) as fs:
+        f = await fs.lookup(ROOT_INODE, "f")
+        for call in (fs.mkdir(ROOT_INODE, "d", 0o755, 0, 0), fs.unlink(ROOT_INODE, "f"),
+                     fs.setattr(f.inode, mode=0o600), fs.open(f.inode, os.O_WRONLY)):
+            with pytest.raises(FsError) as info:
+                await call
+            assert info.value.errno == errno.EROFS
+        assert keys(oss_bucket) == {"f"}
