@@ -208,6 +208,7 @@ async def _serve(args) -> None:
     )
     spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-")
     terminated = False
+    unmounted_by_kernel = False
     try:
         async with trio.open_nursery() as nursery:
             contents = ContentManager(
@@ -235,6 +236,7 @@ async def _serve(args) -> None:
                     session.start_soon(watch_signals)
                     session.start_soon(_announce_ready, args)
                     await pyfuse3.main()
+                    unmounted_by_kernel = not terminated
                     session.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True):
@@ -243,7 +245,8 @@ async def _serve(args) -> None:
                     except Exception:  # noqa: BLE001 - unmount must go on; failures are logged
                         log.exception("flushing files at unmount failed")
                     contents.close()
-                    pyfuse3.close(unmount=terminated)
+                    # After a signal or a crash we unmount ourselves; after umount the kernel already has.
+                    pyfuse3.close(unmount=not unmounted_by_kernel)
             nursery.cancel_scope.cancel()
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)

@@ -18,8 +18,19 @@ Theory of operation
 - Metadata changes (chmod, chown, utimens, xattrs) rewrite `x-oss-meta-*` with CopyObject REPLACE and
   never re-upload data; on a file with unflushed data they are only recorded for its upload.
 
-Concurrency: trio; everything between awaits is atomic. Per-handle state is touched only by the handle's
-own requests; the caches tolerate races (a stale entry at worst lives for one TTL).
+Concurrency (trio: synchronous code between two awaits is atomic; every store call is an await)
+- The inode table, the handle table and the caches are changed only in synchronous stretches, so they are
+  always self-consistent; an operation re-reads what it needs after each await instead of holding locks.
+- Races between this mount's own operations on one name (e.g. two creates) are serialised by the kernel's
+  directory locks; what remains is last-writer-wins on the object, as on OSS itself.
+- flush vs write/truncate/rename of the same file: ContentManager's per-content lock (fs-data, content.py).
+  A rename while a flush uploads moves the content; the next flush uploads to the new key.
+- unlink of an open file: the content is detached (its later flushes upload nothing) and the inode becomes
+  an orphan whose attributes fstat still answers until the kernel forgets it.
+- readdir keeps the snapshot taken at offset 0; local creates and deletes update the cached listing in
+  place, so the next opendir sees them without a LIST.
+- Other clients' changes are seen when the cache entry (and the kernel's entry/attr timeout, the same TTL)
+  expires: at most `stat_cache_expire` seconds late.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import trio
@@ -38,7 +49,7 @@ import trio
 from ossmount.fs import attrs as fsattrs
 from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
 from ossmount.fs.errors import FsError
-from ossmount.fs.inodes import ROOT_INODE, InodeTable
+from ossmount.fs.inodes import InodeTable
 from ossmount.store.types import InvalidObjectState, NoSuchKey, ObjectInfo, StoreError
 
 log = logging.getLogger(__name__)
@@ -116,14 +127,6 @@ class _FileHandle:
 class _DirHandle:
     path: str
     entries: list[tuple[str, Node]] | None = None
-
-
-@dataclass
-class _Statistics:
-    lookups: int = 0
-    heads: int = 0
-    lists: int = 0
-    warnings: set[str] = field(default_factory=set)
 
 
 class Filesystem:

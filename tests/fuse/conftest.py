@@ -100,6 +100,8 @@ class Mount:
             self._close_log()
         self.process = None
         assert code == 0, f"ossmount exited with {code}:\n{self.log}"
+        # An unexpected exception in a handler is logged with its traceback and answered EIO: a bug.
+        assert "Traceback" not in self.log, self.log
 
     def remount(self, options: str | None = None) -> "Mount":
         self.unmount()

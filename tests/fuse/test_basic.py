@@ -255,3 +255,16 @@ def test_open_file_survives_unlink(module_mount, workdir):
         assert f.read() == b"before after"
     assert not (workdir / "tmp").exists()
     assert not bucket_of(module_mount).object_exists(key_of(module_mount, workdir / "tmp"))
+
+
+def test_chmod_of_implicit_directory_creates_its_marker(module_mount, workdir):
+    """Metadata of a prefix-only directory is stored by creating its `dir/` object."""
+    base = key_of(module_mount, workdir) + "/"
+    bucket_of(module_mount).put_object(base + "implicit/child", b"x")
+    os.chmod(workdir / "implicit", 0o701)
+    os.setxattr(workdir / "implicit", "user.tag", b"v")
+    head = bucket_of(module_mount).head_object(base + "implicit/")
+    assert int(head.headers["x-oss-meta-mode"]) == stat.S_IFDIR | 0o701
+    assert decode_xattrs(head.headers["x-oss-meta-xattr"]) == {"user.tag": b"v"}
+    assert stat.S_IMODE(os.stat(workdir / "implicit").st_mode) == 0o701
+    assert (workdir / "implicit" / "child").read_bytes() == b"x"

@@ -163,3 +163,29 @@ def test_read_only_mount_refuses_writes(make_mount):
     with pytest.raises(OSError) as info:
         (mount.path / "w").write_bytes(b"x")
     assert info.value.errno == errno.EROFS
+
+
+def test_mountpoint_must_exist_and_be_empty_unless_nonempty(local_server, fresh_bucket_name, tmp_path):
+    from ossmount.errors import EXIT_MOUNT
+
+    passwd = write_passwd(tmp_path / "passwd", f"{local_server.access_key_id}:{local_server.access_key_secret}")
+    options = f"url={local_server.endpoint},passwd_file={passwd}"
+    result, _ = run_mount(fresh_bucket_name, tmp_path / "missing", options)
+    assert result.returncode == EXIT_MOUNT and "does not exist" in result.stderr
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("x")
+    result, _ = run_mount(fresh_bucket_name, busy, options)
+    assert result.returncode == EXIT_MOUNT and "-o nonempty" in result.stderr
+    try:
+        result, _ = run_mount(fresh_bucket_name, busy, options + ",nonempty")
+        assert result.returncode == 0, result.stderr
+        assert os.path.ismount(busy)
+    finally:
+        subprocess.run(["fusermount3", "-u", str(busy)], capture_output=True)
+        deadline = time.monotonic() + 15
+        while processes_mentioning(str(busy)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        subprocess.run(["fusermount3", "-uz", str(busy)], capture_output=True)
+        for pid in processes_mentioning(str(busy)):
+            os.kill(pid, 9)

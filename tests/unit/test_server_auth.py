@@ -507,3 +507,42 @@ def test_signature_provided_is_compared_exactly():
 def test_long_term_key_presenting_a_security_token_is_refused():
     request, _ = signed_request("v1", "GET", BUCKET, "k", auth=make_auth("v1", AK, SK, "unexpected-token"))
     assert refused(request, key="k").code == "InvalidSecurityToken"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    authorization=st.one_of(
+        st.text(max_size=60),
+        st.builds(lambda rest: "OSS " + rest, st.text(max_size=40)),
+        st.builds(lambda rest: "OSS2 " + rest, st.text(max_size=40)),
+        st.builds(lambda rest: "OSS4-HMAC-SHA256 " + rest, st.text(max_size=80)),
+        st.builds(lambda ak, date, region: f"OSS4-HMAC-SHA256 Credential={ak}/{date}/{region}/oss/aliyun_v4_request,"
+                                           f"Signature=00", st.text(max_size=8), st.text(max_size=10),
+                  st.sampled_from([REGION, "x"])),
+    ),
+    date=st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["Tue, 01 Jan 99999 00:00:00 GMT",
+                                                                      "20240101T000000Z", "99991231T235959Z"])),
+    query=st.one_of(st.text(max_size=60), st.sampled_from([
+        "OSSAccessKeyId=test-ak&Expires=abc&Signature=x",
+        "OSSAccessKeyId=test-ak&Expires=99999999999999999999999&Signature=x",
+        "OSSAccessKeyId=test-ak&Expires=-99999999999999999999999&Signature=x",
+        "x-oss-signature-version=OSS2&x-oss-access-key-id=test-ak&x-oss-expires=-9999999999999999999"
+        "&x-oss-signature=a",
+        "x-oss-signature-version=OSS4-HMAC-SHA256&x-oss-credential=a%2Fb&x-oss-date=1&x-oss-expires=1"
+        "&x-oss-signature=1",
+        "x-oss-signature-version=OSS4-HMAC-SHA256&x-oss-credential=test-ak%2F20240101%2Fcn-hangzhou%2Foss%2F"
+        "aliyun_v4_request&x-oss-date=20240101T000000Z&x-oss-expires=1e3&x-oss-signature=1",
+        "x-oss-signature-version=OSS2&x-oss-access-key-id=test-ak&x-oss-expires=1e9&x-oss-signature=a",
+        "x-oss-signature-version=OSS3",
+    ])),
+)
+def test_property_garbage_is_refused_with_an_oss_error(authorization, date, query):
+    headers = {"authorization": authorization} if authorization else {}
+    if date is not None:
+        headers["date"] = date
+        headers["x-oss-date"] = date
+    request = Request("GET", f"/{BUCKET}/k?{query}", headers)
+    try:
+        verify(request, key="k")
+    except OssError as error:
+        assert error.status in (400, 403)

@@ -222,7 +222,10 @@ def _first(pairs: list[tuple[str, str]], name: str) -> str | None:
 
 
 def _iso8601(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return str(timestamp)
 
 
 def _parse_http_date(value: str) -> float | None:
@@ -235,17 +238,15 @@ def _parse_http_date(value: str) -> float | None:
         return v4_time
     try:
         parsed = email.utils.parsedate_tz(value)
-    except (TypeError, ValueError):
+        return None if parsed is None else float(email.utils.mktime_tz(parsed))
+    except (TypeError, ValueError, OverflowError):
         return None
-    if parsed is None:
-        return None
-    return float(email.utils.mktime_tz(parsed))
 
 
 def _parse_v4_date(value: str) -> float | None:
     try:
         return float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
