@@ -87,6 +87,11 @@ def test_listing_v1_v2_and_unicode(bucket):
     assert bucket.list_objects_v2(start_after="plus+key").object_list[0].key == "sp ace"
     expect_error(oss2.exceptions.ServerError, 400, "InvalidArgument", bucket.list_objects_v2,
                  continuation_token="bogus")
+    # requests sends a space in the query as '+': a prefix with a space must still match its keys.
+    bucket.put_object("my dir/f 1", b"1")
+    assert [o.key for o in bucket.list_objects_v2(prefix="my dir/").object_list] == ["my dir/f 1"]
+    assert [o.key for o in bucket.list_objects(prefix="my dir/").object_list] == ["my dir/f 1"]
+    assert [o.key for o in bucket.list_objects_v2(prefix="plus+").object_list] == ["plus+key"]
 
 
 def test_copy_and_update_meta(bucket):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from ossmount.errors import ConfigError
+from ossmount.server.core import routing
 from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import Request
 
@@ -198,20 +199,9 @@ def _header_bytes(value: str) -> bytes:
 
 
 def parse_query(target: str) -> list[tuple[str, str]]:
-    """The query of a raw request-target as decoded (name, value) pairs in order; `k` and `k=` both give ''.
-
-    `+` decodes to a space: oss2 sends its query through requests, which form-encodes (a space becomes `+`,
-    a plus `%2B`), and signs the unencoded value."""
+    """The query of a raw request-target as decoded (name, value) pairs in order (see routing.parse_query)."""
     _, sep, query = target.partition("?")
-    if not sep:
-        return []
-    pairs = []
-    for part in query.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        pairs.append((_decode_component(name.replace("+", " ")), _decode_component(value.replace("+", " "))))
-    return pairs
+    return routing.parse_query(query) if sep else []
 
 
 def _first(pairs: list[tuple[str, str]], name: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 ADMIN_PREFIX = "/_ossmount/admin/"
 
@@ -45,14 +45,22 @@ def is_valid_bucket_name(name: str) -> bool:
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
-    """Decode a query string into (name, value) pairs, keeping '+' literal as OSS signs it."""
+    """Decode a query string into (name, value) pairs in order; `k` and `k=` both give ''.
+
+    `+` decodes to a space: oss2 sends its query through requests, which form-encodes (a space becomes `+`,
+    a plus `%2B`) and signs the unencoded value. Bytes that are not UTF-8 survive as surrogates, so
+    re-encoding with surrogateescape gives them back for signature checks."""
     items = []
     for part in query.split("&"):
         if not part:
             continue
         name, _, value = part.partition("=")
-        items.append((unquote(name), unquote(value)))
+        items.append((_decode_form_component(name), _decode_form_component(value)))
     return items
+
+
+def _decode_form_component(raw: str) -> str:
+    return unquote_to_bytes(raw.replace("+", " ")).decode("utf-8", "surrogateescape")
 
 
 def _host_without_port(host: str) -> str:
