@@ -50,6 +50,16 @@ def timed_put(bucket, payload: bytearray) -> float:
     return time.perf_counter() - started
 
 
+def read_all(stream, buffer: bytearray) -> int:
+    """Read `stream` to its end with `readinto` into `buffer`; return the byte count."""
+    total = 0
+    while True:
+        count = stream.readinto(buffer)
+        if not count:
+            return total
+        total += count
+
+
 def timed_get(bucket, size: int, *, below_urllib3: bool = False) -> float:
     """oss2 GET read with urllib3's `raw.readinto` (the brief's method, two copies per read), or with
     `below_urllib3` straight from http.client's `readinto` (one copy), which shows the server's share."""
@@ -59,12 +69,7 @@ def timed_get(bucket, size: int, *, below_urllib3: bool = False) -> float:
     raw = result.resp.response.raw
     if below_urllib3:
         raw = raw._fp  # noqa: SLF001 - the http.client.HTTPResponse under urllib3
-    total = 0
-    while True:
-        count = raw.readinto(buffer)
-        if not count:
-            break
-        total += count
+    total = read_all(raw, buffer)
     elapsed = time.perf_counter() - started
     if total != size:
         raise RuntimeError(f"GET returned {total} bytes, expected {size}")
@@ -74,13 +79,8 @@ def timed_get(bucket, size: int, *, below_urllib3: bool = False) -> float:
 def timed_raw_read(path: Path, size: int) -> float:
     buffer = bytearray(BUFFER_SIZE)
     started = time.perf_counter()
-    total = 0
     with open(path, "rb", buffering=0) as f:
-        while True:
-            count = f.readinto(buffer)
-            if not count:
-                break
-            total += count
+        total = read_all(f, buffer)
     elapsed = time.perf_counter() - started
     if total < size:
         raise RuntimeError(f"raw read got {total} bytes, expected {size}")

@@ -38,3 +38,10 @@ class UsageError(QuietError):
 
 class ConfigError(QuietError):
     exit_code = EXIT_CONFIG
+
+
+def exception_leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside `exc`, depth first, with ExceptionGroups flattened away (trio nurseries always wrap)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in exception_leaves(inner)]
+    return [exc]

@@ -26,7 +26,7 @@ import time
 
 import trio
 
-from ossmount.errors import EXIT_MOUNT, EXIT_OK, QuietError
+from ossmount.errors import EXIT_MOUNT, EXIT_OK, QuietError, exception_leaves
 
 log = logging.getLogger("ossmount.mount")
 
@@ -72,17 +72,7 @@ def main(argv: list[str]) -> int:
 
 def _single_quiet_error(group: BaseExceptionGroup) -> BaseException:
     """A nursery wraps the one user-facing failure in an ExceptionGroup: unwrap it for the one-line message."""
-    leaves: list[BaseException] = []
-
-    def collect(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                collect(inner)
-        else:
-            leaves.append(exc)
-
-    collect(group)
-    quiet = [exc for exc in leaves if isinstance(exc, QuietError)]
+    quiet = [exc for exc in exception_leaves(group) if isinstance(exc, QuietError)]
     return quiet[0] if quiet else group
 
 

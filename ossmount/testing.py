@@ -18,11 +18,27 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 LISTENING_PREFIX = "ossmount serve: listening on "
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+
+
+_T = TypeVar("_T")
+
+
+def wait_for(probe: Callable[[], _T], until: Callable[[_T], bool], *, timeout: float, interval: float = 0.05) -> _T:
+    """Call `probe` until `until(result)` holds or `timeout` seconds have passed; return the last result.
+
+    For tests that wait on another process (a spool file to grow, a daemon to exit): the caller asserts on
+    the result, so a timeout fails with what was last seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if until(result) or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
 
 
 class ServerStartError(RuntimeError):

@@ -50,6 +50,7 @@ from ossmount.fs import attrs as fsattrs
 from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
 from ossmount.fs.errors import FsError
 from ossmount.fs.inodes import InodeTable
+from ossmount.options import MountOptions
 from ossmount.store.types import InvalidObjectState, NoSuchKey, ObjectInfo, StoreError
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,36 @@ KERNEL_XATTR_PREFIXES = ("security.", "system.")
 ARCHIVE_HINT = "needs RestoreObject (ossutil restore / oss2 restore_object) before it can be read"
 
 
+_OPTION_DEFAULTS = MountOptions()
+
+
 @dataclass(frozen=True)
 class FsConfig:
-    """The mount options the filesystem layer needs, under names independent of the option parser."""
+    """The mount options the filesystem layer needs, under names independent of the option parser; the
+    defaults are MountOptions' own, so the two can never disagree."""
 
     prefix: str = ""
-    read_only: bool = False
-    list_v2: bool = True
-    readdir_optimize: bool = False
-    stat_cache_size: int = 100000
-    stat_cache_ttl: float = 900.0
-    negative_cache: bool = False
-    complement_stat: bool = True
+    read_only: bool = _OPTION_DEFAULTS.read_only
+    list_v2: bool = _OPTION_DEFAULTS.list_objects_v2
+    readdir_optimize: bool = _OPTION_DEFAULTS.readdir_optimize
+    stat_cache_size: int = _OPTION_DEFAULTS.max_stat_cache_size
+    stat_cache_ttl: float = _OPTION_DEFAULTS.stat_cache_expire
+    negative_cache: bool = _OPTION_DEFAULTS.enable_noobj_cache
+    complement_stat: bool = _OPTION_DEFAULTS.complement_stat
+
+    @classmethod
+    def from_options(cls, prefix: str, options: MountOptions) -> "FsConfig":
+        """The configuration of a mount of `prefix` with parsed `-o` options."""
+        return cls(
+            prefix=prefix,
+            read_only=options.read_only,
+            list_v2=options.list_objects_v2,
+            readdir_optimize=options.readdir_optimize,
+            stat_cache_size=options.max_stat_cache_size,
+            stat_cache_ttl=options.stat_cache_expire,
+            negative_cache=options.enable_noobj_cache,
+            complement_stat=options.complement_stat,
+        )
 
 
 @dataclass(frozen=True)
@@ -90,10 +109,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class DirEntry:
+    """One readdir entry. `dot_inode` is set only for `.` and `..`: the kernel takes no reference to those."""
+
     name: str
     path: str
     attrs: Any
     next_id: int
+    dot_inode: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +148,7 @@ class _FileHandle:
 @dataclass
 class _DirHandle:
     path: str
+    node: Node
     entries: list[tuple[str, Node]] | None = None
 
 
@@ -418,20 +441,28 @@ class Filesystem:
         node = await self._resolve(path)
         if node.kind != fsattrs.EntryKind.DIR:
             raise FsError(errno.ENOTDIR)
-        return self._new_handle(_DirHandle(path))
+        return self._new_handle(_DirHandle(path, node))
 
     async def readdir(self, fh: int, start_id: int) -> list[DirEntry]:
-        """Entries from position `start_id`; the glue calls `remember` for each one the kernel takes."""
+        """`.`, `..`, then the entries, from position `start_id`; the glue calls `remember` for each entry
+        the kernel takes, except `.` and `..` (pyfuse3: their lookup count must not change)."""
         handle = self._handles.get(fh)
         if not isinstance(handle, _DirHandle):
             raise FsError(errno.EBADF)
         if handle.entries is None or start_id == 0:
             handle.entries = (await self._listing(handle.path)).sorted()
         result = []
-        for index in range(start_id, len(handle.entries)):
+        # `..` only needs the right inode and type (the kernel ignores the attributes of dot entries), so it
+        # reuses this directory's attributes rather than costing a lookup; the root's `..` is itself.
+        dir_attrs = self._attrs(handle.path, handle.node)
+        dots = [(".", handle.path), ("..", parent_of(handle.path) if handle.path else "")]
+        for index in range(start_id, len(dots)):
+            name, path = dots[index]
+            result.append(DirEntry(name, path, dir_attrs, index + 1, dot_inode=self.inodes.inode_for(path)))
+        for index in range(max(start_id - len(dots), 0), len(handle.entries)):
             name, node = handle.entries[index]
             path = f"{handle.path}/{name}" if handle.path else name
-            result.append(DirEntry(name, path, self._attrs(path, node), index + 1))
+            result.append(DirEntry(name, path, self._attrs(path, node), len(dots) + index + 1))
         return result
 
     def remember(self, entry: DirEntry) -> int:

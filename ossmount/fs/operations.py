@@ -169,6 +169,11 @@ class Operations(pyfuse3.Operations):
     @_fuse_errors
     async def readdir(self, fh, start_id, token):
         for entry in await self.fs.readdir(fh, start_id):
+            if entry.dot_inode is not None:
+                attributes = _attributes(entry.dot_inode, entry.attrs, self.fs.timeout)
+                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attributes, entry.next_id):
+                    break
+                continue
             known = self.fs.inodes.find(entry.path)
             inode = self.fs.inodes.inode_for(entry.path)
             if not pyfuse3.readdir_reply(

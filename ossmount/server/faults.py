@@ -21,9 +21,10 @@ import random
 import secrets
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
-from typing import Any
+from typing import Any, Callable
 from xml.sax.saxutils import escape
+
+from ossmount.server.core.dates import http_date
 
 ADMIN_PREFIX = "/_ossmount/admin/"
 ADMIN_TOKEN_HEADER = "x-ossmount-admin-token"
@@ -261,29 +262,25 @@ class AdminApi:
         if not hmac.compare_digest(offered.encode(), self.token.encode()):
             return AdminReply(403, {"error": f"missing or wrong {ADMIN_TOKEN_HEADER} header"})
         route = (method, path.strip("/"))
-        if route == ("GET", "counters"):
-            return AdminReply(200, self.counters.snapshot())
-        if route == ("POST", "counters/reset"):
-            self.counters.reset()
-            return AdminReply(200, {})
-        if route == ("GET", "requests"):
-            return AdminReply(200, self.requests.snapshot())
-        if route == ("POST", "requests/reset"):
-            self.requests.reset()
-            return AdminReply(200, {})
-        if route == ("GET", "faults"):
-            return AdminReply(200, self.faults.describe())
-        if route == ("DELETE", "faults"):
-            self.faults.clear()
-            return AdminReply(200, {})
+        # Each endpoint without a request body: the callable's result is the reply (None answers {}).
+        simple: dict[tuple[str, str], Callable[[], Any]] = {
+            ("GET", "counters"): self.counters.snapshot,
+            ("POST", "counters/reset"): self.counters.reset,
+            ("GET", "requests"): self.requests.snapshot,
+            ("POST", "requests/reset"): self.requests.reset,
+            ("GET", "faults"): self.faults.describe,
+            ("DELETE", "faults"): self.faults.clear,
+        }
+        if route in simple:
+            result = simple[route]()
+            return AdminReply(200, {} if result is None else result)
         if route == ("PUT", "faults"):
             try:
                 self.faults.configure_from_json(json.loads(body or b"{}"))
             except (ValueError, FaultConfigError) as exc:  # JSONDecodeError is a ValueError
                 return AdminReply(400, {"error": str(exc)})
             return AdminReply(200, self.faults.describe())
-        known = {"counters", "counters/reset", "requests", "requests/reset", "faults"}
-        if route[1] in known:
+        if route[1] in {endpoint for _, endpoint in simple}:
             return AdminReply(405, {"error": f"{method} not allowed on {route[1]}"})
         return AdminReply(404, {"error": f"no admin endpoint {path!r}"})
 
@@ -310,7 +307,7 @@ def injected_error_response(rule: FaultRule, *, method: str, bucket: str | None,
     document = "\n".join(parts).encode()
     headers = [
         ("Server", "AliyunOSS"),
-        ("Date", formatdate(now if now is not None else time.time(), usegmt=True)),
+        ("Date", http_date(now if now is not None else time.time())),
         ("x-oss-request-id", request_id),
         ("x-oss-ec", ec),
         ("Content-Type", "application/xml"),

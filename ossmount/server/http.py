@@ -31,10 +31,11 @@ from http import HTTPStatus
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-import fastcrc
 import h11
 import trio
 
+from ossmount.crc64 import crc64
+from ossmount.errors import exception_leaves
 from ossmount.server.core.model import FileExtent, Request, Response, SpooledBody
 from ossmount.server.faults import (
     ADMIN_PREFIX,
@@ -107,16 +108,7 @@ def _single_exception_unwrapped() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        leaves: list[BaseException] = []
-
-        def collect(exc: BaseException) -> None:
-            if isinstance(exc, BaseExceptionGroup):
-                for inner in exc.exceptions:
-                    collect(inner)
-            else:
-                leaves.append(exc)
-
-        collect(group)
+        leaves = exception_leaves(group)
         if len(leaves) == 1:
             raise leaves[0] from None
         raise
@@ -192,10 +184,10 @@ class _BodySpool:
         self._md5.update(data)
 
     def store(self, data: bytes | memoryview) -> None:
-        """CRC and write `data`; hashlib, fastcrc and os.write release the GIL, so threads overlap."""
+        """CRC and write `data`; hashlib, the CRC and os.write release the GIL, so threads overlap."""
         if not data:
             return
-        self._crc = fastcrc.crc64.xz(data, initial=self._crc)
+        self._crc = crc64(data, self._crc)
         self._size += len(data)
         if self._fd is None and self._size > IN_MEMORY_BODY_MAX:
             self._open_file()

@@ -35,7 +35,7 @@ import urllib3.exceptions
 
 from ossmount import USER_AGENT
 from ossmount.store import types
-from ossmount.store.crc import combine_parts, crc64
+from ossmount.crc64 import crc64, crc64_concat
 from ossmount.store.retry import RetryPolicy
 from ossmount.store.types import ListPage, ObjectInfo, PartInfo
 
@@ -706,7 +706,7 @@ class ObjectStore:
         size = sum(p.size for p in ordered)
         crc = None
         if all(p.crc64 is not None for p in ordered):
-            expected = combine_parts([(p.crc64, p.size) for p in ordered])  # type: ignore[misc]
+            expected = crc64_concat([(p.crc64, p.size) for p in ordered])  # type: ignore[misc]
             crc = self._verify_crc("CompleteMultipartUpload", key, expected, result.headers, result.request_id)
         return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
                           mtime=_response_time(result.headers), crc64=crc,

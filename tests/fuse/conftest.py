@@ -7,8 +7,10 @@ and asserts exit code 0; `finally` always lazy-unmounts, terminates and kills.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -28,6 +31,16 @@ _names = itertools.count()
 
 if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
     pytest.skip("FUSE tests need /dev/fuse and fusermount3", allow_module_level=True)
+
+
+def is_mounted(path: Path) -> bool:
+    """Whether a filesystem is mounted on `path`, from the mount table: os.path.ismount stats the path, which
+    even root may not do on a FUSE mount of another user without allow_other."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        mountpoints = [line.split(" ")[4] for line in table]
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return any(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), mp) == target for mp in mountpoints)
 
 
 class Mount:
@@ -80,7 +93,7 @@ class Mount:
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + MOUNT_TIMEOUT
-        while not os.path.ismount(self.path):
+        while not is_mounted(self.path):
             code = self.process.poll()
             assert code is None, f"ossmount exited with {code} before mounting:\n{self.log}"
             assert time.monotonic() < deadline, f"not mounted after {MOUNT_TIMEOUT} s:\n{self.log}"
@@ -91,7 +104,7 @@ class Mount:
         """Unmount normally and require a clean exit (code 0)."""
         if self.process is None:
             return
-        if self.process.poll() is not None and not os.path.ismount(self.path):
+        if self.process.poll() is not None and not is_mounted(self.path):
             return  # it never mounted (start() already failed the test); cleanup() reaps it
         subprocess.run(["fusermount3", "-u", str(self.path)], check=True, capture_output=True)
         try:
@@ -119,7 +132,7 @@ class Mount:
                 self.process.wait()
             self.process = None
         self._close_log()
-        if not os.path.ismount(self.path):
+        if not is_mounted(self.path):
             try:
                 self.path.rmdir()
                 if self.user is not None:
@@ -139,17 +152,24 @@ def new_bucket(server: LocalServer) -> str:
     return name
 
 
-@pytest.fixture(scope="module", params=["", "some/prefix/"], ids=["bucket-root", "prefixed"])
-def module_mount(request: pytest.FixtureRequest, local_server: LocalServer,
-                 tmp_path_factory: pytest.TempPathFactory):
-    """One default mount of a fresh bucket (at its root, then at a prefix), shared by a test module."""
-    mount = Mount(local_server, new_bucket(local_server), tmp_path_factory.mktemp("mount"), prefix=request.param)
+@contextlib.contextmanager
+def running_mount(server: LocalServer, workdir: Path, *, prefix: str = "", options: str = "") -> Iterator[Mount]:
+    """A started mount of a fresh bucket; unmounted cleanly (exit code 0 asserted) and always cleaned up."""
+    mount = Mount(server, new_bucket(server), workdir, prefix=prefix, options=options)
     try:
         mount.start()
         yield mount
         mount.unmount()
     finally:
         mount.cleanup()
+
+
+@pytest.fixture(scope="module", params=["", "some/prefix/"], ids=["bucket-root", "prefixed"])
+def module_mount(request: pytest.FixtureRequest, local_server: LocalServer,
+                 tmp_path_factory: pytest.TempPathFactory):
+    """One default mount of a fresh bucket (at its root, then at a prefix), shared by a test module."""
+    with running_mount(local_server, tmp_path_factory.mktemp("mount"), prefix=request.param) as mount:
+        yield mount
 
 
 @pytest.fixture

@@ -268,3 +268,44 @@ def test_chmod_of_implicit_directory_creates_its_marker(module_mount, workdir):
     assert decode_xattrs(head.headers["x-oss-meta-xattr"]) == {"user.tag": b"v"}
     assert stat.S_IMODE(os.stat(workdir / "implicit").st_mode) == 0o701
     assert (workdir / "implicit" / "child").read_bytes() == b"x"
+
+
+class _Dirent(ctypes.Structure):
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64), ("d_reclen", ctypes.c_ushort),
+                ("d_type", ctypes.c_ubyte), ("d_name", ctypes.c_char * 256)]
+
+
+def raw_directory_entries(path: Path) -> dict[str, int]:
+    """name -> d_ino exactly as readdir(3) returns them (`ls -i` stats `..` of a mount root instead)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(_Dirent)
+    libc.readdir.argtypes = libc.closedir.argtypes = [ctypes.c_void_p]
+    handle = libc.opendir(os.fsencode(path))
+    assert handle, os.strerror(ctypes.get_errno())
+    entries = {}
+    try:
+        while True:
+            entry = libc.readdir(handle)
+            if not entry:
+                break
+            entries[os.fsdecode(entry.contents.d_name)] = entry.contents.d_ino
+    finally:
+        libc.closedir(handle)
+    return entries
+
+
+def test_readdir_lists_dot_and_dotdot_with_their_inodes(module_mount, workdir):
+    """`ls -a` shows `.` and `..`: `.` is the directory itself, `..` its parent, and the mount root's `..` is
+    the root itself."""
+    (workdir / "sub" / "leaf").mkdir(parents=True)
+    (workdir / "sub" / "file").write_bytes(b"x")
+    assert raw_directory_entries(workdir / "sub") == {
+        ".": os.stat(workdir / "sub").st_ino, "..": os.stat(workdir).st_ino,
+        "leaf": os.stat(workdir / "sub" / "leaf").st_ino, "file": os.stat(workdir / "sub" / "file").st_ino,
+    }
+    assert subprocess.run(["ls", "-a", str(workdir / "sub" / "leaf")], check=True, capture_output=True,
+                          text=True).stdout.split() == [".", ".."]
+    root = raw_directory_entries(module_mount.path)
+    assert root["."] == root[".."] == os.stat(module_mount.path).st_ino
+    assert sorted(os.listdir(workdir / "sub")) == ["file", "leaf"]  # listdir callers still see no dot entries

@@ -85,7 +85,8 @@ async def test_readdir_costs_and_fills_caches(local_server, oss_bucket, fresh_bu
         fh = await fs.opendir(d.inode)
         entries = await fs.readdir(fh, 0)
         fs.releasedir(fh)
-        assert [e.name for e in entries] == [f"f{i:02d}" for i in range(40)] + ["sub"]
+        assert [e.name for e in entries] == [".", ".."] + [f"f{i:02d}" for i in range(40)] + ["sub"]
+        assert (entries[0].dot_inode, entries[1].dot_inode) == (d.inode, ROOT_INODE)
         expected_heads = 0 if optimize else 41
         assert requests(local_server) == {"ListObjectsV2": 1, **({"HeadObject": expected_heads} if expected_heads else {})}
         local_server.admin.reset_counters()

@@ -9,13 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ossmount.helper_install import HELPER_NAME, install_helper, installed_command, render_helper
-from ossmount.testing import LocalServer
+from ossmount.testing import LocalServer, wait_for
 
 from .conftest import new_bucket
 
@@ -46,14 +45,10 @@ def _processes_serving(mountpoint: Path) -> list[int]:
 
 
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}")
-                 and "(zombie)" not in _state(pid)]
-        if alive:
-            time.sleep(0.05)
-    return alive
+    def alive() -> list[int]:
+        return [pid for pid in pids if os.path.exists(f"/proc/{pid}") and "(zombie)" not in _state(pid)]
+
+    return wait_for(alive, lambda still_alive: not still_alive, timeout=timeout)
 
 
 def _state(pid: int) -> str:

@@ -5,13 +5,15 @@ its fault injector."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import random
 import subprocess
 
 import pytest
 
-from tests.fuse.conftest import Mount, new_bucket
+from tests.fs.conftest import admin  # noqa: F401 - the fixture, shared with the content tests
+from tests.fuse.conftest import running_mount
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -20,24 +22,9 @@ MiB = 1024 * KiB
 @pytest.fixture(scope="module")
 def mount(local_server, tmp_path_factory):
     """One mount with 1 MiB multipart parts, 3 in flight, shared by this module."""
-    mount = Mount(local_server, new_bucket(local_server), tmp_path_factory.mktemp("writes"),
-                  options="multipart_size=1,parallel_count=3")
-    try:
-        mount.start()
+    with running_mount(local_server, tmp_path_factory.mktemp("writes"),
+                       options="multipart_size=1,parallel_count=3") as mount:
         yield mount
-        mount.unmount()
-    finally:
-        mount.cleanup()
-
-
-@pytest.fixture
-def admin(local_server):
-    local_server.admin.clear_faults()
-    local_server.admin.reset_counters()
-    try:
-        yield local_server.admin
-    finally:
-        local_server.admin.clear_faults()
 
 
 @pytest.fixture
@@ -228,3 +215,38 @@ def test_appending_to_a_large_object_copies_its_unchanged_parts(mount, workdir, 
     assert counts(admin, "UploadPartCopy", "UploadPart", "GetObject") == {
         "UploadPartCopy": 4, "UploadPart": 1, "GetObject": 0}
     assert bucket.get_object(key_of(mount, target)).read() == original + b"one more record\n"
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set size (VmHWM) in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * KiB
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+def test_file_larger_than_every_memory_buffer_round_trips_in_bounded_memory(make_mount, tmp_path):
+    """A 300 MiB file (larger than the 256 MiB prefetch budget, 30 default 10 MiB parts) written with dd and
+    read back: right bytes on both paths, and the mount process never holds a large part of it in memory."""
+    size = 300 * MiB
+    mount = make_mount()  # default multipart_size and parallel_count
+    reference = tmp_path / "reference"
+    written = hashlib.sha256()
+    generator = random.Random(300)
+    with open(reference, "wb") as out:
+        for _ in range(size // (4 * MiB)):
+            chunk = generator.randbytes(4 * MiB)
+            written.update(chunk)
+            out.write(chunk)
+    target = mount.path / "huge.bin"
+    subprocess.run(["dd", f"if={reference}", f"of={target}", "bs=1M", "status=none"], check=True)
+    reference.unlink()
+    head = mount.server.oss2_bucket(mount.bucket).head_object("huge.bin")
+    assert head.content_length == size
+    assert head.headers.get("x-oss-object-type") == "Multipart"
+    read_back = subprocess.run(f"dd if='{target}' bs=1M status=none | sha256sum", shell=True, check=True,
+                               capture_output=True, text=True)
+    assert read_back.stdout.split()[0] == written.hexdigest()
+    print("VmHWM", peak_rss(mount.process.pid) // MiB)
+    assert peak_rss(mount.process.pid) < 160 * MiB, f"VmHWM {peak_rss(mount.process.pid) / MiB:.0f} MiB"

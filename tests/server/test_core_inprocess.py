@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ossmount.server.core import ServerCore
 from ossmount.server.core.auth import Credential, CredentialStore
-from ossmount.server.core.crc64 import crc64
+from ossmount.crc64 import crc64
 from ossmount.server.core.model import Request, Response, SpooledBody
 
 OWNER = "owner-ak"

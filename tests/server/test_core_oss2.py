@@ -10,7 +10,7 @@ import oss2
 import pytest
 from oss2.models import PartInfo
 
-from ossmount.server.core.crc64 import crc64
+from ossmount.crc64 import crc64
 
 
 @pytest.fixture(params=["v1", "v4"])

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from pathlib import Path
 
 import oss2
 import pytest
 
-from ossmount.testing import LocalServer
+from ossmount.testing import LocalServer, wait_for
 from tests.server.rawhttp import RawConnection, request_head, v1_headers
 
 BUCKET = "durable"
@@ -29,13 +28,12 @@ def server(tmp_path):
 
 def wait_for_spooled_bytes(server: LocalServer, at_least: int, timeout: float = 10.0) -> None:
     """Block until the server has written `at_least` bytes of some request body to its spool."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sizes = [path.stat().st_size for path in Path(server.data_dir).rglob("upload-*") if path.is_file()]
-        if sizes and max(sizes) >= at_least:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the server never spooled {at_least} bytes")
+    def largest_spool() -> int:
+        return max((path.stat().st_size for path in Path(server.data_dir).rglob("upload-*") if path.is_file()),
+                   default=0)
+
+    if wait_for(largest_spool, lambda size: size >= at_least, timeout=timeout, interval=0.02) < at_least:
+        raise AssertionError(f"the server never spooled {at_least} bytes")
 
 
 def start_half_put(server: LocalServer, key: str, size: int, query: str = "") -> RawConnection:

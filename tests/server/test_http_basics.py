@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import oss2
 import pytest
 
 from ossmount.server.http import FAST_BODY_MIN
+from ossmount.testing import wait_for
 from tests.server.rawhttp import RawConnection, request_head, v1_headers
 
 
@@ -19,10 +19,7 @@ def leftover_spool_files(server) -> list[Path]:
 
 
 def wait_for_no_spool_files(server, timeout: float = 5.0) -> list[Path]:
-    deadline = time.monotonic() + timeout
-    while leftover_spool_files(server) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return leftover_spool_files(server)
+    return wait_for(lambda: leftover_spool_files(server), lambda files: not files, timeout=timeout)
 
 
 @pytest.mark.parametrize("auth_version", ["v1", "v4"])

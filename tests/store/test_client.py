@@ -10,7 +10,7 @@ import trio
 from ossmount import USER_AGENT
 from ossmount.credentials import Credentials
 from ossmount.store import ObjectStore, RetryPolicy, types
-from ossmount.store.crc import crc64
+from ossmount.crc64 import crc64
 
 from .conftest import OTHER_KEY, make_store
 

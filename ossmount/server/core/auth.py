@@ -30,6 +30,7 @@ from urllib.parse import unquote_to_bytes
 
 from ossmount.errors import ConfigError
 from ossmount.server.core import routing
+from ossmount.server.core.dates import iso8601
 from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import Request
 
@@ -211,13 +212,6 @@ def _first(pairs: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def _iso8601(timestamp: float) -> str:
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
-    except (OverflowError, OSError, ValueError):
-        return str(timestamp)
-
-
 def _parse_http_date(value: str) -> float | None:
     """RFC 1123 dates (what every client sends) and, for x-oss-date, the ISO 8601 basic form."""
     value = value.strip()
@@ -268,7 +262,7 @@ def _check_skew(request_time: float, now: float, max_skew: float) -> None:
             "RequestTimeTooSkewed",
             _SKEW_MESSAGE,
             ec=EC_TIME_TOO_SKEWED,
-            extra=[("RequestTime", _iso8601(request_time)), ("ServerTime", _iso8601(now))],
+            extra=[("RequestTime", iso8601(request_time)), ("ServerTime", iso8601(now))],
         )
 
 
@@ -342,6 +336,34 @@ def _presented_token(request: Request, query: list[tuple[str, str]]) -> str | No
     )
 
 
+def _check_request_time(date: str, now: float, max_skew: float) -> None:
+    """The V1/V2 header schemes: the request's date must parse and lie within `max_skew` of `now`."""
+    request_time = _parse_http_date(date)
+    if request_time is None:
+        raise _access_denied("Missing or invalid Date header." if date else "Missing Date header.")
+    _check_skew(request_time, now, max_skew)
+
+
+def _check_presigned_expires(expires: str, parameter: str, now: float) -> None:
+    """The V1/V2 presigned URLs: `expires` is an absolute epoch second that must not have passed."""
+    try:
+        expires_at = int(expires)
+    except ValueError:
+        raise _access_denied(f"Invalid {parameter} in presigned URL.") from None
+    if now > expires_at:
+        raise _access_denied(
+            "Request has expired.", extra=[("Expires", iso8601(expires_at)), ("ServerTime", iso8601(now))]
+        )
+
+
+def _check_hmac_signature(access_key_id: str, provided: str, expected: str, string_to_sign: bytes) -> None:
+    """The V1/V2 schemes: compare a base64 HMAC; both report a mismatch with the V1 error code, as OSS does."""
+    if not _compare(provided, expected):
+        raise _signature_mismatch(
+            access_key_id=access_key_id, provided=provided, string_to_sign=string_to_sign, ec=EC_V1_SIGNATURE_MISMATCH
+        )
+
+
 # --------------------------------------------------------------------------------------------------
 # V1 (oss2 ProviderAuth)
 
@@ -389,15 +411,9 @@ def _verify_v1_header(request, authorization, query, *, bucket, key, credentials
     credential = _lookup(credentials, access_key_id)
     _check_security_token(credential, _presented_token(request, query))
     date = request.header("x-oss-date") or request.header("date") or ""
-    request_time = _parse_http_date(date)
-    if request_time is None:
-        raise _access_denied("Missing or invalid Date header." if date else "Missing Date header.")
-    _check_skew(request_time, now, max_skew)
+    _check_request_time(date, now, max_skew)
     string_to_sign = v1_string_to_sign(request.method, request.headers, date, bucket, key, query)
-    if not _compare(provided, _v1_signature(credential.secret, string_to_sign)):
-        raise _signature_mismatch(
-            access_key_id=access_key_id, provided=provided, string_to_sign=string_to_sign, ec=EC_V1_SIGNATURE_MISMATCH
-        )
+    _check_hmac_signature(access_key_id, provided, _v1_signature(credential.secret, string_to_sign), string_to_sign)
     return credential
 
 
@@ -409,19 +425,9 @@ def _verify_v1_presigned(request, query, *, bucket, key, credentials, now):
         raise _access_denied("Invalid presigned URL: OSSAccessKeyId, Expires and Signature are all required.")
     credential = _lookup(credentials, access_key_id)
     _check_security_token(credential, _presented_token(request, query))
-    try:
-        expires_at = int(expires)
-    except ValueError:
-        raise _access_denied("Invalid Expires in presigned URL.") from None
-    if now > expires_at:
-        raise _access_denied(
-            "Request has expired.", extra=[("Expires", _iso8601(expires_at)), ("ServerTime", _iso8601(now))]
-        )
+    _check_presigned_expires(expires, "Expires", now)
     string_to_sign = v1_string_to_sign(request.method, request.headers, expires, bucket, key, query)
-    if not _compare(provided, _v1_signature(credential.secret, string_to_sign)):
-        raise _signature_mismatch(
-            access_key_id=access_key_id, provided=provided, string_to_sign=string_to_sign, ec=EC_V1_SIGNATURE_MISMATCH
-        )
+    _check_hmac_signature(access_key_id, provided, _v1_signature(credential.secret, string_to_sign), string_to_sign)
     return credential
 
 
@@ -429,9 +435,11 @@ def _verify_v1_presigned(request, query, *, bucket, key, credentials, now):
 # V2 (oss2 ProviderAuthV2)
 
 
-def _v2_uri_encode(text: str) -> str:
+def _uri_encode(text: str, *, keep_slash: bool = False) -> str:
+    """Percent-encode all but unreserved characters (and `/` when asked), as the V2 and V4 signers do."""
+    safe = "_-~./" if keep_slash else "_-~."
     return "".join(
-        chr(byte) if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) in "_-~.") else f"%{byte:02X}"
+        chr(byte) if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) in safe) else f"%{byte:02X}"
         for byte in _utf8(text)
     )
 
@@ -453,8 +461,8 @@ def v2_string_to_sign(
         if name.lower().startswith("x-oss-") or name.lower() in additional
     )
     header_block = b"".join(_utf8(name) + b":" + _header_bytes(value) + b"\n" for name, value in signed)
-    resource = _v2_uri_encode(f"/{bucket}/{key or ''}" if bucket else "/")
-    encoded = sorted((_v2_uri_encode(k), _v2_uri_encode(v)) for k, v in query)
+    resource = _uri_encode(f"/{bucket}/{key or ''}" if bucket else "/")
+    encoded = sorted((_uri_encode(k), _uri_encode(v)) for k, v in query)
     if encoded:
         resource += "?" + "&".join(f"{k}={v}" if v else k for k, v in encoded)
     return (
@@ -490,18 +498,11 @@ def _verify_v2_header(request, authorization, query, *, bucket, key, credentials
     credential = _lookup(credentials, access_key_id)
     _check_security_token(credential, _presented_token(request, query))
     date = request.header("date") or ""
-    time_source = request.header("x-oss-date") or date
-    request_time = _parse_http_date(time_source)
-    if request_time is None:
-        raise _access_denied("Missing or invalid Date header." if time_source else "Missing Date header.")
-    _check_skew(request_time, now, max_skew)
+    _check_request_time(request.header("x-oss-date") or date, now, max_skew)
     string_to_sign = v2_string_to_sign(
         request.method, request.headers, date, bucket, key, query, _split_additional(fields.get("AdditionalHeaders"))
     )
-    if not _compare(provided, _v2_signature(credential.secret, string_to_sign)):
-        raise _signature_mismatch(
-            access_key_id=access_key_id, provided=provided, string_to_sign=string_to_sign, ec=EC_V1_SIGNATURE_MISMATCH
-        )
+    _check_hmac_signature(access_key_id, provided, _v2_signature(credential.secret, string_to_sign), string_to_sign)
     return credential
 
 
@@ -515,14 +516,7 @@ def _verify_v2_presigned(request, query, *, bucket, key, credentials, now):
         )
     credential = _lookup(credentials, access_key_id)
     _check_security_token(credential, _presented_token(request, query))
-    try:
-        expires_at = int(expires)
-    except ValueError:
-        raise _access_denied("Invalid x-oss-expires in presigned URL.") from None
-    if now > expires_at:
-        raise _access_denied(
-            "Request has expired.", extra=[("Expires", _iso8601(expires_at)), ("ServerTime", _iso8601(now))]
-        )
+    _check_presigned_expires(expires, "x-oss-expires", now)
     signed_query = [(k, v) for k, v in query if k != "x-oss-signature"]
     string_to_sign = v2_string_to_sign(
         request.method,
@@ -533,23 +527,12 @@ def _verify_v2_presigned(request, query, *, bucket, key, credentials, now):
         signed_query,
         _split_additional(_first(query, "x-oss-additional-headers")),
     )
-    if not _compare(provided, _v2_signature(credential.secret, string_to_sign)):
-        raise _signature_mismatch(
-            access_key_id=access_key_id, provided=provided, string_to_sign=string_to_sign, ec=EC_V1_SIGNATURE_MISMATCH
-        )
+    _check_hmac_signature(access_key_id, provided, _v2_signature(credential.secret, string_to_sign), string_to_sign)
     return credential
 
 
 # --------------------------------------------------------------------------------------------------
 # V4 (oss2 ProviderAuthV4, Photon sign_v4)
-
-
-def _v4_uri_encode(text: str, *, keep_slash: bool) -> str:
-    safe = "_-~./" if keep_slash else "_-~."
-    return "".join(
-        chr(byte) if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) in safe) else f"%{byte:02X}"
-        for byte in _utf8(text)
-    )
 
 
 def v4_canonical_request(
@@ -561,9 +544,9 @@ def v4_canonical_request(
     additional_headers: list[str],
 ) -> bytes:
     """The V4 CanonicalRequest. `query` must already exclude `x-oss-signature` for presigned URLs."""
-    uri = _v4_uri_encode(f"/{bucket}/{key or ''}" if bucket else "/", keep_slash=True)
+    uri = _uri_encode(f"/{bucket}/{key or ''}" if bucket else "/", keep_slash=True)
     encoded_query = sorted(
-        (_v4_uri_encode(k, keep_slash=False), _v4_uri_encode(v, keep_slash=False)) for k, v in query
+        (_uri_encode(k), _uri_encode(v)) for k, v in query
     )
     canonical_query = "&".join(f"{k}={v}" if v else k for k, v in encoded_query)
     additional = sorted({name.lower() for name in additional_headers})
@@ -726,7 +709,7 @@ def _verify_v4_presigned(request, query, *, bucket, key, credentials, region, no
     if now > request_time + lifetime:
         raise _access_denied(
             "Request has expired.",
-            extra=[("Expires", _iso8601(request_time + lifetime)), ("ServerTime", _iso8601(now))],
+            extra=[("Expires", iso8601(request_time + lifetime)), ("ServerTime", iso8601(now))],
         )
     signed_query = [(k, v) for k, v in query if k != "x-oss-signature"]
     _verify_v4_signature(

@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from .dates import http_date, iso8601
 from .errors import OssError
 from .model import Request, Response
 from .routing import Target
@@ -88,16 +88,6 @@ class Context:
             raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.",
                            ec="0003-00000001")
         return record
-
-
-def http_date(timestamp: float) -> str:
-    """RFC 1123 date, e.g. 'Tue, 24 Nov 2026 10:00:00 GMT'."""
-    return email.utils.formatdate(timestamp, usegmt=True)
-
-
-def iso8601(timestamp: float) -> str:
-    """List-style date, 'YYYY-MM-DDTHH:MM:SS.000Z' (oss2 requires the literal .000Z)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(timestamp))
 
 
 def parse_http_date(value: str) -> float | None:

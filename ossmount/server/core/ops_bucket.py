@@ -10,7 +10,7 @@ from . import xmlio
 from .common import (Context, STORAGE_CLASSES, invalid_argument, iso8601, quoted_etag,
                      restore_header, xml_response)
 from .errors import OssError
-from .listing import list_current
+from .listing import ListingPage, list_current
 from .model import Response
 from .routing import is_valid_bucket_name
 from .store import ObjectRow, decode_key, encode_key
@@ -200,6 +200,20 @@ def contents_element(ctx: Context, raw_key: bytes, row: ObjectRow, encode: bool,
     return node
 
 
+def _common_prefix_element(raw_prefix: bytes, encode: bool) -> xmlio.ET.Element:
+    return element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(raw_prefix), encode)))
+
+
+def _listing_response(ctx: Context, root: xmlio.ET.Element, page: ListingPage, encode: bool, *,
+                      with_owner: bool) -> Response:
+    """Finish a ListObjects/ListObjectsV2 result: the page's objects, then its common prefixes."""
+    for raw_key, row in page.objects:
+        root.append(contents_element(ctx, raw_key, row, encode, with_owner))
+    for common in page.common_prefixes:
+        root.append(_common_prefix_element(common, encode))
+    return xml_response(xmlio.render(root))
+
+
 def list_objects(ctx: Context) -> Response:
     bucket = ctx.bucket()
     encode = _encoding(ctx)
@@ -222,11 +236,7 @@ def list_objects(ctx: Context) -> Response:
     root.append(leaf("IsTruncated", page.truncated))
     if page.truncated and page.last_item is not None:
         root.append(leaf("NextMarker", url_encode_if(decode_key(page.last_item), encode)))
-    for raw_key, row in page.objects:
-        root.append(contents_element(ctx, raw_key, row, encode, True))
-    for common in page.common_prefixes:
-        root.append(element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(common), encode))))
-    return xml_response(xmlio.render(root))
+    return _listing_response(ctx, root, page, encode, with_owner=True)
 
 
 def encode_token(raw_key: bytes) -> str:
@@ -274,11 +284,7 @@ def list_objects_v2(ctx: Context) -> Response:
     if page.truncated and page.last_item is not None:
         root.append(leaf("NextContinuationToken", encode_token(page.last_item)))
     root.append(leaf("KeyCount", len(page.objects) + len(page.common_prefixes)))
-    for raw_key, row in page.objects:
-        root.append(contents_element(ctx, raw_key, row, encode, fetch_owner))
-    for common in page.common_prefixes:
-        root.append(element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(common), encode))))
-    return xml_response(xmlio.render(root))
+    return _listing_response(ctx, root, page, encode, with_owner=fetch_owner)
 
 
 def list_object_versions(ctx: Context) -> Response:
@@ -358,7 +364,7 @@ def list_object_versions(ctx: Context) -> Response:
             root.append(node)
     for _, row, common in entries:
         if common is not None:
-            root.append(element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(common), encode))))
+            root.append(_common_prefix_element(common, encode))
     return xml_response(xmlio.render(root))
 
 

@@ -8,14 +8,15 @@ import copy
 import hashlib
 import re
 
+from ossmount.crc64 import crc64_concat, crc64_file
+
 from . import xmlio
 from .common import (Context, RangeNotSatisfiable, body_etag, body_size, check_key, file_already_exists,
                      forbid_overwrite, invalid_argument, iso8601, metadata_from_request, parse_range,
                      quoted_etag, storage_class_from, verify_content_md5, xml_response)
-from .crc64 import crc64_concat, crc64_file
 from .errors import OssError
 from .model import Response
-from .ops_object import discard_blobs, existing_object, copy_source_row, version_headers
+from .ops_object import clip_extents, copy_source_row, discard_blobs, existing_object, version_headers
 from .store import Extent, ObjectRecord, PartRecord, UploadRecord, decode_key, encode_key
 from .xmlio import element, leaf, url_encode_if
 
@@ -83,17 +84,10 @@ def upload_part(ctx: Context) -> Response:
 def _range_of_extents(ctx: Context, extents: list[Extent], first: int, last: int) -> list[Extent]:
     """Extents covering bytes first..last of an object; CRCs of partial extents are recomputed."""
     result = []
-    position = 0
-    for extent in extents:
-        start, end = position, position + extent.length - 1
-        position += extent.length
-        if end < first or start > last:
-            continue
-        lo, hi = max(first, start), min(last, end)
-        if lo == start and hi == end:
+    for extent, offset, length in clip_extents(extents, first, last):
+        if length == extent.length:
             result.append(extent)
             continue
-        offset, length = extent.offset + lo - start, hi - lo + 1
         crc = crc64_file(ctx.store.blob_path(extent.blob), offset, length)
         result.append(Extent(extent.blob, offset, length, crc))
     return result

@@ -7,7 +7,10 @@ import base64
 import copy
 import hashlib
 import os
+from collections.abc import Iterator
 from urllib.parse import quote, unquote
+
+from ossmount.crc64 import crc64_combine
 
 from . import xmlio
 from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatisfiable, body_etag, body_size,
@@ -15,7 +18,6 @@ from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatis
                      invalid_object_state, is_readable, iso8601, metadata_from_request, no_such_key,
                      object_headers, parse_range, quoted_etag, storage_class_from, verify_content_md5,
                      xml_response)
-from .crc64 import crc64_combine
 from .errors import OssError
 from .model import FileExtent, Response
 from .store import BucketRecord, Extent, ObjectRecord, ObjectRow
@@ -74,9 +76,8 @@ def follow_symlink(ctx: Context, bucket: BucketRecord, row: ObjectRow) -> Object
     return target
 
 
-def _slice(ctx: Context, extents: list[Extent], first: int, last: int) -> list[FileExtent]:
-    """The file extents covering bytes first..last (inclusive) of an object."""
-    result = []
+def clip_extents(extents: list[Extent], first: int, last: int) -> Iterator[tuple[Extent, int, int]]:
+    """(extent, offset in its blob, length) of each extent's part within bytes first..last (inclusive) of an object."""
     position = 0
     for extent in extents:
         start, end = position, position + extent.length - 1
@@ -84,8 +85,13 @@ def _slice(ctx: Context, extents: list[Extent], first: int, last: int) -> list[F
         if end < first or start > last:
             continue
         lo, hi = max(first, start), min(last, end)
-        result.append(FileExtent(ctx.store.blob_path(extent.blob), extent.offset + lo - start, hi - lo + 1))
-    return result
+        yield extent, extent.offset + lo - start, hi - lo + 1
+
+
+def _slice(ctx: Context, extents: list[Extent], first: int, last: int) -> list[FileExtent]:
+    """The file extents covering bytes first..last (inclusive) of an object."""
+    return [FileExtent(ctx.store.blob_path(extent.blob), offset, length)
+            for extent, offset, length in clip_extents(extents, first, last)]
 
 
 def _apply_overrides(ctx: Context, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

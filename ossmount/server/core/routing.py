@@ -144,6 +144,34 @@ _BUCKET_PUT_SUBRESOURCES = {
     "policy": "PutBucketPolicy",
 }
 
+# Object operations named by a subresource, checked in order (a request may carry several).
+_OBJECT_GET_SUBRESOURCES = {
+    "symlink": "GetSymlink",
+    "uploadId": "ListParts",
+    "acl": "GetObjectAcl",
+    "tagging": "GetObjectTagging",
+}
+
+_OBJECT_DELETE_SUBRESOURCES = {
+    "uploadId": "AbortMultipartUpload",
+    "tagging": "DeleteObjectTagging",
+}
+
+_OBJECT_POST_SUBRESOURCES = {
+    "uploads": "InitiateMultipartUpload",
+    "uploadId": "CompleteMultipartUpload",
+    "append": "AppendObject",
+    "restore": "RestoreObject",
+}
+
+
+def _by_subresource(query: dict[str, str], table: dict[str, str], default: str) -> str:
+    """The operation of the first subresource of `table` present in `query`, else `default`."""
+    for name, op in table.items():
+        if name in query:
+            return op
+    return default
+
 
 def classify_operation(method: str, target: Target, headers: dict[str, str]) -> str:
     """The OSS operation name for a request (or "Unknown")."""
@@ -153,15 +181,10 @@ def classify_operation(method: str, target: Target, headers: dict[str, str]) -> 
         return "ListBuckets" if method == "GET" else "Unknown"
     if not target.key:
         if method == "GET":
-            for name, op in _BUCKET_GET_SUBRESOURCES.items():
-                if name in q:
-                    return op
-            return "ListObjectsV2" if q.get("list-type") == "2" else "ListObjects"
+            listing = "ListObjectsV2" if q.get("list-type") == "2" else "ListObjects"
+            return _by_subresource(q, _BUCKET_GET_SUBRESOURCES, listing)
         if method == "PUT":
-            for name, op in _BUCKET_PUT_SUBRESOURCES.items():
-                if name in q:
-                    return op
-            return "PutBucket"
+            return _by_subresource(q, _BUCKET_PUT_SUBRESOURCES, "PutBucket")
         if method == "DELETE":
             return "DeleteBucket" if not q else "Unknown"
         if method == "POST" and "delete" in q:
@@ -181,30 +204,11 @@ def classify_operation(method: str, target: Target, headers: dict[str, str]) -> 
             return "PutObjectTagging"
         return "CopyObject" if copy else "PutObject"
     if method == "GET":
-        if "symlink" in q:
-            return "GetSymlink"
-        if "uploadId" in q:
-            return "ListParts"
-        if "acl" in q:
-            return "GetObjectAcl"
-        if "tagging" in q:
-            return "GetObjectTagging"
-        return "GetObject"
+        return _by_subresource(q, _OBJECT_GET_SUBRESOURCES, "GetObject")
     if method == "HEAD":
         return "GetObjectMeta" if "objectMeta" in q else "HeadObject"
     if method == "DELETE":
-        if "uploadId" in q:
-            return "AbortMultipartUpload"
-        if "tagging" in q:
-            return "DeleteObjectTagging"
-        return "DeleteObject"
+        return _by_subresource(q, _OBJECT_DELETE_SUBRESOURCES, "DeleteObject")
     if method == "POST":
-        if "uploads" in q:
-            return "InitiateMultipartUpload"
-        if "uploadId" in q:
-            return "CompleteMultipartUpload"
-        if "append" in q:
-            return "AppendObject"
-        if "restore" in q:
-            return "RestoreObject"
+        return _by_subresource(q, _OBJECT_POST_SUBRESOURCES, "Unknown")
     return "Unknown"

@@ -1,21 +1,30 @@
-"""CRC-64/XZ values and the GF(2) combine used to stitch extents without re-reading data."""
+"""CRC-64/XZ values, running CRCs, and the GF(2) combine that stitches parts/extents without re-reading data."""
 
 import os
+import time
 
 import pytest
 from hypothesis import given, strategies as st
 
-from ossmount.server.core.crc64 import crc64, crc64_combine, crc64_concat, crc64_file
+from ossmount.crc64 import crc64, crc64_combine, crc64_concat, crc64_file
 
 
 def test_check_values_from_the_spec():
-    assert crc64(b"123456789") == 11051210869376104954
+    # CRC-64/XZ check value for "123456789" (the CRC catalogue entry OSS's crc64ecma corresponds to).
+    assert crc64(b"123456789") == 0x995DC9BBDF1939FA == 11051210869376104954
     assert crc64(b"") == 0
     assert crc64(b"hello world") == 5981764153023615706
 
 
 def test_streaming_matches_one_shot():
     assert crc64(b"6789", crc64(b"12345")) == crc64(b"123456789")
+
+
+def test_running_crc_over_a_memoryview_equals_whole():
+    data = os.urandom(100_000)
+    running = crc64(data[:40_000])
+    running = crc64(memoryview(data)[40_000:], running)
+    assert running == crc64(data)
 
 
 @given(st.binary(max_size=300), st.binary(max_size=300))
@@ -28,9 +37,13 @@ def test_concat_of_many_pieces_including_empty():
     assert crc64_concat([(crc64(p), len(p)) for p in pieces]) == crc64(b"".join(pieces))
 
 
-def test_combine_with_large_length_is_fast_and_consistent():
-    import time
+@pytest.mark.parametrize("sizes", [[1], [5 * 1024 * 1024, 3], [0, 7, 0, 1 << 16]])
+def test_concat_of_parts(sizes):
+    parts = [os.urandom(size) for size in sizes]
+    assert crc64_concat([(crc64(p), len(p)) for p in parts]) == crc64(b"".join(parts))
 
+
+def test_combine_with_large_length_is_fast_and_consistent():
     started = time.monotonic()
     for _ in range(200):
         crc64_combine(12345, 67890, 5 * 1024**3)

@@ -1,19 +1,23 @@
-"""CRC-64/XZ (the `x-oss-hash-crc64ecma` checksum) and combining CRCs of concatenated pieces.
+"""CRC-64/XZ (OSS's `x-oss-hash-crc64ecma`) and combining the CRCs of concatenated pieces.
 
-Objects are stored as extents, each with its own CRC; the CRC of the whole object is combined from
-them in GF(2) polynomial arithmetic (the method of zlib's crc32_combine_op, for the reflected ECMA-182
-polynomial), so CompleteMultipartUpload and AppendObject never re-read data.
+OSS reports the CRC-64/ECMA-182 of an object in its reflected, all-ones-init, all-ones-xorout form, which
+is the CRC-64/XZ catalogue entry. fastcrc computes it at memory speed but has no `combine`, so combining
+is done here in GF(2) polynomial arithmetic (the method of zlib's crc32_combine_op, for the reflected
+ECMA-182 polynomial), O(log n) in the second length. This lets the client check a multipart object's CRC
+from its part CRCs, and the server stitch extents (CompleteMultipartUpload, AppendObject), without
+re-reading data. Both sides use this one module.
 """
 
 from __future__ import annotations
 
 from fastcrc import crc64 as _fastcrc64
 
+# Reflected form of the ECMA-182 polynomial 0x42F0E1EBA9EA3693.
 _POLY_REFLECTED = 0xC96C5795D7870F42
 _TOP_BIT = 1 << 63
 
 
-def crc64(data: bytes, initial: int | None = None) -> int:
+def crc64(data: bytes | bytearray | memoryview, initial: int | None = None) -> int:
     """CRC-64/XZ of `data`, continuing from the CRC `initial` of preceding bytes when given."""
     if initial is None:
         return _fastcrc64.xz(data)
@@ -77,12 +81,12 @@ def _x_pow_n_times_2k(n: int, k: int) -> int:
 def crc64_combine(crc_first: int, crc_second: int, length_second: int) -> int:
     """CRC of A+B from crc(A), crc(B) and len(B)."""
     if length_second <= 0:
-        return crc_first
+        return crc_first ^ crc_second
     return _multiply_mod_poly(_x_pow_n_times_2k(length_second, 3), crc_first) ^ crc_second
 
 
 def crc64_concat(pieces: list[tuple[int, int]]) -> int:
-    """CRC of the concatenation of pieces given as (crc, length)."""
+    """CRC of the concatenation of pieces given as (crc, length), in order."""
     crc = 0
     for piece_crc, length in pieces:
         crc = crc64_combine(crc, piece_crc, length)
