@@ -3,7 +3,7 @@
 Every deselected test names the OSS feature it needs that `ossmount serve` does not provide (a cloud-side
 service, a bucket-configuration API outside oss-api.md, or a network condition loopback cannot produce).
 Server gaps that *should* pass are not listed here: they stay in the run, count as failures and are
-written up in tests/compat/FAILURES.md. A few tests whose subject is unimplemented (tagging argument checks)
+written up in tests/compat/README.md. A few tests whose subject is unimplemented (tagging argument checks)
 stay in the run because they pass: they assert that a malformed request is refused, client- or server-side.
 """
 

@@ -2,7 +2,7 @@
 
 Each auth version gets a fresh `ossmount serve` (always stopped) and the allow-listed oss2 test files, minus the
 deselections in skips.py (each with its reason). At least 95% of the tests that reach a verdict must pass.
-Known failures are written up in tests/compat/FAILURES.md. Run only this with `pytest -m compat`.
+Results and the reasons for deselected tests: tests/compat/README.md. Run only this with `pytest -m compat`.
 """
 
 from __future__ import annotations
