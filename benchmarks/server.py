@@ -4,6 +4,7 @@
 
 Starts the server as a subprocess (data dir on /dev/shm when available), then per run:
 * PUT: oss2 `put_object` of an in-memory buffer (enable_crc=False, as ossmount will use it),
+* PUT (fast ETag): the same against a second server run with `--etag fast` (no MD5: oss-api.md §5.2),
 * GET: oss2 `get_object`, body read with `resp.response.raw.readinto` into a 4 MiB buffer,
 * GET (httpclient): the same request, read with http.client's `readinto` under urllib3,
 * raw: a plain Python `readinto` loop over the server's blob file holding the object (page cache),
@@ -99,7 +100,8 @@ def run(size_mib: int, runs: int, parent: str | None) -> dict:
     if parent is None:
         parent = "/dev/shm" if os.path.isdir("/dev/shm") else None
     work = Path(tempfile.mkdtemp(prefix="ossmount-bench-", dir=parent))
-    samples: dict[str, list[float]] = {"put": [], "get": [], "get_httpclient": [], "raw_read": []}
+    samples: dict[str, list[float]] = {"put": [], "put_fast_etag": [], "get": [], "get_httpclient": [],
+                                       "raw_read": []}
     try:
         payload = make_payload(size)
         with LocalServer(work, buckets=(BUCKET,)) as server:
@@ -110,6 +112,11 @@ def run(size_mib: int, runs: int, parent: str | None) -> dict:
                 samples["get"].append(size / timed_get(bucket, size) / 2**20)
                 samples["get_httpclient"].append(size / timed_get(bucket, size, below_urllib3=True) / 2**20)
                 samples["raw_read"].append(size / timed_raw_read(blob, size) / 2**20)
+            bucket.delete_object(KEY)
+        with LocalServer(work / "fast-etag", buckets=(BUCKET,), extra_args=("--etag", "fast")) as server:
+            bucket = server.oss2_bucket(BUCKET, enable_crc=False)
+            for _ in range(runs):
+                samples["put_fast_etag"].append(size / timed_put(bucket, payload) / 2**20)
             bucket.delete_object(KEY)
         del payload
     finally:
@@ -130,6 +137,7 @@ def run(size_mib: int, runs: int, parent: str | None) -> dict:
             "get": round(medians["get"] / medians["raw_read"], 3),
             "get_httpclient": round(medians["get_httpclient"] / medians["raw_read"], 3),
             "put": round(medians["put"] / medians["raw_read"], 3),
+            "put_fast_etag": round(medians["put_fast_etag"] / medians["raw_read"], 3),
         },
     }
 
@@ -151,7 +159,7 @@ def main() -> int:
     print(f"{report['object_mib']} MiB object, {report['runs']} runs, data dir under {report['data_dir_parent']},"
           f" load average {report['machine']['load_average_1min_at_end']}")
     print(f"{'path':<15} {'median MiB/s':>13} {'ratio to raw':>13}   runs")
-    for name in ("raw_read", "get", "get_httpclient", "put"):
+    for name in ("raw_read", "get", "get_httpclient", "put", "put_fast_etag"):
         ratio = report["ratio_to_raw_read"].get(name, 1.0)
         runs = ", ".join(f"{value:.0f}" for value in report["mib_per_s"][name])
         print(f"{name:<15} {report['median_mib_per_s'][name]:>13.0f} {ratio:>13.3f}   {runs}")

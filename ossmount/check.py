@@ -21,12 +21,16 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ossmount.errors import EXIT_AUTH, EXIT_BUCKET, EXIT_UNREACHABLE, QuietError
 from ossmount.store import ObjectStore, RetryPolicy
 from ossmount.store import types
+
+if TYPE_CHECKING:
+    from ossmount.options import MountOptions
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,16 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
                       code or "Error")
 
 
+def open_store(bucket: str, options: "MountOptions", **tuning: Any) -> ObjectStore:
+    """The store a mount of `bucket` with `options` talks to: its endpoint, credentials, region and signature
+    version; `tuning` passes connection limits, timeouts and retry policy to `ObjectStore.create`."""
+    from ossmount.credentials import resolve_credentials
+
+    credentials = resolve_credentials(bucket, passwd_file=options.passwd_file)
+    return ObjectStore.create(endpoint=options.url, bucket=bucket, credentials=credentials,
+                              region=options.effective_region, sigv4=options.sigv4, **tuning)
+
+
 async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = False,
                        v2: bool = True) -> CheckReport:
     """Check that `store`'s bucket can be mounted at `prefix` ("" or ending in '/'); raise CheckError if not.
@@ -181,7 +195,6 @@ USAGE = "usage: ossmount check BUCKET[:/PREFIX] -o url=ENDPOINT [-o OPT[,OPT...]
 
 def main(argv: list[str]) -> int:
     """`ossmount check`: resolve options and credentials as a mount would, run the checks, print the report."""
-    from ossmount.credentials import resolve_credentials
     from ossmount.options import format_options_help, parse_check_args
 
     args = parse_check_args(argv)
@@ -192,12 +205,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     options = args.options
-    credentials = resolve_credentials(args.bucket, passwd_file=options.passwd_file)
-    store = ObjectStore.create(
-        endpoint=options.url, bucket=args.bucket, credentials=credentials, region=options.effective_region,
-        sigv4=options.sigv4, max_connections=2, timeout=CHECK_READ_TIMEOUT,
-        connect_timeout=CHECK_CONNECT_TIMEOUT, retry=RetryPolicy.no_retries(),
-    )
+    store = open_store(args.bucket, options, max_connections=2, timeout=CHECK_READ_TIMEOUT,
+                       connect_timeout=CHECK_CONNECT_TIMEOUT, retry=RetryPolicy.no_retries())
     report = trio.run(lambda: check_target(store, args.prefix, check_write=not options.read_only,
                                            v2=options.list_objects_v2))
     for line in report.lines():

@@ -167,21 +167,15 @@ def _report(fd: int, report: dict) -> None:
 async def _serve(args) -> None:
     import pyfuse3
 
-    from ossmount.check import check_target
-    from ossmount.credentials import resolve_credentials
+    from ossmount.check import check_target, open_store
     from ossmount.fs.attrs import Ownership
     from ossmount.fs.content import ContentManager
     from ossmount.fs.filesystem import Filesystem, FsConfig
     from ossmount.fs.mime import MimeTypes
     from ossmount.fs.operations import Operations
-    from ossmount.store import ObjectStore
 
     opts = args.options
-    credentials = resolve_credentials(args.bucket, passwd_file=opts.passwd_file)
-    store = ObjectStore.create(
-        endpoint=opts.url, bucket=args.bucket, credentials=credentials, region=opts.effective_region,
-        sigv4=opts.sigv4, max_connections=max(16, opts.parallel_count * 2),
-    )
+    store = open_store(args.bucket, opts, max_connections=max(16, opts.parallel_count * 2))
     await check_target(store, args.prefix)
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable
 
@@ -488,8 +489,12 @@ class MountArgs:
 
     @property
     def fsname(self) -> str:
-        """What `mount` and /proc/mounts show as the source: `bucket:/prefix`."""
-        return f"{self.bucket}:/{self.prefix.rstrip('/')}".replace(",", "_")
+        """What `mount` and /proc/mounts show as the source: `bucket:/prefix`.
+
+        libfuse splits options on commas and pyfuse3 passes them as ASCII, so a comma or a non-ASCII character
+        of the prefix is percent-encoded here (the prefix itself is used unchanged)."""
+        source = f"{self.bucket}:/{self.prefix.rstrip('/')}"
+        return urllib.parse.quote(source, safe="".join(chr(c) for c in range(32, 127) if chr(c) not in ",%"))
 
     @property
     def fuse_options(self) -> frozenset[str]:

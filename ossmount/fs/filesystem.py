@@ -83,20 +83,6 @@ class FsConfig:
     negative_cache: bool = _OPTION_DEFAULTS.enable_noobj_cache
     complement_stat: bool = _OPTION_DEFAULTS.complement_stat
 
-    @classmethod
-    def from_options(cls, prefix: str, options: MountOptions) -> "FsConfig":
-        """The configuration of a mount of `prefix` with parsed `-o` options."""
-        return cls(
-            prefix=prefix,
-            read_only=options.read_only,
-            list_v2=options.list_objects_v2,
-            readdir_optimize=options.readdir_optimize,
-            stat_cache_size=options.max_stat_cache_size,
-            stat_cache_ttl=options.stat_cache_expire,
-            negative_cache=options.enable_noobj_cache,
-            complement_stat=options.complement_stat,
-        )
-
 
 @dataclass(frozen=True)
 class Entry:

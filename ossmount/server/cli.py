@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--restore-delay", type=float, default=0.0, metavar="SECONDS",
                         help="time an Archive/ColdArchive restore takes")
     parser.add_argument("--core-threads", type=int, default=4, help="worker threads running the core")
+    parser.add_argument("--etag", choices=("md5", "fast"), default="md5",
+                        help="md5: ETags are MD5s, as OSS gives (default); fast: skip MD5 unless Content-MD5 is"
+                             " sent and derive ETags from the CRC-64 (PUT throughput runs)")
     parser.add_argument("-d", "--debug", action="store_true", help="log every request to stderr")
     return parser
 
@@ -127,7 +130,7 @@ async def _serve(core, host: str, port: int, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound_port = listeners[0].socket.getsockname()[1]
-    front = HttpFront(core, AdminApi(token=args.admin_token), core_threads=args.core_threads)
+    front = HttpFront(core, AdminApi(token=args.admin_token), core_threads=args.core_threads, etag=args.etag)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(front.serve, listeners)

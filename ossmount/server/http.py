@@ -156,11 +156,13 @@ class _Channel:
 
 
 class _BodySpool:
-    """Receives a request body into memory or a file under `tmp_dir`, hashing as it goes."""
+    """Receives a request body into memory or a file under `tmp_dir`, hashing as it goes.
 
-    def __init__(self, tmp_dir: str):
+    Without `md5` only the CRC is computed (MD5 is the slowest step of a PUT) and the body's `md5` is None."""
+
+    def __init__(self, tmp_dir: str, *, md5: bool = True):
         self._tmp_dir = tmp_dir
-        self._md5 = hashlib.md5()
+        self._md5 = hashlib.md5() if md5 else None
         self._crc = 0
         self._size = 0
         self._memory = bytearray()
@@ -181,7 +183,8 @@ class _BodySpool:
 
     def hash(self, data: bytes | memoryview) -> None:
         """Feed the MD5 (a worker thread may run this while another runs `store` on the same data)."""
-        self._md5.update(data)
+        if self._md5 is not None:
+            self._md5.update(data)
 
     def store(self, data: bytes | memoryview) -> None:
         """CRC and write `data`; hashlib, the CRC and os.write release the GIL, so threads overlap."""
@@ -200,11 +203,12 @@ class _BodySpool:
             view = view[written:]
 
     def finish(self) -> SpooledBody:
+        md5 = self._md5.digest() if self._md5 is not None else None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            return SpooledBody(self.path, self._size, self._md5.digest(), self._crc)
-        return SpooledBody(None, self._size, self._md5.digest(), self._crc, data=bytes(self._memory))
+            return SpooledBody(self.path, self._size, md5, self._crc)
+        return SpooledBody(None, self._size, md5, self._crc, data=bytes(self._memory))
 
     def discard(self) -> None:
         if self._fd is not None:
@@ -230,13 +234,22 @@ def _split_admin_path(target: str) -> str | None:
     return None
 
 
+ETAG_MODES = ("md5", "fast")
+
+
 class HttpFront:
-    """Serves `core` (a ServerCore) over HTTP/1.1; `admin` holds counters, faults and the request log."""
+    """Serves `core` (a ServerCore) over HTTP/1.1; `admin` holds counters, faults and the request log.
+
+    `etag="fast"` skips MD5 for bodies sent without Content-MD5, so their ETags derive from the CRC-64
+    (oss-api.md §5.2: MD5 caps PUT throughput; ossfs `enable_content_md5` needs the default, "md5")."""
 
     def __init__(self, core: Any, admin: AdminApi, *, core_threads: int = 4,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, etag: str = "md5"):
+        if etag not in ETAG_MODES:
+            raise ValueError(f"etag must be one of {ETAG_MODES}, got {etag!r}")
         self.core = core
         self.admin = admin
+        self._etag = etag
         self._limiter = trio.CapacityLimiter(core_threads)
         self._clock = clock
 
@@ -373,7 +386,7 @@ class HttpFront:
         conn = channel.conn
         if conn.they_are_waiting_for_100_continue:
             await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
-        spool = _BodySpool(self.core.tmp_dir)
+        spool = _BodySpool(self.core.tmp_dir, md5=self._etag == "md5" or "content-md5" in headers)
         try:
             length = headers.get("content-length")
             chunked = "transfer-encoding" in headers

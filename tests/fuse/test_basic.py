@@ -228,6 +228,9 @@ def test_posix_workload(module_mount, workdir, tmp_path):
             for f in range(3):
                 (sub / f"file{f}.c").write_bytes(os.urandom(1000 * (f + 1)))
     (original / "dir0" / "link").symlink_to("sub0/file0.c")
+    (original / "dir2" / "to-dir").symlink_to("../dir1")
+    (original / "dangling").symlink_to("nowhere/at all")
+    (original / ".hidden").write_bytes(b"dot file")
     (original / "empty").mkdir()
     (original / "dir1" / "sub1" / "file0.c").chmod(0o755)
     archive = tmp_path / "tree.tar"
@@ -238,8 +241,13 @@ def test_posix_workload(module_mount, workdir, tmp_path):
     subprocess.run(["cp", "-a", str(workdir / "tree"), str(workdir / "copy")], check=True)
     subprocess.run(["diff", "-r", "--no-dereference", str(original), str(workdir / "copy")], check=True)
     assert stat.S_IMODE(os.stat(workdir / "copy" / "dir1" / "sub1" / "file0.c").st_mode) == 0o755
+    assert os.readlink(workdir / "copy" / "dir2" / "to-dir") == "../dir1"
+    assert (workdir / "copy" / "dir2" / "to-dir" / "sub0" / "file1.c").read_bytes() == \
+        (original / "dir1" / "sub0" / "file1.c").read_bytes()
     subprocess.run(["rm", "-rf", str(workdir / "tree"), str(workdir / "copy")], check=True)
     assert os.listdir(workdir) == []
+    workdir_key = key_of(module_mount, workdir) + "/"
+    assert [info.key for info in oss2.ObjectIterator(bucket_of(module_mount), prefix=workdir_key)] == [workdir_key]
 
 
 def test_open_file_survives_unlink(module_mount, workdir):

@@ -41,6 +41,13 @@ def test_change_by_other_client_visible_after_expiry(make_mount):
     assert os.stat(mount.path / "f").st_size == 7
     assert (mount.path / "f").read_bytes() == b"two-two"
     assert sorted(os.listdir(mount.path)) == ["f", "g"]
+    assert os.stat(mount.path / "g").st_size == 3
+    bucket.delete_object("g")
+    bucket.put_object("d/inner", b"implicit directory")
+    time.sleep(1.5)
+    assert not (mount.path / "g").exists()
+    assert sorted(os.listdir(mount.path)) == ["d", "f"]
+    assert (mount.path / "d" / "inner").read_bytes() == b"implicit directory"
 
 
 def test_cached_stat_hides_remote_change_until_expiry(make_mount):

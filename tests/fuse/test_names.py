@@ -128,9 +128,7 @@ def test_objects_written_by_oss2_appear_under_their_names(module_mount, workdir)
 
 @pytest.mark.parametrize("prefix", [
     "my dir+1%2B#&=?'/",
-    pytest.param("中文 dir/", marks=pytest.mark.xfail(
-        strict=True, reason="MountArgs.fsname (options.py) puts the prefix into fsname=, which pyfuse3.init "
-                            "encodes as us-ascii: UnicodeEncodeError, the mount fails")),
+    "中文 dir/",
 ], ids=["ascii-specials", "unicode"])
 def test_mount_prefix_with_special_characters(make_mount, prefix):
     """BUCKET:/PREFIX where the prefix itself holds a space, `+`, `%`, `#`, `&`, `=`, `?`, `'` or unicode."""

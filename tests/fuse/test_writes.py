@@ -248,5 +248,4 @@ def test_file_larger_than_every_memory_buffer_round_trips_in_bounded_memory(make
     read_back = subprocess.run(f"dd if='{target}' bs=1M status=none | sha256sum", shell=True, check=True,
                                capture_output=True, text=True)
     assert read_back.stdout.split()[0] == written.hexdigest()
-    print("VmHWM", peak_rss(mount.process.pid) // MiB)
     assert peak_rss(mount.process.pid) < 160 * MiB, f"VmHWM {peak_rss(mount.process.pid) / MiB:.0f} MiB"

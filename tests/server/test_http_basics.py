@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import oss2
 import pytest
 
+from ossmount.crc64 import crc64
 from ossmount.server.http import FAST_BODY_MIN
-from ossmount.testing import wait_for
+from ossmount.testing import LocalServer, wait_for
 from tests.server.rawhttp import RawConnection, request_head, v1_headers
 
 
@@ -45,6 +47,28 @@ def test_large_object_takes_the_fast_paths_and_keeps_crc(oss_bucket, local_serve
     assert oss_bucket.get_object("big").read() == payload
     assert oss_bucket.get_object("big", byte_range=(100, 199)).read() == payload[100:200]
     assert wait_for_no_spool_files(local_server) == []
+
+
+def test_fast_etag_mode_derives_etags_from_the_crc_unless_content_md5_is_sent(tmp_path):
+    with LocalServer(tmp_path / "oss", extra_args=("--etag", "fast")) as server:
+        bucket = server.oss2_bucket("test-bucket")  # oss2 still checks every returned CRC64
+        for key, payload in (("small", b"hello"), ("large", os.urandom(FAST_BODY_MIN + 1))):  # both body paths
+            etag = bucket.put_object(key, payload).etag
+            assert etag == f"{crc64(payload):016X}{len(payload):016X}"
+            assert bucket.head_object(key).etag == etag
+            assert bucket.get_object(key).read() == payload
+
+        content_md5 = base64.b64encode(hashlib.md5(b"hello").digest()).decode()
+        assert bucket.put_object("checked", b"hello", headers={"Content-MD5": content_md5}).etag == (
+            "5D41402ABC4B2A76B9719D911017C592")
+        with pytest.raises(oss2.exceptions.InvalidDigest):
+            bucket.put_object("refused", b"hellO", headers={"Content-MD5": content_md5})
+
+        upload_id = bucket.init_multipart_upload("multi").upload_id
+        part = bucket.upload_part("multi", upload_id, 1, b"part one")
+        assert part.etag == f"{crc64(b'part one'):016X}{8:016X}"
+        bucket.complete_multipart_upload("multi", upload_id, [oss2.models.PartInfo(1, part.etag)])
+        assert bucket.get_object("multi").read() == b"part one"
 
 
 def test_oss2_chunked_put(oss_bucket):

@@ -39,6 +39,7 @@ def test_parse_listen(value, expected):
     (["--listen", "nonsense"], EXIT_USAGE, "--listen must be HOST:PORT"),
     (["--listen", "127.0.0.1:99999"], EXIT_USAGE, "port out of range"),
     (["--listen", "127.0.0.1:0", "--bucket", "Bad_Name"], EXIT_USAGE, "invalid bucket name"),
+    (["--listen", "127.0.0.1:0", "--etag", "sha1"], EXIT_USAGE, "invalid choice"),
 ])
 def test_bad_arguments_are_one_line_usage_errors(tmp_path, credentials_file, argv_tail, code, fragment):
     result = serve("--data-dir", str(tmp_path / "d"), "--credentials", str(credentials_file), *argv_tail)

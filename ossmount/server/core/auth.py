@@ -328,6 +328,15 @@ def _compare(provided: str, expected: str) -> bool:
     return hmac.compare_digest(_utf8(provided), expected.encode("ascii"))
 
 
+def _credential(
+    credentials: CredentialStore, access_key_id: str, request: Request, query: list[tuple[str, str]]
+) -> Credential:
+    """The credential of `access_key_id`, if it exists and the request presents exactly its STS token."""
+    credential = _lookup(credentials, access_key_id)
+    _check_security_token(credential, _presented_token(request, query))
+    return credential
+
+
 def _presented_token(request: Request, query: list[tuple[str, str]]) -> str | None:
     return (
         request.header("x-oss-security-token")
@@ -408,8 +417,7 @@ def _verify_v1_header(request, authorization, query, *, bucket, key, credentials
     access_key_id, sep, provided = authorization[len("OSS ") :].strip().partition(":")
     if not sep or not access_key_id or not provided:
         raise _invalid_authorization()
-    credential = _lookup(credentials, access_key_id)
-    _check_security_token(credential, _presented_token(request, query))
+    credential = _credential(credentials, access_key_id, request, query)
     date = request.header("x-oss-date") or request.header("date") or ""
     _check_request_time(date, now, max_skew)
     string_to_sign = v1_string_to_sign(request.method, request.headers, date, bucket, key, query)
@@ -423,8 +431,7 @@ def _verify_v1_presigned(request, query, *, bucket, key, credentials, now):
     provided = _first(query, "Signature")
     if not access_key_id or not expires or not provided:
         raise _access_denied("Invalid presigned URL: OSSAccessKeyId, Expires and Signature are all required.")
-    credential = _lookup(credentials, access_key_id)
-    _check_security_token(credential, _presented_token(request, query))
+    credential = _credential(credentials, access_key_id, request, query)
     _check_presigned_expires(expires, "Expires", now)
     string_to_sign = v1_string_to_sign(request.method, request.headers, expires, bucket, key, query)
     _check_hmac_signature(access_key_id, provided, _v1_signature(credential.secret, string_to_sign), string_to_sign)
@@ -495,8 +502,7 @@ def _verify_v2_header(request, authorization, query, *, bucket, key, credentials
     provided = fields.get("Signature")
     if not access_key_id or not provided:
         raise _invalid_authorization()
-    credential = _lookup(credentials, access_key_id)
-    _check_security_token(credential, _presented_token(request, query))
+    credential = _credential(credentials, access_key_id, request, query)
     date = request.header("date") or ""
     _check_request_time(request.header("x-oss-date") or date, now, max_skew)
     string_to_sign = v2_string_to_sign(
@@ -514,8 +520,7 @@ def _verify_v2_presigned(request, query, *, bucket, key, credentials, now):
         raise _access_denied(
             "Invalid presigned URL: x-oss-access-key-id, x-oss-expires and x-oss-signature are all required."
         )
-    credential = _lookup(credentials, access_key_id)
-    _check_security_token(credential, _presented_token(request, query))
+    credential = _credential(credentials, access_key_id, request, query)
     _check_presigned_expires(expires, "x-oss-expires", now)
     signed_query = [(k, v) for k, v in query if k != "x-oss-signature"]
     string_to_sign = v2_string_to_sign(
@@ -649,8 +654,7 @@ def _verify_v4_header(request, authorization, query, *, bucket, key, credentials
         raise _invalid_authorization(bad_credential)
     scope = _parse_v4_credential(credential_field, bad_credential)
     _check_v4_scope(scope, region, "Invalid signing region in Authorization header.", bad_credential)
-    credential = _lookup(credentials, scope.access_key_id)
-    _check_security_token(credential, _presented_token(request, query))
+    credential = _credential(credentials, scope.access_key_id, request, query)
     date_time = request.header("x-oss-date") or ""
     request_time = _parse_v4_date(date_time)
     if request_time is None:
@@ -686,8 +690,7 @@ def _verify_v4_presigned(request, query, *, bucket, key, credentials, region, no
         )
     scope = _parse_v4_credential(credential_field, bad_credential)
     _check_v4_scope(scope, region, "The signing region in credential is invalid.", bad_credential)
-    credential = _lookup(credentials, scope.access_key_id)
-    _check_security_token(credential, _presented_token(request, query))
+    credential = _credential(credentials, scope.access_key_id, request, query)
     request_time = _parse_v4_date(date_time)
     if request_time is None:
         raise _invalid_authorization("Invalid x-oss-date: expected yyyymmddTHHMMSSZ.")

@@ -19,12 +19,13 @@ class SpooledBody:
 
     `path` is a file under `<data-dir>/tmp/` holding exactly `size` bytes; the core may rename it into
     the blob store (it then owns it) or leave it, and the front end deletes whatever is left after the
-    response. `md5` is the raw 16-byte digest and `crc64` the CRC-64/XZ of the bytes.
+    response. `md5` is the raw 16-byte digest and `crc64` the CRC-64/XZ of the bytes. `md5` is None when the
+    front skipped MD5 for throughput (`serve --etag fast`, and no Content-MD5 header to check).
     """
 
     path: str | None
     size: int
-    md5: bytes
+    md5: bytes | None
     crc64: int
     data: bytes | None = None  # set instead of `path` for small in-memory bodies (tests, XML)
 

@@ -12,7 +12,7 @@ from ossmount.crc64 import crc64_concat, crc64_file
 
 from . import xmlio
 from .common import (Context, RangeNotSatisfiable, body_etag, body_size, check_key, file_already_exists,
-                     forbid_overwrite, invalid_argument, iso8601, metadata_from_request, parse_range,
+                     forbid_overwrite, invalid_argument, iso8601, md5_etag, metadata_from_request, parse_range,
                      quoted_etag, storage_class_from, verify_content_md5, xml_response)
 from .errors import OssError
 from .model import Response
@@ -141,7 +141,7 @@ def _invalid_part(message: str = "One or more of the specified parts could not b
 def _multipart_etag(parts: list[PartRecord]) -> str:
     digest = b"".join(bytes.fromhex(p.etag) if _HEX_MD5.match(p.etag) else hashlib.md5(p.etag.encode()).digest()
                       for p in parts)
-    return f"{hashlib.md5(digest).hexdigest().upper()}-{len(parts)}"
+    return f"{md5_etag(digest)}-{len(parts)}"
 
 
 def complete_multipart_upload(ctx: Context) -> Response:

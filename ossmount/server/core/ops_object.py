@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import os
 from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
@@ -15,7 +13,7 @@ from ossmount.crc64 import crc64_combine
 from . import xmlio
 from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatisfiable, body_etag, body_size,
                      check_conditions, check_key, file_already_exists, http_date, forbid_overwrite, invalid_argument,
-                     invalid_object_state, is_readable, iso8601, metadata_from_request, no_such_key,
+                     invalid_object_state, is_readable, iso8601, md5_etag, metadata_from_request, no_such_key,
                      object_headers, parse_range, quoted_etag, storage_class_from, verify_content_md5,
                      xml_response)
 from .errors import OssError
@@ -178,10 +176,7 @@ def _adopt(ctx: Context) -> list[Extent]:
 
 def discard_blobs(ctx: Context, extents: list[Extent]) -> None:
     for extent in extents:
-        try:
-            os.unlink(ctx.store.blob_path(extent.blob))
-        except FileNotFoundError:
-            pass
+        ctx.store.unlink_blob(extent.blob)
 
 
 def put_object(ctx: Context) -> Response:
@@ -338,7 +333,7 @@ def append_object(ctx: Context) -> Response:
                                   storage_class=storage_class_from(ctx, bucket.storage_class), owner=ctx.owner_id(),
                                   extents=new_extents)
             metadata_from_request(ctx, record)
-            record.etag = hashlib.md5(body_etag(ctx).encode()).hexdigest().upper()
+            record.etag = md5_etag(body_etag(ctx).encode())
             version_id = _publish(ctx, bucket, ctx.key, record)
         else:
             record = copy.deepcopy(existing.record)
@@ -346,7 +341,7 @@ def append_object(ctx: Context) -> Response:
             record.crc64 = crc64_combine(record.crc64, body_crc, size)
             record.size += size
             record.mtime = ctx.now
-            record.etag = hashlib.md5((record.etag + body_etag(ctx)).encode()).hexdigest().upper()
+            record.etag = md5_etag((record.etag + body_etag(ctx)).encode())
             ctx.store.replace_latest_record(existing, record)
             version_id = existing.version_id
     except BaseException:
@@ -367,7 +362,7 @@ def put_symlink(ctx: Context) -> Response:
     check_key(target)
     if forbid_overwrite(ctx) and existing_object(ctx, bucket, ctx.key) is not None:
         raise file_already_exists()
-    record = ObjectRecord(type="Symlink", size=0, etag=hashlib.md5(target.encode("utf-8", "surrogatepass")).hexdigest().upper(),
+    record = ObjectRecord(type="Symlink", size=0, etag=md5_etag(target.encode("utf-8", "surrogatepass")),
                           crc64=0, mtime=ctx.now, storage_class=storage_class_from(ctx, bucket.storage_class),
                           symlink_target=target, owner=ctx.owner_id())
     metadata_from_request(ctx, record)

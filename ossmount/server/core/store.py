@@ -191,6 +191,13 @@ class Store:
     def blob_path(self, blob_id: str) -> str:
         return os.path.join(self.blob_dir, blob_id)
 
+    def unlink_blob(self, blob_id: str) -> None:
+        """Delete a blob file if it is still there."""
+        try:
+            os.unlink(self.blob_path(blob_id))
+        except FileNotFoundError:
+            pass
+
     # -- transactions and blobs ------------------------------------------------------------------
 
     def _begin(self) -> None:
@@ -200,10 +207,7 @@ class Store:
     def _commit(self) -> None:
         self._db.execute("COMMIT")
         for blob_id in self._pending_unlinks:
-            try:
-                os.unlink(self.blob_path(blob_id))
-            except FileNotFoundError:
-                pass
+            self.unlink_blob(blob_id)
         self._pending_unlinks = []
 
     def _rollback(self) -> None:
