@@ -7,7 +7,8 @@ What is checked, in order (the equivalent of the console's OSS volume check):
      users of a bucket they do not own often lack.)
   2. Whether the prefix holds anything ("exists") or not yet ("empty": the mount shows an empty
      directory and creates keys under it on write).
-  3. Bucket location and storage class via GetBucketInfo, reported as unknown when not permitted.
+  3. Bucket location and storage class via GetBucketInfo, reported as unknown when not permitted
+     (`ossmount check` only: a mount has no use for them and skips the request).
   4. Optionally, write permission: InitiateMultipartUpload + AbortMultipartUpload on a probe key, which
      needs `oss:PutObject` and leaves no object behind. A refusal is reported, not fatal.
 
@@ -19,12 +20,12 @@ so an unreachable endpoint fails in a few seconds.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ossmount.logsafety import setup_logging
 from ossmount.errors import EXIT_AUTH, EXIT_BUCKET, EXIT_UNREACHABLE, QuietError
 from ossmount.store import ObjectStore, RetryPolicy
 from ossmount.store import types
@@ -146,7 +147,7 @@ def open_store(bucket: str, options: "MountOptions", **tuning: Any) -> ObjectSto
 
 
 async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = False,
-                       v2: bool = True) -> CheckReport:
+                       v2: bool = True, bucket_info: bool = True) -> CheckReport:
     """Check that `store`'s bucket can be mounted at `prefix` ("" or ending in '/'); raise CheckError if not.
 
     Requests are made once, without retries, so a failure is reported as fast as the store's connect
@@ -163,11 +164,12 @@ async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = F
     prefix_exists = bool(page.objects or page.prefixes)
 
     location = storage_class = bucket_info_error = None
-    try:
-        info = await quick.bucket_info()
-        location, storage_class = info.get("location"), info.get("storage_class")
-    except types.StoreError as error:
-        bucket_info_error = error.code or type(error).__name__
+    if bucket_info:
+        try:
+            info = await quick.bucket_info()
+            location, storage_class = info.get("location"), info.get("storage_class")
+        except types.StoreError as error:
+            bucket_info_error = error.code or type(error).__name__
 
     can_write: bool | None = None
     write_error = None
@@ -202,8 +204,7 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         print(format_options_help())
         return 0
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    setup_logging(args.debug)
     options = args.options
     store = open_store(args.bucket, options, max_connections=2, timeout=CHECK_READ_TIMEOUT,
                        connect_timeout=CHECK_CONNECT_TIMEOUT, retry=RetryPolicy.no_retries())

@@ -26,14 +26,13 @@ import time
 
 import trio
 
+from ossmount.logsafety import setup_logging
 from ossmount.errors import EXIT_MOUNT, EXIT_OK, QuietError, exception_leaves
 
 log = logging.getLogger("ossmount.mount")
 
 READY_TIMEOUT = 30.0
 READ_AHEAD_KB = 1024
-_LOG_LEVELS = {"crit": logging.CRITICAL, "err": logging.ERROR, "warn": logging.WARNING,
-               "info": logging.INFO, "debug": logging.DEBUG}
 
 
 class MountError(QuietError):
@@ -49,7 +48,7 @@ def main(argv: list[str]) -> int:
         print("usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d]\n")
         print(format_options_help())
         return EXIT_OK
-    _setup_logging(args.debug, args.options.dbglevel)
+    setup_logging(args.debug, args.options.log_level)
     if not args.foreground:
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         return _spawn_and_wait(argv, debug=args.debug)
@@ -74,18 +73,6 @@ def _single_quiet_error(group: BaseExceptionGroup) -> BaseException:
     """A nursery wraps the one user-facing failure in an ExceptionGroup: unwrap it for the one-line message."""
     quiet = [exc for exc in exception_leaves(group) if isinstance(exc, QuietError)]
     return quiet[0] if quiet else group
-
-
-def _setup_logging(debug: bool, dbglevel: str) -> None:
-    level = logging.DEBUG if debug else min(logging.WARNING, _LOG_LEVELS.get(dbglevel, logging.WARNING))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    if not debug:
-        for noisy in ("urllib3", "oss2", "requests"):
-            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def check_mountpoint(path: str, *, nonempty: bool) -> None:
@@ -176,7 +163,7 @@ async def _serve(args) -> None:
 
     opts = args.options
     store = open_store(args.bucket, opts, max_connections=max(16, opts.parallel_count * 2))
-    await check_target(store, args.prefix)
+    await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)

@@ -389,10 +389,6 @@ class MountOptions:
         return self.multipart_size * 1024 * 1024
 
     @property
-    def stat_cache_enabled(self) -> bool:
-        return self.max_stat_cache_size > 0
-
-    @property
     def fuse_options(self) -> frozenset[str]:
         """Options for `pyfuse3.init` (without fsname: see `MountArgs.fuse_options`)."""
         opts = {"subtype=ossmount", "default_permissions", self.atime}

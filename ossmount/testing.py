@@ -158,27 +158,28 @@ class LocalServer:
             raise RuntimeError("the server has not been started")
         return AdminClient(self.host, self.port, self.admin_token)
 
+    def _oss2_auth(self, auth_version: str, kwargs: dict[str, Any]):
+        """The oss2 auth object for the first credentials; a V4 one also needs the region in `kwargs`."""
+        import oss2
+
+        if auth_version == "v1":
+            return oss2.Auth(self.access_key_id, self.access_key_secret)
+        if auth_version == "v4":
+            kwargs.setdefault("region", self.region)
+            return oss2.AuthV4(self.access_key_id, self.access_key_secret)
+        raise ValueError(f"auth_version must be 'v1' or 'v4', not {auth_version!r}")
+
     def oss2_bucket(self, name: str, auth_version: str = "v1", **kwargs: Any):
         """An oss2.Bucket for `name` signed with the first credentials (V1 `Auth` or V4 `AuthV4`)."""
         import oss2
 
-        if auth_version == "v1":
-            auth = oss2.Auth(self.access_key_id, self.access_key_secret)
-        elif auth_version == "v4":
-            auth = oss2.AuthV4(self.access_key_id, self.access_key_secret)
-            kwargs.setdefault("region", self.region)
-        else:
-            raise ValueError(f"auth_version must be 'v1' or 'v4', not {auth_version!r}")
-        return oss2.Bucket(auth, self.endpoint, name, **kwargs)
+        return oss2.Bucket(self._oss2_auth(auth_version, kwargs), self.endpoint, name, **kwargs)
 
     def oss2_service(self, auth_version: str = "v1", **kwargs: Any):
         """An oss2.Service (ListBuckets) with the first credentials."""
         import oss2
 
-        if auth_version == "v4":
-            kwargs.setdefault("region", self.region)
-            return oss2.Service(oss2.AuthV4(self.access_key_id, self.access_key_secret), self.endpoint, **kwargs)
-        return oss2.Service(oss2.Auth(self.access_key_id, self.access_key_secret), self.endpoint, **kwargs)
+        return oss2.Service(self._oss2_auth(auth_version, kwargs), self.endpoint, **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

@@ -392,7 +392,7 @@ class Filesystem:
         return node
 
     async def _truncate(self, path: str, size: int, fh: int | None) -> None:
-        node = await self._full_node(path)
+        node = await self._resolve(path)
         if node.kind != fsattrs.EntryKind.FILE:
             raise FsError(errno.EISDIR if node.kind == fsattrs.EntryKind.DIR else errno.EINVAL)
         handle = self._handles.get(fh) if fh is not None else None
@@ -403,6 +403,7 @@ class Filesystem:
                 if isinstance(other, _FileHandle) and other.content is content:
                     other.data_changed = True
             return
+        node = await self._full_node(path)  # the upload below carries the object's Content-Type and meta
         upload_meta = _UploadMeta(node.info.content_type or DIR_CONTENT_TYPE, dict(node.info.meta))
         content = await self.contents.open(
             node.key, size=node.info.size, etag=node.info.etag, headers=self._headers_for(upload_meta)
@@ -646,8 +647,7 @@ class Filesystem:
             upload_meta.meta = fsattrs.meta_with_changes(upload_meta.meta, mtime=now, ctime=now)
         try:
             stored = await content.flush()
-        except StoreError as exc:
-            log.error("upload of %s failed (data kept for a retry): %s", content.key, exc)
+        except StoreError as exc:  # content.flush has logged it
             raise FsError(errno.EIO) from exc
         if stored is not None:
             path = self._path_of_key(content.key, path)
@@ -731,26 +731,28 @@ class Filesystem:
                 if target.key is not None:
                     await self.store.delete(target.key)
             await self._rename_tree(old, new)
+            self.cache.invalidate_tree(old)
+            self.cache.invalidate_tree(new)
         else:
             if target is not None and target.kind == fsattrs.EntryKind.DIR:
                 raise FsError(errno.EISDIR)
-            await self._rename_object(node.key, self._key(new))
-        is_dir = node.kind == fsattrs.EntryKind.DIR
-        for path in (old, new):
-            self.cache.invalidate_tree(path) if is_dir else self.cache.invalidate(path)
-        self.inodes.rename(old, new, tree=is_dir)
+            new_key = self._key(new)
+            etag = await self._rename_object(node.key, new_key)
+            # As a local delete plus create: both parents' cached listings stay valid (no LIST, no HEADs).
+            info = dataclasses.replace(node.info, key=new_key, etag=etag or node.info.etag, mtime=self.clock())
+            self.cache.remove_local(old)
+            self.cache.put_local(new, Node(node.kind, new_key, info))
+        self.inodes.rename(old, new, tree=node.kind == fsattrs.EntryKind.DIR)
         for handle in self._handles.values():
             if handle.path == old or handle.path.startswith(old + "/"):
                 handle.path = new + handle.path[len(old):]
 
-    async def _rename_object(self, old_key: str, new_key: str) -> None:
-        await self.store.copy(old_key, new_key)
+    async def _rename_object(self, old_key: str, new_key: str) -> str:
+        """Copy then delete one object; returns the new object's ETag."""
+        etag = await self.store.copy(old_key, new_key)
         await self.store.delete(old_key)
-        self._move_open_content(old_key, new_key)
-
-    def _move_open_content(self, old_key: str, new_key: str) -> None:
-        if self.contents.get(old_key) is not None:
-            self.contents.rename(old_key, new_key)
+        self.contents.rename(old_key, new_key)
+        return etag
 
     async def _rename_tree(self, old: str, new: str) -> None:
         old_prefix = self._key(old) + "/"
@@ -769,20 +771,20 @@ class Filesystem:
         if keys:
             await self.store.delete_many(keys)
         for key in keys:
-            self._move_open_content(key, new_prefix + key[len(old_prefix):])
+            self.contents.rename(key, new_prefix + key[len(old_prefix):])
 
     # ---- extended attributes --------------------------------------------------------------------
 
     async def _xattrs(self, path: str) -> tuple[Node, dict[str, bytes]]:
         node = await self._full_node(path)
-        encoded = node.info.meta.get("xattr") if node.info is not None else None
+        encoded = node.info.meta.get(fsattrs.META_XATTR) if node.info is not None else None
         return node, (fsattrs.decode_xattrs(encoded) if encoded else {})
 
     async def getxattr(self, inode: int, name: str) -> bytes:
         path = self._path(inode)
         if name.startswith(KERNEL_XATTR_PREFIXES):
             node = await self._resolve(path)
-            if node.info is None or "xattr" not in node.info.meta:
+            if node.info is None or fsattrs.META_XATTR not in node.info.meta:
                 # ls -l asks for ACLs and security labels on every entry: answer without a HEAD.
                 raise FsError(errno.ENODATA)
         _, values = await self._xattrs(path)
@@ -818,15 +820,9 @@ class Filesystem:
         await self._store_xattrs(path, node, values)
 
     async def _store_xattrs(self, path: str, node: Node, values: dict[str, bytes]) -> None:
-        def change(meta: dict[str, str]) -> dict[str, str]:
-            meta = dict(meta)
-            if values:
-                meta["xattr"] = fsattrs.encode_xattrs(values)
-            else:
-                meta.pop("xattr", None)
-            return meta
-
-        await self._change_meta(path, node, self._attrs(path, node), change)
+        await self._change_meta(
+            path, node, self._attrs(path, node), lambda meta: fsattrs.meta_with_xattrs(meta, values)
+        )
 
     # ---- whole filesystem -----------------------------------------------------------------------
 

@@ -160,10 +160,6 @@ class ObjectReader:
         if size is not None:
             self.size = size
 
-    @property
-    def buffered_bytes(self) -> int:
-        return sum(len(chunk.buffer) for stream in self._streams for chunk in stream.chunks)
-
     def _find_stream(self, offset: int) -> _Stream | None:
         for index in range(len(self._streams) - 1, -1, -1):
             stream = self._streams[index]

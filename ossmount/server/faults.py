@@ -12,7 +12,6 @@ seed and the same sequence of operations therefore give the same faults.
 
 from __future__ import annotations
 
-import base64
 import collections
 import dataclasses
 import hmac
@@ -22,9 +21,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from xml.sax.saxutils import escape
 
+from ossmount.server.core import xmlio
 from ossmount.server.core.dates import http_date
+from ossmount.server.core.errors import OssError
 
 ADMIN_PREFIX = "/_ossmount/admin/"
 ADMIN_TOKEN_HEADER = "x-ossmount-admin-token"
@@ -103,16 +103,6 @@ class FaultPlan:
     reset_before_response: bool = False
     reset_after_bytes: int | None = None
     bytes_per_second: int = 0
-
-    @property
-    def is_clean(self) -> bool:
-        return (
-            self.delay_seconds == 0
-            and self.error is None
-            and not self.reset_before_response
-            and self.reset_after_bytes is None
-            and self.bytes_per_second == 0
-        )
 
 
 class FaultInjector:
@@ -292,27 +282,17 @@ def injected_error_response(rule: FaultRule, *, method: str, bucket: str | None,
     HEAD gets no body and the document base64-encoded in `x-oss-err`, as OSS does.
     """
     request_id = secrets.token_hex(12).upper()
-    ec = "0000-00000000"
-    host = f"{bucket}.oss-emulator" if bucket else "oss-emulator"
-    parts = [
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>',
-        f"  <Code>{escape(rule.code)}</Code>",
-        f"  <Message>{escape(rule.message)}</Message>",
-        f"  <RequestId>{request_id}</RequestId>",
-        f"  <HostId>{escape(host)}</HostId>",
-    ]
-    if key is not None:
-        parts.append(f"  <Key>{escape(key)}</Key>")
-    parts += [f"  <EC>{ec}</EC>", "</Error>", ""]
-    document = "\n".join(parts).encode()
+    error = OssError(rule.status, rule.code, rule.message, ec="0000-00000000",
+                     extra=[("Key", key)] if key is not None else None)
+    document = xmlio.error_document(error, request_id, f"{bucket}.oss-emulator" if bucket else "oss-emulator")
     headers = [
         ("Server", "AliyunOSS"),
         ("Date", http_date(now if now is not None else time.time())),
         ("x-oss-request-id", request_id),
-        ("x-oss-ec", ec),
+        ("x-oss-ec", error.ec),
         ("Content-Type", "application/xml"),
     ]
     if method == "HEAD":
-        headers.append(("x-oss-err", base64.b64encode(document).decode()))
+        headers.append(("x-oss-err", xmlio.error_header_value(document)))
         return rule.status, headers, b""
     return rule.status, headers, document

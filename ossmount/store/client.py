@@ -584,8 +584,21 @@ class ObjectStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
-    def _put_blocking(self, key: str, data: Any, headers: dict[str, str]) -> Any:
-        return self._bucket.put_object(key, data, headers=headers)
+    async def _put_body(self, key: str, make_body: Callable[[], Any], size: int,
+                        request_headers: dict[str, str], meta: Mapping[str, str] | None) -> ObjectInfo:
+        """PutObject of a body made afresh for each attempt (bytes, or a `_FileSlice` that CRCs as it is read)."""
+        async def attempt() -> ObjectInfo:
+            body = make_body()
+            result = await self._attempt("PutObject", key, functools.partial(
+                self._bucket.put_object, key, body, headers=request_headers))
+            self._bytes_out += size
+            expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
+            crc = self._verify_crc("PutObject", key, expected, result.headers, result.request_id)
+            return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
+                              mtime=_response_time(result.headers), content_type=request_headers["Content-Type"],
+                              meta=dict(meta or {}), crc64=crc)
+
+        return await self.retry.run(attempt, on_retry=self._note_retry)
 
     async def put(self, key: str, data: bytes | bytearray | memoryview, *, content_type: str | None = None,
                   meta: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
@@ -596,35 +609,13 @@ class ObjectStore:
         request_headers.update(headers or {})
         if forbid_overwrite:
             request_headers["x-oss-forbid-overwrite"] = "true"
-        expected = crc64(body)
-
-        async def attempt() -> ObjectInfo:
-            result = await self._attempt("PutObject", key, functools.partial(self._put_blocking, key, body,
-                                                                          request_headers))
-            self._bytes_out += len(body)
-            crc = self._verify_crc("PutObject", key, expected, result.headers, result.request_id)
-            return ObjectInfo(key=key, size=len(body), etag=_strip_etag(result.etag),
-                              mtime=_response_time(result.headers), content_type=request_headers["Content-Type"],
-                              meta=dict(meta or {}), crc64=crc)
-
-        return await self.retry.run(attempt, on_retry=self._note_retry)
+        return await self._put_body(key, lambda: body, len(body), request_headers, meta)
 
     async def put_file(self, key: str, fileobj: BinaryIO, size: int, *, content_type: str | None = None,
                        meta: Mapping[str, str] | None = None, offset: int = 0) -> ObjectInfo:
         """PutObject streamed from `size` bytes of `fileobj` starting at `offset`; CRC-64 verified."""
-        request_headers = _metadata_headers(content_type, meta)
-
-        async def attempt() -> ObjectInfo:
-            body = _FileSlice(fileobj, offset, size)
-            result = await self._attempt("PutObject", key, functools.partial(self._put_blocking, key, body,
-                                                                          request_headers))
-            self._bytes_out += size
-            crc = self._verify_crc("PutObject", key, body.crc, result.headers, result.request_id)
-            return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
-                              mtime=_response_time(result.headers), content_type=request_headers["Content-Type"],
-                              meta=dict(meta or {}), crc64=crc)
-
-        return await self.retry.run(attempt, on_retry=self._note_retry)
+        return await self._put_body(key, lambda: _FileSlice(fileobj, offset, size), size,
+                                    _metadata_headers(content_type, meta), meta)
 
     async def copy(self, src_key: str, dst_key: str, *, content_type: str | None = None,
                    meta: Mapping[str, str] | None = None) -> str:

@@ -131,6 +131,46 @@ async def test_open_file_follows_directory_rename(local_server, oss_bucket, fres
         assert oss_bucket.get_object("b/f").read() == b"late data"
 
 
+async def test_file_rename_keeps_cached_listings(local_server, oss_bucket, fresh_bucket_name, tmp_path):
+    """After a file rename, the directory's listing and lookups of both names need no request."""
+    oss_bucket.put_object("d/a", b"abc")
+    oss_bucket.put_object("d/b", b"x")
+    async with filesystem(local_server, fresh_bucket_name, tmp_path) as fs:
+        d = await fs.lookup(ROOT_INODE, "d")
+        fh = await fs.opendir(d.inode)
+        await fs.readdir(fh, 0)
+        fs.releasedir(fh)
+        await fs.rename(d.inode, "a", d.inode, "c", 0)
+        local_server.admin.reset_counters()
+        fh = await fs.opendir(d.inode)
+        entries = await fs.readdir(fh, 0)
+        fs.releasedir(fh)
+        assert [e.name for e in entries] == [".", "..", "b", "c"]
+        assert (await fs.lookup(d.inode, "c")).attrs.size == 3
+        assert requests(local_server) == {}
+        with pytest.raises(FsError) as info:
+            await fs.lookup(d.inode, "a")
+        assert info.value.errno == errno.ENOENT
+        assert keys(oss_bucket) == {"d/b", "d/c"}
+
+
+async def test_truncate_of_open_file_sends_no_head(local_server, oss_bucket, fresh_bucket_name, tmp_path):
+    """truncate(path) of a file another process has open changes the shared content: no HEAD needed."""
+    oss_bucket.put_object("f", b"0123456789")
+    async with filesystem(local_server, fresh_bucket_name, tmp_path, readdir_optimize=True) as fs:
+        fh = await fs.opendir(ROOT_INODE)
+        await fs.readdir(fh, 0)  # the entry now comes from a listing (no x-oss-meta-*)
+        fs.releasedir(fh)
+        entry = await fs.lookup(ROOT_INODE, "f")
+        fh = await fs.open(entry.inode, os.O_RDONLY)
+        local_server.admin.reset_counters()
+        assert (await fs.setattr(entry.inode, size=4)).attrs.size == 4
+        assert requests(local_server) == {}
+        await fs.flush(fh)
+        await fs.release(fh)
+        assert oss_bucket.get_object("f").read() == b"0123"
+
+
 async def test_read_only_refuses_changes(local_server, oss_bucket, fresh_bucket_name, tmp_path):
     oss_bucket.put_object("f", b"x")
     async with filesystem(local_server, fresh_bucket_name, tmp_path, read_only=True) as fs:

@@ -505,6 +505,27 @@ def test_multipart_complete_all_abort_and_part_copy(client, core):
     assert client.call("DELETE", "bkt", "aborted", query=f"uploadId={upload_id}").status == 404
 
 
+def test_part_copy_range_spanning_several_extents(client):
+    pieces = [os.urandom(PART), os.urandom(PART), os.urandom(PART)]
+    source_upload = initiate(client, key="source")
+    for number, piece in enumerate(pieces, 1):
+        upload(client, source_upload, number, piece, key="source")
+    done = client.call("POST", "bkt", "source", query=f"uploadId={source_upload}", headers={"x-oss-complete-all": "yes"})
+    assert done.status == 200
+    source = b"".join(pieces)
+    first, last = PART // 2, 2 * PART + PART // 3  # partial first extent, whole middle one, partial last
+    upload_id = initiate(client)
+    response = client.call("PUT", "bkt", "mp", query=f"partNumber=1&uploadId={upload_id}",
+                           headers={"x-oss-copy-source": "/bkt/source", "x-oss-copy-source-range": f"bytes={first}-{last}"})
+    assert response.status == 200
+    copied = source[first:last + 1]
+    assert header(response, "ETag") == '"' + hashlib.md5(copied).hexdigest().upper() + '"'
+    assert header(response, "x-oss-hash-crc64ecma") == str(crc64(copied))
+    done = client.call("POST", "bkt", "mp", query=f"uploadId={upload_id}", headers={"x-oss-complete-all": "yes"})
+    assert header(done, "x-oss-hash-crc64ecma") == str(crc64(copied))
+    assert client.body(client.get("bkt", "mp")) == copied
+
+
 def test_multipart_forbid_overwrite_on_complete(client):
     client.put("bkt", "mp", b"exists")
     upload_id = initiate(client, **{"x-oss-forbid-overwrite": "true"})

@@ -189,3 +189,12 @@ def test_cli_with_sts_token(two_key_server):
     line = one_line(result.stderr)
     assert result.returncode == EXIT_AUTH
     assert line.startswith("ossmount check: InvalidSecurityToken: ")
+
+
+async def test_the_mount_check_is_one_list_request(two_key_server):
+    """A mount skips GetBucketInfo: its check costs one ListObjects."""
+    store = make_store(two_key_server, "test-bucket")
+    two_key_server.admin.reset_counters()
+    report = await check_target(store, "", v2=False, bucket_info=False)
+    assert report.location is None and report.bucket_info_error is None
+    assert {op: n for op, n in two_key_server.admin.counters().items() if n} == {"ListObjects": 1}

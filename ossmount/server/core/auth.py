@@ -743,14 +743,17 @@ def authenticate(
     now: float,
     allow_anonymous: bool,
     max_skew: float = 900.0,
+    query: list[tuple[str, str]] | None = None,
 ) -> Principal | None:
     """Verify the request's signature and return who sent it, or None for an allowed anonymous request.
 
     `bucket` and `key` are the decoded names the router extracted (None for service- or bucket-level requests).
     Raises OssError for every refusal: 403 InvalidAccessKeyId, SignatureDoesNotMatch (with the StringToSign
     echoed), RequestTimeTooSkewed, InvalidSecurityToken, AccessDenied (no or bad date, expired URL,
-    anonymous when not allowed); 400 InvalidArgument for a malformed Authorization or a wrong V4 region."""
-    query = parse_query(request.target)
+    anonymous when not allowed); 400 InvalidArgument for a malformed Authorization or a wrong V4 region.
+    `query` is the request's decoded query pairs when the caller has already parsed them (`Target.query_items`)."""
+    if query is None:
+        query = parse_query(request.target)
     authorization = (request.header("authorization") or "").strip()
     common = dict(bucket=bucket, key=key, credentials=credentials, now=now)
     if authorization:

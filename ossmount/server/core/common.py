@@ -193,6 +193,10 @@ def body_etag(ctx: Context) -> str:
     return body.md5.hex().upper()
 
 
+def content_md5_header(etag: str) -> tuple[str, str]:
+    """The Content-MD5 response header of PutObject/UploadPart: the body's ETag, base64-encoded."""
+    return "Content-MD5", base64.b64encode(bytes.fromhex(etag)).decode("ascii")
+
 
 def restore_header(record: ObjectRecord, now: float, restore_delay: float) -> str | None:
     """The x-oss-restore value for an archive object, or None when no restore was requested."""

@@ -10,6 +10,7 @@ import time
 from typing import Callable
 
 from . import ops_bucket, ops_multipart, ops_object, xmlio
+from .auth import authenticate
 from .common import Context, http_date
 from .errors import OssError
 from .model import Request, Response
@@ -139,14 +140,11 @@ class ServerCore:
         return self._finish(response, request_id, now)
 
     def _authenticate(self, request: Request, target: Target, now: float) -> str | None:
-        from .auth import authenticate
-
         principal = authenticate(request, bucket=target.bucket or None, key=target.key or None,
                                  credentials=self.credentials, region=self.region, now=now,
-                                 allow_anonymous=self.anonymous, max_skew=self.max_skew)
-        if principal is None:
-            return None
-        return getattr(principal, "owner_id", None) or principal.access_key_id
+                                 allow_anonymous=self.anonymous, max_skew=self.max_skew,
+                                 query=target.query_items)
+        return None if principal is None else principal.owner_id
 
     def _error_response(self, request: Request, target: Target | None, error: OssError, request_id: str) -> Response:
         if error.status == 304:

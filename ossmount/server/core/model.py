@@ -9,7 +9,6 @@ file extents that the front sends with os.sendfile.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -85,6 +84,3 @@ class Response:
         if isinstance(self.body, bytes):
             return len(self.body)
         return sum(extent.length for extent in self.body)
-
-    def with_header(self, name: str, value: str) -> "Response":
-        return dataclasses.replace(self, headers=[*self.headers, (name, value)])

@@ -179,13 +179,12 @@ def _encoding(ctx: Context) -> bool:
     return value == "url"
 
 
-def contents_element(ctx: Context, raw_key: bytes, row: ObjectRow, encode: bool, with_owner: bool,
-                     tag: str = "Contents") -> xmlio.ET.Element:
+def contents_element(ctx: Context, row: ObjectRow, encode: bool, with_owner: bool) -> xmlio.ET.Element:
     """A listing entry for a current object."""
     record = row.record
     node = element(
-        tag,
-        leaf("Key", url_encode_if(decode_key(raw_key), encode)),
+        "Contents",
+        leaf("Key", url_encode_if(row.key, encode)),
         leaf("LastModified", iso8601(record.mtime)),
         leaf("ETag", quoted_etag(record.etag)),
         leaf("Type", record.type),
@@ -207,8 +206,8 @@ def _common_prefix_element(raw_prefix: bytes, encode: bool) -> xmlio.ET.Element:
 def _listing_response(ctx: Context, root: xmlio.ET.Element, page: ListingPage, encode: bool, *,
                       with_owner: bool) -> Response:
     """Finish a ListObjects/ListObjectsV2 result: the page's objects, then its common prefixes."""
-    for raw_key, row in page.objects:
-        root.append(contents_element(ctx, raw_key, row, encode, with_owner))
+    for _raw_key, row in page.objects:
+        root.append(contents_element(ctx, row, encode, with_owner))
     for common in page.common_prefixes:
         root.append(_common_prefix_element(common, encode))
     return xml_response(xmlio.render(root))

@@ -3,17 +3,16 @@ copying data and combines their CRCs."""
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import re
 
-from ossmount.crc64 import crc64_concat, crc64_file
+from ossmount.crc64 import crc64, crc64_concat
 
 from . import xmlio
-from .common import (Context, RangeNotSatisfiable, body_etag, body_size, check_key, file_already_exists,
-                     forbid_overwrite, invalid_argument, iso8601, md5_etag, metadata_from_request, parse_range,
-                     quoted_etag, storage_class_from, verify_content_md5, xml_response)
+from .common import (Context, RangeNotSatisfiable, body_etag, body_size, check_key, content_md5_header,
+                     file_already_exists, forbid_overwrite, invalid_argument, iso8601, md5_etag, metadata_from_request,
+                     parse_range, quoted_etag, storage_class_from, verify_content_md5, xml_response)
 from .errors import OssError
 from .model import Response
 from .ops_object import clip_extents, copy_source_row, discard_blobs, existing_object, version_headers
@@ -77,35 +76,32 @@ def upload_part(ctx: Context) -> Response:
         discard_blobs(ctx, extents)
         raise
     headers = [("ETag", quoted_etag(part.etag)), ("x-oss-hash-crc64ecma", str(part.crc64)),
-               ("Content-MD5", base64.b64encode(bytes.fromhex(part.etag)).decode("ascii"))]
+               content_md5_header(part.etag)]
     return Response(200, headers)
 
 
-def _range_of_extents(ctx: Context, extents: list[Extent], first: int, last: int) -> list[Extent]:
-    """Extents covering bytes first..last of an object; CRCs of partial extents are recomputed."""
+def _copy_range(ctx: Context, extents: list[Extent], first: int, last: int) -> tuple[list[Extent], str]:
+    """The extents covering bytes first..last of an object and the MD5 ETag of those bytes.
+
+    Each byte is read once: the MD5 and the CRCs of partially covered extents come from the same pass."""
+    digest = hashlib.md5()
     result = []
     for extent, offset, length in clip_extents(extents, first, last):
-        if length == extent.length:
-            result.append(extent)
-            continue
-        crc = crc64_file(ctx.store.blob_path(extent.blob), offset, length)
-        result.append(Extent(extent.blob, offset, length, crc))
-    return result
-
-
-def _md5_of_extents(ctx: Context, extents: list[Extent]) -> str:
-    digest = hashlib.md5()
-    for extent in extents:
+        partial = length != extent.length
+        crc = 0
         with open(ctx.store.blob_path(extent.blob), "rb") as f:
-            f.seek(extent.offset)
-            remaining = extent.length
+            f.seek(offset)
+            remaining = length
             while remaining:
                 chunk = f.read(min(remaining, 1 << 20))
                 if not chunk:
                     break
                 digest.update(chunk)
+                if partial:
+                    crc = crc64(chunk, crc)
                 remaining -= len(chunk)
-    return digest.hexdigest().upper()
+        result.append(Extent(extent.blob, offset, length, crc) if partial else extent)
+    return result, digest.hexdigest().upper()
 
 
 def upload_part_copy(ctx: Context) -> Response:
@@ -123,9 +119,8 @@ def upload_part_copy(ctx: Context) -> Response:
         extents, size, etag, crc = list(record.extents), record.size, record.etag, record.crc64
     else:
         first, last = span
-        extents = _range_of_extents(ctx, record.extents, first, last)
+        extents, etag = _copy_range(ctx, record.extents, first, last)
         size = last - first + 1
-        etag = _md5_of_extents(ctx, extents)
         crc = crc64_concat([(e.crc, e.length) for e in extents])
     ctx.store.put_part(upload.upload_id, PartRecord(number, size, etag, crc, ctx.now, extents))
     body = xmlio.render(element("CopyPartResult", leaf("LastModified", iso8601(ctx.now)),

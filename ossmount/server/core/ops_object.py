@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 from collections.abc import Iterator
 from urllib.parse import quote, unquote
@@ -12,18 +11,14 @@ from ossmount.crc64 import crc64_combine
 
 from . import xmlio
 from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatisfiable, body_etag, body_size,
-                     check_conditions, check_key, file_already_exists, http_date, forbid_overwrite, invalid_argument,
-                     invalid_object_state, is_readable, iso8601, md5_etag, metadata_from_request, no_such_key,
-                     object_headers, parse_range, quoted_etag, storage_class_from, verify_content_md5,
+                     check_conditions, check_key, content_md5_header, file_already_exists, http_date, forbid_overwrite,
+                     invalid_argument, invalid_object_state, is_readable, iso8601, md5_etag, metadata_from_request,
+                     no_such_key, object_headers, parse_range, quoted_etag, storage_class_from, verify_content_md5,
                      xml_response)
 from .errors import OssError
 from .model import FileExtent, Response
 from .store import BucketRecord, Extent, ObjectRecord, ObjectRow
 from .xmlio import element, leaf, url_encode_if
-
-
-def _versioned(bucket: BucketRecord) -> bool:
-    return bool(bucket.versioning)
 
 
 def version_headers(bucket: BucketRecord, version_id: str) -> list[tuple[str, str]]:
@@ -108,7 +103,7 @@ def _served_row(ctx: Context) -> tuple[BucketRecord, ObjectRow, ObjectRow]:
 
 
 def _headers_for(ctx: Context, bucket: BucketRecord, link: ObjectRow, served: ObjectRow) -> list[tuple[str, str]]:
-    headers = object_headers(ctx, served, _versioned(bucket))
+    headers = object_headers(ctx, served, bool(bucket.versioning))
     if link is not served:
         # OSS answers with the target's data headers but the link's own user metadata.
         headers = [(n, "Symlink") if n == "x-oss-object-type" else (n, v) for n, v in headers
@@ -170,10 +165,6 @@ def _publish(ctx: Context, bucket: BucketRecord, key: str, record: ObjectRecord)
     return ctx.store.put_object(bucket.name, key, record, bucket.versioning)
 
 
-def _adopt(ctx: Context) -> list[Extent]:
-    return ctx.store.adopt_body(ctx.request.body)
-
-
 def discard_blobs(ctx: Context, extents: list[Extent]) -> None:
     for extent in extents:
         ctx.store.unlink_blob(extent.blob)
@@ -192,15 +183,14 @@ def put_object(ctx: Context) -> Response:
     record = ObjectRecord(type="Normal", size=size, etag=body_etag(ctx), crc64=body.crc64 if body else 0,
                           mtime=ctx.now, storage_class=storage_class, owner=ctx.owner_id())
     metadata_from_request(ctx, record)
-    record.extents = _adopt(ctx)
+    record.extents = ctx.store.adopt_body(body)
     try:
         version_id = _publish(ctx, bucket, ctx.key, record)
     except BaseException:
         discard_blobs(ctx, record.extents)
         raise
     headers = [("ETag", quoted_etag(record.etag)), ("x-oss-hash-crc64ecma", str(record.crc64)),
-               ("Content-MD5", base64.b64encode(bytes.fromhex(record.etag)).decode("ascii")),
-               *version_headers(bucket, version_id)]
+               content_md5_header(record.etag), *version_headers(bucket, version_id)]
     return Response(200, headers)
 
 
@@ -326,7 +316,7 @@ def append_object(ctx: Context) -> Response:
                        ec="0026-00000102", headers=[("x-oss-next-append-position", str(current_size))])
     if current_size + size > 5 * 1024**3:
         raise OssError(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
-    new_extents = _adopt(ctx)
+    new_extents = ctx.store.adopt_body(body)
     try:
         if existing is None:
             record = ObjectRecord(type="Appendable", size=size, crc64=body_crc, mtime=ctx.now,

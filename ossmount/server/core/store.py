@@ -78,14 +78,14 @@ class ObjectRecord:
     def to_json(self) -> str:
         data = asdict(self)
         data["crc64"] = str(self.crc64)
-        data["extents"] = [[e.blob, e.offset, e.length, str(e.crc)] for e in self.extents]
+        data["extents"] = _extent_rows(self.extents)
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "ObjectRecord":
         data = json.loads(text)
         data["crc64"] = int(data["crc64"])
-        data["extents"] = [Extent(b, o, n, int(c)) for b, o, n, c in data["extents"]]
+        data["extents"] = _extents_from_rows(data["extents"])
         return cls(**data)
 
 
@@ -153,12 +153,30 @@ CREATE TABLE IF NOT EXISTS parts(
 """
 
 
+def _extent_rows(extents: list[Extent]) -> list[list]:
+    """Extents as JSON-ready rows; the CRC goes as a string because it may exceed 2**53."""
+    return [[e.blob, e.offset, e.length, str(e.crc)] for e in extents]
+
+
+def _extents_from_rows(rows: list[list]) -> list[Extent]:
+    return [Extent(b, o, n, int(c)) for b, o, n, c in rows]
+
+
 def _extents_json(extents: list[Extent]) -> str:
-    return json.dumps([[e.blob, e.offset, e.length, str(e.crc)] for e in extents])
+    return json.dumps(_extent_rows(extents))
 
 
 def _extents_from_json(text: str) -> list[Extent]:
-    return [Extent(b, o, n, int(c)) for b, o, n, c in json.loads(text)]
+    return _extents_from_rows(json.loads(text))
+
+
+_UPLOAD_COLUMNS = "upload_id, bucket, key, initiated, record, forbid_overwrite"
+
+
+def _upload_from_row(row: tuple) -> UploadRecord:
+    upload_id, bucket, key, initiated, record, forbid_overwrite = row
+    return UploadRecord(upload_id, bucket, decode_key(key), initiated, ObjectRecord.from_json(record),
+                        bool(forbid_overwrite))
 
 
 def _new_id() -> str:
@@ -269,15 +287,15 @@ class Store:
         for extent in extents:
             if delta > 0:
                 self._db.execute(
-                    "INSERT INTO blobs(id, size, refs) VALUES(?, ?, 0) ON CONFLICT(id) DO NOTHING",
-                    (extent.blob, extent.offset + extent.length),
+                    "INSERT INTO blobs(id, size, refs) VALUES(?, ?, ?) ON CONFLICT(id) DO UPDATE SET refs = refs + ?",
+                    (extent.blob, extent.offset + extent.length, delta, delta),
                 )
+                continue
             self._db.execute("UPDATE blobs SET refs = refs + ? WHERE id = ?", (delta, extent.blob))
-            if delta < 0:
-                row = self._db.execute("SELECT refs FROM blobs WHERE id = ?", (extent.blob,)).fetchone()
-                if row is not None and row[0] <= 0:
-                    self._db.execute("DELETE FROM blobs WHERE id = ?", (extent.blob,))
-                    self._pending_unlinks.append(extent.blob)
+            row = self._db.execute("SELECT refs FROM blobs WHERE id = ?", (extent.blob,)).fetchone()
+            if row is not None and row[0] <= 0:
+                self._db.execute("DELETE FROM blobs WHERE id = ?", (extent.blob,))
+                self._pending_unlinks.append(extent.blob)
 
     def collect_garbage(self) -> None:
         """Remove blob files no row references and leftover tmp files (after a crash)."""
@@ -389,19 +407,15 @@ class Store:
         """
         raw_key = encode_key(key)
         if versioning == "Enabled":
-            version_id = "CAEQ" + _new_id()
+            version_id, replaced = "CAEQ" + _new_id(), []
         elif versioning == "Suspended":
             version_id = "null"
-        else:
-            version_id = ""
-        if versioning == "Enabled":
-            replaced = []
-        elif versioning == "Suspended":
             replaced = self._db.execute(
                 "SELECT seq, record FROM objects WHERE bucket = ? AND key = ? AND version_id = 'null'",
                 (bucket, raw_key),
             ).fetchall()
         else:
+            version_id = ""
             replaced = self._db.execute(
                 "SELECT seq, record FROM objects WHERE bucket = ? AND key = ?", (bucket, raw_key)
             ).fetchall()
@@ -410,8 +424,9 @@ class Store:
         for seq, text in replaced:
             self._add_refs(ObjectRecord.from_json(text).extents, -1)
             self._db.execute("DELETE FROM objects WHERE seq = ?", (seq,))
-        self._db.execute("UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
-                         (bucket, raw_key))
+        if versioning:  # an unversioned key's rows were all deleted just above
+            self._db.execute("UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1",
+                             (bucket, raw_key))
         self._db.execute(
             "INSERT INTO objects(bucket, key, version_id, is_latest, delete_marker, record) VALUES(?, ?, ?, 1, ?, ?)",
             (bucket, raw_key, version_id, int(delete_marker), record.to_json()),
@@ -448,20 +463,15 @@ class Store:
     def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectRow | None:
         """Permanently remove one version; the newest remaining one becomes latest."""
         with self.transaction():
-            raw_key = encode_key(key)
-            row = self._db.execute(
-                f"SELECT {self._COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND version_id = ?",
-                (bucket, raw_key, version_id),
-            ).fetchone()
-            if row is None:
+            removed = self.get_version(bucket, key, version_id)
+            if removed is None:
                 return None
-            removed = self._row(row)
             self._add_refs(removed.record.extents, -1)
             self._db.execute("DELETE FROM objects WHERE seq = ?", (removed.seq,))
             if removed.is_latest:
                 self._db.execute(
                     "UPDATE objects SET is_latest = 1 WHERE seq = (SELECT MAX(seq) FROM objects WHERE bucket = ? AND key = ?)",
-                    (bucket, raw_key),
+                    (bucket, encode_key(key)),
                 )
         return removed
 
@@ -519,12 +529,9 @@ class Store:
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT upload_id, bucket, key, initiated, record, forbid_overwrite FROM uploads WHERE upload_id = ?",
-                (upload_id,),
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
             ).fetchone()
-        if row is None:
-            return None
-        return UploadRecord(row[0], row[1], decode_key(row[2]), row[3], ObjectRecord.from_json(row[4]), bool(row[5]))
+        return _upload_from_row(row) if row is not None else None
 
     def put_part(self, upload_id: str, part: PartRecord) -> None:
         with self.transaction():
@@ -567,7 +574,7 @@ class Store:
     def list_uploads(self, bucket: str, prefix: bytes) -> list[UploadRecord]:
         """All uploads of a bucket under `prefix`, ordered by key bytes, then initiation, then id."""
         upper = prefix_successor(prefix) if prefix else None
-        sql = "SELECT upload_id, bucket, key, initiated, record, forbid_overwrite FROM uploads WHERE bucket = ? AND key >= ?"
+        sql = f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE bucket = ? AND key >= ?"
         params: list = [bucket, prefix]
         if upper is not None:
             sql += " AND key < ?"
@@ -575,4 +582,4 @@ class Store:
         sql += " ORDER BY key, initiated, upload_id"
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
-        return [UploadRecord(r[0], r[1], decode_key(r[2]), r[3], ObjectRecord.from_json(r[4]), bool(r[5])) for r in rows]
+        return [_upload_from_row(row) for row in rows]

@@ -1,0 +1,51 @@
+"""Secrets never reach a log line, even at debug level.
+
+With `-d`, oss2 and urllib3 log every request's headers and URL: the Authorization signature and an STS
+security token would land in the log (and in whatever collects it). `RedactSecrets` is attached to the log
+handler, so it sees every record from every library and rewrites those values before they are formatted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+REDACTED = "<redacted>"
+
+# `'authorization': 'OSS ak:sig'` / `x-oss-security-token: tok` as dict reprs or header lines print them.
+_SECRET_HEADER = re.compile(
+    r"""(?P<name>(?:authorization|x-oss-security-token|security-token|x-oss-signature|signature)['"]?\s*[:=]\s*)"""
+    r"""(?P<quote>['"])?(?P<value>(?(quote)(?:(?!(?P=quote)).)*|[^\s&,'"}]+))""",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """`text` with the values of credential-bearing headers and query parameters replaced."""
+    return _SECRET_HEADER.sub(lambda m: f"{m['name']}{m['quote'] or ''}{REDACTED}", text)
+
+
+class RedactSecrets(logging.Filter):
+    """A handler filter that redacts credential values in each record's final message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def setup_logging(debug: bool, level: int = logging.WARNING) -> None:
+    """The one log setup of the client commands: one stderr line per record, secrets redacted; oss2, urllib3 and
+    requests stay at WARNING unless `debug` (they print every request's headers)."""
+    level = logging.DEBUG if debug else min(logging.WARNING, level)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for library in ("urllib3", "oss2", "requests"):
+        logging.getLogger(library).setLevel(logging.NOTSET if debug else max(level, logging.WARNING))
