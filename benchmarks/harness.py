@@ -2,8 +2,9 @@
 
 Per client and workload, every figure is the median of `--runs` (≥ 3) runs with min and max; next to it the
 requests the server counted (reset per run), the CPU-seconds of the FUSE process tree and its peak RSS (VmHWM,
-reset per run). Read jobs run on a fresh mount with the page cache dropped; warm figures (second `ls -l`, second
-read of the same file) follow a cold one on the same mount. Results go to benchmarks/results/<date>.json with a
+reset per run). The page cache is dropped before every read job; cold metadata figures (`ls -l`, `stat`, `find`)
+run on a fresh mount, and the warm ones (second `ls -l`, second read of the same file) follow a cold one on the
+same mount. Results go to benchmarks/results/<date>.json with a
 Markdown table and a PNG chart (benchmarks/report.py).
 """
 
@@ -81,6 +82,7 @@ WORKLOADS = [
 BY_NAME = {w.name: w for w in WORKLOADS}
 QUICK_WORKLOADS = ["seq_read_1j", "seq_write", "rand_read_4k", "ttfb", "small_read", "ls_l_cold", "ls_l_warm",
                    "stat", "create_delete", "find"]
+QUICK_SCALE = 1 / 16
 
 
 @dataclass
@@ -215,7 +217,6 @@ class Runner:
 
     # Each returns (value, Measurement) for one run on `client` (mounted).
     def fio_read(self, client, job: str, direction: str = "read", **env) -> tuple[float, Measurement]:
-        client.remount()
         drop_caches()
         with Measurement(self.server, client.pid) as m:
             result = run_fio(job, client.mountpoint, self.env(**env))
@@ -228,7 +229,6 @@ class Runner:
         return self.fio_read(client, "seq_read.fio", BENCH_JOBS="4")
 
     def reread(self, client):
-        client.remount()
         drop_caches()
         run_fio("seq_read.fio", client.mountpoint, self.env())
         with Measurement(self.server, client.pid) as m:
@@ -242,14 +242,12 @@ class Runner:
         return self.fio_read(client, "rand_read.fio", BENCH_BS="256k", BENCH_RAND_IO=str(self.scale.rand_io_256k))
 
     def ttfb(self, client):
-        client.remount()
         drop_caches()
         with Measurement(self.server, client.pid) as m:
             result = run_fio("ttfb.fio", client.mountpoint, self.env())
         return result["read"]["lat_ns"]["mean"] / 1e6, m
 
     def seq_write(self, client):
-        client.remount()
         key = f"write-{client.name}.bin"
         started = time.perf_counter()
         with Measurement(self.server, client.pid) as m:
@@ -266,19 +264,15 @@ class Runner:
         return path
 
     def small_write(self, client):
-        client.remount()
         directory = self._small_dir(client)
         with Measurement(self.server, client.pid) as m:
             result = run_fio("small_files_write.fio", directory, self.env())
         return fio_bandwidth(result, "write"), m
 
     def small_read(self, client):
-        client.remount()
         directory = self._small_dir(client)
         if len(os.listdir(directory)) < 8 * self.scale.small_per_job:
             run_fio("small_files_write.fio", directory, self.env())
-            client.remount()
-            directory = self._small_dir(client)
         drop_caches()
         with Measurement(self.server, client.pid) as m:
             result = run_fio("small_files_read.fio", directory, self.env())
@@ -310,7 +304,6 @@ class Runner:
 
     def create_delete(self, client):
         directory = client.mountpoint / f"creates-{client.name}"
-        client.remount()
         directory.mkdir(exist_ok=True)
 
         def action():
@@ -429,7 +422,7 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="reduced set at 1/8 scale (under 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="reduced set at 1/16 scale (under 3 minutes)")
     parser.add_argument("--scale", type=float, default=None, help="size factor (1 = 1 GiB object, 10k listing)")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median, min, max); at least 3")
     parser.add_argument("--clients", default="ossmount,s3fs,rclone,python-get,ramfs")
@@ -442,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be at least 3 (every figure is a median of at least 3 runs)")
     if os.geteuid() != 0:
         parser.error("run as root: the benchmark drops the page cache and mounts FUSE filesystems")
-    scale = Scale.for_factor(args.scale if args.scale is not None else (0.125 if args.quick else 1.0))
+    scale = Scale.for_factor(args.scale if args.scale is not None else (QUICK_SCALE if args.quick else 1.0))
     workloads = [BY_NAME[name] for name in (args.workloads.split(",") if args.workloads else
                                            (QUICK_WORKLOADS if args.quick else [w.name for w in WORKLOADS]))]
     wanted = args.clients.split(",")
