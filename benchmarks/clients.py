@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ossmount.testing import stop_process
+
 MOUNT_TIMEOUT = 30.0
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +41,9 @@ class Client:
     name = ""
     kind = "peer"
     fuse = True
+    binary = ""  # an installed program (peers): missing() and version() look for it
+    package = ""
+    version_args: tuple[str, ...] = ("--version",)
 
     def __init__(self, server, bucket: str, workdir: Path):
         self.server = server
@@ -52,10 +57,12 @@ class Client:
     # -- description ---------------------------------------------------------------------------------------
     def missing(self) -> str | None:
         """Why this client cannot run here (None if it can)."""
+        if self.binary and not shutil.which(self.binary):
+            return f"{self.binary} is not installed (Debian package {self.package}; bash .ci/setup)"
         return None
 
     def version(self) -> str | None:
-        return None
+        return tool_version([self.binary, *self.version_args]) if self.binary else None
 
     def argv(self) -> list[str]:
         raise NotImplementedError
@@ -110,13 +117,8 @@ class Client:
     def _force_cleanup(self) -> None:
         if is_mounted(self.mountpoint):
             subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
         if self._log is not None:
             self._log.close()
@@ -160,19 +162,13 @@ class OssmountClient(Client):
 class S3fsClient(Client):
     name = "s3fs"
     binary = os.environ.get("BENCH_S3FS", "s3fs")  # another build (or a missing one) for a run
+    package = "s3fs"
 
     def __init__(self, server, bucket, workdir):
         super().__init__(server, bucket, workdir)
         self.passwd = self.workdir / "passwd-s3fs"
         self.passwd.write_text(f"{server.access_key_id}:{server.access_key_secret}\n")
         self.passwd.chmod(0o600)
-
-    def missing(self) -> str | None:
-        return None if shutil.which(self.binary) else f"{self.binary} is not installed (Debian package s3fs; " \
-            "bash .ci/setup)"
-
-    def version(self) -> str | None:
-        return tool_version([self.binary, "--version"])
 
     def argv(self) -> list[str]:
         return [self.binary, self.bucket, str(self.mountpoint), "-f", "-o",
@@ -186,15 +182,10 @@ class S3fsClient(Client):
 class RcloneClient(Client):
     name = "rclone"
     binary = os.environ.get("BENCH_RCLONE", "rclone")
+    package = "rclone"
+    version_args = ("version",)
     VFS_OPTIONS = ["--vfs-cache-mode", "writes", "--vfs-write-back", "0s", "--dir-cache-time", "15m",
                    "--attr-timeout", "1s"]
-
-    def missing(self) -> str | None:
-        return None if shutil.which(self.binary) else f"{self.binary} is not installed (Debian package rclone; " \
-            "bash .ci/setup)"
-
-    def version(self) -> str | None:
-        return tool_version([self.binary, "version"])
 
     def argv(self) -> list[str]:
         return [self.binary, "mount", f"bench:{self.bucket}", str(self.mountpoint), "--cache-dir",

@@ -41,6 +41,18 @@ def wait_for(probe: Callable[[], _T], until: Callable[[_T], bool], *, timeout: f
         time.sleep(interval)
 
 
+def stop_process(process: "subprocess.Popen") -> None:
+    """SIGTERM, wait up to 10 s, then SIGKILL and reap (a no-op for a process that already exited)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class ServerStartError(RuntimeError):
     """The server did not print its listening line in time; the message carries its stderr."""
 

@@ -36,6 +36,7 @@ from ossmount.server.core.auth import (
     _check_presigned_expires,
     _check_security_token,
     _check_skew,
+    _V4Scope,
     _compare,
     _lookup,
     _parse_http_date,
@@ -235,28 +236,16 @@ def accepted_regions(region: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((region, f"oss-{region}", DEFAULT_S3_REGION)))
 
 
-@dataclass(frozen=True)
-class _Scope:
-    access_key_id: str
-    date: str
-    region: str
-    service: str
-
-    @property
-    def text(self) -> str:
-        return f"{self.date}/{self.region}/{self.service}/{V4_TERMINATOR}"
-
-
-def _parse_scope(value: str, region: str) -> _Scope:
+def _parse_scope(value: str, region: str) -> _V4Scope:
     parts = value.split("/")
     if len(parts) < 5 or parts[-1] != V4_TERMINATOR or not parts[0]:
         raise _malformed(f"the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/"
                          f"{V4_TERMINATOR}\".")
-    scope = _Scope("/".join(parts[:-4]), parts[-4], parts[-3], parts[-2])
+    scope = _V4Scope("/".join(parts[:-4]), parts[-4], parts[-3], parts[-2], V4_TERMINATOR)
     if len(scope.date) != 8 or not scope.date.isdigit():
         raise _malformed(f"Invalid credential date \"{scope.date}\". This date is not the same as X-Amz-Date.")
-    if scope.service != V4_SERVICE:
-        raise _malformed(f"The authorization header is malformed; incorrect service \"{scope.service}\". "
+    if scope.product != V4_SERVICE:
+        raise _malformed(f"The authorization header is malformed; incorrect service \"{scope.product}\". "
                          f"This endpoint belongs to \"{V4_SERVICE}\".")
     if scope.region not in accepted_regions(region):
         raise OssError(400, "AuthorizationHeaderMalformed",
@@ -285,7 +274,7 @@ def _check_v4(request, query, scope, date_time, signed_headers, payload_hash, pr
     canonical = v4_canonical_request(request.method, _raw_path(request.target), query, request.headers,
                                      signed_headers, payload_hash)
     string_to_sign = v4_string_to_sign(date_time, scope.text, canonical)
-    key = v4_signing_key(credential.secret, scope.date, scope.region, scope.service)
+    key = v4_signing_key(credential.secret, scope.date, scope.region, scope.product)
     expected = hmac.new(key, string_to_sign, hashlib.sha256).hexdigest()
     if not _compare(provided, expected):
         raise _signature_mismatch(access_key_id=scope.access_key_id, provided=provided,
