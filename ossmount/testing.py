@@ -41,6 +41,18 @@ def wait_for(probe: Callable[[], _T], until: Callable[[_T], bool], *, timeout: f
         time.sleep(interval)
 
 
+def stop_process(process: "subprocess.Popen") -> None:
+    """SIGTERM, wait up to 10 s, then SIGKILL and reap (a no-op for a process that already exited)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class ServerStartError(RuntimeError):
     """The server did not print its listening line in time; the message carries its stderr."""
 
@@ -180,6 +192,21 @@ class LocalServer:
         import oss2
 
         return oss2.Service(self._oss2_auth(auth_version, kwargs), self.endpoint, **kwargs)
+
+    def boto3_client(self, signature_version: str = "s3v4", *, addressing_style: str = "path",
+                     region: str | None = None, credentials: tuple[str, str] | None = None,
+                     session_token: str | None = None, **config: Any):
+        """A boto3 S3 client of the server's S3 dialect: `signature_version` "s3v4" (SigV4) or "s3" (SigV2), the
+        first credentials unless others are given, region `region` (default: the server's)."""
+        import boto3
+        from botocore.config import Config
+
+        access_key_id, secret = credentials or (self.access_key_id, self.access_key_secret)
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=region or self.region,
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret, aws_session_token=session_token,
+            config=Config(signature_version=signature_version, s3={"addressing_style": addressing_style},
+                          retries={"max_attempts": 1}, **config))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

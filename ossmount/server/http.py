@@ -37,6 +37,7 @@ import trio
 from ossmount.crc64 import crc64
 from ossmount.errors import exception_leaves
 from ossmount.server.core.model import FileExtent, Request, Response, SpooledBody
+from ossmount.server.core.s3.chunked import AwsChunkedDecoder, ChunkedFormatError, is_aws_chunked
 from ossmount.server.faults import (
     ADMIN_PREFIX,
     AdminApi,
@@ -56,6 +57,8 @@ MAX_HEAD_SIZE = 256 * 1024
 SENDFILE_CHUNK = 16 * 1024 * 1024
 EMPTY_MD5 = hashlib.md5(b"").digest()
 _EMPTY_BODY = SpooledBody(path=None, size=0, md5=EMPTY_MD5, crc64=0, data=b"")
+# An aws-chunked body whose framing is broken: no decoded body, so the S3 dialect answers 400 IncompleteBody.
+_UNREADABLE_CHUNKED_BODY = SpooledBody(path=None, size=0, md5=EMPTY_MD5, crc64=0, data=b"")
 
 
 class ClientGone(Exception):
@@ -160,9 +163,10 @@ class _BodySpool:
 
     Without `md5` only the CRC is computed (MD5 is the slowest step of a PUT) and the body's `md5` is None."""
 
-    def __init__(self, tmp_dir: str, *, md5: bool = True):
+    def __init__(self, tmp_dir: str, *, md5: bool = True, sha256: bool = False):
         self._tmp_dir = tmp_dir
         self._md5 = hashlib.md5() if md5 else None
+        self._sha256 = hashlib.sha256() if sha256 else None
         self._crc = 0
         self._size = 0
         self._memory = bytearray()
@@ -185,6 +189,8 @@ class _BodySpool:
         """Feed the MD5 (a worker thread may run this while another runs `store` on the same data)."""
         if self._md5 is not None:
             self._md5.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
 
     def store(self, data: bytes | memoryview) -> None:
         """CRC and write `data`; hashlib, the CRC and os.write release the GIL, so threads overlap."""
@@ -202,13 +208,15 @@ class _BodySpool:
             written = os.write(self._fd, view)
             view = view[written:]
 
-    def finish(self) -> SpooledBody:
+    def finish(self, aws_chunked: Any = None) -> SpooledBody:
         md5 = self._md5.digest() if self._md5 is not None else None
+        sha256 = self._sha256.digest() if self._sha256 is not None else None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            return SpooledBody(self.path, self._size, md5, self._crc)
-        return SpooledBody(None, self._size, md5, self._crc, data=bytes(self._memory))
+            return SpooledBody(self.path, self._size, md5, self._crc, sha256=sha256, aws_chunked=aws_chunked)
+        return SpooledBody(None, self._size, md5, self._crc, data=bytes(self._memory), sha256=sha256,
+                           aws_chunked=aws_chunked)
 
     def discard(self) -> None:
         if self._fd is not None:
@@ -386,28 +394,49 @@ class HttpFront:
         conn = channel.conn
         if conn.they_are_waiting_for_100_continue:
             await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
-        spool = _BodySpool(self.core.tmp_dir, md5=self._etag == "md5" or "content-md5" in headers)
+        # An S3 client's hex x-amz-content-sha256 is checked against the body; aws-chunked bodies are unframed here.
+        declared_sha256 = headers.get("x-amz-content-sha256", "")
+        spool = _BodySpool(self.core.tmp_dir, md5=self._etag == "md5" or "content-md5" in headers,
+                           sha256=len(declared_sha256) == 64)
+        decoder = AwsChunkedDecoder() if is_aws_chunked(headers) else None
         try:
             length = headers.get("content-length")
             chunked = "transfer-encoding" in headers
-            if not chunked and length is not None and length.isdigit() and int(length) >= FAST_BODY_MIN:
+            if (decoder is None and not chunked and length is not None and length.isdigit()
+                    and int(length) >= FAST_BODY_MIN):
                 await self._receive_fixed_body(channel, head, int(length), spool)
-            else:
-                await self._receive_framed_body(channel, spool)
-            return spool.finish()
+                return spool.finish()
+            await self._receive_framed_body(channel, spool, decoder)
+            return spool.finish(decoder.finish() if decoder is not None else None)
+        except ChunkedFormatError:
+            spool.discard()
+            return _UNREADABLE_CHUNKED_BODY
         except BaseException:
             spool.discard()
             raise
 
-    async def _receive_framed_body(self, channel: _Channel, spool: _BodySpool) -> None:
+    async def _receive_framed_body(self, channel: _Channel, spool: _BodySpool,
+                                   decoder: AwsChunkedDecoder | None = None) -> None:
+        """Spool h11's Data events; through `decoder` when the body is aws-chunked. A ChunkedFormatError reads the
+        rest of the body (so the connection stays usable) and is then re-raised."""
+        error: ChunkedFormatError | None = None
         while True:
             try:
                 event = await channel.next_event()
             except h11.RemoteProtocolError as exc:
                 raise ClientGone(f"incomplete request body: {exc}") from None
             if isinstance(event, h11.Data):
-                spool.write(event.data)
+                if decoder is None:
+                    spool.write(event.data)
+                elif error is None:
+                    try:
+                        for piece in decoder.feed(event.data):
+                            spool.write(piece)
+                    except ChunkedFormatError as exc:
+                        error = exc
             elif isinstance(event, h11.EndOfMessage):
+                if error is not None:
+                    raise error
                 return
             else:
                 raise ClientGone("connection closed before the request body ended")

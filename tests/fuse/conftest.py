@@ -22,7 +22,7 @@ from typing import Iterator
 
 import pytest
 
-from ossmount.testing import LocalServer
+from ossmount.testing import LocalServer, stop_process
 
 TEST_UID = 4242
 TEST_USER = "ossmount-test"
@@ -124,12 +124,7 @@ class Mount:
         """Never leave a mount or a process behind, whatever state the test left."""
         subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
         self._close_log()
         if not is_mounted(self.path):

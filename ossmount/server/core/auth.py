@@ -590,14 +590,17 @@ def v4_signing_key(secret: str, date: str, region: str, product: str = V4_PRODUC
 
 @dataclass(frozen=True)
 class _V4Scope:
+    """A V4 credential scope; the S3 dialect's scopes end in aws4_request instead."""
+
     access_key_id: str
     date: str
     region: str
     product: str
+    terminator: str = V4_TERMINATOR
 
     @property
     def text(self) -> str:
-        return f"{self.date}/{self.region}/{self.product}/{V4_TERMINATOR}"
+        return f"{self.date}/{self.region}/{self.product}/{self.terminator}"
 
 
 def _parse_v4_credential(value: str, error_message: str) -> _V4Scope:

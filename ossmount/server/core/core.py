@@ -15,6 +15,7 @@ from .common import Context, http_date
 from .errors import OssError
 from .model import Request, Response
 from .routing import Route, Target, classify_operation, is_valid_bucket_name, parse_target
+from .s3.dialect import classify_s3, handle_s3, is_s3_request
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ _HANDLERS: dict[str, Callable[[Context], Response]] = {
     "GetBucketInfo": ops_bucket.get_bucket_info,
     "GetBucketStat": ops_bucket.get_bucket_stat,
     "GetBucketLocation": ops_bucket.get_bucket_location,
+    "HeadBucket": ops_bucket.head_bucket,
     "ListObjects": ops_bucket.list_objects,
     "ListObjectsV2": ops_bucket.list_objects_v2,
     "ListObjectVersions": ops_bucket.list_object_versions,
@@ -103,14 +105,18 @@ class ServerCore:
             if self.store.get_bucket(name) is None:
                 self.store.create_bucket(name, owner, self.clock(), "Standard")
 
-    def _target(self, request: Request) -> Target:
+    def parse_target(self, request: Request) -> Target:
+        """The bucket, key and query a request addresses (path-style or virtual-hosted)."""
         return parse_target(request.target, request.headers.get("host"), self.service_hosts)
 
+    _target = parse_target
+
     def classify(self, request: Request) -> Route:
-        """Name the operation of a request without authenticating it. Never raises."""
+        """Name the operation of a request (OSS or S3 dialect) without authenticating it. Never raises."""
         try:
             target = self._target(request)
-            return Route(classify_operation(request.method, target, request.headers), target.bucket, target.key)
+            classify = classify_s3 if is_s3_request(request, target.query_items) else classify_operation
+            return Route(classify(request.method, target, request.headers), target.bucket, target.key)
         except Exception:  # noqa: BLE001 - classification must never fail the front end
             return Route("Unknown", "", "")
 
@@ -121,23 +127,29 @@ class ServerCore:
         target: Target | None = None
         try:
             target = self._target(request)
+            if is_s3_request(request, target.query_items):
+                return handle_s3(self, request, request_id, now)
             op = classify_operation(request.method, target, request.headers)
             principal = self._authenticate(request, target, now)
-            handler = _HANDLERS.get(op)
-            if handler is None:
-                raise OssError(501 if op != "Unknown" else 400,
-                               "NotImplemented" if op != "Unknown" else "InvalidRequest",
-                               f"{op} is not supported by ossmount serve.")
-            ctx = Context(self, request, target, op, principal, now)
-            with self._lock:
-                response = handler(ctx)
+            response = self.dispatch(request, target, op, principal, now)
         except OssError as error:
             response = self._error_response(request, target, error, request_id)
         except Exception as exc:  # noqa: BLE001 - any bug must still answer the client
             log.warning("internal error handling %s %s", request.method, request.target, exc_info=True)
             error = OssError(500, "InternalError", f"We encountered an internal error: {type(exc).__name__}.")
             response = self._error_response(request, target, error, request_id)
-        return self._finish(response, request_id, now)
+        return self.finish(response, request_id, now)
+
+    def dispatch(self, request: Request, target: Target, op: str, principal: str | None, now: float) -> Response:
+        """Run operation `op` for an authenticated request (either dialect: OSS header names). Raises OssError."""
+        handler = _HANDLERS.get(op)
+        if handler is None:
+            raise OssError(501 if op != "Unknown" else 400,
+                           "NotImplemented" if op != "Unknown" else "InvalidRequest",
+                           f"{op} is not supported by ossmount serve.")
+        ctx = Context(self, request, target, op, principal, now)
+        with self._lock:
+            return handler(ctx)
 
     def _authenticate(self, request: Request, target: Target, now: float) -> str | None:
         principal = authenticate(request, bucket=target.bucket or None, key=target.key or None,
@@ -161,7 +173,8 @@ class ServerCore:
             return Response(error.status, headers, b"", content_length=0)
         return Response(error.status, headers, document)
 
-    def _finish(self, response: Response, request_id: str, now: float) -> Response:
+    def finish(self, response: Response, request_id: str, now: float) -> Response:
+        """Add the headers every response carries (Server, Date, request id, server time)."""
         response.headers = [
             ("Server", "AliyunOSS"),
             ("Date", http_date(now)),

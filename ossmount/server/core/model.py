@@ -10,6 +10,7 @@ file extents that the front sends with os.sendfile.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -27,6 +28,8 @@ class SpooledBody:
     md5: bytes | None
     crc64: int
     data: bytes | None = None  # set instead of `path` for small in-memory bodies (tests, XML)
+    sha256: bytes | None = None  # computed when an S3 client declares a hex x-amz-content-sha256
+    aws_chunked: Any = None  # an s3.chunked.AwsChunkedBody when the body arrived aws-chunked (decoded in `path`)
 
     def read_bytes(self) -> bytes:
         """The whole body as bytes (only for small bodies such as XML documents)."""

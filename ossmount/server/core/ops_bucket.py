@@ -150,6 +150,12 @@ def get_bucket_location(ctx: Context) -> Response:
     return xml_response(xmlio.render(leaf("LocationConstraint", _location(ctx))))
 
 
+def head_bucket(ctx: Context) -> Response:
+    """HEAD on a bucket: 200 if it exists and the caller may use it (S3 HeadBucket; s3fs and rclone probe with it)."""
+    ctx.bucket()
+    return Response(200, [("x-oss-bucket-region", ctx.core.region)])
+
+
 def list_live_channel(ctx: Context) -> Response:
     ctx.bucket()
     root = element("ListLiveChannelResult", leaf("Prefix", ""), leaf("Marker", ""), leaf("MaxKeys", 100),
