@@ -31,6 +31,7 @@ from ossmount.store import ObjectStore, RetryPolicy
 from ossmount.store import types
 
 if TYPE_CHECKING:
+    from ossmount.credentials import CredentialsSource
     from ossmount.options import MountOptions
 
 log = logging.getLogger(__name__)
@@ -100,20 +101,30 @@ class CheckReport:
         ]
 
 
-def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str, access_key_id: str) -> CheckError:
+@dataclass(frozen=True)
+class CredentialsHints:
+    """Where the user fixes each credential, for the messages of `explain` (the CLI's and the daemon's differ)."""
+
+    access_key_id: str = "passwd_file / OSS_ACCESS_KEY_ID"
+    access_key_secret: str = "passwd_file / OSS_ACCESS_KEY_SECRET"
+    security_token: str = "OSS_SESSION_TOKEN or the credentials file"
+
+
+def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str, access_key_id: str,
+            hints: CredentialsHints = CredentialsHints()) -> CheckError:
     """The one-line, actionable `CheckError` for a store error met while checking a mount target."""
     code = error.code
     target = f"oss://{bucket}/{prefix}"
     if code == "InvalidAccessKeyId":
         return CheckError(f"InvalidAccessKeyId: the AccessKey ID {access_key_id} is not known to {endpoint}; "
-                          "check passwd_file / OSS_ACCESS_KEY_ID", EXIT_AUTH, code)
+                          f"check {hints.access_key_id}", EXIT_AUTH, code)
     if code == "SignatureDoesNotMatch":
         return CheckError(f"SignatureDoesNotMatch: {endpoint} rejected the signature of AccessKey ID "
-                          f"{access_key_id}: the AccessKey secret is wrong; check passwd_file / "
-                          "OSS_ACCESS_KEY_SECRET (and region= with sigv4)", EXIT_AUTH, code)
+                          f"{access_key_id}: the AccessKey secret is wrong; check {hints.access_key_secret} "
+                          "(and region= with sigv4)", EXIT_AUTH, code)
     if code in ("InvalidSecurityToken", "SecurityTokenExpired"):
         return CheckError(f"{code}: {endpoint} refused the STS security token of AccessKey ID {access_key_id}; "
-                          "supply a fresh token (OSS_SESSION_TOKEN or the credentials file)", EXIT_AUTH, code)
+                          f"supply a fresh token ({hints.security_token})", EXIT_AUTH, code)
     if code == "RequestTimeTooSkewed":
         return CheckError(f"RequestTimeTooSkewed: this machine's clock differs from {endpoint}'s by more than "
                           "15 minutes; synchronise it (chrony / systemd-timesyncd)", EXIT_AUTH, code)
@@ -136,18 +147,28 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
                       code or "Error")
 
 
-def open_store(bucket: str, options: "MountOptions", **tuning: Any) -> ObjectStore:
+def open_store(bucket: str, options: "MountOptions", *, source: "CredentialsSource | None" = None,
+               **tuning: Any) -> ObjectStore:
     """The store a mount of `bucket` with `options` talks to: its endpoint, credentials, region and signature
-    version; `tuning` passes connection limits, timeouts and retry policy to `ObjectStore.create`."""
+    version; `tuning` passes connection limits, timeouts and retry policy to `ObjectStore.create`.
+
+    Given a `source` whose credentials live in a file or directory, they are re-read when it changes (checked
+    before each request), so rotated keys are used without a remount. Without one, credentials are resolved
+    once from `passwd_file=`, the environment or /etc/passwd-ossmount."""
     from ossmount.credentials import resolve_credentials
 
-    credentials = resolve_credentials(bucket, passwd_file=options.passwd_file)
+    if source is None:
+        credentials, provider = resolve_credentials(bucket, passwd_file=options.passwd_file), None
+    else:
+        credentials, provider = source.current(), (source.current if source.path is not None else None)
     return ObjectStore.create(endpoint=options.url, bucket=bucket, credentials=credentials,
-                              region=options.effective_region, sigv4=options.sigv4, **tuning)
+                              region=options.effective_region, sigv4=options.sigv4,
+                              credentials_provider=provider, **tuning)
 
 
 async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = False,
-                       v2: bool = True, bucket_info: bool = True) -> CheckReport:
+                       v2: bool = True, bucket_info: bool = True,
+                       hints: CredentialsHints = CredentialsHints()) -> CheckReport:
     """Check that `store`'s bucket can be mounted at `prefix` ("" or ending in '/'); raise CheckError if not.
 
     Requests are made once, without retries, so a failure is reported as fast as the store's connect
@@ -155,7 +176,7 @@ async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = F
     """
     quick = store.with_retry(RetryPolicy.no_retries())
     context = dict(endpoint=store.endpoint, bucket=store.bucket_name, prefix=prefix,
-                   access_key_id=store.access_key_id)
+                   access_key_id=store.access_key_id, hints=hints)
     try:
         page = await quick.list_page(prefix, delimiter="/", max_keys=SAMPLE_KEYS, v2=v2)
     except types.StoreError as error:

@@ -9,18 +9,25 @@ Rules (ossfs-compatible):
   4. Secrets never appear in a repr, a log line or an error message: errors name the file and line only.
 
 `CredentialsSource` is the seam for rotation (CSI daemon): `load()` re-reads a passwd file or a directory
-of `AccessKeyId`/`AccessKeySecret`/`SecurityToken` files (also the legacy `akId`/`akSecret` names) each time.
+of `AccessKeyId`/`AccessKeySecret`/`SecurityToken` files (also the legacy `akId`/`akSecret` names) each time;
+`current()` re-reads only when the file, the directory or one of its entries changed (inode, size, mtime,
+following symlinks), so the store can ask before every request and an atomically swapped STS token is used
+by the next request without a remount.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from ossmount.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PASSWD_PATH = "/etc/passwd-ossmount"
 ENV_ACCESS_KEY_ID = "OSS_ACCESS_KEY_ID"
@@ -209,6 +216,11 @@ class CredentialsSource:
         self.bucket = bucket
         self.path = Path(path) if path is not None else None
         self._fixed = fixed
+        self._lock = threading.Lock()
+        self._cached: Credentials | None = fixed
+        self._signature: tuple | None = None
+        self.reloads = 0  # how often changed credentials were picked up after the first read
+        self.reload_error: str | None = None  # why the last change could not be read (the old keys stay)
 
     @classmethod
     def resolve(
@@ -234,6 +246,54 @@ class CredentialsSource:
         if found is None:
             raise ConfigError(f"credentials file {self.path} has no line for bucket '{self.bucket}'")
         return found
+
+    def current(self) -> Credentials:
+        """The credentials to sign the next request with: re-read when the source changed on disk.
+
+        Thread-safe (called from the store's worker threads). If a changed source cannot be read (a half-
+        written file, a swap in progress), the previous credentials stay in use and `reload_error` says why;
+        the next change is tried again. Raises ConfigError only when nothing was ever read."""
+        if self._fixed is not None:
+            return self._fixed
+        signature = self._stat_signature()
+        with self._lock:
+            if self._cached is not None and signature == self._signature:
+                return self._cached
+            try:
+                fresh = self.load()
+            except ConfigError as exc:
+                if self._cached is None:
+                    raise
+                if self.reload_error != str(exc):
+                    log.warning("credentials changed but cannot be read, keeping the previous ones: %s", exc)
+                self.reload_error = str(exc)
+                self._signature = signature
+                return self._cached
+            if self._cached is not None and fresh != self._cached:
+                self.reloads += 1
+                log.info("credentials reloaded from %s (AccessKey ID %s)", self.path, fresh.access_key_id)
+            self._cached, self._signature, self.reload_error = fresh, signature, None
+            return fresh
+
+    def _stat_signature(self) -> tuple:
+        assert self.path is not None
+        try:
+            top = os.stat(self.path)
+        except OSError as exc:
+            return ("error", exc.errno)
+        entries: list[tuple] = [(top.st_ino, top.st_dev, top.st_size, top.st_mtime_ns)]
+        if stat.S_ISDIR(top.st_mode):
+            try:
+                with os.scandir(self.path) as scan:
+                    for entry in scan:
+                        try:
+                            info = entry.stat()
+                        except OSError:
+                            continue
+                        entries.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+            except OSError as exc:
+                entries.append(("error", exc.errno))
+        return tuple(sorted(entries, key=repr))
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "fixed"

@@ -75,7 +75,6 @@ NOOP_OPTIONS: dict[str, str] = {
     "auto_cache": "the kernel page cache is managed by ossmount",
     "allow_root": "use allow_other; the kernel checks the mode bits",
     "instance_name": "log lines already name the mountpoint",
-    "logfile": "logs go to stderr (foreground) or syslog-style stderr capture",
     "singlepart_copy_limit": "the client picks CopyObject or UploadPartCopy by object size",
     "multipart_copy_size": "the client picks the part size of UploadPartCopy",
     "nomixupload": "partial rewrites are uploaded whole or as multipart from the spool",
@@ -272,6 +271,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("nonempty", "nonempty", "allow mounting over a non-empty directory", default_text="off"),
     OptionSpec("dbglevel", "dbglevel", "log level: " + "|".join(DEBUG_LEVELS), _parse_dbglevel,
                default_text="crit"),
+    OptionSpec("logfile", "log_file", "write the log to this file, rotated by size (same as --log-file)",
+               _parse_path, default_text="stderr"),
     OptionSpec("passwd_file", "passwd_file", "credentials file (BUCKET:AK:SK or AK:SK lines, mode 0600/0640)",
                _parse_path, default_text="env, then /etc/passwd-ossmount"),
     OptionSpec("noatime", "atime", "do not update access times (default)", flag_value="noatime",
@@ -326,6 +327,7 @@ class MountOptions:
     nonempty: bool = False
     dbglevel: str = "crit"
     passwd_file: str | None = None
+    log_file: str | None = None
     atime: str = "noatime"
     noexec: bool = False
     nosuid: bool = False

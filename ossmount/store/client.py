@@ -259,7 +259,23 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
     )
 
 
-def _make_auth(credentials: Credentials, sigv4: bool) -> Any:
+class _ReloadingProvider(oss2.credentials.CredentialsProvider):
+    """Asks `current()` for the credentials of every request it signs (rotation without remount)."""
+
+    def __init__(self, current: Callable[[], Credentials]):
+        self._current = current
+
+    def get_credentials(self) -> oss2.credentials.Credentials:
+        found = self._current()
+        return oss2.credentials.Credentials(found.access_key_id, found.access_key_secret,
+                                            found.security_token or "")
+
+
+def _make_auth(credentials: Credentials, sigv4: bool,
+               provider: Callable[[], Credentials] | None = None) -> Any:
+    if provider is not None:
+        reloading = _ReloadingProvider(provider)
+        return oss2.ProviderAuthV4(reloading) if sigv4 else oss2.ProviderAuth(reloading)
     if credentials.security_token:
         version = oss2.AUTH_VERSION_4 if sigv4 else oss2.AUTH_VERSION_1
         return oss2.StsAuth(credentials.access_key_id, credentials.access_key_secret,
@@ -345,11 +361,14 @@ class ObjectStore:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
+        credentials_provider: Callable[[], Credentials] | None = None,
     ) -> "ObjectStore":
         """A store for `bucket` at `endpoint` ("http[s]://host[:port]"); an IP endpoint uses path-style URLs.
 
         `timeout` bounds each read on the socket, `connect_timeout` each TCP connect. With `sigv4`,
-        `region` (e.g. "cn-hangzhou") is required. A `security_token` selects STS authentication.
+        `region` (e.g. "cn-hangzhou") is required. A `security_token` selects STS authentication. With
+        `credentials_provider`, every request is signed with what it returns at that moment (it is called in
+        worker threads and must be cheap: `CredentialsSource.current`); `credentials` are then the first ones.
         """
         if sigv4 and not region:
             raise ValueError("sigv4 needs a region")
@@ -358,7 +377,7 @@ class ObjectStore:
         session = oss2.Session(pool_size=max_connections + 2)
         with _translate_errors("create", bucket):  # an invalid endpoint or bucket name: InvalidArgument
             oss_bucket = oss2.Bucket(
-                _make_auth(credentials, sigv4), endpoint, bucket, session=session,
+                _make_auth(credentials, sigv4, credentials_provider), endpoint, bucket, session=session,
                 connect_timeout=(connect_timeout, timeout), app_name=USER_AGENT, enable_crc=False, region=region,
             )
         return cls(oss_bucket, endpoint=endpoint, bucket_name=bucket, region=region, sigv4=sigv4,

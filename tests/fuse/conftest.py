@@ -47,8 +47,9 @@ class Mount:
     """One `ossmount -f` process and its mountpoint; `log` is everything it wrote."""
 
     def __init__(self, server: LocalServer, bucket: str, workdir: Path, *, prefix: str = "", options: str = "",
-                 user: int | None = None):
+                 user: int | None = None, extra_args: tuple[str, ...] = ()):
         self.server = server
+        self.extra_args = extra_args
         self.user = user
         self.bucket = bucket
         self.prefix = prefix
@@ -78,7 +79,7 @@ class Mount:
         extra = self.options if options is None else options
         if extra:
             opts += "," + extra
-        command = [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f"]
+        command = [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f", *self.extra_args]
         if self.user is not None:
             command = ["setpriv", "--reuid", str(self.user), "--regid", str(self.user), "--clear-groups", *command]
         return command

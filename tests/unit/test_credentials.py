@@ -199,3 +199,60 @@ def test_source_reloads_passwd_file_and_env_is_fixed(tmp_path):
     assert env_source.load().access_key_id == "E"
     with pytest.raises(ValueError):
         CredentialsSource("bkt")
+
+
+def _key_dir(path, key, token):
+    path.mkdir()
+    (path / "AccessKeyId").write_text(key)
+    (path / "AccessKeySecret").write_text(SECRET)
+    (path / "SecurityToken").write_text(token)
+    return path
+
+
+def _swap(link, target):
+    temp = link.parent / (link.name + ".tmp")
+    temp.symlink_to(target.name)
+    os.replace(temp, link)
+
+
+def test_current_rereads_only_when_the_source_changes(tmp_path, monkeypatch):
+    """The store asks `current()` before every request: an unchanged source is not re-read, a swapped one is."""
+    _key_dir(tmp_path / "keys.1", "STS.AK1", "token-1")
+    _key_dir(tmp_path / "keys.2", "STS.AK2", "token-2")
+    link = tmp_path / "keys"
+    link.symlink_to("keys.1")
+    source = CredentialsSource.resolve("bkt", passwd_file=link, environ={})
+    reads = []
+    original = CredentialsSource.load
+    monkeypatch.setattr(CredentialsSource, "load", lambda self: reads.append(1) or original(self))
+    assert source.current().security_token == "token-1"
+    assert source.current().security_token == "token-1"
+    assert len(reads) == 1 and source.reloads == 0
+    _swap(link, tmp_path / "keys.2")
+    assert (source.current().access_key_id, source.current().security_token) == ("STS.AK2", "token-2")
+    assert len(reads) == 2 and source.reloads == 1
+
+
+def test_current_keeps_the_old_keys_while_the_new_ones_are_unreadable(tmp_path):
+    _key_dir(tmp_path / "keys.1", "AK1", "token-1")
+    link = tmp_path / "keys"
+    link.symlink_to("keys.1")
+    source = CredentialsSource.resolve("bkt", passwd_file=link, environ={})
+    assert source.current().access_key_id == "AK1"
+    broken = tmp_path / "keys.2"
+    broken.mkdir()
+    (broken / "AccessKeyId").write_text("AK2")  # no secret yet: a writer in the middle of its work
+    _swap(link, broken)
+    assert source.current().access_key_id == "AK1"
+    assert "AccessKeySecret" in source.reload_error and SECRET not in source.reload_error
+    (broken / "AccessKeySecret").write_text(SECRET)
+    assert source.current().access_key_id == "AK2" and source.reload_error is None
+
+
+def test_current_of_a_passwd_file_follows_a_rewrite(tmp_path):
+    passwd = write(tmp_path / "pw", f"bkt:AK1:{SECRET}\n")
+    source = CredentialsSource.resolve("bkt", passwd_file=passwd, environ={})
+    assert source.current().access_key_id == "AK1"
+    replacement = write(tmp_path / "pw.new", f"bkt:AK2:{SECRET}\n")
+    os.replace(replacement, passwd)
+    assert source.current().access_key_id == "AK2"

@@ -79,6 +79,7 @@ OPTION_CASES = [
     ("dbglevel=DEBUG", "dbglevel", "debug"),
     ("dbglevel=warning", "dbglevel", "warn"),
     ("passwd_file=/etc/passwd-ossfs", "passwd_file", "/etc/passwd-ossfs"),
+    ("logfile=/var/log/ossmount.log", "log_file", "/var/log/ossmount.log"),
     ("relatime", "atime", "relatime"),
     ("noexec", "noexec", True),
     ("nosuid", "nosuid", True),

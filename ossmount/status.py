@@ -1,0 +1,159 @@
+"""`ossmount --status-file PATH`: what a running mount reports about itself, as one JSON document.
+
+The mount rewrites the file atomically (temp file + rename) every `--status-interval` seconds and once more
+when it unmounts. The shared-mount daemon reads it to tell a healthy volume from one whose bucket was
+deleted or whose credentials expired (no restart helps there: the volume is `degraded`), and it is the
+seam where per-mount OSS metrics are exported.
+
+Document (version 1; fields are only ever added):
+
+    {"version": 1, "pid": 4242, "state": "mounted" | "unmounted",
+     "mountpoint": "/run/ossmount/mnt/<vh>/globalmount", "bucket": "data", "prefix": "train/",
+     "started_at": 1700000000.0, "updated_at": 1700000005.0,                     # epoch seconds
+     "backend": {"ok": true | false | null, "last_error": {"code": "NoSuchBucket", "at": ...} | null,
+                 "last_ok_at": ... | null},
+     "credentials": {"access_key_id": "STS.****abcd", "source": "/run/.../creds/keys", "reloads": 1,
+                     "reload_error": null},
+     "requests": {"ListObjectsV2": 3, ...}, "errors": {"NoSuchKey": 1, ...},
+     "bytes_in": 0, "bytes_out": 0, "retries": 0}
+
+Backend health rule (`backend_verdict`): over one interval, a request that got any answer other than a
+backend-level failure (bad credentials, missing bucket, access denied, unreachable or failing endpoint)
+proves the backend healthy; backend-level failures with no such answer prove it unhealthy; an interval
+without requests keeps the previous verdict (`ok` is null until the first request). A missing key
+(NoSuchKey) is a healthy answer. No request is made for the sake of the check: an idle mount of a
+deleted bucket is reported healthy until something touches it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import trio
+
+log = logging.getLogger(__name__)
+
+STATUS_VERSION = 1
+DEFAULT_STATUS_INTERVAL = 5.0
+
+# Store error codes that mean "the backend as a whole does not work for this mount".
+BACKEND_ERROR_CODES = frozenset({
+    "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurityToken", "SecurityTokenExpired",
+    "RequestTimeTooSkewed", "AccessDenied", "AccessForbidden", "ConnectionError", "RequestTimeout",
+    "ConnectionReset", "ServiceUnavailable", "InternalError",
+})
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    """The verdict on the backend: `ok` is None before any request."""
+
+    ok: bool | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_ok_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        error = {"code": self.last_error, "at": self.last_error_at} if self.last_error else None
+        return {"ok": self.ok, "last_error": error, "last_ok_at": self.last_ok_at}
+
+
+def backend_verdict(previous: BackendHealth, requests: int, errors: Mapping[str, int], now: float) -> BackendHealth:
+    """The verdict after an interval with `requests` attempts and `errors` failed attempts by code (both deltas)."""
+    backend_errors = {code: n for code, n in errors.items() if code in BACKEND_ERROR_CODES and n > 0}
+    answered = requests - sum(backend_errors.values())
+    if answered > 0:
+        return BackendHealth(True, previous.last_error, previous.last_error_at, now)
+    if backend_errors:
+        code = max(sorted(backend_errors), key=lambda c: backend_errors[c])
+        return BackendHealth(False, code, now, previous.last_ok_at)
+    return previous
+
+
+def mask_access_key_id(access_key_id: str) -> str:
+    """`STS.NUh5x...abcd` → `STS.****abcd`, `LTAI5tAbCdEf` → `LTAI****CdEf`: enough to tell keys apart."""
+    head, dot, rest = access_key_id.partition(".")
+    if dot and head.isalpha() and len(head) <= 4:
+        return f"{head}.****{rest[-4:]}"
+    if len(access_key_id) <= 8:
+        return "****"
+    return f"{access_key_id[:4]}****{access_key_id[-4:]}"
+
+
+def write_json_atomically(path: str, document: Mapping[str, Any], *, mode: int = 0o644) -> None:
+    """Replace `path` with `document` so that readers see the old or the new file, never half of one."""
+    temp = f"{path}.tmp.{os.getpid()}"
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, sort_keys=True)
+            handle.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class StatusReporter:
+    """Keeps the backend verdict of one mount and writes its status file.
+
+    `statistics` returns the store's `StoreStatistics`; `credentials` returns a dict describing the current
+    credentials (no secrets)."""
+
+    def __init__(self, path: str, *, mountpoint: str, bucket: str, prefix: str,
+                 statistics: Callable[[], Any], credentials: Callable[[], Mapping[str, Any]],
+                 clock: Callable[[], float] = time.time):
+        self.path = path
+        self._identity = {"pid": os.getpid(), "mountpoint": mountpoint, "bucket": bucket, "prefix": prefix}
+        self._statistics = statistics
+        self._credentials = credentials
+        self._clock = clock
+        self._started_at = clock()
+        self._health = BackendHealth()
+        self._seen_requests = 0
+        self._seen_errors: dict[str, int] = {}
+
+    @property
+    def health(self) -> BackendHealth:
+        return self._health
+
+    def update(self, state: str = "mounted") -> dict[str, Any]:
+        """Fold the requests since the last update into the verdict; return the document (not written)."""
+        stats = self._statistics()
+        now = self._clock()
+        total = sum(stats.requests.values())
+        errors = {code: n - self._seen_errors.get(code, 0) for code, n in stats.errors.items()}
+        self._health = backend_verdict(self._health, total - self._seen_requests, errors, now)
+        self._seen_requests, self._seen_errors = total, dict(stats.errors)
+        return {
+            "version": STATUS_VERSION, **self._identity, "state": state,
+            "started_at": self._started_at, "updated_at": now,
+            "backend": self._health.to_json(), "credentials": dict(self._credentials()),
+            "requests": dict(stats.requests), "errors": dict(stats.errors),
+            "bytes_in": stats.bytes_in, "bytes_out": stats.bytes_out, "retries": stats.retries,
+        }
+
+    def write(self, state: str = "mounted") -> None:
+        """Update and write the file now (blocking; used once more at unmount)."""
+        self._save(self.update(state))
+
+    def _save(self, document: Mapping[str, Any]) -> None:
+        try:
+            write_json_atomically(self.path, document)
+        except OSError as exc:  # never fatal to the mount
+            log.warning("cannot write the status file %s: %s", self.path, exc.strerror)
+
+    async def run(self, interval: float) -> None:
+        """Write now and then every `interval` seconds until cancelled. The document is built in the trio thread
+        (the store's counters are only touched there); only the file write goes to a worker thread."""
+        while True:
+            await trio.to_thread.run_sync(self._save, self.update())
+            await trio.sleep(interval)
