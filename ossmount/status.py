@@ -17,12 +17,11 @@ Document (version 1; fields are only ever added):
      "requests": {"ListObjectsV2": 3, ...}, "errors": {"NoSuchKey": 1, ...},
      "bytes_in": 0, "bytes_out": 0, "retries": 0}
 
-Backend health rule (`backend_verdict`): over one interval, a request that got any answer other than a
-backend-level failure (bad credentials, missing bucket, access denied, unreachable or failing endpoint)
-proves the backend healthy; backend-level failures with no such answer prove it unhealthy; an interval
-without requests keeps the previous verdict (`ok` is null until the first request). A missing key
-(NoSuchKey) is a healthy answer. No request is made for the sake of the check: an idle mount of a
-deleted bucket is reported healthy until something touches it.
+Backend health rule (`backend_verdict`): the most recent request decides. If it failed with a backend-level
+error (bad credentials, missing bucket, access denied, unreachable or failing endpoint) the backend is
+unhealthy; any other answer, including a missing key (NoSuchKey), proves it healthy; `ok` is null until the
+first request. No request is made for the sake of the check: an idle mount of a deleted bucket is reported
+healthy until something touches it.
 """
 
 from __future__ import annotations
@@ -63,16 +62,14 @@ class BackendHealth:
         return {"ok": self.ok, "last_error": error, "last_ok_at": self.last_ok_at}
 
 
-def backend_verdict(previous: BackendHealth, requests: int, errors: Mapping[str, int], now: float) -> BackendHealth:
-    """The verdict after an interval with `requests` attempts and `errors` failed attempts by code (both deltas)."""
-    backend_errors = {code: n for code, n in errors.items() if code in BACKEND_ERROR_CODES and n > 0}
-    answered = requests - sum(backend_errors.values())
-    if answered > 0:
-        return BackendHealth(True, previous.last_error, previous.last_error_at, now)
-    if backend_errors:
-        code = max(sorted(backend_errors), key=lambda c: backend_errors[c])
-        return BackendHealth(False, code, now, previous.last_ok_at)
-    return previous
+def backend_verdict(last_success_at: float | None, last_error: str | None,
+                    last_error_at: float | None) -> BackendHealth:
+    """The verdict from the store's last successful attempt and last failed one (epoch seconds; rules above)."""
+    backend_failure = last_error in BACKEND_ERROR_CODES and last_error_at is not None
+    if backend_failure and (last_success_at is None or last_error_at >= last_success_at):  # type: ignore[operator]
+        return BackendHealth(False, last_error, last_error_at, last_success_at)
+    answers = [t for t in (last_success_at, None if backend_failure else last_error_at) if t is not None]
+    return BackendHealth(True, last_ok_at=max(answers)) if answers else BackendHealth()
 
 
 def mask_access_key_id(access_key_id: str) -> str:
@@ -117,26 +114,15 @@ class StatusReporter:
         self._credentials = credentials
         self._clock = clock
         self._started_at = clock()
-        self._health = BackendHealth()
-        self._seen_requests = 0
-        self._seen_errors: dict[str, int] = {}
-
-    @property
-    def health(self) -> BackendHealth:
-        return self._health
 
     def update(self, state: str = "mounted") -> dict[str, Any]:
-        """Fold the requests since the last update into the verdict; return the document (not written)."""
+        """The status document now (not written)."""
         stats = self._statistics()
-        now = self._clock()
-        total = sum(stats.requests.values())
-        errors = {code: n - self._seen_errors.get(code, 0) for code, n in stats.errors.items()}
-        self._health = backend_verdict(self._health, total - self._seen_requests, errors, now)
-        self._seen_requests, self._seen_errors = total, dict(stats.errors)
+        health = backend_verdict(stats.last_success_at, stats.last_error, stats.last_error_at)
         return {
             "version": STATUS_VERSION, **self._identity, "state": state,
-            "started_at": self._started_at, "updated_at": now,
-            "backend": self._health.to_json(), "credentials": dict(self._credentials()),
+            "started_at": self._started_at, "updated_at": self._clock(),
+            "backend": health.to_json(), "credentials": dict(self._credentials()),
             "requests": dict(stats.requests), "errors": dict(stats.errors),
             "bytes_in": stats.bytes_in, "bytes_out": stats.bytes_out, "retries": stats.retries,
         }

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
@@ -111,6 +112,9 @@ class StoreStatistics:
     bytes_out: int = 0  # body bytes sent (PUT, UploadPart)
     retries: int = 0
     errors: Mapping[str, int] = field(default_factory=dict)  # failed attempts per error code
+    last_success_at: float | None = None  # wall clock of the last attempt that succeeded
+    last_error: str | None = None  # code of the last attempt that failed, and when
+    last_error_at: float | None = None
 
 
 def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.StoreError | None:
@@ -347,6 +351,8 @@ class ObjectStore:
         self._bytes_in = 0
         self._bytes_out = 0
         self._retries = 0
+        self._last_success_at: float | None = None
+        self._last_error: tuple[str, float] | None = None
 
     @classmethod
     def create(
@@ -401,10 +407,13 @@ class ObjectStore:
         self._requests[op] += 1
         try:
             with _translate_errors(op, key):
-                return await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
+                result = await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
         except types.StoreError as error:
             self._errors[error.code or type(error).__name__] += 1
+            self._last_error = (error.code or type(error).__name__, time.time())
             raise
+        self._last_success_at = time.time()
+        return result
 
     async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any, idempotent: bool = True,
                     **kwargs: Any) -> T:
@@ -418,8 +427,11 @@ class ObjectStore:
 
     def statistics(self) -> StoreStatistics:
         """Requests, bytes, retries and errors so far (a frozen snapshot)."""
+        last_error, last_error_at = self._last_error or (None, None)
         return StoreStatistics(requests=dict(self._requests), bytes_in=self._bytes_in,
-                               bytes_out=self._bytes_out, retries=self._retries, errors=dict(self._errors))
+                               bytes_out=self._bytes_out, retries=self._retries, errors=dict(self._errors),
+                               last_success_at=self._last_success_at, last_error=last_error,
+                               last_error_at=last_error_at)
 
     def _verify_crc(self, op: str, key: str, expected: int, headers: Mapping[str, str], request_id: str) -> int | None:
         reported = headers.get("x-oss-hash-crc64ecma")

@@ -24,8 +24,6 @@ import pytest
 
 from ossmount.testing import LocalServer, stop_process
 
-TEST_UID = 4242
-TEST_USER = "ossmount-test"
 MOUNT_TIMEOUT = 20.0
 _names = itertools.count()
 
@@ -196,16 +194,6 @@ def make_mount(local_server: LocalServer, tmp_path: Path):
     finally:
         for mount in mounts:
             mount.cleanup()
-
-
-@pytest.fixture(scope="session")
-def test_user() -> int:
-    """A non-root user (uid/gid 4242) that tests run commands as."""
-    if subprocess.run(["id", "-u", TEST_USER], capture_output=True).returncode != 0:
-        subprocess.run(["groupadd", "-g", str(TEST_UID), TEST_USER], capture_output=True)
-        subprocess.run(["useradd", "-M", "-u", str(TEST_UID), "-g", str(TEST_UID), TEST_USER],
-                       check=True, capture_output=True)
-    return TEST_UID
 
 
 def as_user(uid: int, *command: str, input: bytes | None = None) -> subprocess.CompletedProcess:
