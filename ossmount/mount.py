@@ -248,6 +248,7 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     opts = args.options
     source = CredentialsSource.resolve(args.bucket, passwd_file=opts.passwd_file)
     store = open_store(args.bucket, opts, source=source, max_connections=max(16, opts.parallel_count * 2))
+    log.info("checking oss://%s/%s at %s before mounting on %s", args.bucket, args.prefix, opts.url, args.mountpoint)
     await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())

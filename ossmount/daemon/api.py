@@ -387,13 +387,18 @@ class CredentialsInput:
                 "expires_at": self.expiration}
 
 
-def _credentials(document: Mapping[str, Any], *, required: bool) -> CredentialsInput | None:
-    value = _object(document, "credentials")
+def _nested(document: Mapping[str, Any], name: str, parse: Any, *, required: bool) -> Any:
+    """`parse(document[name])` for an object field; None when absent and not required."""
+    value = _object(document, name)
     if value is None:
         if required:
-            raise invalid("missing field 'credentials'")
+            raise invalid(f"missing field '{name}'")
         return None
-    return CredentialsInput.from_json(value)
+    return parse(value)
+
+
+def _credentials(document: Mapping[str, Any], *, required: bool) -> CredentialsInput | None:
+    return _nested(document, "credentials", CredentialsInput.from_json, required=required)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,12 +456,7 @@ class RotateRequest:
 
 
 def _spec(document: Mapping[str, Any], *, required: bool) -> VolumeSpec | None:
-    value = _object(document, "spec")
-    if value is None:
-        if required:
-            raise invalid("missing field 'spec'")
-        return None
-    return VolumeSpec.from_json(value)
+    return _nested(document, "spec", VolumeSpec.from_json, required=required)
 
 
 def _optional_path(document: Mapping[str, Any], name: str, allowed: Iterable[str]) -> str | None:

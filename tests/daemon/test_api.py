@@ -27,12 +27,8 @@ from .conftest import credentials_for, spec_for
 @pytest.fixture(scope="module")
 def fault_server(tmp_path_factory):
     """A server of this module's own: fault rules are global to a server."""
-    server = LocalServer(tmp_path_factory.mktemp("fault-oss"), buckets=("fault-bucket",))
-    server.start()
-    try:
+    with LocalServer(tmp_path_factory.mktemp("fault-oss"), buckets=("fault-bucket",)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -66,11 +66,12 @@ def test_a_mount_that_never_gets_ready_is_killed_with_its_log_tail(daemon, tmp_p
     server = LocalServer(tmp_path / "oss", buckets=("slow-bucket",))
     server.start()
     try:
-        server.admin.set_faults([{"op": "ListObjectsV2", "action": "delay", "delay_ms": 20000, "skip": 1}])
+        server.admin.set_faults([{"op": "ListObjectsV2", "action": "delay", "delay_ms": 60000, "skip": 1}])
         with pytest.raises(DaemonClientError) as raised:
-            daemon.client.stage("pv-slow", spec_for(server, "slow-bucket"), credentials_for(server), timeout_s=3)
+            daemon.client.stage("pv-slow", spec_for(server, "slow-bucket"), credentials_for(server), timeout_s=8)
         assert raised.value.code == "DEADLINE_EXCEEDED" and "not ready in time" in raised.value.message
         assert raised.value.log_path.endswith("ossmount.log")
+        assert "checking oss://slow-bucket/ at" in raised.value.log_tail  # what the process was doing
         assert server.admin.faults()["rules"][0]["fired"] == 1  # the FUSE process was waiting on OSS
         assert_nothing_left(daemon, "pv-slow")
     finally:
