@@ -24,6 +24,7 @@ import errno
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
@@ -430,11 +431,14 @@ class VolumeManager:
         return volume
 
     async def _forget(self, volume: Volume, *, failed: bool = False) -> None:
-        """Remove every trace of a volume whose process is gone: creds, state file, directory, runtime entry."""
+        """Remove every trace of a volume whose process is gone: creds, state file, directories, runtime entry.
+        After a failed stage the logs stay (the error names them); after an unstage the volume directory goes."""
         record = volume.record
         if failed and volume.process is not None and not volume.process.exited.is_set():
             await self._abandon(volume, volume.process)
         creds.remove_credentials(self.run_dir.creds_dir(record.vh))
+        if not failed:
+            shutil.rmtree(self.run_dir.volume_dir(record.vh), ignore_errors=True)
         self.run_dir.delete(record.vh)
         if record.global_path_created:
             with contextlib.suppress(OSError):

@@ -107,6 +107,7 @@ def test_child_environment_drops_anything_credential_like():
     environ = {"PATH": "/bin", "OSS_ACCESS_KEY_ID": "AK", "OSS_ACCESS_KEY_SECRET": SECRET, "OSS_SESSION_TOKEN": TOKEN,
                "AWS_SECRET_ACCESS_KEY": SECRET, "MY_PASSWORD": "x", "LANG": "C"}
     assert child.child_environment(environ) == {"PATH": "/bin", "LANG": "C"}
+    assert "NOTIFY_SOCKET" not in child.child_environment({"NOTIFY_SOCKET": "/run/systemd/notify"})
 
 
 def test_log_tail_takes_the_last_lines_of_each_log(tmp_path):
