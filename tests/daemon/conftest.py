@@ -70,6 +70,7 @@ def finish(daemon: LocalDaemon) -> None:
     leftovers = mounts_under(str(daemon.root)) + [f"pid {p}" for p in processes_mentioning(str(daemon.root))]
     assert not leftovers, f"left behind: {leftovers}"
     assert not forced, f"had to be removed by force: {forced}\n{daemon.log[-4000:]}"
+    assert "Traceback" not in daemon.log, daemon.log  # an unexpected exception in the daemon is a bug
 
 
 @pytest.fixture

@@ -183,3 +183,21 @@ def test_dead_orphan_mount_without_state_is_removed_at_start(make_daemon, local_
     assert daemon.client.volumes() == []
     assert "removing the dead fuse.ossmount mount" in daemon.log
     assert metric(daemon, "ossmount_daemon_orphan_mounts") == 0
+
+
+def test_live_orphan_is_counted_and_removed_only_when_asked(make_daemon, local_server, fresh_bucket_name):
+    daemon = make_daemon()
+    answer = daemon.client.stage("pv-orphan", spec_for(local_server, fresh_bucket_name),
+                                 credentials_for(local_server))
+    global_path, pid = answer["volume"]["global_path"], answer["volume"]["process"]["pid"]
+    daemon.kill()
+    for state in (daemon.run_dir / "state").iterdir():
+        state.unlink()
+    daemon.start()
+    assert metric(daemon, "ossmount_daemon_orphan_mounts") == 1 and daemon.client.volumes() == []
+    assert MountTable.read().top(global_path) is not None and not process_exited(pid)  # never touched by default
+    daemon.stop()
+    daemon.start(extra_args=["--cleanup-orphans"])
+    assert MountTable.read().top(global_path) is None
+    assert metric(daemon, "ossmount_daemon_orphan_mounts") == 0
+    assert wait_for(lambda: process_exited(pid), bool, timeout=30), "its FUSE process ends with its mount"

@@ -76,3 +76,42 @@ def test_ctl_usage_errors_are_one_line(daemon):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     result = ctl(daemon, "--help")
     assert result.returncode == 0 and "rotate-credentials" in result.stdout
+
+
+def test_crashes_and_busy_targets_through_ctl(make_daemon, kubelet, local_server, fresh_bucket_name, daemon_root):
+    """The robustness items as an operator sees them with ctl: a killed FUSE process comes back, a killed daemon
+    re-adopts its volume, a busy target still unpublishes, unstage waits for the last target."""
+    import signal
+
+    daemon = make_daemon()
+    passwd = daemon_root / "passwd"
+    passwd.write_text(f"{local_server.access_key_id}:{local_server.access_key_secret}\n")
+    passwd.chmod(0o600)
+    staging = kubelet.staging_path("pv-ops")
+    assert ctl(daemon, "stage", "pv-ops", fresh_bucket_name, "--url", local_server.endpoint, "--passwd-file",
+               str(passwd), "--global-path", staging).returncode == 0
+    busy, live = kubelet.target_path("pv-ops"), kubelet.target_path("pv-ops")
+    for target in (busy, live):
+        assert ctl(daemon, "publish", "pv-ops", target).returncode == 0
+
+    def volume() -> dict:
+        return json.loads(ctl(daemon, "volume", "pv-ops").stdout)
+
+    first = volume()["process"]["pid"]
+    os.kill(first, signal.SIGKILL)
+    healed = wait_for(volume, lambda v: v["process"]["generation"] == 2 and v["state"] == "ready", timeout=60)
+    assert healed["process"]["last_exit"]["signal"] == "SIGKILL"
+    Path(busy, "after-crash.txt").write_text("x")
+
+    daemon.kill()
+    daemon.start()
+    assert volume()["process"]["pid"] == healed["process"]["pid"]
+
+    with open(Path(busy, "after-crash.txt")):
+        result = ctl(daemon, "unpublish", "pv-ops", busy)
+        assert result.returncode == 0 and result.stdout.startswith("unpublished")
+    result = ctl(daemon, "unstage", "pv-ops")
+    assert result.returncode == 7 and "FAILED_PRECONDITION" in result.stderr and live in result.stderr
+    assert ctl(daemon, "unpublish", "pv-ops", live).returncode == 0
+    assert ctl(daemon, "unstage", "pv-ops").stdout.startswith("unmounted")
+    assert wait_for(lambda: process_exited(healed["process"]["pid"]), bool, timeout=30)
