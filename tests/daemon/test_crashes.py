@@ -168,16 +168,22 @@ def test_stale_mounts_of_a_previous_run_are_healed_at_start(make_daemon, kubelet
     assert_targets_work(targets)
 
 
-def test_dead_orphan_mount_without_state_is_removed_at_start(make_daemon, local_server, fresh_bucket_name):
-    daemon = make_daemon()
-    answer = daemon.client.stage("pv-orphan", spec_for(local_server, fresh_bucket_name),
-                                 credentials_for(local_server))
+def orphaned_mount(daemon, server, bucket, *, kill_process: bool) -> tuple[str, int]:
+    """A volume whose daemon died and whose state was lost: (global path, FUSE pid)."""
+    answer = daemon.client.stage("pv-orphan", spec_for(server, bucket), credentials_for(server))
     global_path, pid = answer["volume"]["global_path"], answer["volume"]["process"]["pid"]
     daemon.kill()
-    os.kill(pid, signal.SIGKILL)
+    if kill_process:
+        os.kill(pid, signal.SIGKILL)
     for state in (daemon.run_dir / "state").iterdir():
-        state.unlink()  # the state is lost too
+        state.unlink()
     assert MountTable.read().top(global_path) is not None
+    return global_path, pid
+
+
+def test_dead_orphan_mount_without_state_is_removed_at_start(make_daemon, local_server, fresh_bucket_name):
+    daemon = make_daemon()
+    global_path, pid = orphaned_mount(daemon, local_server, fresh_bucket_name, kill_process=True)
     daemon.start()
     assert MountTable.read().top(global_path) is None
     assert daemon.client.volumes() == []
@@ -187,12 +193,7 @@ def test_dead_orphan_mount_without_state_is_removed_at_start(make_daemon, local_
 
 def test_live_orphan_is_counted_and_removed_only_when_asked(make_daemon, local_server, fresh_bucket_name):
     daemon = make_daemon()
-    answer = daemon.client.stage("pv-orphan", spec_for(local_server, fresh_bucket_name),
-                                 credentials_for(local_server))
-    global_path, pid = answer["volume"]["global_path"], answer["volume"]["process"]["pid"]
-    daemon.kill()
-    for state in (daemon.run_dir / "state").iterdir():
-        state.unlink()
+    global_path, pid = orphaned_mount(daemon, local_server, fresh_bucket_name, kill_process=False)
     daemon.start()
     assert metric(daemon, "ossmount_daemon_orphan_mounts") == 1 and daemon.client.volumes() == []
     assert MountTable.read().top(global_path) is not None and not process_exited(pid)  # never touched by default
