@@ -20,6 +20,7 @@ between any two steps is repaired by `reconcile` (recovery.py).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import logging
 import math
@@ -128,8 +129,6 @@ class Volume:
 
 
 def _epoch(text: str) -> float | None:
-    import datetime
-
     try:
         return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -232,11 +231,11 @@ class VolumeManager:
             api.check_path(resolved, f"{name} (resolved)", self._allowed)
         return resolved
 
-    def _log_paths(self, record: VolumeRecord) -> list[str]:
+    def log_paths(self, record: VolumeRecord) -> list[str]:
         return [self.run_dir.log_path(record.vh), self.run_dir.stderr_path(record.vh)]
 
     def _annotate(self, error: DaemonError, record: VolumeRecord) -> DaemonError:
-        return error.with_volume(record.volume_id, log_tail=child.read_log_tail(self._log_paths(record)),
+        return error.with_volume(record.volume_id, log_tail=child.read_log_tail(self.log_paths(record)),
                                  log_path=self.run_dir.log_path(record.vh))
 
     async def validate(self, spec: VolumeSpec, credentials: CredentialsInput, deadline: float) -> None:
@@ -310,7 +309,7 @@ class VolumeManager:
         record.pid, record.start_time = process.pid, process.start_time
         record.generation += 1
         self.save(record)
-        self.nursery.start_soon(self._watch, volume, process, record.generation)
+        self.nursery.start_soon(self.watch_process, volume, process, record.generation)
         report = None
         with trio.move_on_at(deadline) as scope:
             report = await child.read_ready_line(read_end)
@@ -342,7 +341,7 @@ class VolumeManager:
             if top is not None and top.is_ossmount:
                 await _in_thread(lambda: system.unmount(volume.record.global_path, detach=True))
 
-    async def _watch(self, volume: Volume, process: child.FuseProcess, generation: int) -> None:
+    async def watch_process(self, volume: Volume, process: child.FuseProcess, generation: int) -> None:
         await process.watch()
         if not process.expected_exit and volume.process is process:
             reason = "signaled" if (process.exit_info or {}).get("signal") else "exited"
@@ -421,7 +420,7 @@ class VolumeManager:
             self.save(record)
         except BaseException as exc:
             with trio.CancelScope(shield=True):
-                await self._forget(volume, failed=True)
+                await self.forget(volume, failed=True)
             if isinstance(exc, DaemonError):
                 raise self._annotate(exc, record) from None
             raise
@@ -430,7 +429,7 @@ class VolumeManager:
         self.nursery.start_soon(self._supervise, volume)
         return volume
 
-    async def _forget(self, volume: Volume, *, failed: bool = False) -> None:
+    async def forget(self, volume: Volume, *, failed: bool = False) -> None:
         """Remove every trace of a volume whose process is gone: creds, state file, directories, runtime entry.
         After a failed stage the logs stay (the error names them); after an unstage the volume directory goes."""
         record = volume.record
@@ -637,7 +636,7 @@ class VolumeManager:
                 self.save(record)
                 raise
             await self.stop_process(volume, request.drain_timeout_s)
-            await self._forget(volume)
+            await self.forget(volume)
             log.info("volume %s: unstaged", record.volume_id)
             return Outcome(200, None, "unmounted")
 

@@ -78,7 +78,7 @@ async def _recover(manager: VolumeManager, volume: Volume, reason: str, generati
         what = process.describe_exit() if process is not None else "is gone"
         record.last_exit = {"at": now_iso(), "code": exit_info.get("code"), "signal": exit_info.get("signal"),
                             "reason": reason,
-                            "log_tail": child.read_log_tail(manager._log_paths(record), max_bytes=LAST_EXIT_LOG_BYTES)}
+                            "log_tail": child.read_log_tail(manager.log_paths(record), max_bytes=LAST_EXIT_LOG_BYTES)}
         record.state = transition(record.state, "crashed")
         record.set_error("UNAVAILABLE", f"the FUSE process {process.pid if process else record.pid} {what} "
                                         f"({reason}); restarting it")
@@ -223,7 +223,7 @@ async def _reconcile_one(manager: VolumeManager, record: VolumeRecord, table: Mo
                 await doomed.stop(STOP_GRACE)
         if entry is not None and entry.is_ossmount and entry.dev == record.dev:
             await trio.to_thread.run_sync(lambda: system.unmount(record.global_path, detach=True))
-        await manager._forget(volume)
+        await manager.forget(volume)
         return
     dev = entry.dev if mounted and entry is not None else record.dev
     targets = reconcile_targets([t.path for t in record.targets], table, dev, record.global_path,
@@ -237,7 +237,7 @@ async def _reconcile_one(manager: VolumeManager, record: VolumeRecord, table: Mo
     if action is ReconcileAction.ADOPT:
         assert entry is not None and volume.process is not None
         record.dev, record.mount_id = entry.dev, entry.mount_id
-        manager.nursery.start_soon(manager._watch, volume, volume.process, record.generation)
+        manager.nursery.start_soon(manager.watch_process, volume, volume.process, record.generation)
     else:
         if alive:  # mounted but not answering: the supervisor kills it before restarting
             volume.process = child.FuseProcess.adopt(record.pid, record.start_time)  # type: ignore[arg-type]
