@@ -32,6 +32,12 @@ REQUEST_LOG_SIZE = 2000
 
 ACTIONS = ("error", "reset", "delay", "bandwidth")
 
+# Request headers and query parameters the request log never shows (credentials and signatures).
+SECRET_HEADERS = frozenset({"authorization", "x-oss-security-token", "proxy-authorization", "cookie",
+                            ADMIN_TOKEN_HEADER})
+SECRET_QUERY_PARAMETERS = frozenset({"signature", "x-oss-signature", "security-token", "x-oss-security-token"})
+REDACTED = "<redacted>"
+
 
 class FaultConfigError(ValueError):
     """A fault rule document that cannot be applied (unknown action, wrong type, out-of-range value)."""
@@ -194,9 +200,26 @@ class RequestCounters:
         self._counts.clear()
 
 
+def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Request headers (lowercase names) with credential values replaced by "<redacted>"."""
+    return {name: REDACTED if name in SECRET_HEADERS else value for name, value in headers.items()}
+
+
+def redact_query(query: str) -> str:
+    """A raw query string with signature and security-token values replaced by "<redacted>"."""
+    items = []
+    for item in query.split("&") if query else []:
+        name, sep, _ = item.partition("=")
+        items.append(f"{name}={REDACTED}" if sep and name.lower() in SECRET_QUERY_PARAMETERS else item)
+    return "&".join(items)
+
+
 @dataclass(frozen=True)
 class RequestRecord:
-    """One finished request as the request log reports it."""
+    """One finished request as the request log reports it.
+
+    `headers` are the request's headers (lowercase names, credentials redacted), `query` its raw query string
+    (signatures redacted) and `traffic_limit` the x-oss-traffic-limit (bit/s) the body was throttled to."""
 
     op: str
     method: str
@@ -208,6 +231,9 @@ class RequestRecord:
     user_agent: str | None
     range: str | None
     fault: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query: str = ""
+    traffic_limit: int | None = None
 
 
 class RequestLog:
