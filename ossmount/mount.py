@@ -174,6 +174,8 @@ async def _serve(args) -> None:
     from ossmount.fs.operations import Operations
 
     opts = args.options
+    if opts.ignored:
+        log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
     check_tmpdir(opts.tmpdir)
     store = open_store(args.bucket, opts, prefix=args.prefix, max_connections=max(16, opts.parallel_count * 2))
     await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
@@ -189,6 +191,11 @@ async def _serve(args) -> None:
         stat_cache_ttl=opts.stat_cache_expire,
         negative_cache=opts.enable_noobj_cache,
         complement_stat=opts.complement_stat,
+        readdir_check_size=opts.readdir_check_size,
+        entry_timeout=opts.entry_timeout,
+        attr_timeout=opts.attr_timeout,
+        negative_timeout=opts.negative_timeout,
+        use_wtf8=opts.use_wtf8,
     )
     spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
     terminated = False
@@ -198,6 +205,7 @@ async def _serve(args) -> None:
             contents = ContentManager(
                 store, spool_dir=spool_dir, multipart_size=opts.multipart_size_bytes,
                 parallel_count=opts.parallel_count, nursery=nursery,
+                multipart_threshold=opts.multipart_threshold_bytes,
             )
             fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
             try:
