@@ -28,6 +28,7 @@ import functools
 import logging
 import os
 import socket
+import ssl
 import urllib.parse
 import warnings
 from collections import Counter
@@ -175,6 +176,9 @@ def _code_for_status(status: int) -> str:
 def _transport_error(exc: BaseException, *, where: str, key: str) -> types.StoreError:
     """Connection-level failures: refused/unresolvable/connect-timeout is unreachable, the rest transient."""
     chain = list(_exception_chain(exc))
+    if any(isinstance(e, (ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError)) for e in chain):
+        return types.EndpointUnreachable(f"{where}: TLS failed: {_describe(chain)}", code="TLSError", status=-2,
+                                         key=key)
     if any(
         isinstance(e, (requests.exceptions.ConnectTimeout, urllib3.exceptions.NewConnectionError,
                        urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError, socket.gaierror))
