@@ -535,8 +535,9 @@ class Filesystem:
         if node.kind != fsattrs.EntryKind.DIR:
             raise FsError(errno.ENOTDIR)
         await self._require_empty(path, node)
-        if node.key is not None:
-            await self.store.delete(node.key)
+        # A directory known from a listing's common prefix (readdir_optimize sends no HEAD) may still have a
+        # `dir/` marker object: delete it whether or not we know of it (DeleteObject of a missing key succeeds).
+        await self.store.delete(node.key if node.key is not None else self._key(path) + "/")
         self.cache.remove_local(path)
         self.inodes.detach(path)
 

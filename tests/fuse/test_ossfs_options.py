@@ -201,6 +201,17 @@ def test_readdir_check_size_heads_only_small_entries(make_mount):
     assert [r["key"] for r in records(mount, "HeadObject") if r["key"].startswith("d/")] == ["d/small"]
 
 
+def test_rmdir_of_a_directory_listed_with_readdir_optimize_removes_its_marker(make_mount):
+    """Found by ossfs's matrix (use_xattr=0 -o readdir_optimize): a subdirectory known only from the parent's
+    listing kept its `dir/` object after rmdir, so the parent stayed non-empty (ENOTEMPTY)."""
+    mount = make_mount("readdir_optimize")
+    (mount.path / "parent" / "child").mkdir(parents=True)
+    assert os.listdir(mount.path / "parent") == ["child"]
+    (mount.path / "parent" / "child").rmdir()
+    (mount.path / "parent").rmdir()
+    assert [o.key for o in oss2.ObjectIterator(mount.server.oss2_bucket(mount.bucket))] == []
+
+
 # -- caches: disable_noobj_cache, stat_cache_expire=-1, attr/entry/negative timeouts ------------------------------
 
 
