@@ -33,7 +33,7 @@ import urllib.parse
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
+from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
 
 import oss2
 import oss2.exceptions
@@ -780,13 +780,12 @@ class ObjectStore:
         if policy.copies_by_rewrite(src_key, dst_key):
             return await self._copy_by_rewrite(src_key, dst_key, content_type=content_type, meta=meta, size=size)
         if not policy.shallow_copy:
-            if size is None or meta is None:
-                source = await self.head(src_key)
-                size = source.size
-                if meta is None:
-                    content_type, meta = source.content_type, dict(source.meta)
+            content_type, meta, size = await self._copy_source(src_key, content_type, meta, size)
             if policy.copies_in_parts(size):
-                return await self._copy_in_parts(src_key, dst_key, size, content_type, meta)
+                return await self._assemble(
+                    dst_key, content_type, meta, size, policy.multipart_copy_size,
+                    lambda upload_id, number, first, last: self.upload_part_copy(src_key, (first, last), dst_key,
+                                                                                 upload_id, number))
         if meta is None:
             headers = {"x-oss-metadata-directive": "COPY", **self.headers.for_write(dst_key)}
         else:
@@ -796,20 +795,30 @@ class ObjectStore:
                                   dst_key, headers=headers)
         return _strip_etag(result.etag)
 
-    async def _copy_in_parts(self, src_key: str, dst_key: str, size: int, content_type: str | None,
-                             meta: Mapping[str, str]) -> str:
-        """UploadPartCopy in `multipart_copy_size` parts (noshallowcopyapi)."""
-        part_size = self.copy_policy.multipart_copy_size
-        upload_id = await self.init_multipart(dst_key, content_type=content_type, meta=meta)
+    async def _copy_source(self, src_key: str, content_type: str | None, meta: Mapping[str, str] | None,
+                           size: int | None) -> tuple[str | None, Mapping[str, str], int]:
+        """What a copy made by parts needs of its source: the size and, when `meta` is None (keep the source's),
+        its Content-Type and metadata; one HEAD when the caller did not know them."""
+        if size is None or meta is None:
+            source = await self.head(src_key)
+            size = source.size
+            if meta is None:
+                content_type, meta = source.content_type, dict(source.meta)
+        return content_type, meta, size
+
+    async def _assemble(self, key: str, content_type: str | None, meta: Mapping[str, str], size: int,
+                        part_size: int, make_part: Callable[[str, int, int, int], Awaitable[PartInfo]]) -> str:
+        """One multipart upload of `size` bytes in `part_size` parts, `make_part(upload_id, number, first, last)`
+        each (inclusive byte range), one at a time; aborted on any failure. Returns the new ETag."""
+        upload_id = await self.init_multipart(key, content_type=content_type, meta=meta)
         try:
-            parts = [await self.upload_part_copy(src_key, (start, min(start + part_size, size) - 1), dst_key,
-                                                 upload_id, number)
+            parts = [await make_part(upload_id, number, start, min(start + part_size, size) - 1)
                      for number, start in enumerate(range(0, size, part_size), start=1)]
-            info = await self.complete_multipart(dst_key, upload_id, parts)
+            info = await self.complete_multipart(key, upload_id, parts)
         except BaseException:
             with trio.CancelScope(shield=True):
                 with contextlib.suppress(types.StoreError):
-                    await self.abort_multipart(dst_key, upload_id)
+                    await self.abort_multipart(key, upload_id)
             raise
         return info.etag
 
@@ -817,28 +826,17 @@ class ObjectStore:
                                meta: Mapping[str, str] | None, size: int | None) -> str:
         """A copy without the copy API: download the source and upload it (multipart above `rewrite_part_size`,
         one part in memory at a time). `meta=None` carries the source's Content-Type and metadata over."""
-        if size is None or meta is None:
-            source = await self.head(src_key)
-            size = source.size
-            if meta is None:
-                content_type, meta = source.content_type, dict(source.meta)
+        content_type, meta, size = await self._copy_source(src_key, content_type, meta, size)
         part_size = self.copy_policy.rewrite_part_size
         if size <= part_size:
             data = await self.get_bytes(src_key, 0, size) if size else b""
             return (await self.put(dst_key, data, content_type=content_type, meta=meta)).etag
-        upload_id = await self.init_multipart(dst_key, content_type=content_type, meta=meta)
-        try:
-            parts = []
-            for number, start in enumerate(range(0, size, part_size), start=1):
-                data = await self.get_bytes(src_key, start, min(part_size, size - start))
-                parts.append(await self.upload_part(dst_key, upload_id, number, data))
-            info = await self.complete_multipart(dst_key, upload_id, parts)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                with contextlib.suppress(types.StoreError):
-                    await self.abort_multipart(dst_key, upload_id)
-            raise
-        return info.etag
+
+        async def part(upload_id: str, number: int, first: int, last: int) -> PartInfo:
+            data = await self.get_bytes(src_key, first, last - first + 1)
+            return await self.upload_part(dst_key, upload_id, number, data)
+
+        return await self._assemble(dst_key, content_type, meta, size, part_size, part)
 
     async def update_meta(self, key: str, *, content_type: str | None, meta: Mapping[str, str],
                           size: int | None = None) -> None:

@@ -21,15 +21,20 @@ def records_for(server: LocalServer, bucket: str, key: str | None = None) -> lis
     return [r for r in server.admin.requests() if r["bucket"] == bucket and (key is None or r["key"] == key)]
 
 
+def multipart_put(bucket: oss2.Bucket, key: str, headers: dict[str, str]) -> tuple:
+    """A one-part multipart upload whose Initiate carries `headers`: (initiate, upload part, complete) results."""
+    upload = bucket.init_multipart_upload(key, headers=headers)
+    part = bucket.upload_part(key, upload.upload_id, 1, b"abc")
+    return upload, part, bucket.complete_multipart_upload(key, upload.upload_id, [oss2.models.PartInfo(1, part.etag)])
+
+
 # -- object ACL and storage class ------------------------------------------------------------------------
 
 
 def test_object_acl_is_stored_by_every_write_and_read_back(oss_bucket):
     oss_bucket.put_object("put", b"x", headers={"x-oss-object-acl": "public-read"})
     oss_bucket.copy_object(oss_bucket.bucket_name, "put", "copied", headers={"x-oss-object-acl": "private"})
-    upload = oss_bucket.init_multipart_upload("multi", headers={"x-oss-object-acl": "public-read-write"})
-    part = oss_bucket.upload_part("multi", upload.upload_id, 1, b"abc")
-    oss_bucket.complete_multipart_upload("multi", upload.upload_id, [oss2.models.PartInfo(1, part.etag)])
+    multipart_put(oss_bucket, "multi", {"x-oss-object-acl": "public-read-write"})
     oss_bucket.append_object("appended", 0, b"a", headers={"x-oss-object-acl": "private"})
     oss_bucket.put_symlink("put", "link", headers={"x-oss-object-acl": "public-read"})
     oss_bucket.put_object("plain", b"x")
@@ -58,9 +63,7 @@ def test_unknown_acl_or_storage_class_is_refused(oss_bucket, header, value):
 def test_storage_class_is_stored_by_put_copy_and_initiate(oss_bucket):
     oss_bucket.put_object("ia", b"x", headers={"x-oss-storage-class": "IA"})
     oss_bucket.copy_object(oss_bucket.bucket_name, "ia", "cold", headers={"x-oss-storage-class": "ColdArchive"})
-    upload = oss_bucket.init_multipart_upload("archive", headers={"x-oss-storage-class": "Archive"})
-    part = oss_bucket.upload_part("archive", upload.upload_id, 1, b"abc")
-    oss_bucket.complete_multipart_upload("archive", upload.upload_id, [oss2.models.PartInfo(1, part.etag)])
+    multipart_put(oss_bucket, "archive", {"x-oss-storage-class": "Archive"})
     classes = {key: oss_bucket.head_object(key).headers["x-oss-storage-class"] for key in ("ia", "cold", "archive")}
     assert classes == {"ia": "IA", "cold": "ColdArchive", "archive": "Archive"}
 
@@ -81,12 +84,8 @@ def test_sse_is_stored_and_echoed_on_writes_and_reads(oss_bucket):
 
 
 def test_sse_of_multipart_comes_from_initiate_and_copy_can_change_it(oss_bucket):
-    upload = oss_bucket.init_multipart_upload("multi", headers={"x-oss-server-side-encryption": "KMS"})
-    assert upload.headers["x-oss-server-side-encryption"] == "KMS"
-    part = oss_bucket.upload_part("multi", upload.upload_id, 1, b"abc")
-    assert part.headers["x-oss-server-side-encryption"] == "KMS"
-    done = oss_bucket.complete_multipart_upload("multi", upload.upload_id, [oss2.models.PartInfo(1, part.etag)])
-    assert done.headers["x-oss-server-side-encryption"] == "KMS"
+    for result in multipart_put(oss_bucket, "multi", {"x-oss-server-side-encryption": "KMS"}):
+        assert result.headers["x-oss-server-side-encryption"] == "KMS"  # Initiate, UploadPart, Complete
     # COPY keeps the source's encryption unless the request names another
     oss_bucket.copy_object(oss_bucket.bucket_name, "multi", "kept")
     oss_bucket.copy_object(oss_bucket.bucket_name, "multi", "changed",
