@@ -33,9 +33,10 @@ REQUEST_LOG_SIZE = 2000
 ACTIONS = ("error", "reset", "delay", "bandwidth")
 
 # Request headers and query parameters the request log never shows (credentials and signatures).
-SECRET_HEADERS = frozenset({"authorization", "x-oss-security-token", "proxy-authorization", "cookie",
-                            ADMIN_TOKEN_HEADER})
-SECRET_QUERY_PARAMETERS = frozenset({"signature", "x-oss-signature", "security-token", "x-oss-security-token"})
+SECRET_HEADERS = frozenset({"authorization", "x-oss-security-token", "x-amz-security-token", "proxy-authorization",
+                            "cookie", ADMIN_TOKEN_HEADER})
+SECRET_QUERY_PARAMETERS = frozenset({"signature", "x-oss-signature", "security-token", "x-oss-security-token",
+                                     "x-amz-signature", "x-amz-security-token"})
 REDACTED = "<redacted>"
 
 

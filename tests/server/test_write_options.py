@@ -261,3 +261,15 @@ def test_server_can_serve_under_a_path_prefix(tmp_path):
         prefixed = signed.replace(server.endpoint, server.endpoint + "/oss", 1)
         response = requests.get(prefixed, timeout=10)
         assert (response.status_code, "NoSuchKey" in response.text) == (404, True)
+
+
+def test_redaction_covers_both_dialects():
+    from ossmount.server.faults import redact_headers, redact_query
+
+    headers = redact_headers({"authorization": "OSS a:b", "x-oss-security-token": "t", "x-amz-security-token": "t",
+                              "x-oss-meta-k": "v"})
+    assert headers == {"authorization": REDACTED, "x-oss-security-token": REDACTED,
+                       "x-amz-security-token": REDACTED, "x-oss-meta-k": "v"}
+    assert redact_query("OSSAccessKeyId=ak&Expires=1&Signature=s%2B&security-token=t&X-Amz-Signature=x&prefix=p") == (
+        f"OSSAccessKeyId=ak&Expires=1&Signature={REDACTED}&security-token={REDACTED}&X-Amz-Signature={REDACTED}"
+        "&prefix=p")
