@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -30,9 +29,6 @@ from ossmount.errors import EXIT_AUTH, EXIT_BUCKET, EXIT_CONFIG, EXIT_UNREACHABL
 from ossmount.store import ObjectStore, RetryPolicy
 from ossmount.store import types
 from ossmount.storeconfig import open_store
-
-if TYPE_CHECKING:
-    from ossmount.options import MountOptions
 
 log = logging.getLogger(__name__)
 

@@ -550,3 +550,44 @@ def test_markdown_table_has_one_row_per_option():
     table = format_options_markdown().splitlines()
     assert len(table) == 2 + len(describe_options())
     assert all(line.count(" | ") == 2 and line.startswith("| ") and line.endswith(" |") for line in table[2:])
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("upload_traffic_limit=5", "0 (no limit) or 819200..838860800 (bit/s)"),
+    ("list_object_max_keys=5000", "an integer 1..1000"),
+    ("use_sse=custom", "use_sse, use_sse=1, use_sse=kms, use_sse=kmsid:KEY_ID"),
+])
+def test_bad_value_is_one_line_with_the_range_and_exit_2(tmp_path, item, expected):
+    import subprocess
+    import sys
+
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    result = subprocess.run([sys.executable, "-m", "ossmount", "bkt", str(mountpoint), "-o", item],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_USAGE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"option '{item.partition('=')[0]}'" in lines[0] and expected in lines[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/mnt", "-o", "bucket=bkt:/a/b"], ("bkt", "a/b/", "/mnt")),
+    (["bkt:/a/b", "/mnt", "-o", "bucket=bkt:/a/b"], ("bkt", "a/b/", "/mnt")),
+    (["ossfs", "/mnt", "-o", "bucket=bkt"], ("bkt", "", "/mnt")),
+])
+def test_bucket_option_replaces_the_first_argument(argv, expected):
+    args = parse_mount_args(argv)
+    assert (args.bucket, args.prefix, args.mountpoint) == expected
+    assert parse_check_args(["-o", "bucket=bkt:/x"]).prefix == "x/"
+
+
+def test_bucket_given_twice_differently_is_refused():
+    with pytest.raises(UsageError, match="the bucket is given twice"):
+        parse_mount_args(["other", "/mnt", "-o", "bucket=bkt"])
+    with pytest.raises(UsageError, match="expected BUCKET"):
+        parse_mount_args(["/mnt"])
+
+
+def test_ram_role_and_passwd_file_exclude_each_other():
+    with pytest.raises(UsageError, match="'ram_role' and 'passwd_file' exclude each other"):
+        parse_options(["ram_role=R", "passwd_file=/p"])

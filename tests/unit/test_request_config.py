@@ -219,3 +219,22 @@ def test_what_canned_acls_grant_to_everyone(op, bucket_acl, object_acl, allowed)
 def test_default_object_acl_defers_to_the_bucket():
     assert effective_acl("public-read", "default") == "public-read"
     assert effective_acl("public-read", "private") == "private"
+
+
+def test_open_store_maps_timeouts_retries_and_transport(tmp_path):
+    from ossmount.storeconfig import open_store
+
+    passwd = tmp_path / "passwd"
+    passwd.write_text("AK:SK\n")
+    passwd.chmod(0o600)
+    options = parse_options([f"passwd_file={passwd}", "url=http://127.0.0.1:9", "connect_timeout=7",
+                             "readwrite_timeout=9.5", "retries=4", "list_object_max_keys=50",
+                             "servicepath=/oss", "nocopyapi"])
+    store = open_store("bkt", options, environ={})
+    assert store._bucket.timeout == (7.0, 9.5)
+    assert store.retry.max_attempts == 4 and store.list_max_keys == 50
+    assert not store.copy_policy.copy_api
+    default = open_store("bkt", parse_options([f"passwd_file={passwd}", "url=http://127.0.0.1:9"]), environ={})
+    assert default._bucket.timeout == (300.0, 120.0) and default.retry.max_attempts == 5
+    quick = open_store("bkt", options, environ={}, connect_timeout=3.0, timeout=8.0)  # ossmount check's
+    assert quick._bucket.timeout == (3.0, 8.0)
