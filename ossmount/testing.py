@@ -101,8 +101,9 @@ class AdminClient:
 
     def requests(self) -> list[dict[str, Any]]:
         """The last requests, oldest first: op, method, bucket, key, status, bytes (sent), request_bytes, user_agent,
-        range, fault, headers (lowercase names; Authorization and security tokens redacted), query (signatures
-        redacted) and traffic_limit (the x-oss-traffic-limit in bit/s the body was throttled to, or None)."""
+        range, fault, headers (lowercase names, without Authorization and security tokens), withheld_headers (the
+        names of those left out), query (signatures redacted) and traffic_limit (the x-oss-traffic-limit in bit/s
+        the body was throttled to, or None)."""
         return self.call("GET", "requests")
 
     def reset_requests(self) -> None:

@@ -47,7 +47,7 @@ from ossmount.server.faults import (
     FaultRule,
     RequestRecord,
     injected_error_response,
-    redact_headers,
+    loggable_headers,
     redact_query,
 )
 
@@ -412,11 +412,11 @@ class HttpFront:
     def _record(self, op: str, method: str, target: str, bucket: str | None, key: str | None,
                 headers: dict[str, str], status: int, sent: int, received: int, fault: str | None,
                 traffic_limit: int | None = None) -> None:
+        logged, withheld = loggable_headers(headers)
         self.admin.requests.add(RequestRecord(
             op=op, method=method, bucket=bucket, key=key, status=status, bytes=sent, request_bytes=received,
-            user_agent=headers.get("user-agent"), range=headers.get("range"), fault=fault,
-            headers=redact_headers(headers), query=redact_query(target.partition("?")[2]),
-            traffic_limit=traffic_limit))
+            user_agent=headers.get("user-agent"), range=headers.get("range"), fault=fault, headers=logged,
+            withheld_headers=withheld, query=redact_query(target.partition("?")[2]), traffic_limit=traffic_limit))
 
     async def _admin_exchange(self, channel: _Channel, method: str, path: str, headers: dict[str, str]) -> bool:
         chunks = []

@@ -272,7 +272,7 @@ def test_sigv4_with_unsigned_payload_and_endpoint_region(make_mount):
     (mount.path / "v4.txt").write_bytes(b"signed")
     put = records(mount, "PutObject", key="v4.txt")[-1]["headers"]
     assert put["x-oss-content-sha256"] == "UNSIGNED-PAYLOAD" and "x-oss-date" in put
-    assert put["authorization"] == "<redacted>"
+    assert "authorization" not in put
 
 
 def test_sigv1_is_the_default_and_can_be_named(make_mount):
@@ -303,7 +303,7 @@ def test_use_session_token_requires_and_sends_the_token(make_mount, local_server
     env = {"OSS_ACCESS_KEY_ID": sts_id, "OSS_ACCESS_KEY_SECRET": sts_secret, "OSS_SESSION_TOKEN": sts_token}
     mount = make_mount("use_session_token", bucket=sts_bucket(local_server), passwd=False, env=env)
     (mount.path / "sts.txt").write_bytes(b"temporary credentials")
-    assert records(mount, "PutObject", key="sts.txt")[-1]["headers"]["x-oss-security-token"] == "<redacted>"
+    assert "x-oss-security-token" in records(mount, "PutObject", key="sts.txt")[-1]["withheld_headers"]
 
     refused = make_mount("use_session_token", bucket=mount.bucket, passwd=False, start=False,
                          env={"OSS_ACCESS_KEY_ID": sts_id, "OSS_ACCESS_KEY_SECRET": sts_secret})
@@ -323,7 +323,7 @@ def test_ram_role_takes_credentials_from_the_instance_metadata_service(make_moun
                            env={"OSSMOUNT_ECS_METADATA_ENDPOINT": metadata.endpoint})
         (mount.path / "role.txt").write_bytes(b"from the metadata service")
         assert (mount.path / "role.txt").read_bytes() == b"from the metadata service"
-        assert records(mount, "PutObject", key="role.txt")[-1]["headers"]["x-oss-security-token"] == "<redacted>"
+        assert "x-oss-security-token" in records(mount, "PutObject", key="role.txt")[-1]["withheld_headers"]
         assert ("GET", "/latest/meta-data/ram/security-credentials/EcsRole") in metadata.requests
         mount.unmount()
 
@@ -352,7 +352,7 @@ def test_public_bucket_mounts_without_credentials_and_copies_by_reupload(make_mo
     assert (mount.path / "renamed.txt").read_bytes() == b"for everyone"
     assert stat.S_IMODE((mount.path / "renamed.txt").stat().st_mode) == 0o640
     seen = records(mount)
-    assert all("authorization" not in r["headers"] for r in seen if r["op"] != "PutBucket")
+    assert all(r["withheld_headers"] == [] for r in seen if r["op"] != "PutBucket")  # nothing signed
     assert "CopyObject" not in {r["op"] for r in seen}  # OSS refuses anonymous copies
     assert int(bucket.head_object("renamed.txt").headers["x-oss-meta-mode"]) & 0o777 == 0o640
 

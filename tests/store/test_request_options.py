@@ -182,7 +182,7 @@ async def test_anonymous_store_reads_and_writes_a_public_bucket(local_server, fr
     bucket.put_bucket_acl(oss2.BUCKET_ACL_PUBLIC_READ_WRITE)
     await anonymous.put("public", b"anyone")
     assert await anonymous.get_bytes("public") == b"anyone"
-    assert all(r["headers"].get("authorization") is None for r in records(local_server, fresh_bucket_name, "public"))
+    assert all(r["withheld_headers"] == [] for r in records(local_server, fresh_bucket_name, "public"))
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ async def test_ram_role_credentials_rotate_without_a_new_store(sts_server):
         "/latest/meta-data/ram/security-credentials/", "/latest/meta-data/ram/security-credentials/EcsRole",
         "/latest/meta-data/ram/security-credentials/", "/latest/meta-data/ram/security-credentials/EcsRole"]
     put = [r for r in sts_server.admin.requests() if r["op"] == "PutObject" and r["status"] == 200][-1]
-    assert put["headers"]["x-oss-security-token"] == "<redacted>"
+    assert put["withheld_headers"] == ["authorization", "x-oss-security-token"]
 
 
 # -- transport ----------------------------------------------------------------------------------------------
