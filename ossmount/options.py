@@ -958,5 +958,7 @@ def format_options_markdown() -> str:
     """The option table as Markdown, for the README (generated, so docs and parser never disagree)."""
     lines = ["| option | default | meaning |", "|---|---|---|"]
     for name, default, meaning in describe_options():
-        lines.append(f"| `{name}` | {default.replace('|', '&#124;')} | {meaning.replace('|', '&#124;')} |")
+        # GitHub tables split cells at '|' even inside code spans unless it is escaped as '\|'.
+        shown = name.replace("|", "\\|")
+        lines.append(f"| `{shown}` | {default.replace('|', '&#124;')} | {meaning.replace('|', '&#124;')} |")
     return "\n".join(lines)
