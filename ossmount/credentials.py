@@ -1,8 +1,11 @@
-"""Where the access key comes from: passwd file, environment, /etc/passwd-ossmount, or a credentials directory.
+"""Where the access key comes from: passwd file, environment, /etc/passwd-ossmount, a credentials directory, or
+the ECS instance's RAM role.
 
 Rules (ossfs-compatible):
-  1. Order: `-o passwd_file=FILE`, then OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET[/OSS_SESSION_TOKEN], then
-     /etc/passwd-ossmount. The first source that exists decides; a passwd file given explicitly must work.
+  1. Order: `-o passwd_file=FILE`, then OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET[/OSS_SESSION_TOKEN] (ossfs's
+     OSSACCESSKEYID/OSSSECRETACCESSKEY[/OSSSESSIONTOKEN] too), then /etc/passwd-ossmount. The first source that
+     exists decides; a passwd file given explicitly must work. `-o ram_role` replaces all of them, and
+     `-o public_bucket=1` reads none (requests are not signed). `-o use_session_token` requires an STS token.
   2. A passwd file holds `BUCKET:AK:SK` or `AK:SK` lines; `#` comments and blank lines are skipped. A line
      for this bucket wins over a bare `AK:SK` line, which wins over lines for other buckets (never used).
   3. A passwd file readable or writable beyond 0640 (`mode & 0o137`) is refused, as ossfs does.
@@ -10,15 +13,27 @@ Rules (ossfs-compatible):
 
 `CredentialsSource` is the seam for rotation (CSI daemon): `load()` re-reads a passwd file or a directory
 of `AccessKeyId`/`AccessKeySecret`/`SecurityToken` files (also the legacy `akId`/`akSecret` names) each time.
+
+`EcsRamRoleCredentials` (`ram_role=NAME|auto`) asks the instance metadata service for the role's STS credentials
+and asks again before they expire; the store calls its `current()` for every request it signs, so rotation
+needs no remount. The service is http://100.100.100.200 on ECS; the environment variable
+OSSMOUNT_ECS_METADATA_ENDPOINT points elsewhere (tests, proxies).
 """
 
 from __future__ import annotations
 
+import calendar
+import json
+import logging
 import os
 import stat
+import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ossmount.errors import ConfigError
 
@@ -26,7 +41,21 @@ DEFAULT_PASSWD_PATH = "/etc/passwd-ossmount"
 ENV_ACCESS_KEY_ID = "OSS_ACCESS_KEY_ID"
 ENV_ACCESS_KEY_SECRET = "OSS_ACCESS_KEY_SECRET"
 ENV_SESSION_TOKEN = "OSS_SESSION_TOKEN"
+# ossfs's names for the same three, read when ours are not set.
+OSSFS_ENV_NAMES = {ENV_ACCESS_KEY_ID: "OSSACCESSKEYID", ENV_ACCESS_KEY_SECRET: "OSSSECRETACCESSKEY",
+                   ENV_SESSION_TOKEN: "OSSSESSIONTOKEN"}
 FORBIDDEN_MODE_BITS = 0o137  # anything beyond rw-r-----
+ENV_ECS_METADATA_ENDPOINT = "OSSMOUNT_ECS_METADATA_ENDPOINT"
+DEFAULT_ECS_METADATA_ENDPOINT = "http://100.100.100.200"
+ECS_ROLE_PATH = "/latest/meta-data/ram/security-credentials/"
+ECS_TOKEN_PATH = "/latest/api/token"  # hardened mode (IMDSv2-style): a session token for the metadata requests
+ECS_TOKEN_TTL = 21600
+ECS_REQUEST_TIMEOUT = 5.0
+ECS_DEFAULT_LIFETIME = 6 * 3600  # seconds, when the answer has no LastUpdated
+ECS_REFRESH_SHARE = 0.15  # ask again when less than this share of the credentials' lifetime is left
+ECS_MIN_REFRESH_MARGIN = 60.0
+
+log = logging.getLogger(__name__)
 
 # Directory layouts, matched case-insensitively: (access key id, secret, token) file names.
 _DIRECTORY_NAMES = (
@@ -154,16 +183,21 @@ def read_credentials_dir(path: str | os.PathLike[str]) -> Credentials:
 
 
 def credentials_from_environ(environ: Mapping[str, str]) -> Credentials | None:
-    """OSS_ACCESS_KEY_ID + OSS_ACCESS_KEY_SECRET (+ OSS_SESSION_TOKEN); None unless both keys are set."""
-    access_key_id = environ.get(ENV_ACCESS_KEY_ID, "").strip()
-    secret = environ.get(ENV_ACCESS_KEY_SECRET, "").strip()
-    if not access_key_id and not secret:
-        return None
-    if not access_key_id or not secret:
-        missing = ENV_ACCESS_KEY_ID if not access_key_id else ENV_ACCESS_KEY_SECRET
-        raise ConfigError(f"environment has only half an access key: {missing} is not set")
-    token = environ.get(ENV_SESSION_TOKEN, "").strip() or None
-    return Credentials(access_key_id, secret, token, "environment")
+    """OSS_ACCESS_KEY_ID + OSS_ACCESS_KEY_SECRET (+ OSS_SESSION_TOKEN), else ossfs's OSSACCESSKEYID +
+    OSSSECRETACCESSKEY (+ OSSSESSIONTOKEN); None unless both keys of one naming are set."""
+    for names in ((ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SESSION_TOKEN),
+                  tuple(OSSFS_ENV_NAMES[n] for n in (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SESSION_TOKEN))):
+        id_name, secret_name, token_name = names
+        access_key_id = environ.get(id_name, "").strip()
+        secret = environ.get(secret_name, "").strip()
+        if not access_key_id and not secret:
+            continue
+        if not access_key_id or not secret:
+            missing = id_name if not access_key_id else secret_name
+            raise ConfigError(f"environment has only half an access key: {missing} is not set")
+        token = environ.get(token_name, "").strip() or None
+        return Credentials(access_key_id, secret, token, "environment")
+    return None
 
 
 def resolve_credentials(
@@ -238,3 +272,150 @@ class CredentialsSource:
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "fixed"
         return f"CredentialsSource(bucket={self.bucket!r}, source={where!r})"
+
+
+def require_session_token(credentials: Credentials) -> Credentials:
+    """`-o use_session_token`: the credentials must be temporary (STS) ones, with a session token (ossfs rule)."""
+    if not credentials.security_token:
+        raise ConfigError(
+            f"use_session_token: the credentials from {credentials.source or 'the environment'} have no session "
+            f"token; set {ENV_SESSION_TOKEN} (or put a SecurityToken file in the credentials directory)"
+        )
+    return credentials
+
+
+# --------------------------------------------------------------------------------------------------
+# ECS RAM role (ram_role=)
+
+
+def parse_ecs_role_list(text: str) -> str:
+    """The role name the metadata service lists for this instance (`ram_role=auto`); ConfigError if none."""
+    roles = [line.strip() for line in text.splitlines() if line.strip()]
+    if not roles:
+        raise ConfigError("ram_role=auto: this instance has no RAM role attached (the metadata service lists none)")
+    return roles[0]
+
+
+def _parse_iso8601(value: str) -> float:
+    return float(calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def parse_ecs_credentials(text: str, role: str) -> tuple[Credentials, float, float]:
+    """(credentials, expires_at, lifetime) from the metadata service's JSON answer for `role`:
+    {"Code": "Success", "AccessKeyId", "AccessKeySecret", "SecurityToken", "Expiration", "LastUpdated"}.
+    Raises ConfigError naming the role (never a secret) when the answer is not usable."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"ram_role {role}: the metadata service answered something that is not JSON") from None
+    if not isinstance(document, dict) or document.get("Code") != "Success":
+        code = document.get("Code") if isinstance(document, dict) else None
+        raise ConfigError(f"ram_role {role}: the metadata service refused to give credentials (Code {code!r})")
+    try:
+        expires_at = _parse_iso8601(document["Expiration"])
+        updated = document.get("LastUpdated")
+        lifetime = expires_at - _parse_iso8601(updated) if updated else ECS_DEFAULT_LIFETIME
+        credentials = Credentials(str(document["AccessKeyId"]), str(document["AccessKeySecret"]),
+                                  str(document["SecurityToken"]), f"ram role {role}", document["Expiration"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"ram_role {role}: the metadata service's answer lacks AccessKeyId, AccessKeySecret, "
+                          "SecurityToken or Expiration") from None
+    return credentials, expires_at, max(lifetime, 0.0)
+
+
+def ecs_metadata_endpoint(environ: Mapping[str, str] = os.environ) -> str:
+    """The instance metadata service: OSSMOUNT_ECS_METADATA_ENDPOINT, else http://100.100.100.200."""
+    return (environ.get(ENV_ECS_METADATA_ENDPOINT) or DEFAULT_ECS_METADATA_ENDPOINT).rstrip("/")
+
+
+class EcsRamRoleCredentials:
+    """The STS credentials of the instance's RAM role (`role`, or None to use the one the instance has).
+
+    `current()` (thread-safe; the store calls it from worker threads for every request it signs) answers from
+    memory and asks the metadata service again once less than 15% of the credentials' lifetime (at least 60 s)
+    is left. If asking fails while the old credentials are still valid they are kept and a warning is logged;
+    once they have expired the failure is raised (ConfigError, naming the role and the cause). Metadata
+    requests use a hardened-mode session token when the service hands one out, and go without otherwise.
+    """
+
+    def __init__(self, role: str | None, *, endpoint: str | None = None, clock: Callable[[], float] = time.time,
+                 timeout: float = ECS_REQUEST_TIMEOUT):
+        self.role = role
+        self.endpoint = (endpoint or ecs_metadata_endpoint()).rstrip("/")
+        self._clock = clock
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._credentials: Credentials | None = None
+        self._expires_at = 0.0
+        self._refresh_at = 0.0
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+
+    @property
+    def access_key_id(self) -> str:
+        """The key id last handed out (for messages); the role before the first request."""
+        if self._credentials is not None:
+            return self._credentials.access_key_id
+        return f"(RAM role {self.role or 'of this instance'})"
+
+    def current(self) -> Credentials:
+        with self._lock:
+            now = self._clock()
+            if self._credentials is None or now >= self._refresh_at:
+                try:
+                    self._refresh(now)
+                except ConfigError as exc:
+                    if self._credentials is None or now >= self._expires_at:
+                        raise
+                    log.warning("%s; still signing with the credentials that expire at %s",
+                                exc, self._credentials.expiration)
+                    self._refresh_at = now + ECS_MIN_REFRESH_MARGIN / 4  # try again soon, not on every request
+            assert self._credentials is not None
+            return self._credentials
+
+    def _refresh(self, now: float) -> None:
+        role = self.role or parse_ecs_role_list(self._get(ECS_ROLE_PATH))
+        credentials, expires_at, lifetime = parse_ecs_credentials(self._get(ECS_ROLE_PATH + role), role)
+        if expires_at <= now:
+            raise ConfigError(f"ram_role {role}: the metadata service handed out credentials that already expired "
+                              f"({credentials.expiration}); check the instance's clock")
+        self._credentials = credentials
+        self._expires_at = expires_at
+        self._refresh_at = expires_at - max(ECS_MIN_REFRESH_MARGIN, ECS_REFRESH_SHARE * lifetime)
+        log.info("ram_role %s: credentials %s valid until %s", role, credentials.access_key_id,
+                 credentials.expiration)
+
+    def _session_token(self) -> str | None:
+        now = self._clock()
+        if self._token is not None and now < self._token_expires_at:
+            return self._token
+        request = urllib.request.Request(self.endpoint + ECS_TOKEN_PATH, method="PUT",
+                                         headers={"X-aliyun-ecs-metadata-token-ttl-seconds": str(ECS_TOKEN_TTL)})
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                self._token = response.read().decode("utf-8").strip() or None
+        except (urllib.error.URLError, OSError, UnicodeDecodeError):
+            self._token = None  # normal mode: the service does not require (or offer) a token
+        self._token_expires_at = now + ECS_TOKEN_TTL / 2
+        return self._token
+
+    def _get(self, path: str) -> str:
+        token = self._session_token()
+        headers = {"X-aliyun-ecs-metadata-token": token} if token else {}
+        request = urllib.request.Request(self.endpoint + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                return response.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            what = "role" if path.rstrip("/") != ECS_ROLE_PATH.rstrip("/") else "role list"
+            raise ConfigError(f"ram_role {self.role or 'auto'}: the metadata service at {self.endpoint} answered "
+                              f"{exc.code} for the {what} (is the RAM role attached to this instance?)") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConfigError(f"ram_role {self.role or 'auto'}: cannot reach the instance metadata service at "
+                              f"{self.endpoint} ({reason}); ram_role works on ECS instances only") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"ram_role {self.role or 'auto'}: the metadata service's answer is not text") from None
+
+    def __repr__(self) -> str:
+        return f"EcsRamRoleCredentials(role={self.role!r}, endpoint={self.endpoint!r})"

@@ -37,12 +37,22 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(debug: bool, level: int = logging.WARNING) -> None:
+def log_format(*, timestamps: bool = True, instance: str | None = None) -> str:
+    """The client's log line format: time stamp (unless no_time_stamp_msg), [instance_name], level, logger, text."""
+    parts = ["%(asctime)s"] if timestamps else []
+    if instance:
+        parts.append("[" + instance.replace("%", "%%") + "]")
+    return " ".join(parts + ["%(levelname)s %(name)s: %(message)s"])
+
+
+def setup_logging(debug: bool, level: int = logging.WARNING, *, timestamps: bool = True,
+                  instance: str | None = None) -> None:
     """The one log setup of the client commands: one stderr line per record, secrets redacted; oss2, urllib3 and
-    requests stay at WARNING unless `debug` (they print every request's headers)."""
+    requests stay at WARNING unless `debug` (they print every request's headers). `timestamps=False`
+    (no_time_stamp_msg) drops the time stamp; `instance` (instance_name) names the mount in every line."""
     level = logging.DEBUG if debug else min(logging.WARNING, level)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(log_format(timestamps=timestamps, instance=instance)))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -27,7 +27,7 @@ import time
 import trio
 
 from ossmount.logsafety import setup_logging
-from ossmount.errors import EXIT_MOUNT, EXIT_OK, QuietError, exception_leaves
+from ossmount.errors import EXIT_MOUNT, EXIT_OK, ConfigError, QuietError, exception_leaves
 
 log = logging.getLogger("ossmount.mount")
 
@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
         print("usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d]\n")
         print(format_options_help())
         return EXIT_OK
-    setup_logging(args.debug, args.options.log_level)
+    setup_logging(args.debug, args.options.log_level, timestamps=not args.options.no_time_stamp_msg,
+                  instance=args.options.instance_name)
     if not args.foreground:
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         return _spawn_and_wait(argv, debug=args.debug)
@@ -85,6 +86,16 @@ def check_mountpoint(path: str, *, nonempty: bool) -> None:
         raise MountError(f"mountpoint {path} is already mounted: unmount it first (umount {path})")
     if not nonempty and os.listdir(path):
         raise MountError(f"mountpoint {path} is not empty: empty it or add -o nonempty")
+
+
+def check_tmpdir(path: str | None) -> None:
+    """`-o tmpdir=DIR` must be a writable directory (ossfs refuses to start otherwise)."""
+    if path is None:
+        return
+    if not os.path.isdir(path):
+        raise ConfigError(f"tmpdir {path} does not exist or is not a directory: create it or choose another")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"tmpdir {path} is not writable by this user")
 
 
 def _is_fuse_mount(path: str) -> bool:
@@ -154,7 +165,8 @@ def _report(fd: int, report: dict) -> None:
 async def _serve(args) -> None:
     import pyfuse3
 
-    from ossmount.check import check_target, open_store
+    from ossmount.check import check_target
+    from ossmount.storeconfig import open_store
     from ossmount.fs.attrs import Ownership
     from ossmount.fs.content import ContentManager
     from ossmount.fs.filesystem import Filesystem, FsConfig
@@ -162,7 +174,10 @@ async def _serve(args) -> None:
     from ossmount.fs.operations import Operations
 
     opts = args.options
-    store = open_store(args.bucket, opts, max_connections=max(16, opts.parallel_count * 2))
+    if opts.ignored:
+        log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
+    check_tmpdir(opts.tmpdir)
+    store = open_store(args.bucket, opts, prefix=args.prefix, max_connections=max(16, opts.parallel_count * 2))
     await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
@@ -176,8 +191,13 @@ async def _serve(args) -> None:
         stat_cache_ttl=opts.stat_cache_expire,
         negative_cache=opts.enable_noobj_cache,
         complement_stat=opts.complement_stat,
+        readdir_check_size=opts.readdir_check_size,
+        entry_timeout=opts.entry_timeout,
+        attr_timeout=opts.attr_timeout,
+        negative_timeout=opts.negative_timeout,
+        use_wtf8=opts.use_wtf8,
     )
-    spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-")
+    spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
     terminated = False
     unmounted_by_kernel = False
     try:
@@ -185,6 +205,7 @@ async def _serve(args) -> None:
             contents = ContentManager(
                 store, spool_dir=spool_dir, multipart_size=opts.multipart_size_bytes,
                 parallel_count=opts.parallel_count, nursery=nursery,
+                multipart_threshold=opts.multipart_threshold_bytes,
             )
             fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
             try:

@@ -99,7 +99,11 @@ def to_oss_request(request: Request) -> Request:
 
 
 def apply_s3_defaults(op: str, target: Target) -> None:
-    """S3's listing defaults: up to 1000 keys per page, and a larger max-keys is capped rather than refused."""
+    """S3's listing defaults: up to 1000 keys per page, and a larger max-keys is capped rather than refused;
+    ListBuckets is not paged (OSS's ListBuckets pages at 100)."""
+    if op == "ListBuckets":
+        target.query.setdefault("max-keys", str(DEFAULT_MAX_KEYS))
+        return
     if op not in ("ListObjects", "ListObjectsV2"):
         return
     text = target.query.get("max-keys") or ""
