@@ -21,18 +21,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ossmount.logsafety import setup_logging
-from ossmount.errors import EXIT_AUTH, EXIT_BUCKET, EXIT_UNREACHABLE, QuietError
+from ossmount.errors import EXIT_AUTH, EXIT_BUCKET, EXIT_CONFIG, EXIT_UNREACHABLE, QuietError
 from ossmount.store import ObjectStore, RetryPolicy
 from ossmount.store import types
-
-if TYPE_CHECKING:
-    from ossmount.credentials import CredentialsSource
-    from ossmount.options import MountOptions
+from ossmount.storeconfig import open_store
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +121,9 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
     if code in ("InvalidSecurityToken", "SecurityTokenExpired"):
         return CheckError(f"{code}: {endpoint} refused the STS security token of AccessKey ID {access_key_id}; "
                           f"supply a fresh token ({hints.security_token})", EXIT_AUTH, code)
+    if code == "CredentialsUnavailable":
+        return CheckError(str(error).split(": no credentials to sign with: ", 1)[-1].split(" [", 1)[0],
+                          EXIT_CONFIG, code)
     if code == "RequestTimeTooSkewed":
         return CheckError(f"RequestTimeTooSkewed: this machine's clock differs from {endpoint}'s by more than "
                           "15 minutes; synchronise it (chrony / systemd-timesyncd)", EXIT_AUTH, code)
@@ -136,6 +135,11 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
                           "grant oss:ListObjects on the bucket (plus oss:GetObject, and oss:PutObject/"
                           "oss:DeleteObject for writes) in its RAM or bucket policy", EXIT_BUCKET,
                           code or "AccessDenied")
+    if code == "TLSError":
+        reason = str(error.args[0]).split("TLS failed: ", 1)[-1]
+        return CheckError(f"TLSError: the TLS connection to {endpoint} failed ({reason}); trust its certificate "
+                          "authority, or (insecure) add -o no_check_certificate or -o ssl_verify_hostname=0",
+                          EXIT_UNREACHABLE, code)
     if isinstance(error, types.EndpointUnreachable):
         reason = str(error.args[0]).split("endpoint unreachable: ", 1)[-1]
         return CheckError(f"ConnectionError: cannot reach {endpoint} ({reason}); check url= and the network "
@@ -147,34 +151,17 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
                       code or "Error")
 
 
-def open_store(bucket: str, options: "MountOptions", *, source: "CredentialsSource | None" = None,
-               **tuning: Any) -> ObjectStore:
-    """The store a mount of `bucket` with `options` talks to: its endpoint, credentials, region and signature
-    version; `tuning` passes connection limits, timeouts and retry policy to `ObjectStore.create`.
-
-    Given a `source` whose credentials live in a file or directory, they are re-read when it changes (checked
-    before each request), so rotated keys are used without a remount. Without one, credentials are resolved
-    once from `passwd_file=`, the environment or /etc/passwd-ossmount."""
-    from ossmount.credentials import resolve_credentials
-
-    if source is None:
-        credentials, provider = resolve_credentials(bucket, passwd_file=options.passwd_file), None
-    else:
-        credentials, provider = source.current(), (source.current if source.path is not None else None)
-    return ObjectStore.create(endpoint=options.url, bucket=bucket, credentials=credentials,
-                              region=options.effective_region, sigv4=options.sigv4,
-                              credentials_provider=provider, **tuning)
-
-
 async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = False,
-                       v2: bool = True, bucket_info: bool = True,
-                       hints: CredentialsHints = CredentialsHints()) -> CheckReport:
+                       v2: bool = True, bucket_info: bool = True, hints: CredentialsHints = CredentialsHints(),
+                       connect_timeout: float = CHECK_CONNECT_TIMEOUT,
+                       timeout: float = CHECK_READ_TIMEOUT) -> CheckReport:
     """Check that `store`'s bucket can be mounted at `prefix` ("" or ending in '/'); raise CheckError if not.
 
-    Requests are made once, without retries, so a failure is reported as fast as the store's connect
-    timeout allows.
+    Requests are made once, without retries, with a 3 s connect timeout (8 s per read; the daemon passes less when
+    its request's deadline is nearer), so a failure is reported in seconds whatever connect_timeout the mount uses.
+    `hints` say where the user fixes each credential in the messages.
     """
-    quick = store.with_retry(RetryPolicy.no_retries())
+    quick = store.with_retry(RetryPolicy.no_retries(), connect_timeout=connect_timeout, timeout=timeout)
     context = dict(endpoint=store.endpoint, bucket=store.bucket_name, prefix=prefix,
                    access_key_id=store.access_key_id, hints=hints)
     try:
@@ -225,9 +212,9 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         print(format_options_help())
         return 0
-    setup_logging(args.debug)
     options = args.options
-    store = open_store(args.bucket, options, max_connections=2, timeout=CHECK_READ_TIMEOUT,
+    setup_logging(args.debug, timestamps=not options.no_time_stamp_msg, instance=options.instance_name)
+    store = open_store(args.bucket, options, prefix=args.prefix, max_connections=2, timeout=CHECK_READ_TIMEOUT,
                        connect_timeout=CHECK_CONNECT_TIMEOUT, retry=RetryPolicy.no_retries())
     report = trio.run(lambda: check_target(store, args.prefix, check_write=not options.read_only,
                                            v2=options.list_objects_v2))

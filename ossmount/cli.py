@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
+        if args:
+            from ossmount.options import format_options_help
+
+            print("\nMount options (ossmount [mount] and ossmount check):")
+            print(format_options_help())
         return 0 if args else 2
     if args[0] in ("-V", "--version"):
         from ossmount import __version__

@@ -18,7 +18,6 @@ from ossmount.errors import ConfigError
 REDACTED = "<redacted>"
 LOG_FILE_MAX_BYTES = 10 * 1024 * 1024  # rotate at 10 MiB ...
 LOG_FILE_BACKUPS = 2  # ... keeping PATH.1 and PATH.2 (at most 30 MiB per log)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # `'authorization': 'OSS ak:sig'` / `x-oss-security-token: tok` as dict reprs or header lines print them.
 _SECRET_HEADER = re.compile(
@@ -60,17 +59,27 @@ def open_log_file(path: str, *, max_bytes: int = LOG_FILE_MAX_BYTES,
                           "and is writable") from None
 
 
-def setup_logging(debug: bool, level: int = logging.WARNING, *, log_file: str | None = None,
-                  max_bytes: int = LOG_FILE_MAX_BYTES, backups: int = LOG_FILE_BACKUPS) -> None:
-    """The one log setup of the client commands: one line per record on stderr (or in `log_file`, rotated by
-    size), secrets redacted; oss2, urllib3 and requests stay at WARNING unless `debug` (they print every
-    request's headers)."""
+def log_format(*, timestamps: bool = True, instance: str | None = None) -> str:
+    """The client's log line format: time stamp (unless no_time_stamp_msg), [instance_name], level, logger, text."""
+    parts = ["%(asctime)s"] if timestamps else []
+    if instance:
+        parts.append("[" + instance.replace("%", "%%") + "]")
+    return " ".join(parts + ["%(levelname)s %(name)s: %(message)s"])
+
+
+def setup_logging(debug: bool, level: int = logging.WARNING, *, timestamps: bool = True,
+                  instance: str | None = None, log_file: str | None = None, max_bytes: int = LOG_FILE_MAX_BYTES,
+                  backups: int = LOG_FILE_BACKUPS) -> None:
+    """The one log setup of the client commands: one line per record on stderr (or in `log_file`, rotated at
+    `max_bytes` keeping `backups` old files), secrets redacted; oss2, urllib3 and requests stay at WARNING unless
+    `debug` (they print every request's headers). `timestamps=False` (no_time_stamp_msg) drops the time stamp;
+    `instance` (instance_name) names the mount in every line. ConfigError if `log_file` cannot be opened."""
     level = logging.DEBUG if debug else min(logging.WARNING, level)
     if log_file is not None:
-        handler = open_log_file(log_file, max_bytes=max_bytes, backups=backups)
+        handler: logging.Handler = open_log_file(log_file, max_bytes=max_bytes, backups=backups)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logging.Formatter(log_format(timestamps=timestamps, instance=instance)))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import trio
 
 from ossmount.logsafety import LOG_FILE_BACKUPS, LOG_FILE_MAX_BYTES, setup_logging
-from ossmount.errors import EXIT_MOUNT, EXIT_OK, QuietError, UsageError, single_quiet_error
+from ossmount.errors import EXIT_MOUNT, EXIT_OK, ConfigError, QuietError, UsageError, single_quiet_error
 from ossmount.status import DEFAULT_STATUS_INTERVAL
 
 log = logging.getLogger("ossmount.mount")
@@ -130,13 +130,14 @@ def main(argv: list[str]) -> int:
         print(format_options_help())
         return EXIT_OK
     log_file = flags.log_file or args.options.log_file
+    log_style = dict(timestamps=not args.options.no_time_stamp_msg, instance=args.options.instance_name)
     if not args.foreground:
-        setup_logging(args.debug, args.options.log_level)
+        setup_logging(args.debug, args.options.log_level, **log_style)
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         return _spawn_and_wait(argv, debug=args.debug)
     try:
-        setup_logging(args.debug, args.options.log_level, log_file=log_file, max_bytes=flags.log_max_bytes,
-                      backups=flags.log_backups)
+        setup_logging(args.debug, args.options.log_level, **log_style, log_file=log_file,
+                      max_bytes=flags.log_max_bytes, backups=flags.log_backups)
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         try:
             trio.run(_serve, args, flags)
@@ -168,6 +169,16 @@ def check_mountpoint(path: str, *, nonempty: bool) -> None:
         raise MountError(f"mountpoint {path} is already mounted: unmount it first (umount {path})")
     if not nonempty and os.listdir(path):
         raise MountError(f"mountpoint {path} is not empty: empty it or add -o nonempty")
+
+
+def check_tmpdir(path: str | None) -> None:
+    """`-o tmpdir=DIR` must be a writable directory (ossfs refuses to start otherwise)."""
+    if path is None:
+        return
+    if not os.path.isdir(path):
+        raise ConfigError(f"tmpdir {path} does not exist or is not a directory: create it or choose another")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"tmpdir {path} is not writable by this user")
 
 
 def _is_fuse_mount(path: str) -> bool:
@@ -237,8 +248,8 @@ def _report(fd: int, report: dict) -> None:
 async def _serve(args, flags: RuntimeFlags) -> None:
     import pyfuse3
 
-    from ossmount.check import check_target, open_store
-    from ossmount.credentials import CredentialsSource
+    from ossmount.check import check_target
+    from ossmount.storeconfig import open_store
     from ossmount.fs.attrs import Ownership
     from ossmount.fs.content import ContentManager
     from ossmount.fs.filesystem import Filesystem, FsConfig
@@ -246,8 +257,10 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     from ossmount.fs.operations import Operations
 
     opts = args.options
-    source = CredentialsSource.resolve(args.bucket, passwd_file=opts.passwd_file)
-    store = open_store(args.bucket, opts, source=source, max_connections=max(16, opts.parallel_count * 2))
+    if opts.ignored:
+        log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
+    check_tmpdir(opts.tmpdir)
+    store = open_store(args.bucket, opts, prefix=args.prefix, max_connections=max(16, opts.parallel_count * 2))
     log.info("checking oss://%s/%s at %s before mounting on %s", args.bucket, args.prefix, opts.url, args.mountpoint)
     await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
@@ -262,9 +275,14 @@ async def _serve(args, flags: RuntimeFlags) -> None:
         stat_cache_ttl=opts.stat_cache_expire,
         negative_cache=opts.enable_noobj_cache,
         complement_stat=opts.complement_stat,
+        readdir_check_size=opts.readdir_check_size,
+        entry_timeout=opts.entry_timeout,
+        attr_timeout=opts.attr_timeout,
+        negative_timeout=opts.negative_timeout,
+        use_wtf8=opts.use_wtf8,
     )
-    status = _status_reporter(args, flags, store, source)
-    spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-")
+    status = _status_reporter(args, flags, store)
+    spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
     terminated = False
     unmounted_by_kernel = False
     try:
@@ -272,6 +290,7 @@ async def _serve(args, flags: RuntimeFlags) -> None:
             contents = ContentManager(
                 store, spool_dir=spool_dir, multipart_size=opts.multipart_size_bytes,
                 parallel_count=opts.parallel_count, nursery=nursery,
+                multipart_threshold=opts.multipart_threshold_bytes,
             )
             fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
             try:
@@ -315,20 +334,13 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     log.info("unmounted %s", args.mountpoint)
 
 
-def _status_reporter(args, flags: RuntimeFlags, store, source):
-    from ossmount.status import StatusReporter, mask_access_key_id
+def _status_reporter(args, flags: RuntimeFlags, store):
+    from ossmount.status import StatusReporter, credentials_status
 
     if flags.status_file is None:
         return None
-
-    def credentials() -> dict:
-        current = source.current()
-        return {"access_key_id": mask_access_key_id(current.access_key_id), "sts": current.is_sts,
-                "expiration": current.expiration, "source": str(source.path or "environment"),
-                "reloads": source.reloads, "reload_error": source.reload_error}
-
     return StatusReporter(flags.status_file, mountpoint=args.mountpoint, bucket=args.bucket, prefix=args.prefix,
-                          statistics=store.statistics, credentials=credentials)
+                          statistics=store.statistics, credentials=lambda: credentials_status(store.credentials))
 
 
 async def _announce_ready(args) -> None:

@@ -4,10 +4,11 @@ Rules:
   1. Options use ossfs names and meanings; defaults are ossfs's unless the product contract says otherwise.
   2. `-o a,b=c` and `-oa,b=c` are the same; repeated `-o` merge; for a repeated option the last one wins.
   3. An unknown option, a flag given a value, a value option without one, or a malformed value is a
-     `UsageError` naming the option and the expected form. Nothing is silently ignored except the
-     options listed in `NOOP_OPTIONS` (ossfs options that mean nothing to ossmount, each with the reason)
-     and the generic mount(8)/fstab options in `MOUNT_GENERIC_OPTIONS`.
+     `UsageError` naming the option and the accepted form or range (exit 2). Every ossfs 1.91.10 option is
+     known: those that mean nothing to ossmount are validated like the others and listed in `NOOP_OPTIONS`
+     with the reason; the generic mount(8)/fstab options are in `MOUNT_GENERIC_OPTIONS`.
   4. Secrets never pass through here: `passwd_file=` is a path; the credentials module reads it.
+  5. Files named by options (ahbe_conf, mime, tmpdir) are read or checked when mounting, not here.
 
 `describe_options()` is the single table the README and `--help` are generated from.
 """
@@ -15,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import math
 import re
 import urllib.parse
 from dataclasses import dataclass, field, fields
@@ -31,6 +33,9 @@ _DEBUG_LEVEL_ALIASES = {
     "warning": "warn",
     "information": "info",
     "dbg": "debug",
+    "silent": "crit",
+    "wan": "warn",
+    "inf": "info",
 }
 _LOG_LEVELS = {"crit": logging.CRITICAL, "err": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
                "debug": logging.DEBUG}
@@ -38,7 +43,16 @@ ATIME_MODES = ("noatime", "atime", "relatime", "strictatime")
 MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown, so it can never be an owner
 MULTIPART_SIZE_MIN_MIB = 1  # OSS accepts parts from 100 KiB; ossfs insists on 5 MiB without a reason
 MULTIPART_SIZE_MAX_MIB = 5 * 1024  # the OSS part size limit
+MULTIPART_THRESHOLD_MIN_MIB = 5  # ossfs's floor for multipart_threshold and multipart_copy_size
 PARALLEL_COUNT_MAX = 1000
+MiB = 1024 * 1024
+STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
+TRAFFIC_LIMIT_MIN = 819200  # bit/s (100 KiB/s): OSS's range for x-oss-traffic-limit
+TRAFFIC_LIMIT_MAX = 838860800  # bit/s (100 MiB/s)
+SSE_OSS = "AES256"
+SSE_KMS = "KMS"
+SSE_KEY_FROM_ENV = "$OSSSSEKMSID"  # use_sse=kmsid: the key id comes from this environment variable
+_RAM_ROLE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _IPV6_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
@@ -46,64 +60,6 @@ _REGION_FROM_HOST_RE = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.
 _REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 HELP_HINT = "see `ossmount --help` for the list of options"
-
-
-# --------------------------------------------------------------------------------------------------
-# Options accepted without effect
-
-
-NOOP_OPTIONS: dict[str, str] = {
-    "use_cache": "ossmount spools dirty data in its own temp directory and reads straight from OSS",
-    "del_cache": "there is no persistent ossfs disk cache to delete",
-    "check_cache_dir_exist": "there is no persistent ossfs disk cache directory",
-    "max_dirty_data": "dirty data is uploaded on flush/close, never earlier",
-    "ensure_diskfree": "the write spool is bounded by the temp directory, not by this reserve",
-    "free_space_mb": "the write spool is bounded by the temp directory, not by this reserve",
-    "enable_content_md5": "every upload is already integrity-checked with CRC64",
-    "use_path_request_style": "the addressing style follows from the endpoint (IP or host)",
-    "noxmlns": "the XML namespace is handled automatically",
-    "connect_timeout": "timeouts are fixed and retried by the client",
-    "readwrite_timeout": "timeouts are fixed and retried by the client",
-    "retries": "retries are fixed by the client",
-    "multireq_max": "readdir lists only; parallelism is parallel_count",
-    "curldbg": "there is no curl; use dbglevel=debug",
-    "notsup_compat_dir": "all directory styles (dir/ objects and implicit prefixes) are always supported",
-    "use_xattr": "extended attributes are always supported",
-    "stat_cache_interval_expire": "stat_cache_expire is the one expiry rule",
-    "big_writes": "always on in FUSE 3",
-    "kernel_cache": "the kernel page cache is managed by ossmount",
-    "auto_cache": "the kernel page cache is managed by ossmount",
-    "allow_root": "use allow_other; the kernel checks the mode bits",
-    "instance_name": "log lines already name the mountpoint",
-    "singlepart_copy_limit": "the client picks CopyObject or UploadPartCopy by object size",
-    "multipart_copy_size": "the client picks the part size of UploadPartCopy",
-    "nomixupload": "partial rewrites are uploaded whole or as multipart from the spool",
-    "direct_read": "ossmount always reads straight from OSS (there is no disk cache)",
-    "max_background": "FUSE queue tuning is fixed",
-    "congestion_threshold": "FUSE queue tuning is fixed",
-    "default_permissions": "always on: the kernel checks the mode bits",
-    "dev": "FUSE mounts are always nodev for unprivileged users; accepted for fstab",
-    "suid": "FUSE mounts are always nosuid for unprivileged users; accepted for fstab",
-}
-
-# Options meaningful only to mount(8)/systemd; they reach a mount helper but mean nothing to the FS.
-MOUNT_GENERIC_OPTIONS: dict[str, str] = {
-    "_netdev": "mount(8)/systemd: wait for the network before mounting",
-    "nofail": "mount(8): do not report a failure if the mount fails at boot",
-    "noauto": "mount(8): not mounted by `mount -a`",
-    "auto": "mount(8): mounted by `mount -a`",
-    "defaults": "mount(8): the default set (rw, ...)",
-    "user": "mount(8): ordinary users may mount",
-    "users": "mount(8): any user may mount and unmount",
-    "nouser": "mount(8): only root may mount",
-    "owner": "mount(8): the device owner may mount",
-    "group": "mount(8): the device group may mount",
-    "async": "the only mode FUSE offers here",
-    "comment": "fstab comment (comment=...)",
-}
-
-# Prefixes of generic options (`x-systemd.requires=...`, `x-mount.mkdir`, ...).
-MOUNT_GENERIC_PREFIXES = ("x-systemd.", "x-mount.", "x-", "comment=")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,29 +87,60 @@ def _parse_octal_mask(name: str, value: str) -> int:
     return int(value, 8)
 
 
-def _int_parser(low: int, high: int | None) -> Callable[[str, str], int]:
+def _int_parser(low: int, high: int | None, unit: str = "") -> Callable[[str, str], int]:
     def parse(name: str, value: str) -> int:
         if not _is_decimal(value) or int(value) < low or (high is not None and int(value) > high):
             bound = f"{low}..{high}" if high is not None else f">= {low}"
-            raise _bad(name, value, f"an integer {bound}")
+            raise _bad(name, value, f"an integer {bound}{unit}")
         return int(value)
 
     return parse
 
 
-def _parse_seconds(name: str, value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise _bad(name, value, "a number of seconds >= 0") from None
-    if not (seconds >= 0) or seconds == float("inf"):
-        raise _bad(name, value, "a number of seconds >= 0")
-    return seconds
+def _choice_parser(*choices: str, case_insensitive: bool = False) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        for choice in choices:
+            if value == choice or (case_insensitive and value.lower() == choice.lower()):
+                return choice
+        raise _bad(name, value, "one of " + "|".join(choices))
+
+    return parse
+
+
+def _seconds_parser(*, positive: bool = False, never: bool = False) -> Callable[[str, str], float]:
+    """Seconds as a number (>= 0, or > 0 with `positive`); with `never`, -1 means forever (math.inf)."""
+    expected = ("a number of seconds > 0" if positive else "a number of seconds >= 0") + (", or -1 (never)"
+                                                                                           if never else "")
+
+    def parse(name: str, value: str) -> float:
+        if never and value.strip() == "-1":
+            return math.inf
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise _bad(name, value, expected) from None
+        if not (seconds > 0 if positive else seconds >= 0) or seconds == math.inf:
+            raise _bad(name, value, expected)
+        return seconds
+
+    return parse
 
 
 def _parse_path(name: str, value: str) -> str:
     if not value or "\0" in value:
         raise _bad(name, value, "a file path")
+    return value
+
+
+def _parse_optional_path(name: str, value: str) -> str:
+    if "\0" in value:
+        raise _bad(name, value, "a path")
+    return value
+
+
+def _parse_text(name: str, value: str) -> str:
+    if not value.isprintable():
+        raise _bad(name, value, "printable text")
     return value
 
 
@@ -167,6 +154,66 @@ def _parse_dbglevel(name: str, value: str) -> str:
 def _parse_region(name: str, value: str) -> str:
     if not _REGION_RE.match(value):
         raise _bad(name, value, "a region id such as cn-hangzhou")
+    return value
+
+
+def _parse_endpoint(name: str, value: str) -> str:
+    """ossfs `endpoint=`: the V4 region, given as a region id or as an OSS endpoint host name."""
+    match = _REGION_FROM_HOST_RE.match(value.lower().split("://", 1)[-1].split(":", 1)[0].rstrip("/"))
+    if match:
+        return match.group(1)
+    if not _REGION_RE.match(value):
+        raise _bad(name, value, "a region id such as cn-hangzhou (or oss-cn-hangzhou.aliyuncs.com)")
+    return value
+
+
+def _parse_public_bucket(name: str, value: str) -> bool:
+    if value not in ("0", "1"):
+        raise _bad(name, value, "1 (anonymous access, no credentials) or 0")
+    return value == "1"
+
+
+def _parse_traffic_limit(name: str, value: str) -> int:
+    if not _is_decimal(value) or not (int(value) == 0 or TRAFFIC_LIMIT_MIN <= int(value) <= TRAFFIC_LIMIT_MAX):
+        raise _bad(name, value, f"0 (no limit) or {TRAFFIC_LIMIT_MIN}..{TRAFFIC_LIMIT_MAX} (bit/s)")
+    return int(value)
+
+
+def _parse_use_sse(name: str, value: str) -> str:
+    """`use_sse` / `=1` -> AES256 (OSS-managed keys); `=kms` -> KMS with OSS's default key; `=kmsid:ID` / `=k:ID`
+    -> KMS with that key; `=kmsid` / `=k` -> KMS with the key id from $OSSSSEKMSID (ossfs forms)."""
+    if value == "1":
+        return SSE_OSS
+    if value == "kms":
+        return SSE_KMS
+    if value in ("kmsid", "k"):
+        return SSE_KMS + ":" + SSE_KEY_FROM_ENV
+    for prefix in ("kmsid:", "k:"):
+        if value.startswith(prefix) and value[len(prefix):] and value[len(prefix):].isprintable():
+            return SSE_KMS + ":" + value[len(prefix):]
+    raise _bad(name, value, "use_sse, use_sse=1, use_sse=kms, use_sse=kmsid:KEY_ID or use_sse=kmsid "
+                            "(key id in $OSSSSEKMSID)")
+
+
+def _parse_ram_role(name: str, value: str) -> str:
+    if value != "auto" and not _RAM_ROLE_RE.match(value):
+        raise _bad(name, value, "a RAM role name (letters, digits, '.', '-', '_') or auto")
+    return value
+
+
+def _parse_servicepath(name: str, value: str) -> str:
+    path = value.strip()
+    if not path.startswith("/") or any(c in path for c in "?#\\ ") or not path.isprintable():
+        raise _bad(name, value, "a URL path starting with '/', e.g. /oss")
+    return "/" + path.strip("/") if path.strip("/") else ""
+
+
+def _parse_bucket_option(name: str, value: str) -> str:
+    try:
+        parse_bucket_spec(value)
+    except UsageError as exc:
+        raise _bad(name, value, "BUCKET[:/PREFIX] with a valid bucket name (" + str(exc).split(": ", 1)[-1] + ")") \
+            from None
     return value
 
 
@@ -187,7 +234,8 @@ def normalize_url(value: str) -> str:
         rest = text
         scheme = "http" if rest.split(":")[0].endswith("-internal.aliyuncs.com") else "https"
     if not rest or "/" in rest or "?" in rest or "#" in rest or "@" in rest:
-        raise _bad("url", value, "scheme://host[:port] with no path, e.g. https://oss-cn-hangzhou.aliyuncs.com")
+        raise _bad("url", value, "scheme://host[:port] with no path, e.g. https://oss-cn-hangzhou.aliyuncs.com "
+                                 "(a path prefix goes in servicepath=)")
     host, port = rest, None
     if rest.startswith("["):
         end = rest.find("]")
@@ -211,28 +259,108 @@ def normalize_url(value: str) -> str:
 
 
 def _parse_url(name: str, value: str) -> str:
-    return normalize_url(value)
+    try:
+        return normalize_url(value)
+    except UsageError as exc:
+        if name == "url":
+            raise
+        raise UsageError(str(exc).replace("option 'url'", f"option '{name}'")) from None
 
 
 # --------------------------------------------------------------------------------------------------
 # The option table
 
 
+FLAG, VALUE, EITHER = "flag", "value", "either"  # how an option is written: bare, NAME=VALUE, or both
+
+
 @dataclass(frozen=True)
 class OptionSpec:
-    """One `-o` option: its name, the MountOptions field it sets, and how."""
+    """One `-o` option: its name, the MountOptions field it sets (None: accepted without effect) and how.
+
+    `form`: FLAG (`name`), VALUE (`name=VALUE`) or EITHER; a bare EITHER option is parsed as `name=<bare>`.
+    `extra` sets further fields to fixed values whenever the option is given (e.g. mime= marks the file as
+    explicit)."""
 
     name: str
-    field: str
+    field: str | None
     meaning: str
     parse: Callable[[str, str], object] | None = None  # None: a flag
     flag_value: object = True  # what a flag sets its field to
     default_text: str = ""
+    form: str = ""
+    bare: str = ""
+    display: str = ""
+    extra: tuple[tuple[str, object], ...] = ()
 
+    def __post_init__(self) -> None:
+        if not self.form:
+            object.__setattr__(self, "form", FLAG if self.parse is None else VALUE)
+
+    @property
+    def shown_name(self) -> str:
+        return self.display or self.name + ("=" if self.form == VALUE else "")
+
+
+def _noop(name: str, why: str, parse: Callable[[str, str], object] | None = None, *, form: str = "",
+          bare: str = "", display: str = "") -> OptionSpec:
+    return OptionSpec(name, None, f"accepted, no effect: {why}", parse, default_text="-", form=form, bare=bare,
+                      display=display)
+
+
+_MIB = " MiB"
+_DISK_CACHE = "no disk cache yet (reads go straight to OSS, writes are spooled in tmpdir)"
 
 OPTION_SPECS: tuple[OptionSpec, ...] = (
+    # -- where and who ------------------------------------------------------------------------------------
     OptionSpec("url", "url", "OSS endpoint, http:// or https://, host name or IP[:port]; no scheme: https "
                "(http for *-internal.aliyuncs.com)", _parse_url, default_text=DEFAULT_URL),
+    OptionSpec("host", "url", "the endpoint, as url= (older ossfs name)", _parse_url, default_text="url"),
+    OptionSpec("servicepath", "servicepath", "path prefix put in front of every request path, for an endpoint "
+               "behind a reverse proxy (e.g. /oss); signatures cover /bucket/key as OSS sees it",
+               _parse_servicepath, default_text="/"),
+    OptionSpec("bucket", "bucket", "BUCKET[:/PREFIX] as an option; the command line then names only the "
+               "mountpoint", _parse_bucket_option, default_text="first argument"),
+    OptionSpec("use_path_request_style", "path_style", "address the bucket in the URL path, not the host name "
+               "(IP and localhost endpoints always are)", default_text="off"),
+    OptionSpec("passwd_file", "passwd_file", "credentials file (BUCKET:AK:SK or AK:SK lines, mode 0600/0640) or "
+               "directory (AccessKeyId, AccessKeySecret, SecurityToken files)", _parse_path,
+               default_text="env, then /etc/passwd-ossmount"),
+    OptionSpec("ram_role", "ram_role", "credentials of the ECS instance's RAM role from the instance metadata "
+               "service (auto: the role attached to the instance), renewed before they expire without a remount; "
+               "$OSSMOUNT_ECS_METADATA_ENDPOINT overrides http://100.100.100.200", _parse_ram_role,
+               default_text="off", form=EITHER, bare="auto", display="ram_role[=NAME|auto]"),
+    OptionSpec("use_session_token", "use_session_token", "require temporary (STS) credentials: fail unless they "
+               "come with a session token (OSS_SESSION_TOKEN or a SecurityToken file)", default_text="off"),
+    OptionSpec("public_bucket", "public_bucket", "1: anonymous access to a public-read(-write) bucket, no "
+               "credentials read and no request signed; OSS refuses anonymous copies, so it implies nocopyapi",
+               _parse_public_bucket, default_text="0"),
+    OptionSpec("sigv1", "sigv4", "sign requests with OSS Signature V1 (the default, as in ossfs)", flag_value=False,
+               default_text="on"),
+    OptionSpec("sigv4", "sigv4", "sign requests with OSS Signature V4 (needs a region)", default_text="off"),
+    OptionSpec("region", "region", "region id for sigv4, e.g. cn-hangzhou", _parse_region,
+               default_text="from the url"),
+    OptionSpec("endpoint", "region", "the sigv4 region, as region= (older ossfs name; an OSS host name is "
+               "accepted)", _parse_endpoint, default_text="region"),
+    OptionSpec("enable_unsigned_payload", "enable_unsigned_payload", "sigv4: do not hash bodies; V4 requests "
+               "always carry x-oss-content-sha256: UNSIGNED-PAYLOAD, the only value OSS accepts, so this is the "
+               "behaviour anyway (ignored with sigv1, as ossfs does)", default_text="on with sigv4"),
+    OptionSpec("no_check_certificate", "no_check_certificate", "INSECURE: accept any TLS certificate of the "
+               "endpoint", default_text="off"),
+    OptionSpec("ssl_verify_hostname", "ssl_verify_hostname", "0: INSECURE, accept a trusted TLS certificate "
+               "issued for another host name; 2: check the name", _choice_parser("0", "2"), default_text="2"),
+    OptionSpec("connect_timeout", "connect_timeout", "seconds to wait for a TCP connection", _seconds_parser(
+        positive=True), default_text="300"),
+    OptionSpec("readwrite_timeout", "readwrite_timeout", "seconds to wait for data on a connection",
+               _seconds_parser(positive=True), default_text="120"),
+    OptionSpec("retries", "retries", "attempts of a failed request (timeouts, 5xx, throttling) before it fails",
+               _int_parser(1, 100), default_text="5"),
+    OptionSpec("requester_pays", "requester_pays", "send x-oss-request-payer: requester (Requester Pays buckets)",
+               default_text="off"),
+    OptionSpec("noua", "user_agent", "send no User-Agent header", flag_value=False, default_text="off"),
+    OptionSpec("instance_name", "instance_name", "name added to log lines and to the User-Agent", _parse_text,
+               default_text="none"),
+    # -- ownership and modes --------------------------------------------------------------------------------
     OptionSpec("uid", "uid", "owner of every entry (numeric uid)", _parse_id, default_text="stored or mounting user"),
     OptionSpec("gid", "gid", "group of every entry (numeric gid)", _parse_id, default_text="stored or mounting group"),
     OptionSpec("umask", "umask", "permission bits of every entry below the root become 0777 & ~umask "
@@ -243,38 +371,94 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                default_text="off"),
     OptionSpec("ro", "read_only", "read-only mount", default_text="off"),
     OptionSpec("rw", "read_only", "read-write mount", flag_value=False, default_text="on"),
+    # -- listing and caches ---------------------------------------------------------------------------------
     OptionSpec("listobjectsv2", "list_objects_v2", "list with ListObjectsV2", default_text="on"),
     OptionSpec("listobjectsv1", "list_objects_v2", "list with ListObjects (V1) instead of V2",
                flag_value=False, default_text="off"),
+    OptionSpec("list_object_max_keys", "list_object_max_keys", "max-keys of each list request (1..1000; OSS "
+               "returns at most 1000)", _int_parser(1, 1000), default_text="1000"),
     OptionSpec("complement_stat", "complement_stat", "a dir/ object without x-oss-meta-mode gets a "
                "directory mode", default_text="on"),
     OptionSpec("nocomplement_stat", "complement_stat", "turn complement_stat off", flag_value=False,
                default_text="off"),
     OptionSpec("max_stat_cache_size", "max_stat_cache_size", "entries in the stat cache; 0 disables it",
                _int_parser(0, None), default_text="100000"),
-    OptionSpec("stat_cache_expire", "stat_cache_expire", "seconds a stat cache entry stays valid",
-               _parse_seconds, default_text="900"),
+    OptionSpec("stat_cache_expire", "stat_cache_expire", "seconds a stat cache entry stays valid; -1: entries "
+               "never expire (other clients' changes are seen after a remount or cache eviction)",
+               _seconds_parser(never=True), default_text="900"),
     OptionSpec("enable_noobj_cache", "enable_noobj_cache", "also cache that an object does not exist",
                default_text="off"),
+    OptionSpec("disable_noobj_cache", "enable_noobj_cache", "never cache that an object does not exist",
+               flag_value=False, default_text="on"),
+    OptionSpec("attr_timeout", "attr_timeout", "seconds the kernel caches attributes",
+               _seconds_parser(), default_text="stat_cache_expire"),
+    OptionSpec("entry_timeout", "entry_timeout", "seconds the kernel caches a name lookup",
+               _seconds_parser(), default_text="stat_cache_expire"),
+    OptionSpec("negative_timeout", "negative_timeout", "seconds the kernel caches that a name does not exist",
+               _seconds_parser(), default_text="0"),
     OptionSpec("readdir_optimize", "readdir_optimize", "readdir takes attributes from the listing (no HEAD "
                "per entry): modes and owners are the defaults until an entry is looked up", default_text="off"),
+    OptionSpec("readdir_check_size", "readdir_check_size", "with readdir_optimize, objects of at most this many "
+               "bytes (symlinks, small files) are still HEADed for their mode and owner", _int_parser(0, None),
+               default_text="none HEADed"),
+    OptionSpec("use_wtf8", "use_wtf8", "names that are not valid UTF-8 are stored as valid UTF-8 (each bad byte "
+               "as a private-use code point, as ossfs/s3fs do) and shown with their original bytes",
+               default_text="off"),
+    # -- uploads ------------------------------------------------------------------------------------------
     OptionSpec("mime", "mime", "mime.types file for the Content-Type of uploads (built-in table if absent)",
-               _parse_path, default_text=DEFAULT_MIME_PATH),
+               _parse_path, default_text=DEFAULT_MIME_PATH, extra=(("mime_explicit", True),)),
     OptionSpec("multipart_size", "multipart_size", f"part size in MiB for multipart uploads "
                f"({MULTIPART_SIZE_MIN_MIB}..{MULTIPART_SIZE_MAX_MIB})",
                _int_parser(MULTIPART_SIZE_MIN_MIB, MULTIPART_SIZE_MAX_MIB), default_text="10"),
-    OptionSpec("parallel_count", "parallel_count", "parts uploaded in parallel",
+    OptionSpec("multipart_threshold", "multipart_threshold", f"files of at least this many MiB are uploaded "
+               f"in parts ({MULTIPART_THRESHOLD_MIN_MIB}..{MULTIPART_SIZE_MAX_MIB})",
+               _int_parser(MULTIPART_THRESHOLD_MIN_MIB, MULTIPART_SIZE_MAX_MIB, _MIB),
+               default_text="multipart_size"),
+    OptionSpec("nomultipart", "nomultipart", "never upload in parts: one PutObject per file (at most 5 GiB; a "
+               "larger file fails with EFBIG)", default_text="off"),
+    OptionSpec("parallel_count", "parallel_count", "parts uploaded in parallel", _int_parser(1, PARALLEL_COUNT_MAX),
+               default_text="5"),
+    OptionSpec("parallel_upload", "parallel_count", "parallel_count, as older ossfs names it",
                _int_parser(1, PARALLEL_COUNT_MAX), default_text="5"),
-    OptionSpec("sigv4", "sigv4", "sign requests with OSS Signature V4 (needs a region)", default_text="off"),
-    OptionSpec("region", "region", "region id for sigv4, e.g. cn-hangzhou", _parse_region,
-               default_text="from the url"),
+    OptionSpec("tmpdir", "tmpdir", "directory for the spool files of open files being written (must exist)",
+               _parse_path, default_text="$TMPDIR or /tmp"),
+    OptionSpec("default_acl", "default_acl", "x-oss-object-acl of every object written (default: the bucket's)",
+               _choice_parser("private", "public-read", "public-read-write", "default"), default_text="not sent"),
+    OptionSpec("storage_class", "storage_class", "x-oss-storage-class of every object written",
+               _choice_parser(*STORAGE_CLASSES, case_insensitive=True), default_text="the bucket's"),
+    OptionSpec("use_sse", "use_sse", "server-side encryption of every object written: use_sse or =1 OSS-managed "
+               "keys (AES256); =kms KMS with OSS's default key; =kmsid:KEY_ID (=k:KEY_ID) that KMS key; =kmsid "
+               "the key in $OSSSSEKMSID", _parse_use_sse, default_text="off", form=EITHER, bare="1",
+               display="use_sse[=1|kms|kmsid:ID]"),
+    OptionSpec("ahbe_conf", "ahbe_conf", "file of extra headers for written objects: lines `SUFFIX HEADER "
+               "VALUE` or `reg:REGEX HEADER VALUE` matched against the path in the mount (ossfs format)",
+               _parse_path, default_text="none"),
+    OptionSpec("upload_traffic_limit", "upload_traffic_limit", f"x-oss-traffic-limit of uploads, bit/s: 0 or "
+               f"{TRAFFIC_LIMIT_MIN}..{TRAFFIC_LIMIT_MAX}", _parse_traffic_limit, default_text="0 (none)"),
+    OptionSpec("download_traffic_limit", "download_traffic_limit", f"x-oss-traffic-limit of downloads, bit/s: 0 "
+               f"or {TRAFFIC_LIMIT_MIN}..{TRAFFIC_LIMIT_MAX}", _parse_traffic_limit, default_text="0 (none)"),
+    OptionSpec("nocopyapi", "nocopyapi", "never use CopyObject/UploadPartCopy: chmod, chown, utimens, xattrs and "
+               "rename download and re-upload the object", default_text="off"),
+    OptionSpec("norenameapi", "norenameapi", "rename downloads and re-uploads instead of CopyObject (metadata "
+               "changes still copy on the server)", default_text="off"),
+    OptionSpec("noshallowcopyapi", "noshallowcopyapi", "copy objects above singlepart_copy_limit part by part "
+               "(UploadPartCopy) instead of one CopyObject", default_text="off"),
+    OptionSpec("nomixupload", "nomixupload", "rewriting part of a large file uploads every part instead of copying "
+               "unchanged ones on the server (UploadPartCopy)", default_text="off"),
+    OptionSpec("singlepart_copy_limit", "singlepart_copy_limit", "with noshallowcopyapi, MiB above which a copy "
+               "goes part by part", _int_parser(1, None, _MIB), default_text="512"),
+    OptionSpec("multipart_copy_size", "multipart_copy_size", "with noshallowcopyapi, MiB per copied part "
+               f"({MULTIPART_THRESHOLD_MIN_MIB}..{MULTIPART_SIZE_MAX_MIB})",
+               _int_parser(MULTIPART_THRESHOLD_MIN_MIB, MULTIPART_SIZE_MAX_MIB, _MIB), default_text="512"),
+    # -- the process ---------------------------------------------------------------------------------------
     OptionSpec("nonempty", "nonempty", "allow mounting over a non-empty directory", default_text="off"),
     OptionSpec("dbglevel", "dbglevel", "log level: " + "|".join(DEBUG_LEVELS), _parse_dbglevel,
                default_text="crit"),
-    OptionSpec("logfile", "log_file", "write the log to this file, rotated by size (same as --log-file)",
+    OptionSpec("logfile", "log_file", "write the log to this file instead of stderr, rotated when it reaches "
+               "--log-max-size (10M) keeping --log-backups (2) old files; the same as --log-file",
                _parse_path, default_text="stderr"),
-    OptionSpec("passwd_file", "passwd_file", "credentials file (BUCKET:AK:SK or AK:SK lines, mode 0600/0640)",
-               _parse_path, default_text="env, then /etc/passwd-ossmount"),
+    OptionSpec("no_time_stamp_msg", "no_time_stamp_msg", "log lines without a time stamp (for journald and "
+               "log collectors that add their own)", default_text="off"),
     OptionSpec("noatime", "atime", "do not update access times (default)", flag_value="noatime",
                default_text="on"),
     OptionSpec("atime", "atime", "kernel access-time mode", flag_value="atime", default_text="off"),
@@ -284,14 +468,89 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("exec", "noexec", "allow executing files", flag_value=False, default_text="on"),
     OptionSpec("nosuid", "nosuid", "ignore set-user-id bits", default_text="off"),
     OptionSpec("nodev", "nodev", "do not interpret device files", default_text="off"),
+    # -- accepted without effect -----------------------------------------------------------------------------
+    _noop("use_cache", _DISK_CACHE, _parse_optional_path, display="use_cache=DIR"),
+    _noop("del_cache", _DISK_CACHE),
+    _noop("check_cache_dir_exist", _DISK_CACHE),
+    _noop("ensure_diskfree", _DISK_CACHE, _int_parser(0, None, _MIB)),
+    _noop("free_space_mb", _DISK_CACHE, _int_parser(0, None, _MIB)),
+    _noop("max_cache_size", _DISK_CACHE, _int_parser(0, None, _MIB)),
+    _noop("free_space_ratio", _DISK_CACHE, _int_parser(0, 100, " (percent)")),
+    _noop("fake_diskfree", _DISK_CACHE, _int_parser(0, None, _MIB)),
+    _noop("max_dirty_data", "dirty data is uploaded on flush/close, never earlier",
+          lambda name, value: -1 if value.strip() == "-1" else _int_parser(50, None, _MIB)(name, value)),
+    _noop("direct_read", "ossmount always reads straight from OSS with its own prefetching"),
+    _noop("direct_read_chunk_size", "reads are sized by ossmount's prefetch window", _int_parser(1, 32, _MIB)),
+    _noop("direct_read_prefetch_chunks", "reads are sized by ossmount's prefetch window", _int_parser(0, None)),
+    _noop("direct_read_prefetch_limit", "prefetch memory is bounded by ossmount (256 MiB)",
+          _int_parser(128, None, _MIB)),
+    _noop("direct_read_prefetch_thread", "prefetch requests run in the mount's own task pool", _int_parser(1, None)),
+    _noop("direct_read_backward_chunks", "reads are sized by ossmount's prefetch window", _int_parser(0, None)),
+    _noop("direct_read_local_file_cache_size_mb", _DISK_CACHE, _int_parser(0, None, _MIB)),
+    _noop("enable_content_md5", "every upload is already integrity-checked with CRC64"),
+    _noop("noxmlns", "the XML namespace is handled automatically"),
+    _noop("multireq_max", "readdir HEADs at most 16 entries at once", _int_parser(1, None)),
+    _noop("curldbg", "there is no curl; use dbglevel=debug (or -d)", _choice_parser("normal", "body"),
+          form=EITHER, bare="normal", display="curldbg[=normal|body]"),
+    _noop("notsup_compat_dir", "only dir/ objects and implicit prefixes are directories (no dir_$folder$)"),
+    _noop("use_xattr", "extended attributes are always supported", _choice_parser("0", "1"), form=EITHER,
+          bare="1", display="use_xattr[=0|1]"),
+    _noop("stat_cache_interval_expire", "stat_cache_expire is the one expiry rule", _seconds_parser()),
+    _noop("nosscache", "TLS sessions are managed by the HTTP client"),
+    _noop("nodnscache", "name resolution is the system's"),
+    _noop("cipher_suites", "TLS cipher suites are the system's (OpenSSL defaults)", _parse_text),
+    _noop("cloudbox_id", "OSS on CloudBox is not supported; requests are signed for the region's OSS",
+          _parse_text),
+    _noop("credlib", "ossfs credential libraries cannot be loaded; use passwd_file, ram_role or the environment",
+          _parse_optional_path),
+    _noop("credlib_opts", "options of credlib, which is not supported", _parse_text),
+    _noop("set_check_cache_sigusr1", _DISK_CACHE, _parse_optional_path, form=EITHER,
+          display="set_check_cache_sigusr1[=FILE]"),
+    _noop("skip_clean_statcache_on_ro_flush", "a flush of a file opened read-only never touches the caches"),
+    _noop("simulate_mtime_ns_with_crc64", "mtimes are stored and shown as ossfs stores them"),
+    _noop("fd_page_size", "no longer used by ossfs either", _int_parser(0, None)),
+    _noop("use_rrs", "OSS has no reduced-redundancy class; use storage_class=", _choice_parser("0", "1"),
+          form=EITHER, bare="1", display="use_rrs[=0|1]"),
+    _noop("load_sse_c", "customer-provided keys (SSE-C) are not supported by OSS; use use_sse", _parse_path),
+    _noop("big_writes", "always on in FUSE 3"),
+    _noop("kernel_cache", "the kernel page cache is managed by ossmount"),
+    _noop("auto_cache", "the kernel page cache is managed by ossmount"),
+    _noop("allow_root", "use allow_other; the kernel checks the mode bits"),
+    _noop("max_background", "FUSE queue tuning is fixed", _int_parser(1, None)),
+    _noop("congestion_threshold", "FUSE queue tuning is fixed", _int_parser(1, None)),
+    _noop("default_permissions", "always on: the kernel checks the mode bits"),
+    _noop("dev", "FUSE mounts are always nodev for unprivileged users; accepted for fstab"),
+    _noop("suid", "FUSE mounts are always nosuid for unprivileged users; accepted for fstab"),
 )
 _SPECS_BY_NAME = {spec.name: spec for spec in OPTION_SPECS}
+
+# ossfs options accepted without effect, with the reason (a view of OPTION_SPECS).
+NOOP_OPTIONS: dict[str, str] = {spec.name: spec.meaning.split(": ", 1)[1] for spec in OPTION_SPECS
+                                if spec.field is None}
+
+# Options meaningful only to mount(8)/systemd; they reach a mount helper but mean nothing to the FS.
+MOUNT_GENERIC_OPTIONS: dict[str, str] = {
+    "_netdev": "mount(8)/systemd: wait for the network before mounting",
+    "nofail": "mount(8): do not report a failure if the mount fails at boot",
+    "noauto": "mount(8): not mounted by `mount -a`",
+    "auto": "mount(8): mounted by `mount -a`",
+    "defaults": "mount(8): the default set (rw, ...)",
+    "user": "mount(8): ordinary users may mount",
+    "users": "mount(8): any user may mount and unmount",
+    "nouser": "mount(8): only root may mount",
+    "owner": "mount(8): the device owner may mount",
+    "group": "mount(8): the device group may mount",
+    "async": "the only mode FUSE offers here",
+    "comment": "fstab comment (comment=...)",
+}
+
+# Prefixes of generic options (`x-systemd.requires=...`, `x-mount.mkdir`, ...).
+MOUNT_GENERIC_PREFIXES = ("x-systemd.", "x-mount.", "x-", "comment=")
 
 
 def describe_options() -> list[tuple[str, str, str]]:
     """Every accepted `-o` option as (name, default, meaning), including documented no-ops."""
-    rows = [(spec.name + ("=" if spec.parse else ""), spec.default_text, spec.meaning) for spec in OPTION_SPECS]
-    rows += [(name, "-", f"accepted, no effect: {why}") for name, why in NOOP_OPTIONS.items()]
+    rows = [(spec.shown_name, spec.default_text, spec.meaning) for spec in OPTION_SPECS]
     rows += [(name, "-", f"accepted, no effect: {why}") for name, why in MOUNT_GENERIC_OPTIONS.items()]
     rows.append(("x-*", "-", "accepted, no effect: mount(8)/systemd options such as x-systemd.automount"))
     return rows
@@ -303,9 +562,14 @@ def describe_options() -> list[tuple[str, str, str]]:
 
 @dataclass(frozen=True)
 class MountOptions:
-    """Validated `-o` options of one mount. Construct directly or with `parse_options`."""
+    """Validated `-o` options of one mount. Construct directly or with `parse_options`.
+
+    Sizes named *_mib are MiB, times are seconds (math.inf: never expires), traffic limits bit/s."""
 
     url: str = DEFAULT_URL
+    servicepath: str = ""
+    bucket: str | None = None  # bucket= (BUCKET[:/PREFIX])
+    path_style: bool = False
     uid: int | None = None
     gid: int | None = None
     umask: int | None = None
@@ -313,21 +577,55 @@ class MountOptions:
     allow_other: bool = False
     read_only: bool = False
     list_objects_v2: bool = True
+    list_object_max_keys: int = 1000
     complement_stat: bool = True
     max_stat_cache_size: int = 100_000
     stat_cache_expire: float = 900.0
     enable_noobj_cache: bool = False
+    attr_timeout: float | None = None  # None: stat_cache_expire
+    entry_timeout: float | None = None  # None: stat_cache_expire
+    negative_timeout: float = 0.0
     readdir_optimize: bool = False
+    readdir_check_size: int | None = None  # bytes; None: no entry HEADed with readdir_optimize
+    use_wtf8: bool = False
     mime: str = DEFAULT_MIME_PATH
     mime_explicit: bool = False  # mime= was given: a missing file is then the user's mistake
     multipart_size: int = 10  # MiB
+    multipart_threshold: int | None = None  # MiB; None: multipart_size
+    nomultipart: bool = False
     parallel_count: int = 5
+    tmpdir: str | None = None
+    default_acl: str | None = None
+    storage_class: str | None = None
+    use_sse: str | None = None  # "AES256", "KMS", "KMS:<key id>" or "KMS:$OSSSSEKMSID"
+    ahbe_conf: str | None = None
+    upload_traffic_limit: int = 0  # bit/s
+    download_traffic_limit: int = 0  # bit/s
+    nocopyapi: bool = False
+    norenameapi: bool = False
+    noshallowcopyapi: bool = False
+    nomixupload: bool = False
+    singlepart_copy_limit: int = 512  # MiB
+    multipart_copy_size: int = 512  # MiB
     sigv4: bool = False
     region: str | None = None
+    enable_unsigned_payload: bool = False
+    no_check_certificate: bool = False
+    ssl_verify_hostname: str = "2"
+    connect_timeout: float = 300.0
+    readwrite_timeout: float = 120.0
+    retries: int = 5
+    requester_pays: bool = False
+    user_agent: bool = True  # False: noua
+    instance_name: str | None = None
+    passwd_file: str | None = None
+    ram_role: str | None = None  # a role name, or "auto"
+    use_session_token: bool = False
+    public_bucket: bool = False
     nonempty: bool = False
     dbglevel: str = "crit"
-    passwd_file: str | None = None
     log_file: str | None = None
+    no_time_stamp_msg: bool = False
     atime: str = "noatime"
     noexec: bool = False
     nosuid: bool = False
@@ -347,22 +645,29 @@ class MountOptions:
         if not (isinstance(self.max_stat_cache_size, int) and self.max_stat_cache_size >= 0):
             raise _bad("max_stat_cache_size", str(self.max_stat_cache_size), "an integer >= 0")
         if not self.stat_cache_expire >= 0:
-            raise _bad("stat_cache_expire", str(self.stat_cache_expire), "a number of seconds >= 0")
+            raise _bad("stat_cache_expire", str(self.stat_cache_expire), "a number of seconds >= 0, or -1 (never)")
         if not MULTIPART_SIZE_MIN_MIB <= self.multipart_size <= MULTIPART_SIZE_MAX_MIB:
             raise _bad("multipart_size", str(self.multipart_size),
                        f"an integer {MULTIPART_SIZE_MIN_MIB}..{MULTIPART_SIZE_MAX_MIB}")
         if not 1 <= self.parallel_count <= PARALLEL_COUNT_MAX:
             raise _bad("parallel_count", str(self.parallel_count), f"an integer 1..{PARALLEL_COUNT_MAX}")
+        if not 1 <= self.list_object_max_keys <= 1000:
+            raise _bad("list_object_max_keys", str(self.list_object_max_keys), "an integer 1..1000")
         if self.dbglevel not in DEBUG_LEVELS:
             raise _bad("dbglevel", self.dbglevel, "one of " + "|".join(DEBUG_LEVELS))
         if self.atime not in ATIME_MODES:
             raise _bad("atime", self.atime, "one of " + "|".join(ATIME_MODES))
         if self.region is not None:
             _parse_region("region", self.region)
+        if self.bucket is not None:
+            parse_bucket_spec(self.bucket)
         if self.sigv4 and self.effective_region is None:
             raise UsageError(
                 f"option 'sigv4' needs a region: add -o region=REGION (the url {self.url} names none)"
             )
+        if self.ram_role is not None and self.passwd_file is not None:
+            raise UsageError("options 'ram_role' and 'passwd_file' exclude each other: the credentials come either "
+                             "from the instance's RAM role or from the file")
 
     @property
     def effective_region(self) -> str | None:
@@ -388,7 +693,30 @@ class MountOptions:
 
     @property
     def multipart_size_bytes(self) -> int:
-        return self.multipart_size * 1024 * 1024
+        return self.multipart_size * MiB
+
+    @property
+    def multipart_threshold_bytes(self) -> float:
+        """Size from which a file is uploaded in parts (math.inf with nomultipart)."""
+        if self.nomultipart:
+            return math.inf
+        return (self.multipart_threshold or self.multipart_size) * MiB
+
+    @property
+    def sse_algorithm(self) -> str | None:
+        """AES256 or KMS (use_sse), None without server-side encryption."""
+        return self.use_sse.split(":", 1)[0] if self.use_sse else None
+
+    @property
+    def sse_key_id(self) -> str | None:
+        """The KMS key id of use_sse=kmsid:ID; SSE_KEY_FROM_ENV for use_sse=kmsid (resolved from $OSSSSEKMSID)."""
+        if not self.use_sse or ":" not in self.use_sse:
+            return None
+        return self.use_sse.split(":", 1)[1]
+
+    @property
+    def stat_cache_never_expires(self) -> bool:
+        return self.stat_cache_expire == math.inf
 
     @property
     def fuse_options(self) -> frozenset[str]:
@@ -422,20 +750,26 @@ def parse_options(items: Iterable[str]) -> MountOptions:
         name, has_value, raw = item.partition("=")
         spec = _SPECS_BY_NAME.get(name)
         if spec is None:
-            if name in NOOP_OPTIONS or name in MOUNT_GENERIC_OPTIONS or item.startswith(MOUNT_GENERIC_PREFIXES):
+            if name in MOUNT_GENERIC_OPTIONS or item.startswith(MOUNT_GENERIC_PREFIXES):
                 ignored.append(name)
                 continue
             raise UsageError(f"unknown option '{name}' ({HELP_HINT})")
-        if spec.parse is None:
+        if spec.form == FLAG:
             if has_value:
                 raise UsageError(f"option '{name}' takes no value (got '{item}'); write just '{name}'")
-            values[spec.field] = spec.flag_value
+            value: object = spec.flag_value
+        elif not has_value and spec.form == EITHER:
+            value = spec.parse(name, spec.bare) if spec.parse is not None else spec.flag_value
+        elif not has_value or (raw == "" and spec.parse is not _parse_optional_path):
+            raise UsageError(f"option '{name}' needs a value: {name}=VALUE ({spec.meaning})")
         else:
-            if not has_value or raw == "":
-                raise UsageError(f"option '{name}' needs a value: {name}=VALUE ({spec.meaning})")
-            values[spec.field] = spec.parse(name, raw)
-            if name == "mime":
-                values["mime_explicit"] = True
+            assert spec.parse is not None
+            value = spec.parse(name, raw)
+        if spec.field is None:
+            ignored.append(name)
+            continue
+        values[spec.field] = value
+        values.update(spec.extra)
     return MountOptions(**values, ignored=tuple(dict.fromkeys(ignored)))  # type: ignore[arg-type]
 
 
@@ -560,35 +894,55 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
     return raw
 
 
+# Sources fstab lines give when the bucket is in `bucket=` (ossfs ignores a source named "ossfs").
+PLACEHOLDER_SOURCES = ("ossfs", "ossmount", "none")
+
+
+def _bucket_from(positionals: list[str], options: MountOptions, count: int, usage: str) -> tuple[str, str, list[str]]:
+    """(bucket, prefix, remaining positionals): the bucket comes from the first positional or from `bucket=`.
+
+    With `bucket=` the positional may be left out, or be the same spec or a placeholder (fstab needs a source)."""
+    if options.bucket is not None:
+        if len(positionals) == count:
+            return (*parse_bucket_spec(options.bucket), positionals)
+        if len(positionals) == count + 1:
+            source = positionals[0]
+            if source in PLACEHOLDER_SOURCES or parse_bucket_spec(source) == parse_bucket_spec(options.bucket):
+                return (*parse_bucket_spec(options.bucket), positionals[1:])
+            raise UsageError(f"the bucket is given twice, as {source!r} and as bucket={options.bucket}: "
+                             "keep one")
+    elif len(positionals) == count + 1:
+        return (*parse_bucket_spec(positionals[0]), positionals[1:])
+    got = "nothing" if not positionals else " ".join(repr(p) for p in positionals)
+    raise UsageError(f"expected {usage}, got {got}")
+
+
 def parse_mount_args(argv: list[str]) -> MountArgs:
-    """Parse `BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d] [-h]` (flags anywhere).
+    """Parse `BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d] [-h]` (flags anywhere), or
+    `MOUNTPOINT -o bucket=BUCKET[:/PREFIX] ...` as ossfs accepts.
 
     With `-h` the positionals may be missing (bucket/mountpoint are then "") and `show_help` is set.
     """
     raw = _scan_argv(argv, allow_foreground=True)
-    if raw.show_help and len(raw.positionals) < 2:
-        return MountArgs("", "", "", parse_options(raw.option_items), raw.foreground, raw.debug, True, raw.ready_fd)
-    if len(raw.positionals) != 2:
-        got = "nothing" if not raw.positionals else " ".join(repr(p) for p in raw.positionals)
-        raise UsageError(f"expected BUCKET[:/PREFIX] MOUNTPOINT, got {got} (usage: ossmount BUCKET[:/PREFIX] "
-                         "MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d])")
-    bucket, prefix = parse_bucket_spec(raw.positionals[0])
     options = parse_options(raw.option_items)
-    return MountArgs(bucket, prefix, raw.positionals[1], options, raw.foreground, raw.debug,
-                     raw.show_help, raw.ready_fd)
+    if raw.show_help and len(raw.positionals) < (1 if options.bucket is not None else 2):
+        return MountArgs("", "", "", options, raw.foreground, raw.debug, True, raw.ready_fd)
+    bucket, prefix, rest = _bucket_from(
+        raw.positionals, options, 1,
+        "BUCKET[:/PREFIX] MOUNTPOINT (usage: ossmount BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d], "
+        "or ossmount MOUNTPOINT -o bucket=BUCKET[:/PREFIX] ...)")
+    return MountArgs(bucket, prefix, rest[0], options, raw.foreground, raw.debug, raw.show_help, raw.ready_fd)
 
 
 def parse_check_args(argv: list[str]) -> CheckArgs:
-    """Parse `BUCKET[:/PREFIX] [-o OPT[,OPT...]]... [-d] [-h]` for `ossmount check`."""
+    """Parse `BUCKET[:/PREFIX] [-o OPT[,OPT...]]... [-d] [-h]` (or `-o bucket=...`) for `ossmount check`."""
     raw = _scan_argv(argv, allow_foreground=False)
-    if raw.show_help and not raw.positionals:
-        return CheckArgs("", "", parse_options(raw.option_items), raw.debug, True)
-    if len(raw.positionals) != 1:
-        got = "nothing" if not raw.positionals else " ".join(repr(p) for p in raw.positionals)
-        raise UsageError(f"expected BUCKET[:/PREFIX], got {got} (usage: ossmount check BUCKET[:/PREFIX] "
-                         "-o url=... [-o ...])")
-    bucket, prefix = parse_bucket_spec(raw.positionals[0])
-    return CheckArgs(bucket, prefix, parse_options(raw.option_items), raw.debug, raw.show_help)
+    options = parse_options(raw.option_items)
+    if raw.show_help and not raw.positionals and options.bucket is None:
+        return CheckArgs("", "", options, raw.debug, True)
+    bucket, prefix, _ = _bucket_from(raw.positionals, options, 0,
+                                     "BUCKET[:/PREFIX] (usage: ossmount check BUCKET[:/PREFIX] -o url=... [-o ...])")
+    return CheckArgs(bucket, prefix, options, raw.debug, raw.show_help)
 
 
 def format_options_help() -> str:
@@ -606,5 +960,7 @@ def format_options_markdown() -> str:
     """The option table as Markdown, for the README (generated, so docs and parser never disagree)."""
     lines = ["| option | default | meaning |", "|---|---|---|"]
     for name, default, meaning in describe_options():
-        lines.append(f"| `{name}` | {default.replace('|', '&#124;')} | {meaning.replace('|', '&#124;')} |")
+        # GitHub tables split cells at '|' even inside code spans unless it is escaped as '\|'.
+        shown = name.replace("|", "\\|")
+        lines.append(f"| `{shown}` | {default.replace('|', '&#124;')} | {meaning.replace('|', '&#124;')} |")
     return "\n".join(lines)

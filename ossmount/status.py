@@ -12,8 +12,9 @@ Document (version 1; fields are only ever added):
      "started_at": 1700000000.0, "updated_at": 1700000005.0,                     # epoch seconds
      "backend": {"ok": true | false | null, "last_error": {"code": "NoSuchBucket", "at": ...} | null,
                  "last_ok_at": ... | null},
-     "credentials": {"access_key_id": "STS.****abcd", "source": "/run/.../creds/keys", "reloads": 1,
-                     "reload_error": null},
+     "credentials": {"access_key_id": "STS.****abcd", "source": "/run/.../creds/keys", "sts": true,
+                     "expiration": "2030-01-01T00:00:00Z" | null, "reloads": 1, "reload_error": null},
+                    # source: a file or directory, "environment", "ram role NAME", "request", or "anonymous"
      "requests": {"ListObjectsV2": 3, ...}, "errors": {"NoSuchKey": 1, ...},
      "bytes_in": 0, "bytes_out": 0, "retries": 0}
 
@@ -80,6 +81,22 @@ def mask_access_key_id(access_key_id: str) -> str:
     if len(access_key_id) <= 8:
         return "****"
     return f"{access_key_id[:4]}****{access_key_id[-4:]}"
+
+
+def credentials_status(provider: Any) -> dict[str, Any]:
+    """The document's `credentials` for a store's credentials provider (`ObjectStore.credentials`; None: unsigned
+    requests): the masked key id last used, where it came from, whether it is STS and until when, and how often
+    rotated credentials were picked up. No secret and no I/O (a refreshing provider is not asked again)."""
+    from ossmount.credentials import RefreshingCredentials
+
+    if provider is None:
+        return {"access_key_id": None, "source": "anonymous", "sts": False, "expiration": None, "reloads": 0,
+                "reload_error": None}
+    last = provider.last if isinstance(provider, RefreshingCredentials) else provider.current()
+    return {"access_key_id": mask_access_key_id(last.access_key_id) if last else None,
+            "source": last.source if last else None, "sts": bool(last and last.is_sts),
+            "expiration": last.expiration if last else None, "reloads": provider.reloads,
+            "reload_error": provider.reload_error}
 
 
 def write_json_atomically(path: str, document: Mapping[str, Any], *, mode: int = 0o644) -> None:

@@ -100,7 +100,10 @@ class AdminClient:
         self.call("POST", "counters/reset")
 
     def requests(self) -> list[dict[str, Any]]:
-        """The last requests, oldest first: op, method, bucket, key, status, bytes, user_agent, range."""
+        """The last requests, oldest first: op, method, bucket, key, status, bytes (sent), request_bytes, user_agent,
+        range, fault, headers (lowercase names, without Authorization and security tokens), withheld_headers (the
+        names of those left out), query (signatures redacted) and traffic_limit (the x-oss-traffic-limit in bit/s
+        the body was throttled to, or None)."""
         return self.call("GET", "requests")
 
     def reset_requests(self) -> None:
@@ -337,6 +340,168 @@ class LocalServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class FakeEcsMetadata:
+    """A small HTTP server playing the ECS instance metadata service for `ram_role` tests.
+
+    It lists `role` at /latest/meta-data/ram/security-credentials/ and answers the role's path with the JSON of
+    `credentials` (set it to rotate: (access key id, secret, token, expiration epoch seconds)). With
+    `require_token` it plays hardened mode: metadata GETs need the token handed out by PUT /latest/api/token.
+    `requests` lists (method, path) of every request. Use as a context manager; `endpoint` is its base URL.
+    """
+
+    def __init__(self, role: str, credentials: tuple[str, str, str, float], *, require_token: bool = False):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.role = role
+        self.credentials = credentials
+        self.require_token = require_token
+        self.requests: list[tuple[str, str]] = []
+        self.token = "metadata-session-token"
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self) -> None:
+                fake.requests.append(("PUT", self.path))
+                if self.path == "/latest/api/token" and fake.require_token:
+                    self._answer(200, fake.token)
+                else:
+                    self._answer(404, "not found")
+
+            def do_GET(self) -> None:
+                fake.requests.append(("GET", self.path))
+                if fake.require_token and self.headers.get("X-aliyun-ecs-metadata-token") != fake.token:
+                    self._answer(401, "token required")
+                    return
+                base = "/latest/meta-data/ram/security-credentials/"
+                if self.path == base:
+                    self._answer(200, fake.role + "\n")
+                elif self.path == base + fake.role:
+                    self._answer(200, fake.document())
+                else:
+                    self._answer(404, "not found")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def document(self) -> str:
+        access_key_id, secret, token, expires_at = self.credentials
+        stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+        return json.dumps({"Code": "Success", "AccessKeyId": access_key_id, "AccessKeySecret": secret,
+                           "SecurityToken": token, "Expiration": stamp(expires_at),
+                           "LastUpdated": stamp(expires_at - 6 * 3600)})
+
+    def __enter__(self) -> "FakeEcsMetadata":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class TlsProxy:
+    """TLS in front of a plain-HTTP server (the local OSS server speaks HTTP only), for TLS option tests.
+
+    It makes a self-signed certificate for `host_name` with the openssl command (`cert_path` can then be trusted,
+    e.g. through REQUESTS_CA_BUNDLE) and forwards every decrypted connection to `backend` ("host", port)."""
+
+    def __init__(self, backend: tuple[str, int], workdir: str | os.PathLike[str], host_name: str = "oss.example"):
+        import socket
+        import ssl
+        import threading
+
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.cert_path = workdir / "proxy.pem"
+        self.key_path = workdir / "proxy.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", f"/CN={host_name}", "-addext", f"subjectAltName=DNS:{host_name}",
+                        "-keyout", str(self.key_path), "-out", str(self.cert_path)],
+                       check=True, capture_output=True)
+        self._backend = backend
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(self.cert_path, self.key_path)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._listener.getsockname()[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def _accept_loop(self) -> None:
+        import socket
+        import ssl
+        import threading
+
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            try:
+                client.settimeout(30)
+                secure = self._context.wrap_socket(client, server_side=True)
+                backend = socket.create_connection(self._backend, timeout=30)
+            except (ssl.SSLError, OSError):
+                client.close()
+                continue
+            for source, target in ((secure, backend), (backend, secure)):
+                thread = threading.Thread(target=self._pump, args=(source, target), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    @staticmethod
+    def _pump(source: Any, target: Any) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "TlsProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
 
 
 # --------------------------------------------------------------------------------------------------

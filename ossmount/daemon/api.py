@@ -17,8 +17,8 @@ naming the field and what is expected, before anything changes. Rules:
   * `spec.signature`: `v1` or `v4`; empty means `v4` when a region is known (given or in the endpoint), as
     Alibaba's driver decides, else `v1`.
   * Credentials types: `access_key`, `sts`, and `none` (keep what the volume has). `rrsa`, `ecs_ram_role`
-    and `anonymous` are part of the contract but need mount support ossmount does not have yet; they are
-    refused with a message saying so.
+    and `anonymous` are part of the contract but refused with a message saying so: the mount has `ram_role` and
+    `public_bucket=1` for the latter two, which the daemon does not map them onto yet.
 """
 
 from __future__ import annotations

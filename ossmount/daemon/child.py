@@ -26,15 +26,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND = (sys.executable, "-m", "ossmount")
 LOG_TAIL_LINES = 40
-_SECRET_ENV_WORDS = ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "CREDENTIAL")
+_SECRET_ENV_WORDS = ("SECRET", "TOKEN", "PASSWORD", "ACCESSKEY", "CREDENTIAL")  # matched without underscores
 _SERVICE_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The daemon's environment without anything that could carry a credential (OSS_ACCESS_KEY_ID, ...) and without
-    systemd's service variables (they belong to the daemon)."""
+    """The daemon's environment without anything that could carry a credential (OSS_ACCESS_KEY_ID, ossfs's
+    OSSACCESSKEYID, ...) and without systemd's service variables (they belong to the daemon)."""
     return {name: value for name, value in environ.items()
-            if not any(word in name.upper() for word in _SECRET_ENV_WORDS) and name not in _SERVICE_ENV}
+            if not any(word in name.upper().replace("_", "") for word in _SECRET_ENV_WORDS)
+            and name not in _SERVICE_ENV}
 
 
 def mount_command(base: Sequence[str], spec: VolumeSpec, global_path: str, *, passwd_path: str, log_path: str,

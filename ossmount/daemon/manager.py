@@ -50,8 +50,10 @@ from ossmount.daemon.errors import DaemonError, code_for_oss
 from ossmount.daemon.metrics import DaemonMetrics, VolumeSample
 from ossmount.daemon.mountinfo import MountTable
 from ossmount.daemon.state import RunDir, Target, VolumeRecord, now_iso
-from ossmount.store import ObjectStore, RetryPolicy
+from ossmount.errors import ConfigError
+from ossmount.store import RetryPolicy
 from ossmount.store import types as store_types
+from ossmount.storeconfig import open_store
 
 log = logging.getLogger("ossmount.daemon")
 
@@ -245,17 +247,15 @@ class VolumeManager:
         found = Credentials(credentials.access_key_id, credentials.access_key_secret,
                             credentials.security_token or None, "request")
         try:
-            store = ObjectStore.create(endpoint=spec.endpoint, bucket=spec.bucket, credentials=found,
-                                       region=options.effective_region, sigv4=options.sigv4, max_connections=1,
-                                       timeout=min(CHECK_READ_TIMEOUT, remaining),
-                                       connect_timeout=min(CHECK_CONNECT_TIMEOUT, remaining),
-                                       retry=RetryPolicy.no_retries())
-        except store_types.StoreError as exc:
+            store = open_store(spec.bucket, options, prefix=spec.prefix, source=found, max_connections=1,
+                               retry=RetryPolicy.no_retries())
+        except (store_types.StoreError, ConfigError) as exc:
             raise DaemonError("INVALID_ARGUMENT", f"spec: {exc}") from None
         with trio.move_on_at(deadline) as scope:
             try:
                 await check_target(store, spec.prefix, v2=options.list_objects_v2, bucket_info=False,
-                                   hints=DAEMON_HINTS)
+                                   hints=DAEMON_HINTS, connect_timeout=min(CHECK_CONNECT_TIMEOUT, remaining),
+                                   timeout=min(CHECK_READ_TIMEOUT, remaining))
             except CheckError as exc:
                 raise DaemonError(code_for_oss(exc.code, exc.exit_code), str(exc), reason=exc.code) from None
         if scope.cancelled_caught:

@@ -315,8 +315,8 @@ class FileContent:
 class ContentManager:
     """Opens, shares, flushes and releases `FileContent`s; owns the spool directory and prefetch budget.
 
-    `multipart_size` is in bytes. Background work (read-ahead GETs) runs in `nursery`, which must
-    outlive the manager's use (the mount's nursery).
+    `multipart_size` and `multipart_threshold` (default: multipart_size; math.inf: never multipart) are in bytes.
+    Background work (read-ahead GETs) runs in `nursery`, which must outlive the manager's use (the mount's nursery).
     """
 
     def __init__(
@@ -330,6 +330,7 @@ class ContentManager:
         upload_strategy: UploadStrategy | None = None,
         readahead: ReadaheadConfig = ReadaheadConfig(),
         prefetch_limit: int = DEFAULT_PREFETCH_LIMIT,
+        multipart_threshold: float | None = None,
     ):
         self._store = store
         self._spool_dir = spool_dir
@@ -339,7 +340,8 @@ class ContentManager:
         self._budget = PrefetchBudget(prefetch_limit)
         self._readahead = readahead
         self._strategy = upload_strategy or SpoolUpload(
-            store, multipart_size=multipart_size, parallel_count=parallel_count, counters=self._counters
+            store, multipart_size=multipart_size, parallel_count=parallel_count, counters=self._counters,
+            multipart_threshold=multipart_threshold,
         )
         self._contents: dict[str, FileContent] = {}
 

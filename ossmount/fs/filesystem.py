@@ -50,6 +50,7 @@ from ossmount.fs import attrs as fsattrs
 from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
 from ossmount.fs.errors import FsError
 from ossmount.fs.inodes import InodeTable
+from ossmount.fs.timeouts import KernelTimeouts
 from ossmount.options import MountOptions
 from ossmount.store.types import InvalidObjectState, NoSuchKey, ObjectInfo, StoreError
 
@@ -82,6 +83,11 @@ class FsConfig:
     stat_cache_ttl: float = _OPTION_DEFAULTS.stat_cache_expire
     negative_cache: bool = _OPTION_DEFAULTS.enable_noobj_cache
     complement_stat: bool = _OPTION_DEFAULTS.complement_stat
+    readdir_check_size: int | None = _OPTION_DEFAULTS.readdir_check_size  # with readdir_optimize: HEAD up to this size
+    entry_timeout: float | None = _OPTION_DEFAULTS.entry_timeout  # kernel timeouts (fs/timeouts.py)
+    attr_timeout: float | None = _OPTION_DEFAULTS.attr_timeout
+    negative_timeout: float = _OPTION_DEFAULTS.negative_timeout
+    use_wtf8: bool = _OPTION_DEFAULTS.use_wtf8  # names: fs/wtf8.py (applied by the FUSE glue)
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,10 @@ class Filesystem:
         self.cache = MetadataCache(
             max_size=config.stat_cache_size, ttl=config.stat_cache_ttl, negative=config.negative_cache
         )
-        self.timeout = self.cache.ttl if config.stat_cache_size > 0 else 0.0
+        self.kernel = KernelTimeouts.for_mount(
+            self.cache.ttl if config.stat_cache_size > 0 else 0.0, entry=config.entry_timeout,
+            attr=config.attr_timeout, negative=config.negative_timeout)
+        self.timeout = self.kernel.attr
         self.mount_time = clock()
         self._handles: dict[int, _FileHandle | _DirHandle] = {}
         self._next_fh = 1
@@ -479,16 +488,17 @@ class Filesystem:
                 entries.setdefault(name, Node(fsattrs.EntryKind.DIR, None, None))
                 continue
             entries[name] = self._node_from_object(info)
-        if not self.config.readdir_optimize:
-            await self._complete_entries(path, entries)
+        wanted = [name for name, node in entries.items() if _heads_on_readdir(node, self.config)]
+        if wanted:
+            await self._complete_entries(path, entries, wanted)
         listing = Listing(entries)
         for name, node in entries.items():
             self.cache.put(f"{path}/{name}" if path else name, node)
         self.cache.put_listing(path, listing)
         return listing
 
-    async def _complete_entries(self, path: str, entries: dict[str, Node]) -> None:
-        """HEAD every entry whose metadata only the object's headers hold (bounded concurrency)."""
+    async def _complete_entries(self, path: str, entries: dict[str, Node], names: list[str]) -> None:
+        """HEAD the entries `names` (their metadata only the object's headers hold), at most 16 at once."""
 
         async def complete(name: str, node: Node) -> None:
             child = f"{path}/{name}" if path else name
@@ -503,8 +513,8 @@ class Filesystem:
                 entries[name] = self._node_from_object(info)
 
         async with trio.open_nursery() as nursery:
-            for name, node in list(entries.items()):
-                nursery.start_soon(complete, name, node)
+            for name in names:
+                nursery.start_soon(complete, name, entries[name])
 
     async def mkdir(self, parent_inode: int, name: str, mode: int, uid: int, gid: int, umask: int = 0) -> Entry:
         self._check_writable()
@@ -525,8 +535,9 @@ class Filesystem:
         if node.kind != fsattrs.EntryKind.DIR:
             raise FsError(errno.ENOTDIR)
         await self._require_empty(path, node)
-        if node.key is not None:
-            await self.store.delete(node.key)
+        # A directory known from a listing's common prefix (readdir_optimize sends no HEAD) may still have a
+        # `dir/` marker object: delete it whether or not we know of it (DeleteObject of a missing key succeeds).
+        await self.store.delete(node.key if node.key is not None else self._key(path) + "/")
         self.cache.remove_local(path)
         self.inodes.detach(path)
 
@@ -841,6 +852,15 @@ class Filesystem:
 
     def open_handle_count(self) -> int:
         return sum(1 for h in self._handles.values() if isinstance(h, _FileHandle))
+
+
+def _heads_on_readdir(node: Node, config: FsConfig) -> bool:
+    """Whether readdir HEADs an entry: always, unless readdir_optimize; then only objects of at most
+    readdir_check_size bytes (ossfs: symlinks and small files keep their mode and owner)."""
+    if not config.readdir_optimize:
+        return True
+    return (config.readdir_check_size is not None and node.info is not None
+            and node.info.size <= config.readdir_check_size)
 
 
 async def _symlink_target(info: ObjectInfo, read_body: Callable[[], Any]) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pyfuse3
 
-from ossmount.fs.errors import errno_for
+from ossmount.fs import wtf8
+from ossmount.fs.errors import FsError, errno_for
 from ossmount.fs.filesystem import Entry, Filesystem
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,12 @@ def _fuse_errors(method):
     return wrapper
 
 
-def _attributes(inode: int, attrs: Any, timeout: float) -> pyfuse3.EntryAttributes:
+def _attributes(inode: int, attrs: Any, timeout: float, entry_timeout: float | None = None) -> pyfuse3.EntryAttributes:
+    """`timeout`: the attribute timeout; `entry_timeout` the lookup's (default: the same)."""
     entry = pyfuse3.EntryAttributes()
     entry.st_ino = inode
     entry.generation = 0
-    entry.entry_timeout = timeout
+    entry.entry_timeout = timeout if entry_timeout is None else entry_timeout
     entry.attr_timeout = timeout
     entry.st_mode = attrs.mode
     entry.st_nlink = 2 if (attrs.mode & 0o170000) == 0o040000 else 1
@@ -56,12 +58,12 @@ def _attributes(inode: int, attrs: Any, timeout: float) -> pyfuse3.EntryAttribut
     return entry
 
 
-def _entry(entry: Entry) -> pyfuse3.EntryAttributes:
-    return _attributes(entry.inode, entry.attrs, entry.timeout)
-
-
-def _name(name: bytes) -> str:
-    return os.fsdecode(name)
+def _negative_entry(timeout: float) -> pyfuse3.EntryAttributes:
+    """A lookup answer that makes the kernel remember for `timeout` seconds that the name does not exist."""
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = 0
+    entry.entry_timeout = timeout
+    return entry
 
 
 class Operations(pyfuse3.Operations):
@@ -74,10 +76,26 @@ class Operations(pyfuse3.Operations):
     def __init__(self, fs: Filesystem):
         super().__init__()
         self.fs = fs
+        use_wtf8 = fs.config.use_wtf8
+        self._name_in = wtf8.name_from_kernel if use_wtf8 else os.fsdecode
+        self._name_out = wtf8.name_to_kernel if use_wtf8 else os.fsencode
+
+    def _name(self, name: bytes) -> str:
+        return self._name_in(name)
+
+    def _entry(self, entry: Entry) -> pyfuse3.EntryAttributes:
+        # An entry answered with no caching (an unlinked file's) is not cached as a name either.
+        entry_timeout = self.fs.kernel.entry if entry.timeout else 0.0
+        return _attributes(entry.inode, entry.attrs, entry.timeout, entry_timeout)
 
     @_fuse_errors
     async def lookup(self, parent_inode, name, ctx=None):
-        return _entry(await self.fs.lookup(parent_inode, _name(name)))
+        try:
+            return self._entry(await self.fs.lookup(parent_inode, self._name(name)))
+        except FsError as exc:
+            if exc.errno == errno.ENOENT and self.fs.kernel.negative:
+                return _negative_entry(self.fs.kernel.negative)
+            raise
 
     async def forget(self, inode_list):
         for inode, count in inode_list:
@@ -85,7 +103,7 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def getattr(self, inode, ctx=None):
-        return _entry(await self.fs.getattr(inode))
+        return self._entry(await self.fs.getattr(inode))
 
     @_fuse_errors
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -99,7 +117,7 @@ class Operations(pyfuse3.Operations):
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
             fh=fh,
         )
-        return _entry(entry)
+        return self._entry(entry)
 
     @_fuse_errors
     async def readlink(self, inode, ctx):
@@ -107,31 +125,31 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        return _entry(await self.fs.mknod(parent_inode, _name(name), mode, rdev, ctx.uid, ctx.gid, ctx.umask))
+        return self._entry(await self.fs.mknod(parent_inode, self._name(name), mode, rdev, ctx.uid, ctx.gid, ctx.umask))
 
     @_fuse_errors
     async def mkdir(self, parent_inode, name, mode, ctx):
-        return _entry(await self.fs.mkdir(parent_inode, _name(name), mode, ctx.uid, ctx.gid, ctx.umask))
+        return self._entry(await self.fs.mkdir(parent_inode, self._name(name), mode, ctx.uid, ctx.gid, ctx.umask))
 
     @_fuse_errors
     async def unlink(self, parent_inode, name, ctx):
-        await self.fs.unlink(parent_inode, _name(name))
+        await self.fs.unlink(parent_inode, self._name(name))
 
     @_fuse_errors
     async def rmdir(self, parent_inode, name, ctx):
-        await self.fs.rmdir(parent_inode, _name(name))
+        await self.fs.rmdir(parent_inode, self._name(name))
 
     @_fuse_errors
     async def symlink(self, parent_inode, name, target, ctx):
-        return _entry(await self.fs.symlink(parent_inode, _name(name), os.fsdecode(target), ctx.uid, ctx.gid))
+        return self._entry(await self.fs.symlink(parent_inode, self._name(name), os.fsdecode(target), ctx.uid, ctx.gid))
 
     @_fuse_errors
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        await self.fs.rename(parent_inode_old, _name(name_old), parent_inode_new, _name(name_new), flags)
+        await self.fs.rename(parent_inode_old, self._name(name_old), parent_inode_new, self._name(name_new), flags)
 
     @_fuse_errors
     async def link(self, inode, new_parent_inode, new_name, ctx):
-        return _entry(await self.fs.link(inode, new_parent_inode, _name(new_name)))
+        return self._entry(await self.fs.link(inode, new_parent_inode, self._name(new_name)))
 
     @_fuse_errors
     async def open(self, inode, flags, ctx):
@@ -139,8 +157,8 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def create(self, parent_inode, name, mode, flags, ctx):
-        fh, entry = await self.fs.create(parent_inode, _name(name), mode, flags, ctx.uid, ctx.gid, ctx.umask)
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False), _entry(entry)
+        fh, entry = await self.fs.create(parent_inode, self._name(name), mode, flags, ctx.uid, ctx.gid, ctx.umask)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(entry)
 
     @_fuse_errors
     async def read(self, fh, off, size):
@@ -171,13 +189,14 @@ class Operations(pyfuse3.Operations):
         for entry in await self.fs.readdir(fh, start_id):
             if entry.dot_inode is not None:
                 attributes = _attributes(entry.dot_inode, entry.attrs, self.fs.timeout)
-                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name), attributes, entry.next_id):
+                if not pyfuse3.readdir_reply(token, self._name_out(entry.name), attributes, entry.next_id):
                     break
                 continue
             known = self.fs.inodes.find(entry.path)
             inode = self.fs.inodes.inode_for(entry.path)
             if not pyfuse3.readdir_reply(
-                token, os.fsencode(entry.name), _attributes(inode, entry.attrs, self.fs.timeout), entry.next_id
+                token, self._name_out(entry.name), _attributes(inode, entry.attrs, self.fs.timeout, self.fs.kernel.entry),
+                entry.next_id,
             ):
                 if known is None:
                     self.fs.forget(inode, 0)
@@ -209,11 +228,11 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def setxattr(self, inode, name, value, ctx):
-        await self.fs.setxattr(inode, _name(name), value)
+        await self.fs.setxattr(inode, os.fsdecode(name), value)
 
     @_fuse_errors
     async def getxattr(self, inode, name, ctx):
-        return await self.fs.getxattr(inode, _name(name))
+        return await self.fs.getxattr(inode, os.fsdecode(name))
 
     @_fuse_errors
     async def listxattr(self, inode, ctx):
@@ -221,4 +240,4 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def removexattr(self, inode, name, ctx):
-        await self.fs.removexattr(inode, _name(name))
+        await self.fs.removexattr(inode, os.fsdecode(name))

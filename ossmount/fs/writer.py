@@ -2,8 +2,8 @@
 
 `FileContent.flush` hands an `UploadRequest` (key, the spool, its size, Content-Type and metadata) to
 an `UploadStrategy` and gets the new object's `ObjectInfo` back, or a `StoreError`. The default,
-`SpoolUpload`, does what ossfs 1.x does on close: below `multipart_size` one PutObject streamed from
-the spool, otherwise a multipart upload of `multipart_size` parts with at most `parallel_count` parts
+`SpoolUpload`, does what ossfs 1.x does on close: below `multipart_threshold` (default: `multipart_size`; never
+with nomultipart) one PutObject streamed from the spool, otherwise a multipart upload of `multipart_size` parts with at most `parallel_count` parts
 in flight; a part lying wholly in the unchanged old object is copied on the server (UploadPartCopy)
 instead of downloaded and re-uploaded, so appending to a large object moves only the new tail; each streamed from the spool with pread (no whole-part buffers in memory), aborted on any
 failure.
@@ -68,18 +68,21 @@ def store_error_from_group(group: BaseExceptionGroup) -> StoreError | None:
 
 
 class SpoolUpload:
-    """PutObject below `multipart_size`, else parallel multipart from the spool (see module docstring)."""
+    """PutObject below `multipart_threshold` bytes (math.inf: always), else parallel multipart from the spool
+    (see module docstring)."""
 
-    def __init__(self, store, *, multipart_size: int, parallel_count: int, counters: IoCounters):
+    def __init__(self, store, *, multipart_size: int, parallel_count: int, counters: IoCounters,
+                 multipart_threshold: float | None = None):
         if multipart_size <= 0 or parallel_count <= 0:
             raise ValueError("multipart_size and parallel_count must be positive")
         self._store = store
         self.multipart_size = multipart_size
+        self.multipart_threshold = multipart_size if multipart_threshold is None else multipart_threshold
         self.parallel_count = parallel_count
         self._counters = counters
 
     async def upload(self, request: UploadRequest) -> ObjectInfo:
-        if request.size < self.multipart_size:
+        if request.size < self.multipart_threshold:
             return await self._put(request)
         try:
             return await self._multipart(request)

@@ -37,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bucket", action="append", default=[], metavar="NAME",
                         help="create this bucket (owned by the first key) if missing; repeatable")
     parser.add_argument("--region", default="cn-hangzhou")
-    parser.add_argument("--anonymous", action="store_true", help="accept unsigned requests")
+    parser.add_argument("--anonymous", action="store_true",
+                        help="unsigned requests act as the bucket owner (default: they get what the bucket and object "
+                             "ACLs grant, e.g. a public-read-write bucket)")
+    parser.add_argument("--service-path", default="", metavar="PATH",
+                        help="serve the API under this path prefix (e.g. /oss), as behind a reverse proxy")
     parser.add_argument("--admin-token", default=None,
                         help="enable the /_ossmount/admin/ API, authenticated by this token")
     parser.add_argument("--service-host", action="append", default=[], metavar="HOST",
@@ -107,6 +111,7 @@ def main(argv: list[str]) -> int:
         service_hosts=tuple(args.service_host),
         max_skew=args.max_skew,
         restore_delay=args.restore_delay,
+        service_path=args.service_path,
     )
     try:
         if args.bucket:

@@ -32,6 +32,13 @@ REQUEST_LOG_SIZE = 2000
 
 ACTIONS = ("error", "reset", "delay", "bandwidth")
 
+# Never kept in the request log: they carry credentials (headers left out, query values replaced).
+UNLOGGED_HEADERS = frozenset({"authorization", "x-oss-security-token", "x-amz-security-token", "proxy-authorization",
+                              "cookie", ADMIN_TOKEN_HEADER})
+SECRET_QUERY_PARAMETERS = frozenset({"signature", "x-oss-signature", "security-token", "x-oss-security-token",
+                                     "x-amz-signature", "x-amz-security-token"})
+REDACTED = "<redacted>"
+
 
 class FaultConfigError(ValueError):
     """A fault rule document that cannot be applied (unknown action, wrong type, out-of-range value)."""
@@ -201,9 +208,29 @@ class RequestCounters:
         self._counts.clear()
 
 
+def loggable_headers(headers: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Request headers (lowercase names) without those carrying credentials, and the names of those left out."""
+    kept = {name: value for name, value in headers.items() if name not in UNLOGGED_HEADERS}
+    return kept, sorted(name for name in headers if name in UNLOGGED_HEADERS)
+
+
+def redact_query(query: str) -> str:
+    """A raw query string with signature and security-token values replaced by "<redacted>"."""
+    items = []
+    for item in query.split("&") if query else []:
+        name, sep, _ = item.partition("=")
+        items.append(f"{name}={REDACTED}" if sep and name.lower() in SECRET_QUERY_PARAMETERS else item)
+    return "&".join(items)
+
+
 @dataclass(frozen=True)
 class RequestRecord:
-    """One finished request as the request log reports it."""
+    """One finished request as the request log reports it.
+
+    `headers` are the request's headers (lowercase names) without the credential-bearing ones, whose names are in
+    `withheld_headers` (so a test still sees that a request was signed or carried an STS token); `query` is its raw
+    query string with signatures redacted; `traffic_limit` the x-oss-traffic-limit (bit/s) the body was
+    throttled to."""
 
     op: str
     method: str
@@ -215,6 +242,10 @@ class RequestRecord:
     user_agent: str | None
     range: str | None
     fault: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # request headers, lower-case, without credentials
+    withheld_headers: list[str] = field(default_factory=list)
+    query: str = ""
+    traffic_limit: int | None = None
 
 
 class RequestLog:

@@ -36,6 +36,8 @@ import trio
 
 from ossmount.crc64 import crc64
 from ossmount.errors import exception_leaves
+from ossmount.server.core.common import TRAFFIC_LIMIT_HEADER, parse_traffic_limit
+from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import FileExtent, Request, Response, SpooledBody
 from ossmount.server.core.s3.chunked import AwsChunkedDecoder, ChunkedFormatError, is_aws_chunked
 from ossmount.server.faults import (
@@ -45,6 +47,8 @@ from ossmount.server.faults import (
     FaultRule,
     RequestRecord,
     injected_error_response,
+    loggable_headers,
+    redact_query,
 )
 
 log = logging.getLogger("ossmount.server.http")
@@ -56,9 +60,45 @@ IN_MEMORY_BODY_MAX = 64 * 1024
 MAX_HEAD_SIZE = 256 * 1024
 SENDFILE_CHUNK = 16 * 1024 * 1024
 EMPTY_MD5 = hashlib.md5(b"").digest()
+# Operations whose body x-oss-traffic-limit throttles: uploads (request body) and downloads (response body).
+UPLOAD_LIMITED_OPS = frozenset({"PutObject", "UploadPart", "AppendObject"})
+DOWNLOAD_LIMITED_OPS = frozenset({"GetObject"})
 _EMPTY_BODY = SpooledBody(path=None, size=0, md5=EMPTY_MD5, crc64=0, data=b"")
 # An aws-chunked body whose framing is broken: no decoded body, so the S3 dialect answers 400 IncompleteBody.
 _UNREADABLE_CHUNKED_BODY = SpooledBody(path=None, size=0, md5=EMPTY_MD5, crc64=0, data=b"")
+
+
+def traffic_limit_of(op: str, headers: dict[str, str]) -> int | None:
+    """The x-oss-traffic-limit (bit/s) a request's body is throttled to; None when absent, invalid (the core
+    answers 400) or not applicable to the operation."""
+    if op not in UPLOAD_LIMITED_OPS and op not in DOWNLOAD_LIMITED_OPS:
+        return None
+    try:
+        return parse_traffic_limit(headers.get(TRAFFIC_LIMIT_HEADER))
+    except OssError:
+        return None
+
+
+def _slowest(*rates: int) -> int:
+    """The smallest positive rate (bytes per second); 0 when none limits."""
+    return min((rate for rate in rates if rate > 0), default=0)
+
+
+class _Pacer:
+    """Keeps a byte stream at or below `rate` bytes per second (0: unlimited), in pieces of 1/20 s."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._started = trio.current_time()
+
+    def piece(self, wanted: int) -> int:
+        """How much to move in one go."""
+        return min(wanted, max(1, self.rate // 20)) if self.rate else wanted
+
+    async def wait(self, done: int) -> None:
+        """Sleep until `done` bytes are within the rate."""
+        if self.rate:
+            await trio.sleep_until(self._started + done / self.rate)
 
 
 class ClientGone(Exception):
@@ -319,10 +359,11 @@ class HttpFront:
         op, bucket, key = route.op, route.bucket, route.key
         self.admin.counters.count(op)
         plan = self.admin.faults.decide(op)
+        traffic_limit = traffic_limit_of(op, headers)
         if plan.delay_seconds:
             await trio.sleep(plan.delay_seconds)
         if plan.reset_before_response:
-            self._record(op, method, bucket, key, headers, 0, 0, 0, "reset")
+            self._record(op, method, target, bucket, key, headers, 0, 0, 0, "reset")
             log.debug("%s %s %s -> injected reset", method, bucket, key)
             channel.abort()
             raise ConnectionAborted()
@@ -331,7 +372,8 @@ class HttpFront:
         # body means nothing, so do not wait for it, and drop the connection afterwards since its framing is lost.
         ignore_body = method in ("GET", "HEAD") and (
             "transfer-encoding" in headers or headers.get("content-length", "0") != "0")
-        body = _EMPTY_BODY if ignore_body else await self._receive_body(channel, head, headers)
+        upload_rate = traffic_limit // 8 if traffic_limit and op in UPLOAD_LIMITED_OPS else 0
+        body = _EMPTY_BODY if ignore_body else await self._receive_body(channel, head, headers, upload_rate)
         try:
             if plan.error is not None:
                 status, response_headers, payload = injected_error_response(
@@ -342,12 +384,15 @@ class HttpFront:
                 request = Request(method, target, headers, body)
                 response = await trio.to_thread.run_sync(self._handle_in_core, request, limiter=self._limiter)
                 fault = None
-            sent = await self._send_response(channel, method, response, plan)
+            download_rate = traffic_limit // 8 if traffic_limit and op in DOWNLOAD_LIMITED_OPS else 0
+            sent = await self._send_response(channel, method, response, plan,
+                                             _slowest(plan.bytes_per_second, download_rate))
         finally:
             if body.path is not None:
                 remove_quietly(body.path)
         elapsed_ms = (self._clock() - started) * 1000
-        self._record(op, method, bucket, key, headers, response.status, sent, body.size, fault)
+        self._record(op, method, target, bucket, key, headers, response.status, sent, body.size, fault,
+                     traffic_limit)
         log.debug("%s %s %s %d %d %.1fms", method, bucket or "-", key or "-", response.status, sent, elapsed_ms)
         return not ignore_body
 
@@ -364,11 +409,14 @@ class HttpFront:
                 rule, method=request.method, bucket=route.bucket, key=route.key)
             return Response(status, headers, payload)
 
-    def _record(self, op: str, method: str, bucket: str | None, key: str | None, headers: dict[str, str],
-                status: int, sent: int, received: int, fault: str | None) -> None:
+    def _record(self, op: str, method: str, target: str, bucket: str | None, key: str | None,
+                headers: dict[str, str], status: int, sent: int, received: int, fault: str | None,
+                traffic_limit: int | None = None) -> None:
+        logged, withheld = loggable_headers(headers)
         self.admin.requests.add(RequestRecord(
             op=op, method=method, bucket=bucket, key=key, status=status, bytes=sent, request_bytes=received,
-            user_agent=headers.get("user-agent"), range=headers.get("range"), fault=fault))
+            user_agent=headers.get("user-agent"), range=headers.get("range"), fault=fault, headers=logged,
+            withheld_headers=withheld, query=redact_query(target.partition("?")[2]), traffic_limit=traffic_limit))
 
     async def _admin_exchange(self, channel: _Channel, method: str, path: str, headers: dict[str, str]) -> bool:
         chunks = []
@@ -390,7 +438,9 @@ class HttpFront:
 
     # -- request bodies -------------------------------------------------------------------------------
 
-    async def _receive_body(self, channel: _Channel, head: h11.Request, headers: dict[str, str]) -> SpooledBody:
+    async def _receive_body(self, channel: _Channel, head: h11.Request, headers: dict[str, str],
+                            rate: int = 0) -> SpooledBody:
+        """Spool the request body, reading at most `rate` bytes per second (0: as fast as it comes)."""
         conn = channel.conn
         if conn.they_are_waiting_for_100_continue:
             await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
@@ -399,14 +449,15 @@ class HttpFront:
         spool = _BodySpool(self.core.tmp_dir, md5=self._etag == "md5" or "content-md5" in headers,
                            sha256=len(declared_sha256) == 64)
         decoder = AwsChunkedDecoder() if is_aws_chunked(headers) else None
+        pacer = _Pacer(rate)
         try:
             length = headers.get("content-length")
             chunked = "transfer-encoding" in headers
             if (decoder is None and not chunked and length is not None and length.isdigit()
                     and int(length) >= FAST_BODY_MIN):
-                await self._receive_fixed_body(channel, head, int(length), spool)
+                await self._receive_fixed_body(channel, head, int(length), spool, pacer)
                 return spool.finish()
-            await self._receive_framed_body(channel, spool, decoder)
+            await self._receive_framed_body(channel, spool, pacer, decoder)
             return spool.finish(decoder.finish() if decoder is not None else None)
         except ChunkedFormatError:
             spool.discard()
@@ -415,11 +466,12 @@ class HttpFront:
             spool.discard()
             raise
 
-    async def _receive_framed_body(self, channel: _Channel, spool: _BodySpool,
+    async def _receive_framed_body(self, channel: _Channel, spool: _BodySpool, pacer: _Pacer,
                                    decoder: AwsChunkedDecoder | None = None) -> None:
-        """Spool h11's Data events; through `decoder` when the body is aws-chunked. A ChunkedFormatError reads the
-        rest of the body (so the connection stays usable) and is then re-raised."""
+        """Spool h11's Data events (at the pacer's rate); through `decoder` when the body is aws-chunked. A
+        ChunkedFormatError reads the rest of the body (so the connection stays usable) and is then re-raised."""
         error: ChunkedFormatError | None = None
+        received = 0
         while True:
             try:
                 event = await channel.next_event()
@@ -434,6 +486,8 @@ class HttpFront:
                             spool.write(piece)
                     except ChunkedFormatError as exc:
                         error = exc
+                received += len(event.data)
+                await pacer.wait(received)
             elif isinstance(event, h11.EndOfMessage):
                 if error is not None:
                     raise error
@@ -442,11 +496,12 @@ class HttpFront:
                 raise ClientGone("connection closed before the request body ended")
 
     async def _receive_fixed_body(self, channel: _Channel, head: h11.Request, length: int,
-                                  spool: _BodySpool) -> None:
+                                  spool: _BodySpool, pacer: _Pacer) -> None:
         buffered, _closed = channel.conn.trailing_data
         first, pipelined = buffered[:length], buffered[length:]
         spool.write(first)
         remaining = length - len(first)
+        received = len(first)
         # Two buffers: while worker threads hash and write one, the socket fills the other.
         buffer_size = min(SPOOL_BUFFER_SIZE, max(remaining, 1))
         free_send, free_receive = trio.open_memory_channel[bytearray](2)
@@ -465,12 +520,14 @@ class HttpFront:
                         # Fill the whole buffer before handing it on, so the thread hops are amortised.
                         while filled < want:
                             try:
-                                received = await channel.sock.recv_into(view[filled:want])
+                                count = await channel.sock.recv_into(view[filled:filled + pacer.piece(want - filled)])
                             except OSError as exc:
                                 raise ClientGone(str(exc)) from None
-                            if not received:
+                            if not count:
                                 raise ClientGone(f"connection closed with {remaining - filled} body bytes missing")
-                            filled += received
+                            filled += count
+                            received += count
+                            await pacer.wait(received)
                         remaining -= filled
                         await full_send.send((buffer, filled))
         channel.conn = self._resynchronised_connection(head, pipelined)
@@ -505,8 +562,9 @@ class HttpFront:
 
     # -- responses ------------------------------------------------------------------------------------
 
-    async def _send_response(self, channel: _Channel, method: str, response: Response, plan: FaultPlan) -> int:
-        """Write `response`; returns the number of body bytes sent."""
+    async def _send_response(self, channel: _Channel, method: str, response: Response, plan: FaultPlan,
+                             rate: int = 0) -> int:
+        """Write `response` (its body at most `rate` bytes per second, 0: unlimited); returns the body bytes sent."""
         length = response.body_length()
         # Stored x-oss-meta-* values may be non-ASCII; OSS sends them as UTF-8 bytes (h11 would refuse str).
         headers = [(name, value.encode("utf-8")) for name, value in response.headers
@@ -517,7 +575,7 @@ class HttpFront:
         body_expected = method != "HEAD" and response.status not in (204, 304) and response.status >= 200
         sent = 0
         if body_expected and length:
-            sender = _BodySender(channel, plan)
+            sender = _BodySender(channel, plan, rate)
             if isinstance(response.body, bytes):
                 sent = await sender.send_bytes(response.body)
             else:
@@ -527,33 +585,27 @@ class HttpFront:
 
 
 class _BodySender:
-    """Sends a response body, applying the bandwidth and mid-body-reset faults of `plan`."""
+    """Sends a response body at most `rate` bytes per second (0: unlimited), applying the mid-body-reset
+    fault of `plan`."""
 
-    def __init__(self, channel: _Channel, plan: FaultPlan):
+    def __init__(self, channel: _Channel, plan: FaultPlan, rate: int = 0):
         self._channel = channel
-        self._rate = plan.bytes_per_second
+        self._pacer = _Pacer(rate)
         self._reset_after = plan.reset_after_bytes
         self._sent = 0
-        self._started = time.monotonic()
 
     def _budget(self, wanted: int) -> int:
-        """How many bytes may go out now, after sleeping-off any bandwidth excess."""
+        """How many bytes may go out in one piece."""
         if self._reset_after is not None:
             wanted = min(wanted, self._reset_after - self._sent)
-        if self._rate:
-            wanted = min(wanted, max(1, self._rate // 20))
-        return wanted
+        return self._pacer.piece(wanted)
 
     async def _pace(self) -> None:
         if self._reset_after is not None and self._sent >= self._reset_after:
             log.debug("injected reset after %d body bytes", self._sent)
             self._channel.abort()
             raise ConnectionAborted()
-        if self._rate:
-            due = self._started + self._sent / self._rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await trio.sleep(delay)
+        await self._pacer.wait(self._sent)
 
     async def send_bytes(self, body: bytes) -> int:
         view = memoryview(body)

@@ -14,19 +14,27 @@ Theory of operation:
   * oss2, requests and urllib3 exceptions become `ossmount.store.types` errors in `_translate_errors`
     (the one mapping table); retries happen in `RetryPolicy.run` (the one retry loop).
   * Statistics are updated only from the trio thread, so they need no lock.
+  * Option-driven headers (ACL, storage class, SSE, request payer, traffic limits, ahbe_conf) and the copy
+    strategy (nocopyapi, norenameapi, noshallowcopyapi) come from `RequestHeaders` and `CopyPolicy`
+    (headers.py). Credentials are read at signing time from a provider, so rotated STS credentials (ram_role,
+    a credentials directory) sign the next request without a remount; None signs nothing (public_bucket=1).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
 import socket
+import ssl
 import time
+import urllib.parse
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
+from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
 
 import oss2
 import oss2.exceptions
@@ -35,8 +43,10 @@ import trio
 import urllib3.exceptions
 
 from ossmount import USER_AGENT
+from ossmount.errors import ConfigError
 from ossmount.store import types
 from ossmount.crc64 import crc64, crc64_concat
+from ossmount.store.headers import CopyPolicy, RequestHeaders, merge_headers
 from ossmount.store.retry import RetryPolicy
 from ossmount.store.types import ListPage, ObjectInfo, PartInfo
 
@@ -96,11 +106,29 @@ _STATUS_TO_ERROR: Mapping[int, type[types.StoreError]] = {
 
 
 class Credentials(Protocol):
-    """What the store needs from `ossmount.credentials.Credentials`."""
+    """What the store signs with (`ossmount.credentials.Credentials`)."""
 
     access_key_id: str
     access_key_secret: str
     security_token: str | None
+
+
+class CredentialsProvider(Protocol):
+    """Where each request's credentials come from: fixed `Credentials`, `FileCredentials` (a passwd file or
+    credentials directory re-read when it changes) or `EcsRamRoleCredentials` (ram_role), all in
+    `ossmount.credentials`. `current()` is called from a worker thread for every request signed, so rotated
+    credentials sign the next request; it must be cheap while nothing changed and raises ConfigError when no
+    credentials can be had (the request then fails with CredentialsUnavailable). `access_key_id` (for messages),
+    `reloads` (how often new credentials were picked up) and `reload_error` (why the last attempt failed, the
+    previous ones still in use) are read without I/O, except that a file provider may look at the file."""
+
+    @property
+    def access_key_id(self) -> str: ...
+
+    reloads: int
+    reload_error: str | None
+
+    def current(self) -> Credentials: ...
 
 
 @dataclass(frozen=True)
@@ -150,6 +178,9 @@ def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.
         )
     if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
         return _transport_error(exc, where=where, key=key)
+    if isinstance(exc, ConfigError):  # the credentials provider could not produce credentials (ram_role)
+        return types.TransientError(f"{where}: no credentials to sign with: {exc}", code="CredentialsUnavailable",
+                                    key=key)
     return None
 
 
@@ -160,6 +191,9 @@ def _code_for_status(status: int) -> str:
 def _transport_error(exc: BaseException, *, where: str, key: str) -> types.StoreError:
     """Connection-level failures: refused/unresolvable/connect-timeout is unreachable, the rest transient."""
     chain = list(_exception_chain(exc))
+    if any(isinstance(e, (ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError)) for e in chain):
+        return types.EndpointUnreachable(f"{where}: TLS failed: {_describe(chain)}", code="TLSError", status=-2,
+                                         key=key)
     if any(
         isinstance(e, (requests.exceptions.ConnectTimeout, urllib3.exceptions.NewConnectionError,
                        urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError, socket.gaierror))
@@ -228,6 +262,11 @@ def _metadata_headers(content_type: str | None, meta: Mapping[str, str] | None) 
     return headers
 
 
+def _content_type(headers: Mapping[str, str]) -> str:
+    """The Content-Type among request headers whatever its spelling (ahbe_conf may set it)."""
+    return next((v for n, v in headers.items() if n.lower() == "content-type"), DEFAULT_CONTENT_TYPE)
+
+
 def _response_time(headers: Mapping[str, str]) -> float:
     """The server's Date header as epoch seconds: an upload's Last-Modified, without another HEAD."""
     date = headers.get("date")
@@ -263,30 +302,78 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
     )
 
 
-class _ReloadingProvider(oss2.credentials.CredentialsProvider):
-    """Asks `current()` for the credentials of every request it signs (rotation without remount)."""
+class _ProviderAdapter(oss2.credentials.CredentialsProvider):
+    """oss2's view of our credentials: asked at every signing, so a rotated key is used at once."""
 
     def __init__(self, current: Callable[[], Credentials]):
         self._current = current
 
     def get_credentials(self) -> oss2.credentials.Credentials:
-        found = self._current()
-        return oss2.credentials.Credentials(found.access_key_id, found.access_key_secret,
-                                            found.security_token or "")
+        credentials = self._current()
+        return oss2.credentials.Credentials(credentials.access_key_id, credentials.access_key_secret,
+                                            credentials.security_token or "")
 
 
-def _make_auth(credentials: Credentials, sigv4: bool,
-               provider: Callable[[], Credentials] | None = None) -> Any:
-    if provider is not None:
-        reloading = _ReloadingProvider(provider)
-        return oss2.ProviderAuthV4(reloading) if sigv4 else oss2.ProviderAuth(reloading)
-    if credentials.security_token:
-        version = oss2.AUTH_VERSION_4 if sigv4 else oss2.AUTH_VERSION_1
-        return oss2.StsAuth(credentials.access_key_id, credentials.access_key_secret,
-                            credentials.security_token, auth_version=version)
-    if sigv4:
-        return oss2.AuthV4(credentials.access_key_id, credentials.access_key_secret)
-    return oss2.Auth(credentials.access_key_id, credentials.access_key_secret)
+class _Signer:
+    """The `auth` of every oss2 request: adds the headers every request carries (headers.py rule 1), removes the
+    User-Agent when there is none to send, then signs with the credentials current at that moment (V1 or V4),
+    or not at all for anonymous access."""
+
+    def __init__(self, current: Callable[[], Credentials] | None, sigv4: bool, headers: RequestHeaders):
+        self._anonymous = current is None
+        provider = _ProviderAdapter(current) if current is not None else None
+        self._auth = (oss2.ProviderAuthV4(provider) if sigv4 else oss2.ProviderAuth(provider)) if provider else None
+        self._sigv4 = sigv4
+        self._every_request = headers.every_request()
+        self._no_user_agent = headers.user_agent is None
+
+    def auth_version(self) -> str:
+        return oss2.AUTH_VERSION_4 if self._sigv4 else oss2.AUTH_VERSION_1
+
+    def _prepare(self, req: Any) -> None:
+        req.headers.update(self._every_request)
+        if self._no_user_agent:
+            req.headers["User-Agent"] = urllib3.util.SKIP_HEADER  # requests would add python-requests/x.y
+
+    def _sign_request(self, req: Any, bucket_name: str, key: str) -> None:
+        self._prepare(req)
+        if self._auth is not None:
+            self._auth._sign_request(req, bucket_name, key)
+
+    def _sign_url(self, req: Any, bucket_name: str, key: str, expires: int, *args: Any, **kwargs: Any) -> str:
+        self._prepare(req)
+        if self._auth is None:
+            return oss2.AnonymousAuth()._sign_url(req, bucket_name, key, expires)
+        return self._auth._sign_url(req, bucket_name, key, expires, *args, **kwargs)
+
+
+def _current(provider: CredentialsProvider | None) -> Callable[[], Credentials] | None:
+    return None if provider is None else provider.current
+
+
+class _Transport(requests.adapters.HTTPAdapter):
+    """The connection pool: TLS verification as configured (no_check_certificate, ssl_verify_hostname=0) and an
+    optional service path (servicepath=) put in front of every URL path, after signing (a reverse proxy strips it
+    before OSS sees the request, so the signature covers /bucket/key)."""
+
+    def __init__(self, pool_size: int, *, verify_tls: bool, verify_hostname: bool, service_path: str):
+        self._verify_tls = verify_tls
+        self._verify_hostname = verify_hostname
+        self._service_path = "/" + service_path.strip("/") if service_path.strip("/") else ""
+        super().__init__(pool_connections=pool_size, pool_maxsize=pool_size)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if not self._verify_hostname:
+            kwargs["assert_hostname"] = False
+        super().init_poolmanager(*args, **kwargs)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if not self._verify_tls:
+            kwargs["verify"] = False  # also over REQUESTS_CA_BUNDLE, which requests would prefer
+        if self._service_path and request.url:
+            parts = urllib.parse.urlsplit(request.url)
+            request.url = urllib.parse.urlunsplit(parts._replace(path=self._service_path + parts.path))
+        return super().send(request, **kwargs)
 
 
 class _FileSlice:
@@ -337,14 +424,19 @@ class ObjectStore:
     """
 
     def __init__(self, bucket: oss2.Bucket, *, endpoint: str, bucket_name: str, region: str | None,
-                 sigv4: bool, access_key_id: str, retry: RetryPolicy, net_limiter: trio.CapacityLimiter):
+                 sigv4: bool, credentials: CredentialsProvider | None, retry: RetryPolicy,
+                 net_limiter: trio.CapacityLimiter, headers: RequestHeaders = RequestHeaders(),
+                 copy_policy: CopyPolicy = CopyPolicy(), list_max_keys: int = 1000):
         self._bucket = bucket
         self.endpoint = endpoint
         self.bucket_name = bucket_name
         self.region = region
         self.sigv4 = sigv4
-        self.access_key_id = access_key_id
+        self._credentials = credentials
         self.retry = retry
+        self.headers = headers
+        self.copy_policy = copy_policy
+        self.list_max_keys = list_max_keys
         self._net_limiter = net_limiter
         self._requests: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
@@ -360,46 +452,87 @@ class ObjectStore:
         *,
         endpoint: str,
         bucket: str,
-        credentials: Credentials,
+        credentials: CredentialsProvider | None,
         region: str | None = None,
         sigv4: bool = False,
         max_connections: int = 16,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
-        credentials_provider: Callable[[], Credentials] | None = None,
+        headers: RequestHeaders = RequestHeaders(),
+        copy_policy: CopyPolicy = CopyPolicy(),
+        list_max_keys: int = 1000,
+        verify_tls: bool = True,
+        verify_hostname: bool = True,
+        service_path: str = "",
+        path_style: bool = False,
     ) -> "ObjectStore":
-        """A store for `bucket` at `endpoint` ("http[s]://host[:port]"); an IP endpoint uses path-style URLs.
+        """A store for `bucket` at `endpoint` ("http[s]://host[:port]").
 
-        `timeout` bounds each read on the socket, `connect_timeout` each TCP connect. With `sigv4`,
-        `region` (e.g. "cn-hangzhou") is required. A `security_token` selects STS authentication. With
-        `credentials_provider`, every request is signed with what it returns at that moment (it is called in
-        worker threads and must be cheap: `CredentialsSource.current`); `credentials` are then the first ones.
+        `credentials`: a `CredentialsProvider` asked at every signing (fixed `Credentials` are one; a
+        `security_token` selects STS; rotation needs no new store), or None for unsigned requests (a public
+        bucket). Signatures are V1, or V4 with `sigv4`, in `_Signer` (the one place). `timeout` bounds
+        each read on the socket, `connect_timeout` each TCP connect (seconds). With `sigv4`, `region` (e.g.
+        "cn-hangzhou") is required. `headers` and `copy_policy`: what the mount options add to requests and how
+        copies are made (headers.py). `list_max_keys` (1..1000) is each LIST page's max-keys. `verify_tls=False`
+        accepts any certificate and `verify_hostname=False` any host name in a trusted one (both insecure).
+        `service_path` is put in front of every URL path (a reverse proxy's prefix); an IP or localhost endpoint,
+        or `path_style`, addresses the bucket in the path instead of the host name.
         """
         if sigv4 and not region:
             raise ValueError("sigv4 needs a region")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        session = oss2.Session(pool_size=max_connections + 2)
+        if not 1 <= list_max_keys <= 1000:
+            raise ValueError("list_max_keys must be 1..1000")
+        pool_size = max_connections + 2
+        transport = _Transport(pool_size, verify_tls=verify_tls, verify_hostname=verify_hostname,
+                               service_path=service_path)
+        session = oss2.Session(pool_size=pool_size, adapter=transport)
+        if not verify_tls or not verify_hostname:
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS %s of %s are not verified: anyone on the path can read and change the data",
+                        "certificates" if not verify_tls else "host names", endpoint)
         with _translate_errors("create", bucket):  # an invalid endpoint or bucket name: InvalidArgument
             oss_bucket = oss2.Bucket(
-                _make_auth(credentials, sigv4, credentials_provider), endpoint, bucket, session=session,
-                connect_timeout=(connect_timeout, timeout), app_name=USER_AGENT, enable_crc=False, region=region,
+                _Signer(_current(credentials), sigv4, headers), endpoint, bucket, session=session,
+                connect_timeout=(connect_timeout, timeout), app_name=headers.user_agent or USER_AGENT,
+                enable_crc=False, region=region, is_path_style=path_style,
             )
         return cls(oss_bucket, endpoint=endpoint, bucket_name=bucket, region=region, sigv4=sigv4,
-                   access_key_id=credentials.access_key_id, retry=retry or RetryPolicy(),
-                   net_limiter=trio.CapacityLimiter(max_connections))
+                   credentials=credentials, retry=retry or RetryPolicy(),
+                   net_limiter=trio.CapacityLimiter(max_connections), headers=headers, copy_policy=copy_policy,
+                   list_max_keys=list_max_keys)
 
-    def with_retry(self, retry: RetryPolicy) -> "ObjectStore":
-        """A store sharing this one's connections and limiter but retrying per `retry` (own statistics)."""
-        return ObjectStore(self._bucket, endpoint=self.endpoint, bucket_name=self.bucket_name, region=self.region,
-                           sigv4=self.sigv4, access_key_id=self.access_key_id, retry=retry,
-                           net_limiter=self._net_limiter)
+    @property
+    def credentials(self) -> CredentialsProvider | None:
+        """Where the requests' credentials come from (None: unsigned requests)."""
+        return self._credentials
 
-    def update_credentials(self, credentials: Credentials) -> None:
-        """Sign later requests with new credentials (STS rotation); requests in flight keep the old ones."""
-        self._bucket.auth = _make_auth(credentials, self.sigv4)
-        self.access_key_id = credentials.access_key_id
+    @property
+    def access_key_id(self) -> str:
+        """The AccessKey ID requests are signed with ("anonymous" for unsigned requests); for messages."""
+        return "anonymous" if self._credentials is None else self._credentials.access_key_id
+
+    def with_retry(self, retry: RetryPolicy, *, connect_timeout: float | None = None,
+                   timeout: float | None = None) -> "ObjectStore":
+        """A store sharing this one's connections and limiter but retrying per `retry` (own statistics), and
+        with other timeouts (seconds) if given: mount-time checks must fail fast whatever connect_timeout says."""
+        bucket = self._bucket
+        if connect_timeout is not None or timeout is not None:
+            current_connect, current_read = bucket.timeout if isinstance(bucket.timeout, tuple) else (bucket.timeout,) * 2
+            bucket = copy.copy(bucket)
+            bucket.timeout = (connect_timeout or current_connect, timeout or current_read)
+        return ObjectStore(bucket, endpoint=self.endpoint, bucket_name=self.bucket_name, region=self.region,
+                           sigv4=self.sigv4, credentials=self._credentials, retry=retry,
+                           net_limiter=self._net_limiter, headers=self.headers, copy_policy=self.copy_policy,
+                           list_max_keys=self.list_max_keys)
+
+    def update_credentials(self, credentials: CredentialsProvider | None) -> None:
+        """Sign later requests with other credentials or another provider; requests in flight keep the old ones.
+        (Rotation needs no call: a provider's `current()` is asked for every request.)"""
+        self._bucket.auth = _Signer(_current(credentials), self.sigv4, self.headers)
+        self._credentials = credentials
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -452,8 +585,11 @@ class ObjectStore:
         return _object_info_from_headers(key, result.headers)
 
     async def list_page(self, prefix: str, *, delimiter: str = "/", token: str | None = None,
-                        max_keys: int = 1000, v2: bool = True) -> ListPage:
-        """One page of ListObjectsV2 (or V1 with `v2=False`); pass `next_token` back to continue."""
+                        max_keys: int | None = None, v2: bool = True) -> ListPage:
+        """One page of ListObjectsV2 (or V1 with `v2=False`) of at most `max_keys` entries (default: the store's
+        `list_max_keys`, ossfs list_object_max_keys); pass `next_token` back to continue."""
+        if max_keys is None:
+            max_keys = self.list_max_keys
         if v2:
             result = await self._call(
                 "ListObjectsV2", prefix, self._bucket.list_objects_v2, prefix=prefix, delimiter=delimiter,
@@ -519,8 +655,15 @@ class ObjectStore:
 
     # -- reads ------------------------------------------------------------------------------------
 
+    def _write_headers(self, key: str, content_type: str | None, meta: Mapping[str, str] | None) -> dict[str, str]:
+        """Content-Type and x-oss-meta-* of a write, plus the option-driven write headers (headers.py rule 2)."""
+        return merge_headers(_metadata_headers(content_type, meta), self.headers.for_write(key))
+
+    def _download_headers(self) -> dict[str, str]:
+        return {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity", **self.headers.for_download()}
+
     def _get_into_blocking(self, key: str, offset: int, buf: memoryview) -> int:
-        headers = {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity"}
+        headers = self._download_headers()
         try:
             result = self._bucket.get_object(key, byte_range=(offset, offset + len(buf) - 1), headers=headers)
         except oss2.exceptions.ServerError as exc:
@@ -575,7 +718,7 @@ class ObjectStore:
         return count
 
     def _get_rest_blocking(self, key: str, offset: int) -> bytes:
-        headers = {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity"}
+        headers = self._download_headers()
         byte_range = (offset, None) if offset else None
         try:
             result = self._bucket.get_object(key, byte_range=byte_range, headers=headers)
@@ -618,6 +761,8 @@ class ObjectStore:
     async def _put_body(self, key: str, make_body: Callable[[], Any], size: int,
                         request_headers: dict[str, str], meta: Mapping[str, str] | None) -> ObjectInfo:
         """PutObject of a body made afresh for each attempt (bytes, or a `_FileSlice` that CRCs as it is read)."""
+        request_headers = {**request_headers, **self.headers.for_upload()}
+
         async def attempt() -> ObjectInfo:
             body = make_body()
             result = await self._attempt("PutObject", key, functools.partial(
@@ -626,7 +771,7 @@ class ObjectStore:
             expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
             crc = self._verify_crc("PutObject", key, expected, result.headers, result.request_id)
             return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
-                              mtime=_response_time(result.headers), content_type=request_headers["Content-Type"],
+                              mtime=_response_time(result.headers), content_type=_content_type(request_headers),
                               meta=dict(meta or {}), crc64=crc)
 
         return await self.retry.run(attempt, on_retry=self._note_retry)
@@ -636,7 +781,7 @@ class ObjectStore:
                   forbid_overwrite: bool = False) -> ObjectInfo:
         """PutObject of an in-memory body; CRC-64 verified. AlreadyExists with `forbid_overwrite`."""
         body = bytes(data) if not isinstance(data, bytes) else data
-        request_headers = _metadata_headers(content_type, meta)
+        request_headers = self._write_headers(key, content_type, meta)
         request_headers.update(headers or {})
         if forbid_overwrite:
             request_headers["x-oss-forbid-overwrite"] = "true"
@@ -646,23 +791,82 @@ class ObjectStore:
                        meta: Mapping[str, str] | None = None, offset: int = 0) -> ObjectInfo:
         """PutObject streamed from `size` bytes of `fileobj` starting at `offset`; CRC-64 verified."""
         return await self._put_body(key, lambda: _FileSlice(fileobj, offset, size), size,
-                                    _metadata_headers(content_type, meta), meta)
+                                    self._write_headers(key, content_type, meta), meta)
 
     async def copy(self, src_key: str, dst_key: str, *, content_type: str | None = None,
-                   meta: Mapping[str, str] | None = None) -> str:
-        """CopyObject within the bucket; returns the new ETag. `meta=None` keeps the source metadata."""
+                   meta: Mapping[str, str] | None = None, size: int | None = None) -> str:
+        """Copy an object within the bucket; returns the new ETag. `meta=None` keeps the source metadata.
+
+        CopyObject, unless the copy policy says otherwise (headers.py rule 4): part by part for a large object
+        with noshallowcopyapi, by download and upload without the copy API. `size` (the source's, if known)
+        saves a HEAD when the strategy depends on it."""
+        policy = self.copy_policy
+        if policy.copies_by_rewrite(src_key, dst_key):
+            return await self._copy_by_rewrite(src_key, dst_key, content_type=content_type, meta=meta, size=size)
+        if not policy.shallow_copy:
+            content_type, meta, size = await self._copy_source(src_key, content_type, meta, size)
+            if policy.copies_in_parts(size):
+                return await self._assemble(
+                    dst_key, content_type, meta, size, policy.multipart_copy_size,
+                    lambda upload_id, number, first, last: self.upload_part_copy(src_key, (first, last), dst_key,
+                                                                                 upload_id, number))
         if meta is None:
-            headers = {"x-oss-metadata-directive": "COPY"}
+            headers = {"x-oss-metadata-directive": "COPY", **self.headers.for_write(dst_key)}
         else:
-            headers = _metadata_headers(content_type, meta)
+            headers = self._write_headers(dst_key, content_type, meta)
             headers["x-oss-metadata-directive"] = "REPLACE"
         result = await self._call("CopyObject", dst_key, self._bucket.copy_object, self.bucket_name, src_key,
                                   dst_key, headers=headers)
         return _strip_etag(result.etag)
 
-    async def update_meta(self, key: str, *, content_type: str | None, meta: Mapping[str, str]) -> None:
-        """Replace the object's Content-Type and user metadata without re-uploading it (CopyObject onto itself)."""
-        await self.copy(key, key, content_type=content_type, meta=meta)
+    async def _copy_source(self, src_key: str, content_type: str | None, meta: Mapping[str, str] | None,
+                           size: int | None) -> tuple[str | None, Mapping[str, str], int]:
+        """What a copy made by parts needs of its source: the size and, when `meta` is None (keep the source's),
+        its Content-Type and metadata; one HEAD when the caller did not know them."""
+        if size is None or meta is None:
+            source = await self.head(src_key)
+            size = source.size
+            if meta is None:
+                content_type, meta = source.content_type, dict(source.meta)
+        return content_type, meta, size
+
+    async def _assemble(self, key: str, content_type: str | None, meta: Mapping[str, str], size: int,
+                        part_size: int, make_part: Callable[[str, int, int, int], Awaitable[PartInfo]]) -> str:
+        """One multipart upload of `size` bytes in `part_size` parts, `make_part(upload_id, number, first, last)`
+        each (inclusive byte range), one at a time; aborted on any failure. Returns the new ETag."""
+        upload_id = await self.init_multipart(key, content_type=content_type, meta=meta)
+        try:
+            parts = [await make_part(upload_id, number, start, min(start + part_size, size) - 1)
+                     for number, start in enumerate(range(0, size, part_size), start=1)]
+            info = await self.complete_multipart(key, upload_id, parts)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                with contextlib.suppress(types.StoreError):
+                    await self.abort_multipart(key, upload_id)
+            raise
+        return info.etag
+
+    async def _copy_by_rewrite(self, src_key: str, dst_key: str, *, content_type: str | None,
+                               meta: Mapping[str, str] | None, size: int | None) -> str:
+        """A copy without the copy API: download the source and upload it (multipart above `rewrite_part_size`,
+        one part in memory at a time). `meta=None` carries the source's Content-Type and metadata over."""
+        content_type, meta, size = await self._copy_source(src_key, content_type, meta, size)
+        part_size = self.copy_policy.rewrite_part_size
+        if size <= part_size:
+            data = await self.get_bytes(src_key, 0, size) if size else b""
+            return (await self.put(dst_key, data, content_type=content_type, meta=meta)).etag
+
+        async def part(upload_id: str, number: int, first: int, last: int) -> PartInfo:
+            data = await self.get_bytes(src_key, first, last - first + 1)
+            return await self.upload_part(dst_key, upload_id, number, data)
+
+        return await self._assemble(dst_key, content_type, meta, size, part_size, part)
+
+    async def update_meta(self, key: str, *, content_type: str | None, meta: Mapping[str, str],
+                          size: int | None = None) -> None:
+        """Replace the object's Content-Type and user metadata: CopyObject onto itself, so no data moves (unless
+        the copy policy forbids the copy API: then the object is downloaded and uploaded again)."""
+        await self.copy(key, key, content_type=content_type, meta=meta, size=size)
 
     async def delete(self, key: str) -> None:
         """DeleteObject (succeeds if the key is already gone, as OSS does)."""
@@ -680,7 +884,7 @@ class ObjectStore:
                              meta: Mapping[str, str] | None = None) -> str:
         """InitiateMultipartUpload; returns the upload id."""
         result = await self._call("InitiateMultipartUpload", key, self._bucket.init_multipart_upload, key,
-                                  headers=_metadata_headers(content_type, meta))
+                                  headers=self._write_headers(key, content_type, meta))
         return result.upload_id
 
     async def _upload_part_body(self, key: str, upload_id: str, part_number: int,
@@ -688,7 +892,7 @@ class ObjectStore:
         async def attempt() -> PartInfo:
             body = make_body()
             result = await self._attempt("UploadPart", key, functools.partial(
-                self._bucket.upload_part, key, upload_id, part_number, body))
+                self._bucket.upload_part, key, upload_id, part_number, body, headers=self.headers.for_upload()))
             self._bytes_out += size
             expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
             crc = self._verify_crc("UploadPart", key, expected, result.headers, result.request_id)
@@ -711,7 +915,12 @@ class ObjectStore:
 
     async def upload_part_copy(self, src_key: str, byte_range: tuple[int, int], key: str, upload_id: str,
                                part_number: int) -> PartInfo:
-        """UploadPartCopy of the inclusive `byte_range` (first, last) of `src_key`."""
+        """UploadPartCopy of the inclusive `byte_range` (first, last) of `src_key` (download + UploadPart when the
+        copy policy forbids server-side copies)."""
+        if not self.copy_policy.part_copy:
+            first, last = byte_range
+            data = await self.get_bytes(src_key, first, last - first + 1)
+            return await self.upload_part(key, upload_id, part_number, data)
         result = await self._call("UploadPartCopy", key, self._bucket.upload_part_copy, self.bucket_name,
                                   src_key, byte_range, key, upload_id, part_number)
         first, last = byte_range

@@ -30,7 +30,6 @@ ALLOWED_FILES = (
 
 _IMAGE = "needs OSS image processing (x-oss-process image/...), a cloud service"
 _TAGGING = "needs object tagging (?tagging, x-oss-tagging), not part of the server's API surface (oss-api.md §6)"
-_ACL = "needs object/bucket ACLs (?acl, x-oss-object-acl) with anonymous access control, not implemented"
 _GZIP = "needs HTTP response compression (Accept-Encoding: gzip answered chunked with Content-Encoding: gzip)"
 _CLOUD_ENDPOINT = "hard-codes the endpoint http://oss-cn-shanghai.aliyuncs.com instead of OSS_TEST_ENDPOINT"
 _PORTLESS = ("assumes OSS_TEST_ENDPOINT has no port (resolves it as a host name / appends a backslash expecting "
@@ -48,8 +47,6 @@ SKIPS: dict[str, str] = {
     "tests/test_object.py::TestObject::test_timeout":
         "asserts a 1 ms connect timeout fails, which assumes network latency; loopback often answers in time",
     "tests/test_object.py::TestObject::test_default_timeout": "same as test_timeout (1 ms timeout vs loopback)",
-    "tests/test_object.py::TestObject::test_anonymous": _ACL,
-    "tests/test_object.py::TestObject::test_object_acl": _ACL,
     "tests/test_object.py::TestObject::test_object_tagging_wrong_value": _TAGGING,
     "tests/test_object.py::TestObject::test_object_tagging": _TAGGING,
     "tests/test_object.py::TestObject::test_put_object_with_tagging": _TAGGING,
@@ -63,13 +60,11 @@ SKIPS: dict[str, str] = {
     "tests/test_multipart.py::TestMultipart::test_multipart_with_object_tagging": _TAGGING,
     # test_upload.py
     "tests/test_upload.py::TestUpload::test_upload_large_with_tagging": _TAGGING,
-    "tests/test_upload.py::TestUpload::test_upload_with_acl": _ACL,
     "tests/test_upload.py::TestUpload::test_upload_sequenial": _CLOUD_ENDPOINT,
     # test_iterator.py
     "tests/test_iterator.py::TestIterator::test_live_channel_iterator": "needs RTMP live channels, a cloud service",
     # test_object_versioning.py
     "tests/test_object_versioning.py::TestObjectVersioning::test_put_object_tagging_with_versioning": _TAGGING,
-    "tests/test_object_versioning.py::TestObjectVersioning::test_object_acl_with_version": _ACL,
     # test_api_base.py
     "tests/test_api_base.py::TestApiBase::test_https": "needs TLS; the local server speaks plain HTTP",
     "tests/test_api_base.py::TestApiBase::test_ip": _PORTLESS,

@@ -52,6 +52,34 @@ def test_bad_credentials_or_bucket_fail_fast_and_leave_nothing(daemon, local_ser
     assert "wrong-secret" not in raised.value.message
 
 
+@pytest.mark.parametrize("options, message", [
+    ("use_session_token", "use_session_token: the credentials from request have no session token"),
+    ("ahbe_conf=/nonexistent/ahbe.conf", "cannot read ahbe_conf file /nonexistent/ahbe.conf"),
+])
+def test_options_the_mount_would_refuse_fail_the_stage_before_any_request(daemon, local_server, fresh_bucket_name,
+                                                                          options, message):
+    """The daemon builds its check's store as the mount does (storeconfig.open_store): what the mount would refuse
+    at start is INVALID_ARGUMENT at stage, before any request, process or file."""
+    local_server.admin.reset_counters()
+    with pytest.raises(DaemonClientError) as raised:
+        daemon.client.stage("pv-opts", spec_for(local_server, fresh_bucket_name, options=options),
+                            credentials_for(local_server))
+    assert raised.value.code == "INVALID_ARGUMENT" and message in raised.value.message
+    assert local_server.admin.counters() == {}
+    assert_nothing_left(daemon, "pv-opts")
+
+
+def test_the_check_signs_as_the_mount_will(daemon, local_server, fresh_bucket_name):
+    """With public_bucket=1 the mount signs nothing, so the daemon's check does not sign either: a private bucket is
+    refused at stage (the keys in the request would have passed a signed check, and the mount failed later)."""
+    with pytest.raises(DaemonClientError) as raised:
+        daemon.client.stage("pv-public", spec_for(local_server, fresh_bucket_name, options="public_bucket=1"),
+                            credentials_for(local_server))
+    assert (raised.value.code, raised.value.reason) == ("PERMISSION_DENIED", "AccessDenied")
+    assert "anonymous" in raised.value.message
+    assert_nothing_left(daemon, "pv-public")
+
+
 def test_unreachable_endpoint_is_unavailable_and_leaves_nothing(daemon, fresh_bucket_name):
     with pytest.raises(DaemonClientError) as raised:
         daemon.client.stage("pv-far", {"bucket": fresh_bucket_name, "endpoint": "http://127.0.0.1:1"},

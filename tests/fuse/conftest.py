@@ -45,8 +45,14 @@ class Mount:
     """One `ossmount -f` process and its mountpoint; `log` is everything it wrote."""
 
     def __init__(self, server: LocalServer, bucket: str, workdir: Path, *, prefix: str = "", options: str = "",
-                 user: int | None = None, extra_args: tuple[str, ...] = ()):
+                 user: int | None = None, passwd: bool = True, env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()):
+        """`passwd=False` leaves passwd_file out (credentials from `env`, ram_role or public_bucket=1); `env` is
+        added to the mount process's environment; `extra_args` follow `-f` (runtime flags such as --log-file)."""
         self.server = server
+        self.url = server.endpoint  # what url= says (a test may point it at a proxy in front of the server)
+        self.use_passwd = passwd
+        self.env = dict(env or {})
         self.extra_args = extra_args
         self.user = user
         self.bucket = bucket
@@ -73,7 +79,7 @@ class Mount:
         return f"{self.bucket}:/{self.prefix}" if self.prefix else self.bucket
 
     def argv(self, options: str | None = None) -> list[str]:
-        opts = f"url={self.server.endpoint},passwd_file={self.passwd_file}"
+        opts = f"url={self.url}" + (f",passwd_file={self.passwd_file}" if self.use_passwd else "")
         extra = self.options if options is None else options
         if extra:
             opts += "," + extra
@@ -90,7 +96,8 @@ class Mount:
         if options is not None:
             self.options = options
         self._log_file = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **self.env} if self.env else None)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not is_mounted(self.path):
             code = self.process.poll()
@@ -176,14 +183,17 @@ def workdir(module_mount: Mount, request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def make_mount(local_server: LocalServer, tmp_path: Path):
-    """Factory: `make_mount(options="", bucket=None, prefix="", user=None)` -> a started Mount, cleaned up after
-    the test; with `user` the mount runs as that uid."""
+    """Factory: `make_mount(options="", bucket=None, prefix="", user=None, server=None, passwd=True, env=None)` ->
+    a started Mount, cleaned up after the test; with `user` the mount runs as that uid, with `server` against
+    another LocalServer (see Mount for `passwd` and `env`)."""
     mounts: list[Mount] = []
 
     def factory(options: str = "", *, bucket: str | None = None, prefix: str = "", start: bool = True,
-                user: int | None = None) -> Mount:
-        mount = Mount(local_server, bucket or new_bucket(local_server), tmp_path / f"m{len(mounts)}",
-                      prefix=prefix, options=options, user=user)
+                user: int | None = None, server: LocalServer | None = None, passwd: bool = True,
+                env: dict[str, str] | None = None) -> Mount:
+        server = server or local_server
+        mount = Mount(server, bucket or new_bucket(server), tmp_path / f"m{len(mounts)}",
+                      prefix=prefix, options=options, user=user, passwd=passwd, env=env)
         mounts.append(mount)
         return mount.start() if start else mount
 

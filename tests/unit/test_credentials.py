@@ -8,11 +8,12 @@ import pytest
 
 from ossmount.credentials import (
     Credentials,
-    CredentialsSource,
+    FileCredentials,
     check_file_mode,
     parse_passwd_text,
     read_credentials_dir,
     resolve_credentials,
+    resolve_provider,
 )
 from ossmount.errors import EXIT_CONFIG, ConfigError
 
@@ -178,7 +179,7 @@ def test_source_reloads_rotated_directory(tmp_path):
         (directory / "SecurityToken").write_text("T-" + key)
     link = tmp_path / "sts"
     link.symlink_to(first)
-    source = CredentialsSource.resolve("bkt", passwd_file=link, environ={})
+    source = resolve_provider("bkt", passwd_file=link, environ={})
     assert source.load().access_key_id == "AK1"
     temp = tmp_path / "sts.tmp"
     temp.symlink_to(second)
@@ -189,16 +190,15 @@ def test_source_reloads_rotated_directory(tmp_path):
 
 def test_source_reloads_passwd_file_and_env_is_fixed(tmp_path):
     passwd = write(tmp_path / "pw", f"bkt:AK1:{SECRET}\n")
-    source = CredentialsSource.resolve("bkt", passwd_file=passwd, environ={})
+    source = resolve_provider("bkt", passwd_file=passwd, environ={})
     assert source.load().access_key_id == "AK1"
     write(passwd, f"bkt:AK2:{SECRET}\n")
     assert source.load().access_key_id == "AK2"
     assert SECRET not in repr(source) and str(passwd) in repr(source)
-    env_source = CredentialsSource.resolve("bkt", environ={"OSS_ACCESS_KEY_ID": "E", "OSS_ACCESS_KEY_SECRET": "S"},
+    env_source = resolve_provider("bkt", environ={"OSS_ACCESS_KEY_ID": "E", "OSS_ACCESS_KEY_SECRET": "S"},
                                            default_path=tmp_path / "none")
-    assert env_source.load().access_key_id == "E"
-    with pytest.raises(ValueError):
-        CredentialsSource("bkt")
+    assert env_source == Credentials("E", "S", None, "environment")  # fixed keys are their own provider
+    assert env_source.current() is env_source and env_source.reloads == 0
 
 
 def _key_dir(path, key, token):
@@ -221,10 +221,10 @@ def test_current_rereads_only_when_the_source_changes(tmp_path, monkeypatch):
     _key_dir(tmp_path / "keys.2", "STS.AK2", "token-2")
     link = tmp_path / "keys"
     link.symlink_to("keys.1")
-    source = CredentialsSource.resolve("bkt", passwd_file=link, environ={})
+    source = resolve_provider("bkt", passwd_file=link, environ={})
     reads = []
-    original = CredentialsSource.load
-    monkeypatch.setattr(CredentialsSource, "load", lambda self: reads.append(1) or original(self))
+    original = FileCredentials.load
+    monkeypatch.setattr(FileCredentials, "load", lambda self: reads.append(1) or original(self))
     assert source.current().security_token == "token-1"
     assert source.current().security_token == "token-1"
     assert len(reads) == 1 and source.reloads == 0
@@ -237,7 +237,7 @@ def test_current_keeps_the_old_keys_while_the_new_ones_are_unreadable(tmp_path):
     _key_dir(tmp_path / "keys.1", "AK1", "token-1")
     link = tmp_path / "keys"
     link.symlink_to("keys.1")
-    source = CredentialsSource.resolve("bkt", passwd_file=link, environ={})
+    source = resolve_provider("bkt", passwd_file=link, environ={})
     assert source.current().access_key_id == "AK1"
     broken = tmp_path / "keys.2"
     broken.mkdir()
@@ -251,8 +251,110 @@ def test_current_keeps_the_old_keys_while_the_new_ones_are_unreadable(tmp_path):
 
 def test_current_of_a_passwd_file_follows_a_rewrite(tmp_path):
     passwd = write(tmp_path / "pw", f"bkt:AK1:{SECRET}\n")
-    source = CredentialsSource.resolve("bkt", passwd_file=passwd, environ={})
+    source = resolve_provider("bkt", passwd_file=passwd, environ={})
     assert source.current().access_key_id == "AK1"
     replacement = write(tmp_path / "pw.new", f"bkt:AK2:{SECRET}\n")
     os.replace(replacement, passwd)
     assert source.current().access_key_id == "AK2"
+
+
+# -- ossfs environment names, use_session_token, the ECS RAM role (issue 7) ----------------------------------
+
+
+def test_ossfs_environment_names_are_read_too():
+    from ossmount.credentials import credentials_from_environ
+
+    found = credentials_from_environ({"OSSACCESSKEYID": "AK", "OSSSECRETACCESSKEY": SECRET,
+                                      "OSSSESSIONTOKEN": "tok"})
+    assert (found.access_key_id, found.security_token) == ("AK", "tok")
+    ours = credentials_from_environ({"OSS_ACCESS_KEY_ID": "A1", "OSS_ACCESS_KEY_SECRET": "S1",
+                                     "OSSACCESSKEYID": "A2", "OSSSECRETACCESSKEY": "S2"})
+    assert ours.access_key_id == "A1"
+    with pytest.raises(ConfigError, match="OSSSECRETACCESSKEY is not set"):
+        credentials_from_environ({"OSSACCESSKEYID": "AK"})
+
+
+def test_use_session_token_requires_a_token():
+    from ossmount.credentials import require_session_token
+
+    assert require_session_token(Credentials("STS.a", "s", "t")).security_token == "t"
+    with pytest.raises(ConfigError, match="use_session_token: .* have no session token; set OSS_SESSION_TOKEN"):
+        require_session_token(Credentials("AK", SECRET, None, "environment"))
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ecs_answer_parsing():
+    import json
+
+    from ossmount.credentials import parse_ecs_credentials, parse_ecs_role_list
+
+    answer = json.dumps({"Code": "Success", "AccessKeyId": "STS.k", "AccessKeySecret": SECRET, "SecurityToken": "t",
+                         "Expiration": "2030-01-01T06:00:00Z", "LastUpdated": "2030-01-01T00:00:00Z"})
+    credentials, expires_at, lifetime = parse_ecs_credentials(answer, "Role")
+    assert (credentials.access_key_id, credentials.security_token, lifetime) == ("STS.k", "t", 6 * 3600)
+    assert credentials.source == "ram role Role" and SECRET not in repr(credentials)
+    assert expires_at == 1893477600.0
+    for bad, message in (("nope", "not JSON"), ('{"Code": "Failed"}', "refused"),
+                         ('{"Code": "Success", "AccessKeyId": "a"}', "lacks")):
+        with pytest.raises(ConfigError, match=f"ram_role Role: .*{message}"):
+            parse_ecs_credentials(bad, "Role")
+    assert parse_ecs_role_list("\nEcsRole\n") == "EcsRole"
+    with pytest.raises(ConfigError, match="no RAM role attached"):
+        parse_ecs_role_list("\n")
+
+
+@pytest.mark.parametrize("hardened", [False, True])
+def test_ram_role_credentials_come_from_the_metadata_service_and_are_renewed(hardened):
+    from ossmount.credentials import EcsRamRoleCredentials
+    from ossmount.testing import FakeEcsMetadata
+
+    clock = Clock(1_900_000_000.0)
+    with FakeEcsMetadata("EcsRole", ("STS.one", SECRET, "tok-1", clock.now + 3600),
+                         require_token=hardened) as metadata:
+        provider = EcsRamRoleCredentials(None, endpoint=metadata.endpoint, clock=clock)
+        assert provider.access_key_id == "(RAM role of this instance)"
+        assert provider.current().access_key_id == "STS.one"
+        metadata.credentials = ("STS.two", SECRET, "tok-2", clock.now + 7200)
+        clock.now += 60
+        assert provider.current().access_key_id == "STS.one"  # fresh: answered from memory
+        clock.now += 2940  # 600 s left of a 6 h lifetime: less than 15% -> renewed
+        renewed = provider.current()
+        assert (renewed.access_key_id, renewed.security_token) == ("STS.two", "tok-2")
+        assert provider.reloads == 1 and provider.reload_error is None
+        gets = [path for method, path in metadata.requests if method == "GET"]
+    assert gets.count("/latest/meta-data/ram/security-credentials/EcsRole") == 2
+    assert ("PUT", "/latest/api/token") in metadata.requests
+
+
+def test_a_named_role_is_asked_directly_and_failures_keep_valid_credentials(caplog):
+    from ossmount.credentials import EcsRamRoleCredentials
+    from ossmount.testing import FakeEcsMetadata
+
+    clock = Clock(1_900_000_000.0)
+    with FakeEcsMetadata("Named", ("STS.one", SECRET, "tok-1", clock.now + 600)) as metadata:
+        provider = EcsRamRoleCredentials("Named", endpoint=metadata.endpoint, clock=clock)
+        assert provider.current().access_key_id == "STS.one"
+        assert ("GET", "/latest/meta-data/ram/security-credentials/") not in metadata.requests
+        metadata.role = "Renamed"  # the role is detached: asking again fails
+        clock.now += 550  # within the last 60 s
+        assert provider.current().access_key_id == "STS.one"  # still valid: kept, with a warning
+        assert "ram_role Named" in caplog.text and "still signing" in caplog.text
+        assert "answered 404" in provider.reload_error
+        clock.now += 100  # expired now
+        with pytest.raises(ConfigError, match="ram_role Named: .*answered 404"):
+            provider.current()
+
+
+def test_unreachable_metadata_service_is_one_clear_error():
+    from ossmount.credentials import EcsRamRoleCredentials
+
+    provider = EcsRamRoleCredentials(None, endpoint="http://127.0.0.1:9", timeout=2)
+    with pytest.raises(ConfigError, match="cannot reach the instance metadata service at http://127.0.0.1:9"):
+        provider.current()

@@ -105,7 +105,9 @@ def test_mount_command_holds_paths_only_and_parses_as_a_mount():
 
 def test_child_environment_drops_anything_credential_like():
     environ = {"PATH": "/bin", "OSS_ACCESS_KEY_ID": "AK", "OSS_ACCESS_KEY_SECRET": SECRET, "OSS_SESSION_TOKEN": TOKEN,
-               "AWS_SECRET_ACCESS_KEY": SECRET, "MY_PASSWORD": "x", "LANG": "C"}
+               "AWS_SECRET_ACCESS_KEY": SECRET, "MY_PASSWORD": "x", "LANG": "C",
+               # ossfs's names, which the mount reads too
+               "OSSACCESSKEYID": "AK", "OSSSECRETACCESSKEY": SECRET, "OSSSESSIONTOKEN": TOKEN}
     assert child.child_environment(environ) == {"PATH": "/bin", "LANG": "C"}
     assert "NOTIFY_SOCKET" not in child.child_environment({"NOTIFY_SOCKET": "/run/systemd/notify"})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import pytest
 from hypothesis import given
@@ -84,6 +85,64 @@ OPTION_CASES = [
     ("noexec", "noexec", True),
     ("nosuid", "nosuid", True),
     ("nodev", "nodev", True),
+    # ossfs 1.91.10 options with a meaning (issue 7)
+    ("host=http://127.0.0.1:9000", "url", "http://127.0.0.1:9000"),
+    ("servicepath=/oss/", "servicepath", "/oss"),
+    ("servicepath=/", "servicepath", ""),
+    ("bucket=bkt:/a/b", "bucket", "bkt:/a/b"),
+    ("use_path_request_style", "path_style", True),
+    ("ram_role=EcsRole-1", "ram_role", "EcsRole-1"),
+    ("ram_role", "ram_role", "auto"),
+    ("use_session_token", "use_session_token", True),
+    ("public_bucket=1", "public_bucket", True),
+    ("public_bucket=0", "public_bucket", False),
+    ("sigv1", "sigv4", False),
+    ("endpoint=cn-beijing", "region", "cn-beijing"),
+    ("endpoint=oss-cn-shanghai-internal.aliyuncs.com", "region", "cn-shanghai"),
+    ("enable_unsigned_payload", "enable_unsigned_payload", True),
+    ("no_check_certificate", "no_check_certificate", True),
+    ("ssl_verify_hostname=0", "ssl_verify_hostname", "0"),
+    ("connect_timeout=300", "connect_timeout", 300.0),
+    ("readwrite_timeout=2.5", "readwrite_timeout", 2.5),
+    ("retries=3", "retries", 3),
+    ("requester_pays", "requester_pays", True),
+    ("noua", "user_agent", False),
+    ("instance_name=web-1", "instance_name", "web-1"),
+    ("list_object_max_keys=1000", "list_object_max_keys", 1000),
+    ("list_object_max_keys=2", "list_object_max_keys", 2),
+    ("stat_cache_expire=-1", "stat_cache_expire", float("inf")),
+    ("disable_noobj_cache", "enable_noobj_cache", False),
+    ("attr_timeout=0", "attr_timeout", 0.0),
+    ("entry_timeout=1.5", "entry_timeout", 1.5),
+    ("negative_timeout=30", "negative_timeout", 30.0),
+    ("readdir_check_size=48", "readdir_check_size", 48),
+    ("use_wtf8", "use_wtf8", True),
+    ("multipart_threshold=25", "multipart_threshold", 25),
+    ("nomultipart", "nomultipart", True),
+    ("parallel_upload=8", "parallel_count", 8),
+    ("tmpdir=/var/tmp", "tmpdir", "/var/tmp"),
+    ("default_acl=private", "default_acl", "private"),
+    ("default_acl=public-read-write", "default_acl", "public-read-write"),
+    ("storage_class=ia", "storage_class", "IA"),
+    ("storage_class=DeepColdArchive", "storage_class", "DeepColdArchive"),
+    ("use_sse", "use_sse", "AES256"),
+    ("use_sse=1", "use_sse", "AES256"),
+    ("use_sse=kms", "use_sse", "KMS"),
+    ("use_sse=kmsid:key-1", "use_sse", "KMS:key-1"),
+    ("use_sse=k:key-2", "use_sse", "KMS:key-2"),
+    ("use_sse=kmsid", "use_sse", "KMS:$OSSSSEKMSID"),
+    ("ahbe_conf=/etc/ahbe.conf", "ahbe_conf", "/etc/ahbe.conf"),
+    ("upload_traffic_limit=819200", "upload_traffic_limit", 819200),
+    ("download_traffic_limit=838860800", "download_traffic_limit", 838860800),
+    ("upload_traffic_limit=0", "upload_traffic_limit", 0),
+    ("nocopyapi", "nocopyapi", True),
+    ("norenameapi", "norenameapi", True),
+    ("noshallowcopyapi", "noshallowcopyapi", True),
+    ("nomixupload", "nomixupload", True),
+    ("singlepart_copy_limit=10", "singlepart_copy_limit", 10),
+    ("multipart_copy_size=64", "multipart_copy_size", 64),
+    ("no_time_stamp_msg", "no_time_stamp_msg", True),
+    ("dbglevel=silent", "dbglevel", "crit"),
 ]
 
 
@@ -93,9 +152,44 @@ def test_each_option_sets_its_field(item, field, expected):
 
 
 def test_every_spec_is_covered_by_a_case():
-    covered = {item.partition("=")[0] for item, _, _ in OPTION_CASES}
+    covered = {item.partition("=")[0] for item, _, _ in OPTION_CASES} | {item.partition("=")[0] for item in
+                                                                          NOOP_SAMPLES}
     missing = {spec.name for spec in OPTION_SPECS} - covered - {"sigv4", "noatime", "atime", "strictatime", "exec"}
     assert not missing
+
+
+def test_every_ossfs_option_of_the_reference_is_accepted():
+    """Each option named in ossfs-options.md (ossfs 1.91.10) parses: the issue's first acceptance item."""
+    reference = ["sigv1", "sigv4", "region=cn-hangzhou", "public_bucket=1", "default_acl=private",
+                 "storage_class=IA", "use_sse", "use_sse=kmsid:ID", "requester_pays", "ahbe_conf=/f",
+                 "upload_traffic_limit=819200", "download_traffic_limit=819200", "multipart_threshold=5",
+                 "nomultipart", "list_object_max_keys=1000", "readdir_check_size=0", "symlink_in_meta",
+                 "disable_noobj_cache", "stat_cache_expire=-1", "attr_timeout=1", "entry_timeout=1",
+                 "negative_timeout=1", "tmpdir=/tmp", "noua", "no_check_certificate", "ssl_verify_hostname=0",
+                 "enable_unsigned_payload", "use_session_token", "ram_role=auto", "ram_role=Role", "nocopyapi",
+                 "norenameapi", "noshallowcopyapi", "use_wtf8", "host=https://h.example", "servicepath=/p",
+                 "endpoint=cn-hangzhou", "bucket=bkt", "logfile=/tmp/l", "no_time_stamp_msg",
+                 "instance_name=i", "free_space_ratio=10", "ensure_diskfree=10", "fake_diskfree=200",
+                 "use_cache=/tmp/c", "del_cache", "check_cache_dir_exist", "max_dirty_data=50", "nosscache",
+                 "nodnscache", "cipher_suites=ECDHE-RSA-AES128-GCM-SHA256", "cloudbox_id=cb-1", "credlib=/lib.so",
+                 "credlib_opts=x", "curldbg", "curldbg=body", "direct_read", "direct_read_chunk_size=4",
+                 "direct_read_prefetch_chunks=32", "direct_read_prefetch_limit=1024",
+                 "direct_read_prefetch_thread=64", "direct_read_backward_chunks=1",
+                 "direct_read_local_file_cache_size_mb=2048", "set_check_cache_sigusr1",
+                 "set_check_cache_sigusr1=/tmp/c", "skip_clean_statcache_on_ro_flush", "simulate_mtime_ns_with_crc64",
+                 "fd_page_size=4096", "parallel_upload=5", "use_rrs", "load_sse_c=/k", "multireq_max=20",
+                 "singlepart_copy_limit=512", "multipart_copy_size=512", "nomixupload", "notsup_compat_dir",
+                 "noxmlns", "enable_content_md5", "stat_cache_interval_expire=900", "connect_timeout=300",
+                 "readwrite_timeout=120", "retries=5"]
+    unknown = []
+    for item in reference:
+        if item == "symlink_in_meta":
+            continue  # issue 6's option (consistency branch)
+        try:
+            parse_options([item])
+        except UsageError as exc:
+            unknown.append(f"{item}: {exc}")
+    assert not unknown
 
 
 MALFORMED = [
@@ -122,6 +216,47 @@ MALFORMED = [
     ("url=http://bad_host", "url"),
     ("url=http://user@host", "url"),
     ("region=CN Hangzhou", "region"),
+    ("host=ftp://x", "host"),
+    ("servicepath=oss", "servicepath"),
+    ("bucket=Bad_Bucket", "bucket"),
+    ("ram_role=bad role", "ram_role"),
+    ("public_bucket=yes", "public_bucket"),
+    ("endpoint=Mars", "endpoint"),
+    ("ssl_verify_hostname=1", "ssl_verify_hostname"),
+    ("connect_timeout=0", "connect_timeout"),
+    ("readwrite_timeout=-3", "readwrite_timeout"),
+    ("retries=0", "retries"),
+    ("instance_name=a\tb", "instance_name"),
+    ("list_object_max_keys=0", "list_object_max_keys"),
+    ("list_object_max_keys=1001", "list_object_max_keys"),
+    ("stat_cache_expire=-2", "stat_cache_expire"),
+    ("attr_timeout=-1", "attr_timeout"),
+    ("negative_timeout=x", "negative_timeout"),
+    ("readdir_check_size=-1", "readdir_check_size"),
+    ("multipart_threshold=4", "multipart_threshold"),
+    ("multipart_threshold=5121", "multipart_threshold"),
+    ("default_acl=authenticated-read", "default_acl"),
+    ("storage_class=Glacier", "storage_class"),
+    ("use_sse=custom:/k", "use_sse"),
+    ("use_sse=kmsid:", "use_sse"),
+    ("use_sse=0", "use_sse"),
+    ("upload_traffic_limit=819199", "upload_traffic_limit"),
+    ("download_traffic_limit=838860801", "download_traffic_limit"),
+    ("upload_traffic_limit=1M", "upload_traffic_limit"),
+    ("singlepart_copy_limit=0", "singlepart_copy_limit"),
+    ("multipart_copy_size=4", "multipart_copy_size"),
+    ("parallel_upload=0", "parallel_upload"),
+    ("free_space_ratio=101", "free_space_ratio"),
+    ("ensure_diskfree=lots", "ensure_diskfree"),
+    ("fake_diskfree=-1", "fake_diskfree"),
+    ("max_dirty_data=49", "max_dirty_data"),
+    ("curldbg=verbose", "curldbg"),
+    ("use_xattr=2", "use_xattr"),
+    ("direct_read_chunk_size=33", "direct_read_chunk_size"),
+    ("direct_read_prefetch_limit=127", "direct_read_prefetch_limit"),
+    ("multireq_max=0", "multireq_max"),
+    ("stat_cache_interval_expire=soon", "stat_cache_interval_expire"),
+    ("use_rrs=2", "use_rrs"),
 ]
 
 
@@ -159,12 +294,39 @@ def test_value_option_without_value_is_an_error(item):
         parse_options([item])
 
 
-@pytest.mark.parametrize("name", sorted(NOOP_OPTIONS) + sorted(MOUNT_GENERIC_OPTIONS))
-def test_documented_noop_options_are_accepted_and_recorded(name):
-    for item in (name, f"{name}=x"):
-        opts = parse_options([item])
-        assert dataclasses.replace(opts, ignored=()) == MountOptions()
-        assert opts.ignored == (name,)
+# One well-formed use of each option accepted without effect.
+NOOP_SAMPLES = [
+    "use_cache=/tmp/cache", "use_cache=", "del_cache", "check_cache_dir_exist", "ensure_diskfree=10",
+    "free_space_mb=100", "max_cache_size=1024", "free_space_ratio=1", "fake_diskfree=200", "max_dirty_data=50",
+    "max_dirty_data=-1", "direct_read", "direct_read_chunk_size=4", "direct_read_prefetch_chunks=32",
+    "direct_read_prefetch_limit=1024", "direct_read_prefetch_thread=64", "direct_read_backward_chunks=1",
+    "direct_read_local_file_cache_size_mb=2048", "enable_content_md5", "noxmlns", "multireq_max=20", "curldbg",
+    "curldbg=body", "notsup_compat_dir", "use_xattr", "use_xattr=0", "use_xattr=1", "stat_cache_interval_expire=1",
+    "nosscache", "nodnscache", "cipher_suites=AES128-SHA", "cloudbox_id=cb-1", "credlib=/usr/lib/libcred.so",
+    "credlib_opts=role", "set_check_cache_sigusr1", "set_check_cache_sigusr1=/tmp/check.log",
+    "skip_clean_statcache_on_ro_flush", "simulate_mtime_ns_with_crc64", "fd_page_size=1048576", "use_rrs",
+    "use_rrs=0", "load_sse_c=/etc/keys", "big_writes", "kernel_cache", "auto_cache", "allow_root",
+    "max_background=64", "congestion_threshold=48",
+    "default_permissions", "dev", "suid",
+]
+
+
+@pytest.mark.parametrize("item", NOOP_SAMPLES + sorted(MOUNT_GENERIC_OPTIONS) +
+                         [f"{name}=x" for name in sorted(MOUNT_GENERIC_OPTIONS)])
+def test_documented_noop_options_are_accepted_and_recorded(item):
+    opts = parse_options([item])
+    assert dataclasses.replace(opts, ignored=()) == MountOptions()
+    assert opts.ignored == (item.partition("=")[0],)
+
+
+def test_every_noop_option_has_a_sample():
+    assert set(NOOP_OPTIONS) == {item.partition("=")[0] for item in NOOP_SAMPLES}
+
+
+@pytest.mark.parametrize("item", ["del_cache=1", "nosscache=yes", "use_cache", "ensure_diskfree"])
+def test_noop_options_are_validated_like_the_others(item):
+    with pytest.raises(UsageError, match=rf"option '{item.partition('=')[0]}'"):
+        parse_options([item])
 
 
 @pytest.mark.parametrize("item", ["x-systemd.automount", "x-systemd.requires=network-online.target",
@@ -349,7 +511,7 @@ def test_passwd_file_is_a_path_only():
 
 def test_describe_options_covers_every_option_with_a_meaning():
     rows = describe_options()
-    names = {name.rstrip("=") for name, _, _ in rows}
+    names = {re.split(r"[=\[]", name, maxsplit=1)[0] for name, _, _ in rows}
     assert {spec.name for spec in OPTION_SPECS} <= names
     assert set(NOOP_OPTIONS) <= names and set(MOUNT_GENERIC_OPTIONS) <= names
     assert all(meaning for _, _, meaning in rows)
@@ -389,3 +551,44 @@ def test_markdown_table_has_one_row_per_option():
     table = format_options_markdown().splitlines()
     assert len(table) == 2 + len(describe_options())
     assert all(line.count(" | ") == 2 and line.startswith("| ") and line.endswith(" |") for line in table[2:])
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("upload_traffic_limit=5", "0 (no limit) or 819200..838860800 (bit/s)"),
+    ("list_object_max_keys=5000", "an integer 1..1000"),
+    ("use_sse=custom", "use_sse, use_sse=1, use_sse=kms, use_sse=kmsid:KEY_ID"),
+])
+def test_bad_value_is_one_line_with_the_range_and_exit_2(tmp_path, item, expected):
+    import subprocess
+    import sys
+
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    result = subprocess.run([sys.executable, "-m", "ossmount", "bkt", str(mountpoint), "-o", item],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_USAGE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"option '{item.partition('=')[0]}'" in lines[0] and expected in lines[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/mnt", "-o", "bucket=bkt:/a/b"], ("bkt", "a/b/", "/mnt")),
+    (["bkt:/a/b", "/mnt", "-o", "bucket=bkt:/a/b"], ("bkt", "a/b/", "/mnt")),
+    (["ossfs", "/mnt", "-o", "bucket=bkt"], ("bkt", "", "/mnt")),
+])
+def test_bucket_option_replaces_the_first_argument(argv, expected):
+    args = parse_mount_args(argv)
+    assert (args.bucket, args.prefix, args.mountpoint) == expected
+    assert parse_check_args(["-o", "bucket=bkt:/x"]).prefix == "x/"
+
+
+def test_bucket_given_twice_differently_is_refused():
+    with pytest.raises(UsageError, match="the bucket is given twice"):
+        parse_mount_args(["other", "/mnt", "-o", "bucket=bkt"])
+    with pytest.raises(UsageError, match="expected BUCKET"):
+        parse_mount_args(["/mnt"])
+
+
+def test_ram_role_and_passwd_file_exclude_each_other():
+    with pytest.raises(UsageError, match="'ram_role' and 'passwd_file' exclude each other"):
+        parse_options(["ram_role=R", "passwd_file=/p"])

@@ -15,6 +15,22 @@ def test_readme_option_table_matches_the_parser():
     )
 
 
+def test_help_lists_every_option_of_the_readme_table():
+    """`ossmount --help` and README's table list the same options, each with its meaning or why it does nothing."""
+    import subprocess
+    import sys
+
+    from ossmount.options import describe_options
+
+    help_text = subprocess.run([sys.executable, "-m", "ossmount", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    for name, _, meaning in describe_options():
+        line = next((line for line in help_text.splitlines() if line.strip().startswith(name + " ")), None)
+        assert line is not None, f"{name} missing from ossmount --help"
+        assert meaning[:40] in line
+        assert f"`{name.replace('|', chr(92) + '|')}`" in README
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     readme_block = README.split("```sh", 1)[1].split("```", 1)[0]
     test_line = next(line for line in readme_block.splitlines() if "pytest" in line)

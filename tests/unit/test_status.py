@@ -54,3 +54,26 @@ def test_reporter_writes_the_document_atomically(tmp_path):
     assert second["backend"] == {"ok": False, "last_error": {"code": "NoSuchBucket", "at": 10.0}, "last_ok_at": 9.0}
     assert second["state"] == "unmounted"
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_credentials_status_describes_every_provider_without_secrets(tmp_path):
+    from ossmount.credentials import Credentials, FileCredentials
+    from ossmount.status import credentials_status
+
+    assert credentials_status(None)["source"] == "anonymous"  # public_bucket=1
+    fixed = credentials_status(Credentials("LTAI5tAbCdEfGh", "secret-value", None, "environment"))
+    assert fixed == {"access_key_id": "LTAI****EfGh", "source": "environment", "sts": False, "expiration": None,
+                     "reloads": 0, "reload_error": None}
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name, value in (("AccessKeyId", "STS.abcdefgh"), ("AccessKeySecret", "secret-value"),
+                        ("SecurityToken", "token-value"), ("Expiration", "2030-01-01T00:00:00Z")):
+        (keys / name).write_text(value)
+    provider = FileCredentials(keys, "bkt")
+    assert credentials_status(provider)["access_key_id"] is None  # nothing read yet, and the status does not read
+    provider.current()
+    document = credentials_status(provider)
+    assert document == {"access_key_id": "STS.****efgh", "source": str(keys), "sts": True,
+                        "expiration": "2030-01-01T00:00:00Z", "reloads": 0, "reload_error": None}
+    assert "secret-value" not in json.dumps(document) and "token-value" not in json.dumps(document)
+

@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from .core import ServerCore
 
 STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
+OBJECT_ACLS = ("default", "private", "public-read", "public-read-write")
+BUCKET_ACLS = ("private", "public-read", "public-read-write")
+SSE_ALGORITHMS = ("AES256", "KMS", "SM4")
+SSE_HEADER = "x-oss-server-side-encryption"
+SSE_KEY_ID_HEADER = "x-oss-server-side-encryption-key-id"
+TRAFFIC_LIMIT_HEADER = "x-oss-traffic-limit"
+TRAFFIC_LIMIT_MIN = 819200  # bit/s (100 KiB/s), OSS's documented range for x-oss-traffic-limit
+TRAFFIC_LIMIT_MAX = 838860800  # bit/s (100 MiB/s)
+REQUEST_PAYER_HEADER = "x-oss-request-payer"
 ARCHIVE_CLASSES = ("Archive", "ColdArchive", "DeepColdArchive")
 STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires",
                   "x-oss-server-side-encryption", "x-oss-server-side-encryption-key-id",
@@ -52,6 +61,7 @@ class Context:
     op: str
     principal: str | None  # access key id, or None for an anonymous (allowed) request
     now: float
+    granted: bool = False  # the bucket/object ACLs grant this operation to everyone (access.py)
 
     @property
     def store(self) -> Store:
@@ -85,7 +95,7 @@ class Context:
         if record is None:
             raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.", ec="0015-00000101",
                            extra=[("BucketName", name)])
-        if self.principal is not None and record.owner != self.principal:
+        if self.principal is not None and record.owner != self.principal and not self.granted:
             raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.",
                            ec="0003-00000001")
         return record
@@ -140,6 +150,70 @@ def storage_class_from(ctx: Context, default: str) -> str:
     raise invalid_argument("Invalid storage class.", "x-oss-storage-class", value)
 
 
+def object_acl_from(ctx: Context) -> str:
+    """The x-oss-object-acl of a write (PutObject, CopyObject, InitiateMultipartUpload, AppendObject, PutSymlink,
+    PutObjectAcl); "default" (the bucket's ACL applies) when absent. 400 InvalidArgument for another value."""
+    value = ctx.header("x-oss-object-acl")
+    if value is None or value == "":
+        return "default"
+    if value not in OBJECT_ACLS:
+        raise invalid_argument("no such object access control exists", "x-oss-object-acl", value)
+    return value
+
+
+def bucket_acl_from(ctx: Context) -> str:
+    """The x-oss-acl of PutBucket / PutBucketAcl ("private" when absent)."""
+    value = ctx.header("x-oss-acl") or "private"
+    if value not in BUCKET_ACLS:
+        raise invalid_argument("no such bucket access control exists", "x-oss-acl", value)
+    return value
+
+
+def apply_encryption(ctx: Context, record: ObjectRecord) -> None:
+    """Server-side encryption requested by a write (x-oss-server-side-encryption AES256|KMS|SM4, plus
+    x-oss-server-side-encryption-key-id with KMS) is stored with the object and echoed on every read of it.
+    Without the header the record keeps what it has (a copy keeps its source's encryption)."""
+    algorithm = ctx.header(SSE_HEADER)
+    key_id = ctx.header(SSE_KEY_ID_HEADER)
+    if algorithm is None or algorithm == "":
+        if key_id:
+            raise invalid_argument("x-oss-server-side-encryption-key-id needs x-oss-server-side-encryption: KMS.",
+                                   SSE_KEY_ID_HEADER, key_id)
+        return
+    if algorithm not in SSE_ALGORITHMS:
+        raise invalid_argument("The encryption method specified is not supported.", SSE_HEADER, algorithm)
+    if key_id and algorithm != "KMS":
+        raise invalid_argument("x-oss-server-side-encryption-key-id is only valid with KMS.", SSE_KEY_ID_HEADER,
+                               key_id)
+    record.headers = {name: value for name, value in record.headers.items()
+                      if name not in (SSE_HEADER, SSE_KEY_ID_HEADER)}
+    record.headers[SSE_HEADER] = algorithm
+    if key_id:
+        record.headers[SSE_KEY_ID_HEADER] = key_id
+
+
+def encryption_headers(record: ObjectRecord) -> list[tuple[str, str]]:
+    """The SSE headers OSS answers a write with (PutObject, CopyObject, Initiate/Complete, UploadPart, Append)."""
+    return [(name, record.headers[name]) for name in (SSE_HEADER, SSE_KEY_ID_HEADER) if name in record.headers]
+
+
+def parse_traffic_limit(value: str | None) -> int | None:
+    """x-oss-traffic-limit in bit/s (None when absent). OSS accepts 819200..838860800; anything else is
+    400 InvalidArgument. The HTTP front throttles the body of an accepted one to value/8 bytes per second."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or not TRAFFIC_LIMIT_MIN <= int(text) <= TRAFFIC_LIMIT_MAX:
+        raise invalid_argument(f"x-oss-traffic-limit must be an integer between {TRAFFIC_LIMIT_MIN} and "
+                               f"{TRAFFIC_LIMIT_MAX} (bit/s).", TRAFFIC_LIMIT_HEADER, value)
+    return int(text)
+
+
+def check_traffic_limit(ctx: Context) -> None:
+    """Refuse a malformed or out-of-range x-oss-traffic-limit (PutObject, UploadPart, AppendObject, GetObject)."""
+    parse_traffic_limit(ctx.header(TRAFFIC_LIMIT_HEADER))
+
+
 def forbid_overwrite(ctx: Context) -> bool:
     value = ctx.header("x-oss-forbid-overwrite")
     if value is None:
@@ -155,10 +229,13 @@ def file_already_exists(ec: str = "0026-00000002") -> OssError:
 
 
 def metadata_from_request(ctx: Context, record: ObjectRecord) -> None:
-    """Copy Content-Type, x-oss-meta-* and the stored standard headers from the request into `record`."""
+    """Copy Content-Type, x-oss-meta-* and the stored standard headers from the request into `record`
+    (server-side encryption validated)."""
     record.content_type = ctx.header("content-type") or "application/octet-stream"
     record.meta = {name: value for name, value in ctx.request.headers.items() if name.startswith("x-oss-meta-")}
-    record.headers = {name: ctx.request.headers[name] for name in STORED_HEADERS if name in ctx.request.headers}
+    record.headers = {name: ctx.request.headers[name] for name in STORED_HEADERS
+                      if name in ctx.request.headers and name not in (SSE_HEADER, SSE_KEY_ID_HEADER)}
+    apply_encryption(ctx, record)
 
 
 def verify_content_md5(ctx: Context) -> None:

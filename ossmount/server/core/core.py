@@ -10,8 +10,9 @@ import time
 from typing import Callable
 
 from . import ops_bucket, ops_multipart, ops_object, xmlio
+from .access import anonymous_allowed, may_read
 from .auth import authenticate
-from .common import Context, http_date
+from .common import REQUEST_PAYER_HEADER, Context, http_date, invalid_argument
 from .errors import OssError
 from .model import Request, Response
 from .routing import Route, Target, classify_operation, is_valid_bucket_name, parse_target
@@ -59,6 +60,13 @@ _HANDLERS: dict[str, Callable[[Context], Response]] = {
 }
 
 
+def _check_request_payer(request: Request) -> None:
+    """x-oss-request-payer (ossfs `requester_pays`) may only say "requester"; it is echoed on the response."""
+    value = request.headers.get(REQUEST_PAYER_HEADER)
+    if value is not None and value.strip().lower() != "requester":
+        raise invalid_argument("x-oss-request-payer must be requester.", REQUEST_PAYER_HEADER, value)
+
+
 def new_request_id() -> str:
     """A 24-hex-digit request id like OSS's x-oss-request-id."""
     return secrets.token_hex(12).upper()
@@ -68,13 +76,15 @@ class ServerCore:
     """The OSS semantics of `ossmount serve`, over a durable store in `data_dir`.
 
     `credentials` is an `ossmount.server.core.auth.CredentialStore`. With `anonymous`, unsigned requests
-    are allowed and act as the owner of everything. `restore_delay` is how long a RestoreObject takes.
-    `handle` is thread-safe (requests are applied one at a time).
+    are allowed and act as the owner of everything; without it they get what the bucket and object ACLs grant
+    (access.py). `restore_delay` is how long a RestoreObject takes. `service_path` ("/oss/") serves the API
+    under a path prefix, as a reverse proxy that forwards `/oss/...` would. `handle` is thread-safe (requests
+    are applied one at a time).
     """
 
     def __init__(self, data_dir: str, *, credentials, region: str = "cn-hangzhou", anonymous: bool = False,
                  service_hosts: tuple[str, ...] = (), max_skew: float = 900.0,
-                 clock: Callable[[], float] = time.time, restore_delay: float = 0.0):
+                 clock: Callable[[], float] = time.time, restore_delay: float = 0.0, service_path: str = ""):
         self.store = Store(data_dir)
         self.credentials = credentials
         self.region = region
@@ -83,6 +93,7 @@ class ServerCore:
         self.max_skew = max_skew
         self.clock = clock
         self.restore_delay = restore_delay
+        self.service_path = "/" + service_path.strip("/") if service_path.strip("/") else ""
         self._lock = threading.Lock()
         try:
             self.default_owner = credentials.first().access_key_id
@@ -106,8 +117,14 @@ class ServerCore:
                 self.store.create_bucket(name, owner, self.clock(), "Standard")
 
     def parse_target(self, request: Request) -> Target:
-        """The bucket, key and query a request addresses (path-style or virtual-hosted)."""
-        return parse_target(request.target, request.headers.get("host"), self.service_hosts)
+        """The bucket, key and query a request addresses (path-style or virtual-hosted), below `service_path`."""
+        target = request.target
+        if self.service_path:
+            if not (target == self.service_path or target.startswith((self.service_path + "/",
+                                                                       self.service_path + "?"))):
+                raise OssError(404, "NoSuchService", f"This server serves OSS under {self.service_path}/.")
+            target = target[len(self.service_path):] or "/"
+        return parse_target(target, request.headers.get("host"), self.service_hosts)
 
     _target = parse_target
 
@@ -138,25 +155,61 @@ class ServerCore:
             log.warning("internal error handling %s %s", request.method, request.target, exc_info=True)
             error = OssError(500, "InternalError", f"We encountered an internal error: {type(exc).__name__}.")
             response = self._error_response(request, target, error, request_id)
+        if request.headers.get(REQUEST_PAYER_HEADER, "").strip().lower() == "requester":
+            response.headers.append((REQUEST_PAYER_HEADER, "requester"))
         return self.finish(response, request_id, now)
 
     def dispatch(self, request: Request, target: Target, op: str, principal: str | None, now: float) -> Response:
-        """Run operation `op` for an authenticated request (either dialect: OSS header names). Raises OssError."""
+        """Run operation `op` for an authenticated request (either dialect: OSS header names): the ACLs decide for
+        unsigned requests and keys that do not own the bucket (access.py). Raises OssError."""
+        granted = False
+        if principal is None and not self.anonymous:
+            if not self._acl_grants(request, target, op):
+                raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.",
+                               ec="0003-00000001")
+        elif principal is not None and not self._owns(principal, target):
+            granted = self._acl_grants(request, target, op)
+        _check_request_payer(request)
         handler = _HANDLERS.get(op)
         if handler is None:
             raise OssError(501 if op != "Unknown" else 400,
                            "NotImplemented" if op != "Unknown" else "InvalidRequest",
                            f"{op} is not supported by ossmount serve.")
-        ctx = Context(self, request, target, op, principal, now)
+        ctx = Context(self, request, target, op, principal, now, granted)
         with self._lock:
             return handler(ctx)
 
     def _authenticate(self, request: Request, target: Target, now: float) -> str | None:
+        """The signer's access key id; None for an unsigned request (judged by the ACLs unless `anonymous`)."""
         principal = authenticate(request, bucket=target.bucket or None, key=target.key or None,
                                  credentials=self.credentials, region=self.region, now=now,
-                                 allow_anonymous=self.anonymous, max_skew=self.max_skew,
+                                 allow_anonymous=True, max_skew=self.max_skew,
                                  query=target.query_items)
         return None if principal is None else principal.owner_id
+
+    def _owns(self, principal: str, target: Target) -> bool:
+        bucket = self.store.get_bucket(target.bucket) if target.bucket else None
+        return bucket is None or bucket.owner == principal
+
+    def _acl_grants(self, request: Request, target: Target, op: str) -> bool:
+        """Whether the bucket/object ACLs grant `op` to everyone (access.py): so to an unsigned request, and to a
+        signed one from a key that does not own the bucket. A missing bucket passes (the handler answers
+        NoSuchBucket, as OSS does for anyone), except for creating it."""
+        bucket = self.store.get_bucket(target.bucket) if target.bucket else None
+        if bucket is None:
+            return bool(target.bucket) and op != "PutBucket"
+
+        def object_acl(bucket_name: str, key: str) -> str | None:
+            row = self.store.get_latest(bucket_name, key)
+            return None if row is None or row.delete_marker else row.record.acl
+
+        source = request.headers.get("x-oss-copy-source") if op in ("CopyObject", "UploadPartCopy") else None
+        if source:
+            source_bucket_name, source_key, _ = ops_object.parse_copy_source(source)
+            source_bucket = bucket if source_bucket_name == bucket.name else self.store.get_bucket(source_bucket_name)
+            if source_bucket is None or not may_read(source_bucket.acl, object_acl(source_bucket.name, source_key)):
+                return False
+        return anonymous_allowed(op, bucket.acl, lambda key: object_acl(bucket.name, key), target.key)
 
     def _error_response(self, request: Request, target: Target | None, error: OssError, request_id: str) -> Response:
         if error.status == 304:

@@ -7,7 +7,7 @@ import binascii
 from urllib.parse import unquote
 
 from . import xmlio
-from .common import (Context, STORAGE_CLASSES, invalid_argument, iso8601, quoted_etag,
+from .common import (Context, STORAGE_CLASSES, bucket_acl_from, invalid_argument, iso8601, quoted_etag,
                      restore_header, xml_response)
 from .errors import OssError
 from .listing import ListingPage, list_current
@@ -38,13 +38,16 @@ def put_bucket(ctx: Context) -> Response:
     storage_class = xmlio.parse_create_bucket(ctx.body_bytes()) or "Standard"
     if storage_class not in STORAGE_CLASSES:
         raise invalid_argument("Invalid storage class.", "StorageClass", storage_class)
+    acl = bucket_acl_from(ctx)
     existing = ctx.store.get_bucket(name)
     if existing is not None:
         if ctx.principal is None or existing.owner == ctx.principal:
+            if ctx.header("x-oss-acl"):
+                ctx.store.set_bucket_acl(name, acl)
             return Response(200, [("Location", "/" + name)])
         raise OssError(409, "BucketAlreadyExists", "The requested bucket name is not available.",
                        ec="0015-00000104", extra=[("BucketName", name)])
-    ctx.store.create_bucket(name, ctx.owner_id(), ctx.now, storage_class)
+    ctx.store.create_bucket(name, ctx.owner_id(), ctx.now, storage_class, acl)
     return Response(200, [("Location", "/" + name)])
 
 
@@ -113,7 +116,7 @@ def get_bucket_info(ctx: Context) -> Response:
         leaf("Name", bucket.name),
         leaf("ResourceGroupId", "rg-default"),
         _owner(bucket.owner),
-        element("AccessControlList", leaf("Grant", "private")),
+        element("AccessControlList", leaf("Grant", bucket.acl)),
         leaf("Comment", ""),
         element("ServerSideEncryptionRule", leaf("SSEAlgorithm", "None")),
         element("BucketPolicy", leaf("LogBucket", ""), leaf("LogPrefix", "")),
@@ -373,19 +376,14 @@ def list_object_versions(ctx: Context) -> Response:
     return xml_response(xmlio.render(root))
 
 
-_ACLS = ("private", "public-read", "public-read-write")
-
-
 def get_bucket_acl(ctx: Context) -> Response:
-    """Buckets are always private here; the ACL is reported, not enforced beyond ownership."""
+    """The bucket's canned ACL; access.py says what it grants to unsigned requests."""
     bucket = ctx.bucket()
-    root = element("AccessControlPolicy", _owner(bucket.owner), element("AccessControlList", leaf("Grant", "private")))
+    root = element("AccessControlPolicy", _owner(bucket.owner), element("AccessControlList", leaf("Grant", bucket.acl)))
     return xml_response(xmlio.render(root))
 
 
 def put_bucket_acl(ctx: Context) -> Response:
     ctx.bucket()
-    acl = ctx.header("x-oss-acl") or "private"
-    if acl not in _ACLS:
-        raise invalid_argument("no such bucket access control exists", "x-oss-acl", acl)
+    ctx.store.set_bucket_acl(ctx.bucket_name, bucket_acl_from(ctx))
     return Response(200)

@@ -10,9 +10,10 @@ import re
 from ossmount.crc64 import crc64, crc64_concat
 
 from . import xmlio
-from .common import (Context, RangeNotSatisfiable, body_etag, body_size, check_key, content_md5_header,
-                     file_already_exists, forbid_overwrite, invalid_argument, iso8601, md5_etag, metadata_from_request,
-                     parse_range, quoted_etag, storage_class_from, verify_content_md5, xml_response)
+from .common import (Context, RangeNotSatisfiable, body_etag, body_size, check_key, check_traffic_limit,
+                     content_md5_header, encryption_headers, file_already_exists, forbid_overwrite, invalid_argument,
+                     iso8601, md5_etag, metadata_from_request, object_acl_from, parse_range, quoted_etag,
+                     storage_class_from, verify_content_md5, xml_response)
 from .errors import OssError
 from .model import Response
 from .ops_object import clip_extents, copy_source_row, discard_blobs, existing_object, version_headers
@@ -50,7 +51,7 @@ def initiate_multipart_upload(ctx: Context) -> Response:
     check_key(ctx.key)
     forbid = forbid_overwrite(ctx)
     template = ObjectRecord(type="Multipart", storage_class=storage_class_from(ctx, bucket.storage_class),
-                            owner=ctx.owner_id())
+                            owner=ctx.owner_id(), acl=object_acl_from(ctx))
     metadata_from_request(ctx, template)
     upload_id = ctx.store.create_upload(bucket.name, ctx.key, ctx.now, template, forbid)
     encode = _encoding(ctx)
@@ -58,7 +59,7 @@ def initiate_multipart_upload(ctx: Context) -> Response:
                    leaf("Key", url_encode_if(ctx.key, encode)), leaf("UploadId", upload_id))
     if encode:
         root.append(leaf("EncodingType", "url"))
-    return xml_response(xmlio.render(root))
+    return xml_response(xmlio.render(root), headers=encryption_headers(template))
 
 
 def upload_part(ctx: Context) -> Response:
@@ -66,6 +67,7 @@ def upload_part(ctx: Context) -> Response:
     upload = _upload(ctx)
     number = _part_number(ctx)
     verify_content_md5(ctx)
+    check_traffic_limit(ctx)
     size = body_size(ctx)
     body = ctx.request.body
     extents = ctx.store.adopt_body(body)
@@ -76,7 +78,7 @@ def upload_part(ctx: Context) -> Response:
         discard_blobs(ctx, extents)
         raise
     headers = [("ETag", quoted_etag(part.etag)), ("x-oss-hash-crc64ecma", str(part.crc64)),
-               content_md5_header(part.etag)]
+               content_md5_header(part.etag), *encryption_headers(upload.template)]
     return Response(200, headers)
 
 
@@ -192,7 +194,7 @@ def complete_multipart_upload(ctx: Context) -> Response:
     root.append(leaf("Key", url_encode_if(upload.key, encode)))
     root.append(leaf("ETag", quoted_etag(record.etag)))
     headers = [("ETag", quoted_etag(record.etag)), ("x-oss-hash-crc64ecma", str(record.crc64)),
-               *version_headers(bucket, version_id)]
+               *encryption_headers(record), *version_headers(bucket, version_id)]
     return xml_response(xmlio.render(root), headers=headers)
 
 

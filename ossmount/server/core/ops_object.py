@@ -10,11 +10,12 @@ from urllib.parse import quote, unquote
 from ossmount.crc64 import crc64_combine
 
 from . import xmlio
-from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatisfiable, body_etag, body_size,
-                     check_conditions, check_key, content_md5_header, file_already_exists, http_date, forbid_overwrite,
-                     invalid_argument, invalid_object_state, is_readable, iso8601, md5_etag, metadata_from_request,
-                     no_such_key, object_headers, parse_range, quoted_etag, storage_class_from, verify_content_md5,
-                     xml_response)
+from .common import (ARCHIVE_CLASSES, RESPONSE_OVERRIDES, Context, RangeNotSatisfiable, apply_encryption, body_etag,
+                     body_size, check_conditions, check_key, check_traffic_limit, content_md5_header,
+                     encryption_headers, file_already_exists, forbid_overwrite, http_date, invalid_argument,
+                     invalid_object_state, is_readable, iso8601, md5_etag, metadata_from_request, no_such_key,
+                     object_acl_from, object_headers, parse_range, quoted_etag, storage_class_from,
+                     verify_content_md5, xml_response)
 from .errors import OssError
 from .model import FileExtent, Response
 from .store import BucketRecord, Extent, ObjectRecord, ObjectRow
@@ -136,6 +137,7 @@ def get_object_meta(ctx: Context) -> Response:
 
 
 def get_object(ctx: Context) -> Response:
+    check_traffic_limit(ctx)
     bucket, link, served = _served_row(ctx)
     record = served.record
     if not is_readable(record, ctx.now, ctx.core.restore_delay):
@@ -174,6 +176,7 @@ def put_object(ctx: Context) -> Response:
     bucket = ctx.bucket()
     check_key(ctx.key)
     verify_content_md5(ctx)
+    check_traffic_limit(ctx)
     size = body_size(ctx)
     forbid = forbid_overwrite(ctx)
     storage_class = storage_class_from(ctx, bucket.storage_class)
@@ -181,7 +184,8 @@ def put_object(ctx: Context) -> Response:
         raise file_already_exists()
     body = ctx.request.body
     record = ObjectRecord(type="Normal", size=size, etag=body_etag(ctx), crc64=body.crc64 if body else 0,
-                          mtime=ctx.now, storage_class=storage_class, owner=ctx.owner_id())
+                          mtime=ctx.now, storage_class=storage_class, owner=ctx.owner_id(),
+                          acl=object_acl_from(ctx))
     metadata_from_request(ctx, record)
     record.extents = ctx.store.adopt_body(body)
     try:
@@ -190,7 +194,7 @@ def put_object(ctx: Context) -> Response:
         discard_blobs(ctx, record.extents)
         raise
     headers = [("ETag", quoted_etag(record.etag)), ("x-oss-hash-crc64ecma", str(record.crc64)),
-               content_md5_header(record.etag), *version_headers(bucket, version_id)]
+               content_md5_header(record.etag), *encryption_headers(record), *version_headers(bucket, version_id)]
     return Response(200, headers)
 
 
@@ -236,16 +240,19 @@ def copy_object(ctx: Context) -> Response:
     record.mtime = ctx.now
     record.owner = ctx.owner_id()
     record.restore = None
+    record.acl = object_acl_from(ctx)
     if record.type == "Appendable":
         record.type = "Normal"
     record.storage_class = storage_class_from(ctx, source.record.storage_class)
     if directive == "REPLACE":
         metadata_from_request(ctx, record)
+    else:
+        apply_encryption(ctx, record)  # the target's encryption may differ from the source's
     version_id = _publish(ctx, bucket, ctx.key, record)
     body = xmlio.render(element("CopyObjectResult", leaf("LastModified", iso8601(record.mtime)),
                                 leaf("ETag", quoted_etag(record.etag))))
     headers = [("ETag", quoted_etag(record.etag)), ("x-oss-hash-crc64ecma", str(record.crc64)),
-               *version_headers(bucket, version_id)]
+               *encryption_headers(record), *version_headers(bucket, version_id)]
     if source_bucket.versioning and source.version_id:
         headers.append(("x-oss-copy-source-version-id", source.version_id))
     return xml_response(body, headers=headers)
@@ -304,6 +311,7 @@ def append_object(ctx: Context) -> Response:
         raise invalid_argument("Invalid append position.", "position", position_text or "")
     position = int(position_text)
     verify_content_md5(ctx)
+    check_traffic_limit(ctx)
     size = body_size(ctx)
     body = ctx.request.body
     body_crc = body.crc64 if body is not None else 0
@@ -321,7 +329,7 @@ def append_object(ctx: Context) -> Response:
         if existing is None:
             record = ObjectRecord(type="Appendable", size=size, crc64=body_crc, mtime=ctx.now,
                                   storage_class=storage_class_from(ctx, bucket.storage_class), owner=ctx.owner_id(),
-                                  extents=new_extents)
+                                  extents=new_extents, acl=object_acl_from(ctx))
             metadata_from_request(ctx, record)
             record.etag = md5_etag(body_etag(ctx).encode())
             version_id = _publish(ctx, bucket, ctx.key, record)
@@ -338,7 +346,8 @@ def append_object(ctx: Context) -> Response:
         discard_blobs(ctx, new_extents)
         raise
     headers = [("ETag", quoted_etag(record.etag)), ("x-oss-next-append-position", str(record.size)),
-               ("x-oss-hash-crc64ecma", str(record.crc64)), *version_headers(bucket, version_id)]
+               ("x-oss-hash-crc64ecma", str(record.crc64)), *encryption_headers(record),
+               *version_headers(bucket, version_id)]
     return Response(200, headers)
 
 
@@ -354,7 +363,7 @@ def put_symlink(ctx: Context) -> Response:
         raise file_already_exists()
     record = ObjectRecord(type="Symlink", size=0, etag=md5_etag(target.encode("utf-8", "surrogatepass")),
                           crc64=0, mtime=ctx.now, storage_class=storage_class_from(ctx, bucket.storage_class),
-                          symlink_target=target, owner=ctx.owner_id())
+                          symlink_target=target, owner=ctx.owner_id(), acl=object_acl_from(ctx))
     metadata_from_request(ctx, record)
     version_id = _publish(ctx, bucket, ctx.key, record)
     return Response(200, [("ETag", quoted_etag(record.etag)), *version_headers(bucket, version_id)])
@@ -416,15 +425,17 @@ def get_object_acl(ctx: Context) -> Response:
     row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
     root = element("AccessControlPolicy", element("Owner", leaf("ID", row.record.owner),
                                                   leaf("DisplayName", row.record.owner)),
-                   element("AccessControlList", leaf("Grant", "default")))
-    return xml_response(xmlio.render(root))
+                   element("AccessControlList", leaf("Grant", row.record.acl)))
+    return xml_response(xmlio.render(root), headers=version_headers(bucket, row.version_id))
 
 
 def put_object_acl(ctx: Context) -> Response:
-    """Accepted and ignored: access is decided by bucket ownership alone."""
+    """Set the object's ACL ("default" hands access back to the bucket ACL); see access.py for what it grants."""
     bucket = ctx.bucket()
-    resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
-    acl = ctx.header("x-oss-object-acl") or "default"
-    if acl not in ("default", "private", "public-read", "public-read-write"):
-        raise invalid_argument("no such object access control exists", "x-oss-object-acl", acl)
-    return Response(200)
+    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
+    if ctx.header("x-oss-object-acl") is None:
+        raise invalid_argument("x-oss-object-acl is missing.", "x-oss-object-acl", "")
+    updated = copy.deepcopy(row.record)
+    updated.acl = object_acl_from(ctx)
+    ctx.store.replace_latest_record(row, updated)
+    return Response(200, version_headers(bucket, row.version_id))

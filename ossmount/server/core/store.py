@@ -74,6 +74,7 @@ class ObjectRecord:
     symlink_target: str | None = None
     restore: dict | None = None  # {"requested": t, "days": n, "tier": str|None}
     owner: str = ""
+    acl: str = "default"  # x-oss-object-acl: default (the bucket's) | private | public-read | public-read-write
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -109,6 +110,7 @@ class BucketRecord:
     created: float
     storage_class: str
     versioning: str  # "" | Enabled | Suspended
+    acl: str = "private"  # x-oss-acl: private | public-read | public-read-write
 
 
 @dataclass
@@ -134,7 +136,7 @@ class PartRecord:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets(
     name TEXT PRIMARY KEY, owner TEXT NOT NULL, created REAL NOT NULL,
-    storage_class TEXT NOT NULL, versioning TEXT NOT NULL DEFAULT '');
+    storage_class TEXT NOT NULL, versioning TEXT NOT NULL DEFAULT '', acl TEXT NOT NULL DEFAULT 'private');
 CREATE TABLE IF NOT EXISTS blobs(id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS objects(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, bucket TEXT NOT NULL, key BLOB NOT NULL,
@@ -199,8 +201,15 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._pending_unlinks: list[str] = []
         self.collect_garbage()
+
+    def _migrate(self) -> None:
+        """Bring a data directory written by an older server up to the current schema."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(buckets)")}
+        if "acl" not in columns:
+            self._db.execute("ALTER TABLE buckets ADD COLUMN acl TEXT NOT NULL DEFAULT 'private'")
 
     def close(self) -> None:
         with self._lock:
@@ -319,21 +328,25 @@ class Store:
     def get_bucket(self, name: str) -> BucketRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT name, owner, created, storage_class, versioning FROM buckets WHERE name = ?", (name,)
+                "SELECT name, owner, created, storage_class, versioning, acl FROM buckets WHERE name = ?", (name,)
             ).fetchone()
         return BucketRecord(*row) if row else None
 
-    def create_bucket(self, name: str, owner: str, created: float, storage_class: str) -> None:
+    def create_bucket(self, name: str, owner: str, created: float, storage_class: str, acl: str = "private") -> None:
         with self.transaction():
             self._db.execute(
-                "INSERT INTO buckets(name, owner, created, storage_class) VALUES(?, ?, ?, ?)",
-                (name, owner, created, storage_class),
+                "INSERT INTO buckets(name, owner, created, storage_class, acl) VALUES(?, ?, ?, ?, ?)",
+                (name, owner, created, storage_class, acl),
             )
+
+    def set_bucket_acl(self, name: str, acl: str) -> None:
+        with self.transaction():
+            self._db.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name))
 
     def list_buckets(self) -> list[BucketRecord]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT name, owner, created, storage_class, versioning FROM buckets ORDER BY name"
+                "SELECT name, owner, created, storage_class, versioning, acl FROM buckets ORDER BY name"
             ).fetchall()
         return [BucketRecord(*row) for row in rows]
 
