@@ -97,20 +97,30 @@ class CheckReport:
         ]
 
 
-def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str, access_key_id: str) -> CheckError:
+@dataclass(frozen=True)
+class CredentialsHints:
+    """Where the user fixes each credential, for the messages of `explain` (the CLI's and the daemon's differ)."""
+
+    access_key_id: str = "passwd_file / OSS_ACCESS_KEY_ID"
+    access_key_secret: str = "passwd_file / OSS_ACCESS_KEY_SECRET"
+    security_token: str = "OSS_SESSION_TOKEN or the credentials file"
+
+
+def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str, access_key_id: str,
+            hints: CredentialsHints = CredentialsHints()) -> CheckError:
     """The one-line, actionable `CheckError` for a store error met while checking a mount target."""
     code = error.code
     target = f"oss://{bucket}/{prefix}"
     if code == "InvalidAccessKeyId":
         return CheckError(f"InvalidAccessKeyId: the AccessKey ID {access_key_id} is not known to {endpoint}; "
-                          "check passwd_file / OSS_ACCESS_KEY_ID", EXIT_AUTH, code)
+                          f"check {hints.access_key_id}", EXIT_AUTH, code)
     if code == "SignatureDoesNotMatch":
         return CheckError(f"SignatureDoesNotMatch: {endpoint} rejected the signature of AccessKey ID "
-                          f"{access_key_id}: the AccessKey secret is wrong; check passwd_file / "
-                          "OSS_ACCESS_KEY_SECRET (and region= with sigv4)", EXIT_AUTH, code)
+                          f"{access_key_id}: the AccessKey secret is wrong; check {hints.access_key_secret} "
+                          "(and region= with sigv4)", EXIT_AUTH, code)
     if code in ("InvalidSecurityToken", "SecurityTokenExpired"):
         return CheckError(f"{code}: {endpoint} refused the STS security token of AccessKey ID {access_key_id}; "
-                          "supply a fresh token (OSS_SESSION_TOKEN or the credentials file)", EXIT_AUTH, code)
+                          f"supply a fresh token ({hints.security_token})", EXIT_AUTH, code)
     if code == "CredentialsUnavailable":
         return CheckError(str(error).split(": no credentials to sign with: ", 1)[-1].split(" [", 1)[0],
                           EXIT_CONFIG, code)
@@ -142,16 +152,18 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
 
 
 async def check_target(store: ObjectStore, prefix: str, *, check_write: bool = False,
-                       v2: bool = True, bucket_info: bool = True) -> CheckReport:
+                       v2: bool = True, bucket_info: bool = True, hints: CredentialsHints = CredentialsHints(),
+                       connect_timeout: float = CHECK_CONNECT_TIMEOUT,
+                       timeout: float = CHECK_READ_TIMEOUT) -> CheckReport:
     """Check that `store`'s bucket can be mounted at `prefix` ("" or ending in '/'); raise CheckError if not.
 
-    Requests are made once, without retries, with a 3 s connect timeout (8 s per read), so a failure is reported in
-    seconds whatever connect_timeout the mount uses.
+    Requests are made once, without retries, with a 3 s connect timeout (8 s per read; the daemon passes less when
+    its request's deadline is nearer), so a failure is reported in seconds whatever connect_timeout the mount uses.
+    `hints` say where the user fixes each credential in the messages.
     """
-    quick = store.with_retry(RetryPolicy.no_retries(), connect_timeout=CHECK_CONNECT_TIMEOUT,
-                             timeout=CHECK_READ_TIMEOUT)
+    quick = store.with_retry(RetryPolicy.no_retries(), connect_timeout=connect_timeout, timeout=timeout)
     context = dict(endpoint=store.endpoint, bucket=store.bucket_name, prefix=prefix,
-                   access_key_id=store.access_key_id)
+                   access_key_id=store.access_key_id, hints=hints)
     try:
         page = await quick.list_page(prefix, delimiter="/", max_keys=SAMPLE_KEYS, v2=v2)
     except types.StoreError as error:

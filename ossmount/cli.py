@@ -17,13 +17,17 @@ SUBCOMMANDS = {
     "check": "ossmount.check",
     "install-helper": "ossmount.helper_install",
     "demo": "ossmount.demo",
+    "daemon": "ossmount.daemon.cli",
+    "ctl": "ossmount.daemon.ctl",
 }
 
 USAGE = """\
 usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d]
        ossmount check BUCKET[:/PREFIX] -o url=... [-o ...]
        ossmount serve --data-dir DIR --listen HOST:PORT --credentials FILE [--bucket NAME]...
-       ossmount install-helper [--prefix /sbin]
+       ossmount daemon [--socket PATH] [--run-dir DIR] [--allowed-target-prefix P]... [--metrics-listen H:P]
+       ossmount ctl [--socket PATH] {volumes,volume,health,metrics,stage,publish,unpublish,unstage,rotate-credentials} ...
+       ossmount install-helper [--prefix /sbin] [--systemd [--unit-dir /etc/systemd/system]]
        ossmount demo [--keep]
 Run `ossmount SUBCOMMAND --help` for details."""
 

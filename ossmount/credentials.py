@@ -1,5 +1,5 @@
 """Where the access key comes from: passwd file, environment, /etc/passwd-ossmount, a credentials directory, or
-the ECS instance's RAM role.
+the ECS instance's RAM role; and how credentials that change while mounted reach the next request.
 
 Rules (ossfs-compatible):
   1. Order: `-o passwd_file=FILE`, then OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET[/OSS_SESSION_TOKEN] (ossfs's
@@ -11,13 +11,23 @@ Rules (ossfs-compatible):
   3. A passwd file readable or writable beyond 0640 (`mode & 0o137`) is refused, as ossfs does.
   4. Secrets never appear in a repr, a log line or an error message: errors name the file and line only.
 
-`CredentialsSource` is the seam for rotation (CSI daemon): `load()` re-reads a passwd file or a directory
-of `AccessKeyId`/`AccessKeySecret`/`SecurityToken` files (also the legacy `akId`/`akSecret` names) each time.
+Credentials providers (the store's `CredentialsProvider` protocol, `ossmount.store.client`): an object whose
+`current()` returns the `Credentials` to sign the next request with, and whose `access_key_id`, `reloads` and
+`reload_error` describe it for messages and the status file. The store calls `current()` from worker threads for
+every request it signs, so rotation needs no remount. Three kinds:
 
-`EcsRamRoleCredentials` (`ram_role=NAME|auto`) asks the instance metadata service for the role's STS credentials
-and asks again before they expire; the store calls its `current()` for every request it signs, so rotation
-needs no remount. The service is http://100.100.100.200 on ECS; the environment variable
-OSSMOUNT_ECS_METADATA_ENDPOINT points elsewhere (tests, proxies).
+  * `Credentials`: fixed keys (the environment, a request's keys); `current()` is the credentials themselves.
+  * `FileCredentials`: a passwd file or credentials directory (`AccessKeyId`/`AccessKeySecret`/`SecurityToken`/
+    `Expiration` files, also the legacy `akId`/`akSecret` names), re-read whenever the file, the directory or one
+    of its entries changes (inode, size, mtime, following symlinks): an STS token swapped in on disk by the CSI
+    daemon signs the very next request.
+  * `EcsRamRoleCredentials` (`ram_role=NAME|auto`): the role's STS credentials from the instance metadata service
+    (http://100.100.100.200 on ECS; $OSSMOUNT_ECS_METADATA_ENDPOINT points elsewhere), asked again before they
+    expire.
+
+The two that change share `RefreshingCredentials`: answers from memory until the source says to look again; if
+looking fails, the previous credentials stay in use while they can (the reason in `reload_error`, logged once).
+`resolve_provider` is `resolve_credentials` returning a provider.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, ClassVar, Mapping
 
 from ossmount.errors import ConfigError
 
@@ -86,9 +96,17 @@ class Credentials:
 
     __str__ = __repr__
 
+    # What a provider reports (see the module docstring); fixed credentials never change.
+    reloads: ClassVar[int] = 0
+    reload_error: ClassVar[str | None] = None
+
     @property
     def is_sts(self) -> bool:
         return bool(self.security_token)
+
+    def current(self) -> "Credentials":
+        """Fixed credentials are their own provider."""
+        return self
 
 
 def check_file_mode(path: str | os.PathLike[str], mode: int) -> None:
@@ -229,49 +247,128 @@ def resolve_credentials(
     )
 
 
-class CredentialsSource:
-    """Credentials that can be re-read: the seam for rotation without remount.
+class RefreshingCredentials:
+    """A provider whose credentials may change (the base of `FileCredentials` and `EcsRamRoleCredentials`).
 
-    Built from what the mount resolved (a passwd file or directory path re-reads on each `load()`;
-    environment credentials are fixed). `load()` raises ConfigError if the source became unreadable.
-    """
+    `current()` is thread-safe. It answers from memory until `_due()` says to look again, then `_fetch()`es. When
+    fetching fails with ConfigError: the first time, the error is raised; later, the previous credentials are
+    kept as long as `_keep_after(exc)` allows, `reload_error` says why (logged once per distinct reason) and the
+    error is raised once they may no longer be used. `reloads` counts how often different credentials were
+    picked up after the first ones."""
 
-    def __init__(self, bucket: str, *, path: str | os.PathLike[str] | None = None,
-                 fixed: Credentials | None = None) -> None:
-        if (path is None) == (fixed is None):
-            raise ValueError("give exactly one of path= or fixed=")
+    def __init__(self, first: Credentials | None = None) -> None:
+        self._lock = threading.Lock()
+        self._credentials = first
+        self.reloads = 0
+        self.reload_error: str | None = None
+
+    @property
+    def last(self) -> Credentials | None:
+        """The credentials handed out last (no I/O); None before the first `current()`."""
+        return self._credentials
+
+    def current(self) -> Credentials:
+        with self._lock:
+            if not self._due() and self._credentials is not None:
+                return self._credentials
+            try:
+                fresh = self._fetch()
+            except ConfigError as exc:
+                if self._credentials is None or not self._keep_after(exc):
+                    raise
+                if self.reload_error != str(exc):
+                    log.warning("%s; still signing with the previous credentials (AccessKey ID %s)", exc,
+                                self._credentials.access_key_id)
+                self.reload_error = str(exc)
+                return self._credentials
+            if self._credentials is not None and fresh != self._credentials:
+                self.reloads += 1
+                log.info("credentials renewed from %s (AccessKey ID %s)", fresh.source, fresh.access_key_id)
+            self._credentials, self.reload_error = fresh, None
+            return fresh
+
+    def _due(self) -> bool:
+        """Whether to fetch again (called under the lock before every answer)."""
+        raise NotImplementedError
+
+    def _fetch(self) -> Credentials:
+        """The credentials now; ConfigError (naming the source, never a secret) when they cannot be had."""
+        raise NotImplementedError
+
+    def _keep_after(self, error: ConfigError) -> bool:
+        """Whether the previous credentials may still be used after `error` (default: yes)."""
+        return True
+
+
+class FileCredentials(RefreshingCredentials):
+    """The credentials of `bucket` in a passwd file or credentials directory, re-read when it changes on disk.
+
+    A change that cannot be read (a half-written file, a swap in progress) keeps the previous credentials; the
+    next change is tried again. `first`, if given, are the credentials already read from `path` (no second read
+    until the first `current()`)."""
+
+    def __init__(self, path: str | os.PathLike[str], bucket: str, *, first: Credentials | None = None) -> None:
+        super().__init__(first)
+        self.path = Path(path)
         self.bucket = bucket
-        self.path = Path(path) if path is not None else None
-        self._fixed = fixed
+        self._signature: tuple | None = None
+        self._seen: tuple | None = None
 
-    @classmethod
-    def resolve(
-        cls,
-        bucket: str,
-        *,
-        passwd_file: str | os.PathLike[str] | None = None,
-        environ: Mapping[str, str] = os.environ,
-        default_path: str | os.PathLike[str] = DEFAULT_PASSWD_PATH,
-    ) -> "CredentialsSource":
-        """Resolve as `resolve_credentials` does, remembering the file or directory for later reloads."""
-        first = resolve_credentials(bucket, passwd_file=passwd_file, environ=environ, default_path=default_path)
-        if first.source == "environment":
-            return cls(bucket, fixed=first)
-        return cls(bucket, path=first.source)
+    @property
+    def access_key_id(self) -> str:
+        return self.current().access_key_id
 
     def load(self) -> Credentials:
-        """The current credentials (re-read from disk when the source is a file or directory)."""
-        if self._fixed is not None:
-            return self._fixed
-        assert self.path is not None
+        """Read the file or directory now (ConfigError if it is unreadable or has no line for the bucket)."""
         found = read_passwd_file(self.path, self.bucket)
         if found is None:
             raise ConfigError(f"credentials file {self.path} has no line for bucket '{self.bucket}'")
         return found
 
+    def _due(self) -> bool:
+        self._seen = self._stat_signature()
+        return self._seen != self._signature
+
+    def _fetch(self) -> Credentials:
+        self._signature = self._seen  # a change that cannot be read is not read again until the next change
+        return self.load()
+
+    def _stat_signature(self) -> tuple:
+        try:
+            top = os.stat(self.path)
+        except OSError as exc:
+            return ("error", exc.errno)
+        entries: list[tuple] = [(top.st_ino, top.st_dev, top.st_size, top.st_mtime_ns)]
+        if stat.S_ISDIR(top.st_mode):
+            try:
+                with os.scandir(self.path) as scan:
+                    for entry in scan:
+                        try:
+                            info = entry.stat()
+                        except OSError:
+                            continue
+                        entries.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+            except OSError as exc:
+                entries.append(("error", exc.errno))
+        return tuple(sorted(entries, key=repr))
+
     def __repr__(self) -> str:
-        where = str(self.path) if self.path is not None else "fixed"
-        return f"CredentialsSource(bucket={self.bucket!r}, source={where!r})"
+        return f"FileCredentials(path={str(self.path)!r}, bucket={self.bucket!r})"
+
+
+def resolve_provider(
+    bucket: str,
+    *,
+    passwd_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] = os.environ,
+    default_path: str | os.PathLike[str] = DEFAULT_PASSWD_PATH,
+) -> Credentials | FileCredentials:
+    """Resolve as `resolve_credentials` does (same order, same errors): credentials found in a file or directory
+    come as a `FileCredentials` that re-reads it when it changes, environment credentials as fixed ones."""
+    first = resolve_credentials(bucket, passwd_file=passwd_file, environ=environ, default_path=default_path)
+    if first.source == "environment":
+        return first
+    return FileCredentials(first.source, bucket, first=first)
 
 
 def require_session_token(credentials: Credentials) -> Credentials:
@@ -328,24 +425,23 @@ def ecs_metadata_endpoint(environ: Mapping[str, str] = os.environ) -> str:
     return (environ.get(ENV_ECS_METADATA_ENDPOINT) or DEFAULT_ECS_METADATA_ENDPOINT).rstrip("/")
 
 
-class EcsRamRoleCredentials:
+class EcsRamRoleCredentials(RefreshingCredentials):
     """The STS credentials of the instance's RAM role (`role`, or None to use the one the instance has).
 
-    `current()` (thread-safe; the store calls it from worker threads for every request it signs) answers from
-    memory and asks the metadata service again once less than 15% of the credentials' lifetime (at least 60 s)
-    is left. If asking fails while the old credentials are still valid they are kept and a warning is logged;
-    once they have expired the failure is raised (ConfigError, naming the role and the cause). Metadata
-    requests use a hardened-mode session token when the service hands one out, and go without otherwise.
+    `current()` answers from memory and asks the metadata service again once less than 15% of the credentials'
+    lifetime (at least 60 s) is left. If asking fails while the old credentials are still valid they are kept, a
+    warning is logged and the service is asked again 15 s later; once they have expired the failure is raised
+    (ConfigError, naming the role and the cause). Metadata requests use a hardened-mode session token when the
+    service hands one out, and go without otherwise.
     """
 
     def __init__(self, role: str | None, *, endpoint: str | None = None, clock: Callable[[], float] = time.time,
                  timeout: float = ECS_REQUEST_TIMEOUT):
+        super().__init__()
         self.role = role
         self.endpoint = (endpoint or ecs_metadata_endpoint()).rstrip("/")
         self._clock = clock
         self._timeout = timeout
-        self._lock = threading.Lock()
-        self._credentials: Credentials | None = None
         self._expires_at = 0.0
         self._refresh_at = 0.0
         self._token: str | None = None
@@ -358,32 +454,28 @@ class EcsRamRoleCredentials:
             return self._credentials.access_key_id
         return f"(RAM role {self.role or 'of this instance'})"
 
-    def current(self) -> Credentials:
-        with self._lock:
-            now = self._clock()
-            if self._credentials is None or now >= self._refresh_at:
-                try:
-                    self._refresh(now)
-                except ConfigError as exc:
-                    if self._credentials is None or now >= self._expires_at:
-                        raise
-                    log.warning("%s; still signing with the credentials that expire at %s",
-                                exc, self._credentials.expiration)
-                    self._refresh_at = now + ECS_MIN_REFRESH_MARGIN / 4  # try again soon, not on every request
-            assert self._credentials is not None
-            return self._credentials
+    def _due(self) -> bool:
+        return self._clock() >= self._refresh_at
 
-    def _refresh(self, now: float) -> None:
+    def _keep_after(self, error: ConfigError) -> bool:
+        now = self._clock()
+        if now >= self._expires_at:
+            return False
+        self._refresh_at = now + ECS_MIN_REFRESH_MARGIN / 4  # try again soon, not on every request
+        return True
+
+    def _fetch(self) -> Credentials:
+        now = self._clock()
         role = self.role or parse_ecs_role_list(self._get(ECS_ROLE_PATH))
         credentials, expires_at, lifetime = parse_ecs_credentials(self._get(ECS_ROLE_PATH + role), role)
         if expires_at <= now:
             raise ConfigError(f"ram_role {role}: the metadata service handed out credentials that already expired "
                               f"({credentials.expiration}); check the instance's clock")
-        self._credentials = credentials
         self._expires_at = expires_at
         self._refresh_at = expires_at - max(ECS_MIN_REFRESH_MARGIN, ECS_REFRESH_SHARE * lifetime)
         log.info("ram_role %s: credentials %s valid until %s", role, credentials.access_key_id,
                  credentials.expiration)
+        return credentials
 
     def _session_token(self) -> str | None:
         now = self._clock()

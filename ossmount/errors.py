@@ -45,3 +45,10 @@ def exception_leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in exception_leaves(inner)]
     return [exc]
+
+
+def single_quiet_error(group: BaseExceptionGroup) -> BaseException:
+    """A trio nursery wraps the one user-facing failure in an ExceptionGroup: the QuietError inside, if any
+    (for the one-line message), else the group itself."""
+    quiet = [exc for exc in exception_leaves(group) if isinstance(exc, QuietError)]
+    return quiet[0] if quiet else group

@@ -1,11 +1,13 @@
-"""`ossmount install-helper [--prefix /sbin]`: install the mount(8) helper `mount.fuse.ossmount`.
+"""`ossmount install-helper [--prefix /sbin] [--systemd [--unit-dir DIR]]`: install the mount(8) helper
+`mount.fuse.ossmount`, or (`--systemd`) the daemon's systemd unit `ossmountd.service`.
 
 mount(8) runs `/sbin/mount.fuse.ossmount SPEC DIR [-sfnvrw] [-N NS] -o OPTS` for `mount -t fuse.ossmount`
 and for fstab lines of type `fuse.ossmount`. The helper drops the options only mount(8)/systemd care
 about and execs `ossmount mount SPEC DIR -o REST`. The command it runs is `$OSSMOUNT` if set, else the
 absolute command written at install time (this interpreter, `-m ossmount`), else `ossmount` on PATH.
 
-helpers/mount.fuse.ossmount in the source tree is `render_helper(None)`; a unit test keeps them equal.
+helpers/mount.fuse.ossmount in the source tree is `render_helper(None)` and helpers/ossmountd.service is
+`render_unit(None)`; unit tests keep them equal.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from ossmount.errors import ConfigError
 
 HELPER_NAME = "mount.fuse.ossmount"
 DEFAULT_PREFIX = "/sbin"
+UNIT_NAME = "ossmountd.service"
+DEFAULT_UNIT_DIR = "/etc/systemd/system"
 
 # Options meaningful to mount(8)/systemd only; the helper drops them (ossmount would accept them anyway).
 STRIPPED_OPTIONS = ("_netdev", "nofail", "noauto", "auto", "defaults", "user", "users", "nouser", "owner", "group")
@@ -89,6 +93,35 @@ fi
 """
 
 
+_UNIT_TEMPLATE = """\
+# ossmountd.service: the ossmount shared-mount daemon. It runs one `ossmount` FUSE process per volume at a
+# global path and bind-mounts it onto each target; CSI node plugins, `ossmount ctl` and scripts call it on
+# /run/ossmount/ossmountd.sock. Written by `ossmount install-helper --systemd`.
+#
+# The FUSE processes are the daemon's children but must outlive it: KillMode=process stops only the daemon
+# (mounts keep working while it restarts, and the next start adopts them). Do not add PrivateTmp=,
+# ProtectSystem=, ProtectHome= or MountFlags=: they give the daemon a mount namespace of its own, and binds
+# made there are invisible to the kubelet and to containers.
+[Unit]
+Description=ossmount shared-mount daemon (OSS volumes for CSI node plugins)
+After=network-online.target local-fs.target
+Wants=network-online.target
+
+[Service]
+Type=notify
+ExecStart=@COMMAND@ daemon --socket /run/ossmount/ossmountd.sock --run-dir /run/ossmount --allowed-target-prefix /var/lib/kubelet
+KillMode=process
+Restart=always
+RestartSec=1
+# in-flight operations finish before the daemon exits (each is bounded by its timeout, at most 110 s)
+TimeoutStopSec=120
+LimitNOFILE=1048576
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 def installed_command() -> str:
     """The shell-quoted command that runs this ossmount: this interpreter with `-m ossmount`."""
     return " ".join(shlex.quote(part) for part in (os.path.abspath(sys.executable), "-m", "ossmount"))
@@ -99,21 +132,35 @@ def render_helper(command: str | None) -> str:
     return _TEMPLATE.replace("@COMMAND@", shlex.quote(command) if command else "''")
 
 
+def render_unit(command: str | None) -> str:
+    """The systemd unit text; `command` is the command that runs ossmount (None: `ossmount` on PATH)."""
+    return _UNIT_TEMPLATE.replace("@COMMAND@", command or "/usr/bin/env ossmount")
+
+
 def install_helper(prefix: str | os.PathLike[str] = DEFAULT_PREFIX, command: str | None = None) -> Path:
     """Write `PREFIX/mount.fuse.ossmount` (mode 0755) atomically; return its path."""
-    directory = Path(prefix)
-    if not directory.is_dir():
-        raise ConfigError(f"cannot install the helper: {directory} is not a directory")
-    target = directory / HELPER_NAME
     text = render_helper(command if command is not None else installed_command())
+    return _install(Path(prefix), HELPER_NAME, text, 0o755)
+
+
+def install_unit(unit_dir: str | os.PathLike[str] = DEFAULT_UNIT_DIR, command: str | None = None) -> Path:
+    """Write `UNIT_DIR/ossmountd.service` (mode 0644) atomically; return its path."""
+    return _install(Path(unit_dir), UNIT_NAME, render_unit(command if command is not None else installed_command()),
+                    0o644)
+
+
+def _install(directory: Path, name: str, text: str, mode: int) -> Path:
+    if not directory.is_dir():
+        raise ConfigError(f"cannot install {name}: {directory} is not a directory")
+    target = directory / name
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{HELPER_NAME}.", dir=directory)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
     except OSError as exc:
-        raise ConfigError(f"cannot install the helper into {directory}: {exc.strerror} (run as root?)") from None
+        raise ConfigError(f"cannot install {name} into {directory}: {exc.strerror} (run as root?)") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.chmod(temp_name, 0o755)
+        os.chmod(temp_name, mode)
         os.replace(temp_name, target)
     except BaseException:
         try:
@@ -128,11 +175,19 @@ def main(argv: list[str]) -> int:
     """`ossmount install-helper [--prefix DIR]`: install the helper and print its path."""
     parser = argparse.ArgumentParser(
         prog="ossmount install-helper",
-        description="Install mount.fuse.ossmount so `mount -t fuse.ossmount` and fstab lines work.",
+        description="Install mount.fuse.ossmount so `mount -t fuse.ossmount` and fstab lines work, or with "
+                    "--systemd the ossmount daemon's unit.",
     )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="directory to install into (default /sbin)")
+    parser.add_argument("--systemd", action="store_true", help=f"install {UNIT_NAME} instead of the mount helper")
+    parser.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR, help=f"where the unit goes (default {DEFAULT_UNIT_DIR})")
     parser.add_argument("--command", default=None,
-                        help="command the helper runs (default: this interpreter with -m ossmount)")
+                        help="command that runs ossmount (default: this interpreter with -m ossmount)")
     args = parser.parse_args(argv)
+    if args.systemd:
+        path = install_unit(args.unit_dir, args.command)
+        print(path)
+        print(f"then: systemctl daemon-reload && systemctl enable --now {UNIT_NAME}", file=sys.stderr)
+        return 0
     print(install_helper(args.prefix, args.command))
     return 0

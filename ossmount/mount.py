@@ -2,9 +2,16 @@
 
 Without `-f` the command re-runs itself as a detached child (`... -f --ready-fd N`, new session, stdio to
 /dev/null unless `-d`) and waits at most 30 s for the child's readiness line on the pipe: one JSON object,
-`{"state": "ready"}` or `{"state": "error", "code": EXIT_CODE, "message": "..."}`. The child runs the
-mount-time check before `pyfuse3.init`, so bad credentials never leave a mount behind. Credentials never
-travel in argv: the child resolves them again from the same passwd_file or environment.
+`{"state": "ready", "pid": PID}` or `{"state": "error", "code": EXIT_CODE, "reason": OSS_CODE, "message": "..."}`
+(`reason` only when OSS or the network named one). The child runs the mount-time check before `pyfuse3.init`,
+so bad credentials never leave a mount behind. Credentials never travel in argv: the child resolves them again
+from the same passwd_file or environment; a passwd file or credentials directory is re-read when it changes.
+
+Runtime flags (for daemons and services; the shared-mount daemon passes all of them):
+  --log-file PATH         log there instead of stderr (= -o logfile=PATH), rotated when it reaches
+                          --log-max-size (default 10M) keeping --log-backups old files (default 2: PATH.1, PATH.2)
+  --status-file PATH      write the status document (`ossmount.status`) there every --status-interval
+                          seconds (default 5) and at unmount
 
 Unmount (`umount`, `fusermount3 -u`) ends `pyfuse3.main`; every dirty file is then flushed and the
 process exits 0. SIGTERM/SIGINT flush, unmount and exit 0 too.
@@ -24,10 +31,13 @@ import sys
 import tempfile
 import time
 
+from dataclasses import dataclass
+
 import trio
 
-from ossmount.logsafety import setup_logging
-from ossmount.errors import EXIT_MOUNT, EXIT_OK, ConfigError, QuietError, exception_leaves
+from ossmount.logsafety import LOG_FILE_BACKUPS, LOG_FILE_MAX_BYTES, setup_logging
+from ossmount.errors import EXIT_MOUNT, EXIT_OK, ConfigError, QuietError, UsageError, single_quiet_error
+from ossmount.status import DEFAULT_STATUS_INTERVAL
 
 log = logging.getLogger("ossmount.mount")
 
@@ -39,41 +49,114 @@ class MountError(QuietError):
     exit_code = EXIT_MOUNT
 
 
+USAGE = """\
+usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d]
+                [--log-file PATH [--log-max-size SIZE] [--log-backups N]]
+                [--status-file PATH [--status-interval SECONDS]] [--ready-fd N]
+"""
+
+
+@dataclass(frozen=True)
+class RuntimeFlags:
+    """The flags of a mount process that are no filesystem option (see the module docstring)."""
+
+    log_file: str | None = None
+    log_max_bytes: int = LOG_FILE_MAX_BYTES
+    log_backups: int = LOG_FILE_BACKUPS
+    status_file: str | None = None
+    status_interval: float = DEFAULT_STATUS_INTERVAL
+
+
+def _number(convert, minimum: float):
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            return None
+        return value if value >= minimum else None
+
+    return parse
+
+
+def _size(text: str) -> int | None:
+    """`4096`, `64K`, `10M`, `1G` → bytes (at least 4 KiB); None if malformed."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    scale = units.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not (digits.isascii() and digits.isdigit()) or int(digits) * scale < 4096:
+        return None
+    return int(digits) * scale
+
+
+_RUNTIME_FLAGS = {  # flag: (RuntimeFlags field, parser returning None for a bad value, what it expects)
+    "--log-file": ("log_file", lambda text: text or None, "a file path"),
+    "--log-max-size": ("log_max_bytes", _size, "a size such as 10M or 512K (>= 4K)"),
+    "--log-backups": ("log_backups", _number(int, 0), "a number of old files (>= 0)"),
+    "--status-file": ("status_file", lambda text: text or None, "a file path"),
+    "--status-interval": ("status_interval", _number(float, 0.1), "a number of seconds (>= 0.1)"),
+}
+
+
+def split_runtime_flags(argv: list[str]) -> tuple[list[str], RuntimeFlags]:
+    """Take the runtime flags (`--flag VALUE` or `--flag=VALUE`) out of `argv`; the rest is the mount's argv."""
+    rest: list[str] = []
+    values: dict[str, object] = {}
+    args = iter(argv)
+    for arg in args:
+        name, has_value, value = arg.partition("=")
+        if name not in _RUNTIME_FLAGS:
+            rest.append(arg)
+            if arg == "--":
+                rest.extend(args)
+            continue
+        if not has_value:
+            value = next(args, "")
+        field_name, parse, expected = _RUNTIME_FLAGS[name]
+        parsed = parse(value)
+        if parsed is None:
+            raise UsageError(f"{name} needs {expected}, got {value!r}")
+        values[field_name] = parsed
+    return rest, RuntimeFlags(**values)  # type: ignore[arg-type]
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `ossmount mount`."""
     from ossmount.options import format_options_help, parse_mount_args
 
-    args = parse_mount_args(argv)
+    mount_argv, flags = split_runtime_flags(argv)
+    args = parse_mount_args(mount_argv)
     if args.show_help:
-        print("usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d]\n")
+        print(USAGE)
         print(format_options_help())
         return EXIT_OK
-    setup_logging(args.debug, args.options.log_level, timestamps=not args.options.no_time_stamp_msg,
-                  instance=args.options.instance_name)
+    log_file = flags.log_file or args.options.log_file
+    log_style = dict(timestamps=not args.options.no_time_stamp_msg, instance=args.options.instance_name)
     if not args.foreground:
+        setup_logging(args.debug, args.options.log_level, **log_style)
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         return _spawn_and_wait(argv, debug=args.debug)
     try:
+        setup_logging(args.debug, args.options.log_level, **log_style, log_file=log_file,
+                      max_bytes=flags.log_max_bytes, backups=flags.log_backups)
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         try:
-            trio.run(_serve, args)
+            trio.run(_serve, args, flags)
         except BaseExceptionGroup as group:
-            raise _single_quiet_error(group) from None
+            raise single_quiet_error(group) from None
     except QuietError as exc:
+        if log_file is not None:
+            log.error("%s", exc)
         if args.ready_fd is not None:
-            _report(args.ready_fd, {"state": "error", "code": exc.exit_code, "message": str(exc)})
+            report = {"state": "error", "code": exc.exit_code, "message": str(exc)}
+            if getattr(exc, "code", None):
+                report["reason"] = exc.code
+            _report(args.ready_fd, report)
         raise
     except BaseException as exc:
         if args.ready_fd is not None:
             _report(args.ready_fd, {"state": "error", "code": 1, "message": f"internal error: {exc!r}"})
         raise
     return EXIT_OK
-
-
-def _single_quiet_error(group: BaseExceptionGroup) -> BaseException:
-    """A nursery wraps the one user-facing failure in an ExceptionGroup: unwrap it for the one-line message."""
-    quiet = [exc for exc in exception_leaves(group) if isinstance(exc, QuietError)]
-    return quiet[0] if quiet else group
 
 
 def check_mountpoint(path: str, *, nonempty: bool) -> None:
@@ -162,7 +245,7 @@ def _report(fd: int, report: dict) -> None:
         pass
 
 
-async def _serve(args) -> None:
+async def _serve(args, flags: RuntimeFlags) -> None:
     import pyfuse3
 
     from ossmount.check import check_target
@@ -178,6 +261,7 @@ async def _serve(args) -> None:
         log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
     check_tmpdir(opts.tmpdir)
     store = open_store(args.bucket, opts, prefix=args.prefix, max_connections=max(16, opts.parallel_count * 2))
+    log.info("checking oss://%s/%s at %s before mounting on %s", args.bucket, args.prefix, opts.url, args.mountpoint)
     await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
@@ -197,6 +281,7 @@ async def _serve(args) -> None:
         negative_timeout=opts.negative_timeout,
         use_wtf8=opts.use_wtf8,
     )
+    status = _status_reporter(args, flags, store)
     spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
     terminated = False
     unmounted_by_kernel = False
@@ -227,6 +312,8 @@ async def _serve(args) -> None:
 
                     session.start_soon(watch_signals)
                     session.start_soon(_announce_ready, args)
+                    if status is not None:
+                        session.start_soon(status.run, flags.status_interval)
                     await pyfuse3.main()
                     unmounted_by_kernel = not terminated
                     session.cancel_scope.cancel()
@@ -242,7 +329,18 @@ async def _serve(args) -> None:
             nursery.cancel_scope.cancel()
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
+        if status is not None:
+            status.write("unmounted")
     log.info("unmounted %s", args.mountpoint)
+
+
+def _status_reporter(args, flags: RuntimeFlags, store):
+    from ossmount.status import StatusReporter, credentials_status
+
+    if flags.status_file is None:
+        return None
+    return StatusReporter(flags.status_file, mountpoint=args.mountpoint, bucket=args.bucket, prefix=args.prefix,
+                          statistics=store.statistics, credentials=lambda: credentials_status(store.credentials))
 
 
 async def _announce_ready(args) -> None:
@@ -251,7 +349,7 @@ async def _announce_ready(args) -> None:
     if os.geteuid() == 0:
         await trio.to_thread.run_sync(_raise_read_ahead, args.mountpoint)
     if args.ready_fd is not None:
-        _report(args.ready_fd, {"state": "ready"})
+        _report(args.ready_fd, {"state": "ready", "pid": os.getpid()})
 
 
 def _raise_read_ahead(mountpoint: str) -> None:

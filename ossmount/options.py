@@ -454,6 +454,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("nonempty", "nonempty", "allow mounting over a non-empty directory", default_text="off"),
     OptionSpec("dbglevel", "dbglevel", "log level: " + "|".join(DEBUG_LEVELS), _parse_dbglevel,
                default_text="crit"),
+    OptionSpec("logfile", "log_file", "write the log to this file instead of stderr, rotated when it reaches "
+               "--log-max-size (10M) keeping --log-backups (2) old files; the same as --log-file",
+               _parse_path, default_text="stderr"),
     OptionSpec("no_time_stamp_msg", "no_time_stamp_msg", "log lines without a time stamp (for journald and "
                "log collectors that add their own)", default_text="off"),
     OptionSpec("noatime", "atime", "do not update access times (default)", flag_value="noatime",
@@ -513,8 +516,6 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     _noop("kernel_cache", "the kernel page cache is managed by ossmount"),
     _noop("auto_cache", "the kernel page cache is managed by ossmount"),
     _noop("allow_root", "use allow_other; the kernel checks the mode bits"),
-    _noop("logfile", "logs go to stderr (foreground) or syslog-style stderr capture", _parse_optional_path,
-          form=EITHER),
     _noop("max_background", "FUSE queue tuning is fixed", _int_parser(1, None)),
     _noop("congestion_threshold", "FUSE queue tuning is fixed", _int_parser(1, None)),
     _noop("default_permissions", "always on: the kernel checks the mode bits"),
@@ -623,6 +624,7 @@ class MountOptions:
     public_bucket: bool = False
     nonempty: bool = False
     dbglevel: str = "crit"
+    log_file: str | None = None
     no_time_stamp_msg: bool = False
     atime: str = "noatime"
     noexec: bool = False

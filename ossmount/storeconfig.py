@@ -1,7 +1,7 @@
 """What a mount's options make of its object store: credentials, request headers, copy strategy, network.
 
 `open_store(bucket, options)` is the one place `MountOptions` become an `ObjectStore` (the mount, `ossmount
-check` and the demo use it). Files the options name (passwd_file, ahbe_conf) and the environment
+check`, the shared-mount daemon's checks and the demo use it). Files the options name (passwd_file, ahbe_conf) and the environment
 ($OSSSSEKMSID, $OSSMOUNT_ECS_METADATA_ENDPOINT, the credential variables) are read here; problems are ConfigError
 (exit 3) naming the option.
 
@@ -21,27 +21,32 @@ from ossmount.store.headers import CopyPolicy, RequestHeaders
 
 if TYPE_CHECKING:
     from ossmount.options import MountOptions
+    from ossmount.store.client import CredentialsProvider
 
 log = logging.getLogger(__name__)
 
 ENV_SSE_KMS_ID = "OSSSSEKMSID"  # ossfs: the key id of use_sse=kmsid
 
 
-def store_credentials(bucket: str, options: "MountOptions", environ: Mapping[str, str] = os.environ) -> Any:
-    """Fixed credentials, an `EcsRamRoleCredentials` provider (ram_role) or None (public_bucket=1)."""
+def store_credentials(bucket: str, options: "MountOptions", environ: Mapping[str, str] = os.environ, *,
+                      source: "CredentialsProvider | None" = None) -> "CredentialsProvider | None":
+    """The credentials provider of a mount (ossmount.credentials): None with public_bucket=1 (nothing signed);
+    an `EcsRamRoleCredentials` with ram_role; else `source` if given (the daemon's keys for a volume), else
+    passwd_file / the environment / /etc/passwd-ossmount (`resolve_provider`: a file or directory is re-read when
+    it changes). use_session_token refuses credentials without an STS token. ConfigError names the problem."""
     from ossmount import credentials as creds
 
     if options.public_bucket:
-        if options.passwd_file or options.ram_role or options.use_session_token:
+        if options.passwd_file or options.ram_role or options.use_session_token or source is not None:
             log.info("public_bucket=1: requests are not signed, so no credentials are read")
         return None
     if options.ram_role is not None:
         role = None if options.ram_role == "auto" else options.ram_role
         return creds.EcsRamRoleCredentials(role, endpoint=creds.ecs_metadata_endpoint(environ))
-    found = creds.resolve_credentials(bucket, passwd_file=options.passwd_file, environ=environ)
+    provider = source or creds.resolve_provider(bucket, passwd_file=options.passwd_file, environ=environ)
     if options.use_session_token:
-        creds.require_session_token(found)
-    return found
+        creds.require_session_token(provider.current())
+    return provider
 
 
 def user_agent(options: "MountOptions") -> str | None:
@@ -85,16 +90,19 @@ def store_copy_policy(options: "MountOptions") -> CopyPolicy:
 
 
 def open_store(bucket: str, options: "MountOptions", *, prefix: str = "", environ: Mapping[str, str] = os.environ,
-               **tuning: Any) -> ObjectStore:
-    """The store a mount of `bucket[:/prefix]` with `options` talks to. `tuning` overrides connection limits,
-    timeouts and the retry policy (`ossmount check` wants short ones); otherwise they come from the options."""
+               source: "CredentialsProvider | None" = None, **tuning: Any) -> ObjectStore:
+    """The store a mount of `bucket[:/prefix]` with `options` talks to (the mount, `ossmount check`, the daemon's
+    checks). Credentials per `store_credentials`: `source` replaces passwd_file and the environment (the daemon
+    passes a volume's keys), ram_role and public_bucket still decide first, as in the mount. `tuning` overrides
+    connection limits, timeouts and the retry policy (checks want short ones); otherwise they come from the
+    options. ConfigError (exit 3) for unusable options or credentials."""
     if options.sigv4 is False and options.enable_unsigned_payload:
         log.info("enable_unsigned_payload has no effect with sigv1 (as in ossfs)")
     tuning.setdefault("timeout", options.readwrite_timeout)
     tuning.setdefault("connect_timeout", options.connect_timeout)
     tuning.setdefault("retry", RetryPolicy(max_attempts=options.retries))
     return ObjectStore.create(
-        endpoint=options.url, bucket=bucket, credentials=store_credentials(bucket, options, environ),
+        endpoint=options.url, bucket=bucket, credentials=store_credentials(bucket, options, environ, source=source),
         region=options.effective_region, sigv4=options.sigv4, headers=store_headers(options, prefix, environ),
         copy_policy=store_copy_policy(options), list_max_keys=options.list_object_max_keys,
         verify_tls=not options.no_check_certificate, verify_hostname=options.ssl_verify_hostname != "0",

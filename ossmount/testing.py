@@ -502,3 +502,167 @@ class TlsProxy:
         self._stopping.set()
         self._thread.join(timeout=10)
         self._listener.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The shared-mount daemon as a subprocess (daemon and CSI tests)
+
+DAEMON_START_TIMEOUT = 30.0
+# Fast timing knobs for tests: probes every 0.2 s, restarts after 0.1 s; no test asserts a duration.
+FAST_DAEMON_ARGS = ("--health-interval", "0.2", "--probe-timeout", "1", "--restart-backoff", "0.1",
+                    "--restart-backoff-max", "1", "--status-interval", "0.2")
+
+
+def process_exited(pid: int) -> bool:
+    """True once `pid` is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read().decode("ascii", "replace")
+    except OSError:
+        return True
+    return text[text.rindex(")") + 2:].split()[0] in ("Z", "X")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes (not this one) with `text` in one of their argv words: how tests find what they started."""
+    found = []
+    needle = os.fsencode(text)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(needle in word for word in argv) and not process_exited(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def mounts_under(root: str) -> list[str]:
+    """Mount points at or below `root` (deepest first), from /proc/self/mountinfo."""
+    from ossmount.daemon.mountinfo import MountTable
+
+    return [entry.mount_point for entry in MountTable.read().under(os.path.realpath(root))]
+
+
+class LocalDaemon:
+    """`python -m ossmount daemon` on a socket, run dir and allowed prefix of its own under `root`.
+
+        with LocalDaemon(tmp_root) as daemon:
+            daemon.client.stage("vol", spec, credentials)
+
+    `cleanup()` (also on exit) unstages every volume, stops the daemon, kills any process whose argv mentions
+    `root` and lazily unmounts whatever is still mounted under it; it returns what it had to clean up by force.
+    `root` should be short (a unix socket path is limited to 107 bytes)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, extra_args: Sequence[str] = (),
+                 env: dict[str, str] | None = None, fast: bool = True):
+        from ossmount.daemon.client import DaemonClient
+
+        self.root = Path(root)
+        self.socket_path = self.root / "ossmountd.sock"
+        self.run_dir = self.root / "run"
+        self.log_path = self.root / "daemon.log"
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.fast = fast
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = DaemonClient(str(self.socket_path), timeout=150)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "ossmount", "daemon", "--socket", str(self.socket_path),
+                "--run-dir", str(self.run_dir), "--allowed-target-prefix", str(self.root),
+                *(FAST_DAEMON_ARGS if self.fast else ()), *self.extra_args]
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self, *, extra_args: Sequence[str] | None = None, env: dict[str, str] | None = None) -> "LocalDaemon":
+        """Start and wait until /v1/health answers 200."""
+        from ossmount.daemon.client import DaemonClientError
+
+        if extra_args is not None:
+            self.extra_args = list(extra_args)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
+                                            stderr=subprocess.STDOUT, env=env if env is not None else self.env)
+        deadline = time.monotonic() + DAEMON_START_TIMEOUT
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise ServerStartError(f"ossmount daemon exited with {code}\n{self.log}")
+            try:
+                self.client.health()
+                return self
+            except DaemonClientError:
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"ossmount daemon not healthy after {DAEMON_START_TIMEOUT:.0f} s"
+                                           f"\n{self.log}") from None
+                time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM (the API stops; FUSE processes and mounts stay) and wait."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash of the daemon alone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def cleanup(self) -> list[str]:
+        """Leave nothing behind; returns a description of what had to be removed by force."""
+        forced: list[str] = []
+        if self.running:
+            try:
+                for volume in self.client.volumes():
+                    for target in volume["targets"]:
+                        self.client.unpublish(volume["volume_id"], target["path"])
+                    self.client.unstage(volume["volume_id"], force=True, drain_timeout_s=10)
+            except Exception as exc:  # noqa: BLE001 - cleanup goes on whatever the daemon says
+                forced.append(f"unstage failed: {exc}")
+        self.stop()
+        pids = processes_mentioning(str(self.root))
+        for pid in pids:
+            forced.append(f"process {pid}")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: [p for p in pids if not process_exited(p)], lambda alive: not alive, timeout=10)
+        from ossmount.daemon.system import unmount
+
+        for _ in range(10):
+            mounted = mounts_under(str(self.root))
+            if not mounted:
+                break
+            for mount_point in mounted:
+                forced.append(f"mount {mount_point}")
+                try:
+                    unmount(mount_point, detach=True)
+                except OSError:
+                    pass
+        return forced
+
+    def __enter__(self) -> "LocalDaemon":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()

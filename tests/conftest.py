@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from ossmount.testing import LocalServer
 
 _bucket_numbers = itertools.count()
+TEST_UID = 4242
+TEST_USER = "ossmount-test"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,3 +49,13 @@ def oss_bucket(local_server: LocalServer, fresh_bucket_name: str):
 def oss_bucket_v4(local_server: LocalServer, fresh_bucket_name: str):
     """oss2.Bucket (V4 signatures) on a fresh bucket."""
     return local_server.oss2_bucket(fresh_bucket_name, auth_version="v4")
+
+
+@pytest.fixture(scope="session")
+def test_user() -> int:
+    """A non-root user (uid/gid 4242) that tests run commands as."""
+    if subprocess.run(["id", "-u", TEST_USER], capture_output=True).returncode != 0:
+        subprocess.run(["groupadd", "-g", str(TEST_UID), TEST_USER], capture_output=True)
+        subprocess.run(["useradd", "-M", "-u", str(TEST_UID), "-g", str(TEST_UID), TEST_USER],
+                       check=True, capture_output=True)
+    return TEST_UID

@@ -47,7 +47,7 @@ class FaultConfigError(ValueError):
 @dataclass(frozen=True)
 class FaultRule:
     """One rule: for requests of operation `op` ("*" = any) perform `action` with `probability`, at most
-    `count` times (None = unlimited)."""
+    `count` times (None = unlimited), after letting the first `skip` matching requests through."""
 
     action: str
     op: str = "*"
@@ -56,6 +56,7 @@ class FaultRule:
     message: str = "Injected fault: please retry."
     probability: float = 1.0
     count: int | None = None
+    skip: int = 0
     delay_ms: float = 0.0
     bytes_per_second: int = 0
     after_bytes: int = 0
@@ -90,6 +91,8 @@ class FaultRule:
             raise FaultConfigError("probability must be between 0 and 1")
         if self.count is not None and (not isinstance(self.count, int) or self.count < 0):
             raise FaultConfigError("count must be null or a non-negative integer")
+        if not isinstance(self.skip, int) or isinstance(self.skip, bool) or self.skip < 0:
+            raise FaultConfigError("skip must be a non-negative integer")
         for name in ("delay_ms", "bytes_per_second", "after_bytes"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
@@ -126,6 +129,7 @@ class FaultInjector:
         """Replace all rules and reseed the generator."""
         self._rules = list(rules)
         self._remaining = [rule.count for rule in rules]
+        self._to_skip = [rule.skip for rule in rules]
         self._fired = [0] * len(rules)
         self._seed = seed
         self._random = random.Random(seed)
@@ -162,6 +166,9 @@ class FaultInjector:
             if not rule.matches(op):
                 continue
             if self._remaining[index] == 0:
+                continue
+            if self._to_skip[index] > 0:
+                self._to_skip[index] -= 1
                 continue
             if rule.probability < 1.0 and self._random.random() >= rule.probability:
                 continue

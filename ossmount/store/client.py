@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 import urllib.parse
 import warnings
 from collections import Counter
@@ -105,7 +106,7 @@ _STATUS_TO_ERROR: Mapping[int, type[types.StoreError]] = {
 
 
 class Credentials(Protocol):
-    """What the store needs from `ossmount.credentials.Credentials`."""
+    """What the store signs with (`ossmount.credentials.Credentials`)."""
 
     access_key_id: str
     access_key_secret: str
@@ -113,8 +114,19 @@ class Credentials(Protocol):
 
 
 class CredentialsProvider(Protocol):
-    """Credentials that may change while mounted (`ossmount.credentials.EcsRamRoleCredentials`): `current()` is
-    called, from a worker thread, for every request it signs; it raises ConfigError when none can be had."""
+    """Where each request's credentials come from: fixed `Credentials`, `FileCredentials` (a passwd file or
+    credentials directory re-read when it changes) or `EcsRamRoleCredentials` (ram_role), all in
+    `ossmount.credentials`. `current()` is called from a worker thread for every request signed, so rotated
+    credentials sign the next request; it must be cheap while nothing changed and raises ConfigError when no
+    credentials can be had (the request then fails with CredentialsUnavailable). `access_key_id` (for messages),
+    `reloads` (how often new credentials were picked up) and `reload_error` (why the last attempt failed, the
+    previous ones still in use) are read without I/O, except that a file provider may look at the file."""
+
+    @property
+    def access_key_id(self) -> str: ...
+
+    reloads: int
+    reload_error: str | None
 
     def current(self) -> Credentials: ...
 
@@ -128,6 +140,9 @@ class StoreStatistics:
     bytes_out: int = 0  # body bytes sent (PUT, UploadPart)
     retries: int = 0
     errors: Mapping[str, int] = field(default_factory=dict)  # failed attempts per error code
+    last_success_at: float | None = None  # wall clock of the last attempt that succeeded
+    last_error: str | None = None  # code of the last attempt that failed, and when
+    last_error_at: float | None = None
 
 
 def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.StoreError | None:
@@ -332,14 +347,8 @@ class _Signer:
         return self._auth._sign_url(req, bucket_name, key, expires, *args, **kwargs)
 
 
-def _current_of(credentials: Credentials | CredentialsProvider | None) -> Callable[[], Credentials] | None:
-    """A callable giving the credentials to sign with now (None: sign nothing)."""
-    if credentials is None:
-        return None
-    current = getattr(credentials, "current", None)
-    if callable(current):
-        return current
-    return lambda: credentials  # type: ignore[return-value]
+def _current(provider: CredentialsProvider | None) -> Callable[[], Credentials] | None:
+    return None if provider is None else provider.current
 
 
 class _Transport(requests.adapters.HTTPAdapter):
@@ -415,7 +424,7 @@ class ObjectStore:
     """
 
     def __init__(self, bucket: oss2.Bucket, *, endpoint: str, bucket_name: str, region: str | None,
-                 sigv4: bool, credentials: Credentials | CredentialsProvider | None, retry: RetryPolicy,
+                 sigv4: bool, credentials: CredentialsProvider | None, retry: RetryPolicy,
                  net_limiter: trio.CapacityLimiter, headers: RequestHeaders = RequestHeaders(),
                  copy_policy: CopyPolicy = CopyPolicy(), list_max_keys: int = 1000):
         self._bucket = bucket
@@ -434,6 +443,8 @@ class ObjectStore:
         self._bytes_in = 0
         self._bytes_out = 0
         self._retries = 0
+        self._last_success_at: float | None = None
+        self._last_error: tuple[str, float] | None = None
 
     @classmethod
     def create(
@@ -441,7 +452,7 @@ class ObjectStore:
         *,
         endpoint: str,
         bucket: str,
-        credentials: Credentials | CredentialsProvider | None,
+        credentials: CredentialsProvider | None,
         region: str | None = None,
         sigv4: bool = False,
         max_connections: int = 16,
@@ -458,8 +469,9 @@ class ObjectStore:
     ) -> "ObjectStore":
         """A store for `bucket` at `endpoint` ("http[s]://host[:port]").
 
-        `credentials`: fixed `Credentials` (a `security_token` selects STS), a `CredentialsProvider` asked at every
-        signing (rotation without a new store), or None for unsigned requests (a public bucket). `timeout` bounds
+        `credentials`: a `CredentialsProvider` asked at every signing (fixed `Credentials` are one; a
+        `security_token` selects STS; rotation needs no new store), or None for unsigned requests (a public
+        bucket). Signatures are V1, or V4 with `sigv4`, in `_Signer` (the one place). `timeout` bounds
         each read on the socket, `connect_timeout` each TCP connect (seconds). With `sigv4`, `region` (e.g.
         "cn-hangzhou") is required. `headers` and `copy_policy`: what the mount options add to requests and how
         copies are made (headers.py). `list_max_keys` (1..1000) is each LIST page's max-keys. `verify_tls=False`
@@ -483,7 +495,7 @@ class ObjectStore:
                         "certificates" if not verify_tls else "host names", endpoint)
         with _translate_errors("create", bucket):  # an invalid endpoint or bucket name: InvalidArgument
             oss_bucket = oss2.Bucket(
-                _Signer(_current_of(credentials), sigv4, headers), endpoint, bucket, session=session,
+                _Signer(_current(credentials), sigv4, headers), endpoint, bucket, session=session,
                 connect_timeout=(connect_timeout, timeout), app_name=headers.user_agent or USER_AGENT,
                 enable_crc=False, region=region, is_path_style=path_style,
             )
@@ -491,6 +503,11 @@ class ObjectStore:
                    credentials=credentials, retry=retry or RetryPolicy(),
                    net_limiter=trio.CapacityLimiter(max_connections), headers=headers, copy_policy=copy_policy,
                    list_max_keys=list_max_keys)
+
+    @property
+    def credentials(self) -> CredentialsProvider | None:
+        """Where the requests' credentials come from (None: unsigned requests)."""
+        return self._credentials
 
     @property
     def access_key_id(self) -> str:
@@ -511,9 +528,10 @@ class ObjectStore:
                            net_limiter=self._net_limiter, headers=self.headers, copy_policy=self.copy_policy,
                            list_max_keys=self.list_max_keys)
 
-    def update_credentials(self, credentials: Credentials | CredentialsProvider | None) -> None:
-        """Sign later requests with new credentials (STS rotation); requests in flight keep the old ones."""
-        self._bucket.auth = _Signer(_current_of(credentials), self.sigv4, self.headers)
+    def update_credentials(self, credentials: CredentialsProvider | None) -> None:
+        """Sign later requests with other credentials or another provider; requests in flight keep the old ones.
+        (Rotation needs no call: a provider's `current()` is asked for every request.)"""
+        self._bucket.auth = _Signer(_current(credentials), self.sigv4, self.headers)
         self._credentials = credentials
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -522,10 +540,13 @@ class ObjectStore:
         self._requests[op] += 1
         try:
             with _translate_errors(op, key):
-                return await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
+                result = await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
         except types.StoreError as error:
             self._errors[error.code or type(error).__name__] += 1
+            self._last_error = (error.code or type(error).__name__, time.time())
             raise
+        self._last_success_at = time.time()
+        return result
 
     async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any, idempotent: bool = True,
                     **kwargs: Any) -> T:
@@ -539,8 +560,11 @@ class ObjectStore:
 
     def statistics(self) -> StoreStatistics:
         """Requests, bytes, retries and errors so far (a frozen snapshot)."""
+        last_error, last_error_at = self._last_error or (None, None)
         return StoreStatistics(requests=dict(self._requests), bytes_in=self._bytes_in,
-                               bytes_out=self._bytes_out, retries=self._retries, errors=dict(self._errors))
+                               bytes_out=self._bytes_out, retries=self._retries, errors=dict(self._errors),
+                               last_success_at=self._last_success_at, last_error=last_error,
+                               last_error_at=last_error_at)
 
     def _verify_crc(self, op: str, key: str, expected: int, headers: Mapping[str, str], request_id: str) -> int | None:
         reported = headers.get("x-oss-hash-crc64ecma")

@@ -24,8 +24,6 @@ import pytest
 
 from ossmount.testing import LocalServer, stop_process
 
-TEST_UID = 4242
-TEST_USER = "ossmount-test"
 MOUNT_TIMEOUT = 20.0
 _names = itertools.count()
 
@@ -47,13 +45,15 @@ class Mount:
     """One `ossmount -f` process and its mountpoint; `log` is everything it wrote."""
 
     def __init__(self, server: LocalServer, bucket: str, workdir: Path, *, prefix: str = "", options: str = "",
-                 user: int | None = None, passwd: bool = True, env: dict[str, str] | None = None):
+                 user: int | None = None, passwd: bool = True, env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()):
         """`passwd=False` leaves passwd_file out (credentials from `env`, ram_role or public_bucket=1); `env` is
-        added to the mount process's environment."""
+        added to the mount process's environment; `extra_args` follow `-f` (runtime flags such as --log-file)."""
         self.server = server
         self.url = server.endpoint  # what url= says (a test may point it at a proxy in front of the server)
         self.use_passwd = passwd
         self.env = dict(env or {})
+        self.extra_args = extra_args
         self.user = user
         self.bucket = bucket
         self.prefix = prefix
@@ -83,7 +83,7 @@ class Mount:
         extra = self.options if options is None else options
         if extra:
             opts += "," + extra
-        command = [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f"]
+        command = [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f", *self.extra_args]
         if self.user is not None:
             command = ["setpriv", "--reuid", str(self.user), "--regid", str(self.user), "--clear-groups", *command]
         return command
@@ -204,16 +204,6 @@ def make_mount(local_server: LocalServer, tmp_path: Path):
     finally:
         for mount in mounts:
             mount.cleanup()
-
-
-@pytest.fixture(scope="session")
-def test_user() -> int:
-    """A non-root user (uid/gid 4242) that tests run commands as."""
-    if subprocess.run(["id", "-u", TEST_USER], capture_output=True).returncode != 0:
-        subprocess.run(["groupadd", "-g", str(TEST_UID), TEST_USER], capture_output=True)
-        subprocess.run(["useradd", "-M", "-u", str(TEST_UID), "-g", str(TEST_UID), TEST_USER],
-                       check=True, capture_output=True)
-    return TEST_UID
 
 
 def as_user(uid: int, *command: str, input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ossmount.helper_install import HELPER_NAME, install_helper, installed_command, render_helper
-from ossmount.testing import LocalServer, wait_for
+from ossmount.testing import LocalServer, process_exited, processes_mentioning, wait_for
 
 from .conftest import new_bucket
 
@@ -29,33 +29,9 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _processes_serving(mountpoint: Path) -> list[int]:
-    """Pids of ossmount processes whose command line names `mountpoint` (the daemonized mounts)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"ossmount" in b" ".join(argv) and os.fsencode(str(mountpoint)) in argv:
-            found.append(int(entry))
-    return found
-
-
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    def alive() -> list[int]:
-        return [pid for pid in pids if os.path.exists(f"/proc/{pid}") and "(zombie)" not in _state(pid)]
-
-    return wait_for(alive, lambda still_alive: not still_alive, timeout=timeout)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0]
-    except (OSError, IndexError):
-        return "(zombie)"
+    return wait_for(lambda: [pid for pid in pids if not process_exited(pid)], lambda alive: not alive,
+                    timeout=timeout)
 
 
 @pytest.fixture
@@ -96,7 +72,7 @@ class SystemMount:
         return f"url={self.server.endpoint},passwd_file={self.passwd_file}"
 
     def umount(self) -> None:
-        pids = _processes_serving(self.path)
+        pids = processes_mentioning(str(self.path))  # the daemonized mount
         assert pids, "no ossmount process serves the mount"
         subprocess.run(["umount", str(self.path)], check=True, capture_output=True, timeout=60)
         assert not os.path.ismount(self.path)
@@ -107,7 +83,7 @@ class SystemMount:
             subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True)
         if os.path.ismount(self.path):
             subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
-        for pid in _wait_gone(_processes_serving(self.path), 5.0):
+        for pid in _wait_gone(processes_mentioning(str(self.path)), 5.0):
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:

@@ -14,7 +14,7 @@ import pytest
 
 import ossmount
 from ossmount.errors import EXIT_AUTH, EXIT_BUCKET, EXIT_UNREACHABLE
-from ossmount.testing import LocalServer
+from ossmount.testing import LocalServer, processes_mentioning
 
 
 def run_mount(spec: str, mountpoint: Path, options: str, timeout: float = 15) -> tuple[subprocess.CompletedProcess, float]:
@@ -114,20 +114,6 @@ def test_daemon_mode_returns_when_ready_and_exits_on_umount(local_server, fresh_
         subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
         for pid in processes_mentioning(str(mountpoint)):
             os.kill(pid, 9)
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and "ossmount" in cmdline:
-            found.append(int(entry))
-    return found
 
 
 def test_credentials_not_in_cmdline(make_mount):

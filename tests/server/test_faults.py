@@ -37,6 +37,15 @@ def test_rules_match_by_operation_and_honour_count():
     assert injector.describe()["rules"][0]["fired"] == 2
 
 
+def test_skip_lets_the_first_matching_requests_through():
+    injector = FaultInjector()
+    injector.configure([FaultRule(action="delay", op="ListObjectsV2", skip=1, delay_ms=100)])
+    plans = [injector.decide(op) for op in ("HeadObject", "ListObjectsV2", "ListObjectsV2", "ListObjectsV2")]
+    assert [plan.delay_seconds for plan in plans] == [0.0, 0.0, 0.1, 0.1]
+    with pytest.raises(FaultConfigError):
+        FaultRule.from_json({"action": "delay", "skip": -1})
+
+
 def test_same_seed_gives_same_faults():
     def pattern(seed: int) -> list[bool]:
         injector = FaultInjector()

@@ -98,6 +98,16 @@ def test_listing_defaults_to_1000_keys(local_server, fresh_bucket_name):
     assert s3.list_objects(Bucket=fresh_bucket_name, MaxKeys=5000)["MaxKeys"] == 1000
 
 
+def test_list_buckets_returns_every_bucket(tmp_path):
+    """S3's ListBuckets has no 100-bucket page (OSS's GetService does): boto3 sees all of them."""
+    from ossmount.testing import LocalServer
+
+    names = tuple(f"many-{number:03d}" for number in range(105))
+    with LocalServer(tmp_path, buckets=names) as server:
+        listed = [b["Name"] for b in server.boto3_client().list_buckets()["Buckets"]]
+    assert listed == list(names)
+
+
 def test_buckets(s3, local_server, fresh_bucket_name):
     names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert fresh_bucket_name in names

@@ -273,11 +273,3 @@ def test_redaction_covers_both_dialects():
     assert redact_query("OSSAccessKeyId=ak&Expires=1&Signature=s%2B&security-token=t&X-Amz-Signature=x&prefix=p") == (
         f"OSSAccessKeyId=ak&Expires=1&Signature={REDACTED}&security-token={REDACTED}&X-Amz-Signature={REDACTED}"
         "&prefix=p")
-
-
-def test_s3_list_buckets_is_not_paged_at_oss_s_100(tmp_path):
-    """Found when this issue's tests created many buckets: boto3's ListBuckets saw only OSS's first page of 100."""
-    names = tuple(f"many-{n:03d}" for n in range(105))
-    with LocalServer(tmp_path / "oss", buckets=names) as server:
-        listed = [b["Name"] for b in server.boto3_client().list_buckets()["Buckets"]]
-    assert listed == list(names)

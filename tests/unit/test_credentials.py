@@ -8,11 +8,12 @@ import pytest
 
 from ossmount.credentials import (
     Credentials,
-    CredentialsSource,
+    FileCredentials,
     check_file_mode,
     parse_passwd_text,
     read_credentials_dir,
     resolve_credentials,
+    resolve_provider,
 )
 from ossmount.errors import EXIT_CONFIG, ConfigError
 
@@ -178,7 +179,7 @@ def test_source_reloads_rotated_directory(tmp_path):
         (directory / "SecurityToken").write_text("T-" + key)
     link = tmp_path / "sts"
     link.symlink_to(first)
-    source = CredentialsSource.resolve("bkt", passwd_file=link, environ={})
+    source = resolve_provider("bkt", passwd_file=link, environ={})
     assert source.load().access_key_id == "AK1"
     temp = tmp_path / "sts.tmp"
     temp.symlink_to(second)
@@ -189,16 +190,72 @@ def test_source_reloads_rotated_directory(tmp_path):
 
 def test_source_reloads_passwd_file_and_env_is_fixed(tmp_path):
     passwd = write(tmp_path / "pw", f"bkt:AK1:{SECRET}\n")
-    source = CredentialsSource.resolve("bkt", passwd_file=passwd, environ={})
+    source = resolve_provider("bkt", passwd_file=passwd, environ={})
     assert source.load().access_key_id == "AK1"
     write(passwd, f"bkt:AK2:{SECRET}\n")
     assert source.load().access_key_id == "AK2"
     assert SECRET not in repr(source) and str(passwd) in repr(source)
-    env_source = CredentialsSource.resolve("bkt", environ={"OSS_ACCESS_KEY_ID": "E", "OSS_ACCESS_KEY_SECRET": "S"},
+    env_source = resolve_provider("bkt", environ={"OSS_ACCESS_KEY_ID": "E", "OSS_ACCESS_KEY_SECRET": "S"},
                                            default_path=tmp_path / "none")
-    assert env_source.load().access_key_id == "E"
-    with pytest.raises(ValueError):
-        CredentialsSource("bkt")
+    assert env_source == Credentials("E", "S", None, "environment")  # fixed keys are their own provider
+    assert env_source.current() is env_source and env_source.reloads == 0
+
+
+def _key_dir(path, key, token):
+    path.mkdir()
+    (path / "AccessKeyId").write_text(key)
+    (path / "AccessKeySecret").write_text(SECRET)
+    (path / "SecurityToken").write_text(token)
+    return path
+
+
+def _swap(link, target):
+    temp = link.parent / (link.name + ".tmp")
+    temp.symlink_to(target.name)
+    os.replace(temp, link)
+
+
+def test_current_rereads_only_when_the_source_changes(tmp_path, monkeypatch):
+    """The store asks `current()` before every request: an unchanged source is not re-read, a swapped one is."""
+    _key_dir(tmp_path / "keys.1", "STS.AK1", "token-1")
+    _key_dir(tmp_path / "keys.2", "STS.AK2", "token-2")
+    link = tmp_path / "keys"
+    link.symlink_to("keys.1")
+    source = resolve_provider("bkt", passwd_file=link, environ={})
+    reads = []
+    original = FileCredentials.load
+    monkeypatch.setattr(FileCredentials, "load", lambda self: reads.append(1) or original(self))
+    assert source.current().security_token == "token-1"
+    assert source.current().security_token == "token-1"
+    assert len(reads) == 1 and source.reloads == 0
+    _swap(link, tmp_path / "keys.2")
+    assert (source.current().access_key_id, source.current().security_token) == ("STS.AK2", "token-2")
+    assert len(reads) == 2 and source.reloads == 1
+
+
+def test_current_keeps_the_old_keys_while_the_new_ones_are_unreadable(tmp_path):
+    _key_dir(tmp_path / "keys.1", "AK1", "token-1")
+    link = tmp_path / "keys"
+    link.symlink_to("keys.1")
+    source = resolve_provider("bkt", passwd_file=link, environ={})
+    assert source.current().access_key_id == "AK1"
+    broken = tmp_path / "keys.2"
+    broken.mkdir()
+    (broken / "AccessKeyId").write_text("AK2")  # no secret yet: a writer in the middle of its work
+    _swap(link, broken)
+    assert source.current().access_key_id == "AK1"
+    assert "AccessKeySecret" in source.reload_error and SECRET not in source.reload_error
+    (broken / "AccessKeySecret").write_text(SECRET)
+    assert source.current().access_key_id == "AK2" and source.reload_error is None
+
+
+def test_current_of_a_passwd_file_follows_a_rewrite(tmp_path):
+    passwd = write(tmp_path / "pw", f"bkt:AK1:{SECRET}\n")
+    source = resolve_provider("bkt", passwd_file=passwd, environ={})
+    assert source.current().access_key_id == "AK1"
+    replacement = write(tmp_path / "pw.new", f"bkt:AK2:{SECRET}\n")
+    os.replace(replacement, passwd)
+    assert source.current().access_key_id == "AK2"
 
 
 # -- ossfs environment names, use_session_token, the ECS RAM role (issue 7) ----------------------------------
@@ -270,6 +327,7 @@ def test_ram_role_credentials_come_from_the_metadata_service_and_are_renewed(har
         clock.now += 2940  # 600 s left of a 6 h lifetime: less than 15% -> renewed
         renewed = provider.current()
         assert (renewed.access_key_id, renewed.security_token) == ("STS.two", "tok-2")
+        assert provider.reloads == 1 and provider.reload_error is None
         gets = [path for method, path in metadata.requests if method == "GET"]
     assert gets.count("/latest/meta-data/ram/security-credentials/EcsRole") == 2
     assert ("PUT", "/latest/api/token") in metadata.requests
@@ -288,6 +346,7 @@ def test_a_named_role_is_asked_directly_and_failures_keep_valid_credentials(capl
         clock.now += 550  # within the last 60 s
         assert provider.current().access_key_id == "STS.one"  # still valid: kept, with a warning
         assert "ram_role Named" in caplog.text and "still signing" in caplog.text
+        assert "answered 404" in provider.reload_error
         clock.now += 100  # expired now
         with pytest.raises(ConfigError, match="ram_role Named: .*answered 404"):
             provider.current()

@@ -80,6 +80,7 @@ OPTION_CASES = [
     ("dbglevel=DEBUG", "dbglevel", "debug"),
     ("dbglevel=warning", "dbglevel", "warn"),
     ("passwd_file=/etc/passwd-ossfs", "passwd_file", "/etc/passwd-ossfs"),
+    ("logfile=/var/log/ossmount.log", "log_file", "/var/log/ossmount.log"),
     ("relatime", "atime", "relatime"),
     ("noexec", "noexec", True),
     ("nosuid", "nosuid", True),
@@ -305,7 +306,7 @@ NOOP_SAMPLES = [
     "credlib_opts=role", "set_check_cache_sigusr1", "set_check_cache_sigusr1=/tmp/check.log",
     "skip_clean_statcache_on_ro_flush", "simulate_mtime_ns_with_crc64", "fd_page_size=1048576", "use_rrs",
     "use_rrs=0", "load_sse_c=/etc/keys", "big_writes", "kernel_cache", "auto_cache", "allow_root",
-    "logfile", "logfile=/var/log/ossfs.log", "max_background=64", "congestion_threshold=48",
+    "max_background=64", "congestion_threshold=48",
     "default_permissions", "dev", "suid",
 ]
 

@@ -178,6 +178,31 @@ def test_credentials_for_public_buckets_ram_roles_and_session_tokens(tmp_path):
     assert sts.security_token == "t"
 
 
+def test_one_provider_per_source_and_the_daemon_s_keys_replace_passwd_file_only(tmp_path):
+    """store_credentials returns one credentials provider (ossmount.credentials) whatever the source: a passwd file
+    is re-read when it changes, `source=` (the daemon's keys) replaces passwd_file and the environment, and
+    public_bucket / ram_role still decide first, as in the mount the daemon starts."""
+    from ossmount.credentials import Credentials, EcsRamRoleCredentials, FileCredentials
+
+    passwd = tmp_path / "passwd"
+    passwd.write_text("bkt:AK1:SK\n")
+    passwd.chmod(0o600)
+    from_file = store_credentials("bkt", parse_options([f"passwd_file={passwd}"]), environ={})
+    assert isinstance(from_file, FileCredentials) and from_file.current().access_key_id == "AK1"
+    replacement = tmp_path / "passwd.new"
+    replacement.write_text("bkt:AK2:SK\n")
+    replacement.chmod(0o600)
+    replacement.replace(passwd)
+    assert from_file.current().access_key_id == "AK2" and from_file.reloads == 1
+    keys = Credentials("REQUEST-AK", "secret", None, "request")
+    assert store_credentials("bkt", parse_options([f"passwd_file={passwd}"]), environ={}, source=keys) is keys
+    assert store_credentials("bkt", parse_options(["public_bucket=1"]), environ={}, source=keys) is None
+    assert isinstance(store_credentials("bkt", parse_options(["ram_role=R"]), environ={}, source=keys),
+                      EcsRamRoleCredentials)
+    with pytest.raises(ConfigError, match="use_session_token"):
+        store_credentials("bkt", parse_options(["use_session_token"]), environ={}, source=keys)
+
+
 def test_timeouts_retries_and_never_expiring_caches_come_from_options():
     options = parse_options([])
     assert (options.connect_timeout, options.readwrite_timeout, options.retries) == (300, 120, 5)  # ossfs's

@@ -100,7 +100,7 @@ def to_oss_request(request: Request) -> Request:
 
 def apply_s3_defaults(op: str, target: Target) -> None:
     """S3's listing defaults: up to 1000 keys per page, and a larger max-keys is capped rather than refused;
-    ListBuckets is not paged (OSS's ListBuckets pages at 100)."""
+    ListBuckets lists every bucket (OSS's GetService stops at 100 unless asked for more)."""
     if op == "ListBuckets":
         target.query.setdefault("max-keys", str(DEFAULT_MAX_KEYS))
         return
