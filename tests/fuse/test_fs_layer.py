@@ -162,7 +162,7 @@ async def test_truncate_of_open_file_sends_no_head(local_server, oss_bucket, fre
         await fs.readdir(fh, 0)  # the entry now comes from a listing (no x-oss-meta-*)
         fs.releasedir(fh)
         entry = await fs.lookup(ROOT_INODE, "f")
-        fh = await fs.open(entry.inode, os.O_RDONLY)
+        fh = (await fs.open(entry.inode, os.O_RDONLY)).fh
         local_server.admin.reset_counters()
         assert (await fs.setattr(entry.inode, size=4)).attrs.size == 4
         assert requests(local_server) == {}

@@ -1,0 +1,154 @@
+"""Which mounts exist on this host, and which ossmount process serves each (for "mounting twice").
+
+Two sources:
+  * `/proc/self/mountinfo`: whether a path is a mount point and of what type (`parse_mountinfo` is pure).
+  * a record each `ossmount` mount process writes once it is ready and removes when it exits:
+    `<runtime dir>/mounts/<sha256 of the mountpoint>.json` holding its pid, bucket, prefix, endpoint and an
+    `identity` (a digest of bucket, prefix and every option). The runtime dir is `/run/ossmount` for root,
+    else `$XDG_RUNTIME_DIR/ossmount`, else `/tmp/ossmount-<uid>`. A record whose pid is gone means nothing.
+
+The rule built on them (ossmount.mount): mounting where an ossmount mount of the same bucket, prefix and
+options is live succeeds without a second process (fstab/automount retries); any other FUSE mount there
+is refused with exit 7 naming it and its pid; a dead FUSE mount (ENOTCONN) is refused with the command
+that clears it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of mountinfo: where, what type (`fuse.ossmount`), from what source (the fsname)."""
+
+    mountpoint: str
+    fstype: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """The entries of a mountinfo text, in mount order (a later entry is mounted over an earlier one)."""
+    entries = []
+    for line in text.splitlines():
+        head, separator, tail = line.partition(" - ")
+        fields, rest = head.split(" "), tail.split(" ")
+        if not separator or len(fields) < 5 or len(rest) < 2:
+            continue
+        entries.append(MountEntry(_unescape(fields[4]), _unescape(rest[0]), _unescape(rest[1])))
+    return entries
+
+
+def mount_at(path: str, mountinfo: str = MOUNTINFO) -> MountEntry | None:
+    """The topmost mount whose mount point is `path` (resolved here), or None."""
+    target = os.path.realpath(path)
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+            entries = parse_mountinfo(f.read())
+    except OSError:
+        return None
+    matches = [entry for entry in entries if entry.mountpoint == target]
+    return matches[-1] if matches else None
+
+
+def identity(bucket: str, prefix: str, options: Any) -> str:
+    """A digest of what makes two mounts "the same": bucket, prefix and every option value."""
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.compare}
+    document = json.dumps({"bucket": bucket, "prefix": prefix, "options": values}, sort_keys=True, default=str)
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def runtime_dir() -> str:
+    if os.geteuid() == 0:
+        return "/run/ossmount"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(xdg, "ossmount") if xdg else f"/tmp/ossmount-{os.getuid()}"
+
+
+def record_path(mountpoint: str) -> str:
+    """Where the record of the mount at `mountpoint` (an absolute, resolved path) lives.
+
+    Callers resolve the path (os.path.realpath) *before* mounting: resolving a live mount's path stats it,
+    which the mount's own process must never do from its event loop (it would wait for itself).
+    """
+    digest = hashlib.sha256(mountpoint.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return os.path.join(runtime_dir(), "mounts", digest + ".json")
+
+
+def write_record(mountpoint: str, record: dict) -> str:
+    """Write this process's record for the resolved `mountpoint` (atomically); returns its path."""
+    path = record_path(mountpoint)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as f:
+        json.dump({**record, "mountpoint": mountpoint, "pid": os.getpid()}, f)
+    os.replace(temporary, path)
+    return path
+
+
+def remove_record(mountpoint: str) -> None:
+    """Remove the record for the resolved `mountpoint` if it is this process's."""
+    record = read_record(mountpoint, require_live=False)
+    if record is not None and record.get("pid") == os.getpid():
+        try:
+            os.unlink(record_path(mountpoint))
+        except OSError:
+            pass
+
+
+def read_record(mountpoint: str, *, require_live: bool = True) -> dict | None:
+    """The record of the process serving the resolved `mountpoint`, or None (none, unreadable, or its
+    process is gone)."""
+    try:
+        with open(record_path(mountpoint)) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+        return None
+    if require_live and not pid_alive(record["pid"]):
+        return None
+    return record
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def ossmount_pids_for(mountpoint: str) -> list[int]:
+    """Processes whose command line is an ossmount mount of `mountpoint` (when no record names one)."""
+    target = os.path.realpath(mountpoint)
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = [arg.decode("utf-8", "surrogateescape") for arg in f.read().split(b"\0") if arg]
+            cwd = os.readlink(f"/proc/{name}/cwd")
+        except OSError:
+            continue
+        if not any("ossmount" in arg for arg in argv[:4]):
+            continue
+        if any(os.path.normpath(os.path.join(cwd, arg)) == target for arg in argv[1:] if not arg.startswith("-")):
+            found.append(int(name))
+    return found
