@@ -11,8 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import stat
-import time
-from typing import Any, Callable
+from typing import Any
 
 from ossmount.fs import attrs as fsattrs
 from ossmount.fs.cache import parent_of
@@ -31,21 +30,13 @@ log = logging.getLogger(__name__)
 class Filesystem:
     """Kernel-free filesystem over an ObjectStore; the FUSE glue makes one call per request."""
 
-    def __init__(
-        self,
-        store: Any,
-        contents: Any,
-        *,
-        config: FsConfig,
-        ownership: Any,
-        mime: Any,
-        clock: Callable[[], float] = time.time,
-    ):
-        self.ns = Namespace(store, contents, config=config, ownership=ownership, mime=mime, clock=clock)
+    def __init__(self, store: Any, contents: Any, **options: Any):
+        """`options` are Namespace's: config (FsConfig), ownership, mime, and optionally clock/monotonic."""
+        self.ns = Namespace(store, contents, **options)
         self.files = OpenFiles(self.ns, contents)
         self.store = store
         self.contents = contents
-        self.config = config
+        self.config = self.ns.config
         self.inodes = self.ns.inodes
         self.kernel = self.ns.kernel
         self.timeout = self.ns.timeout

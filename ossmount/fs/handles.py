@@ -98,9 +98,10 @@ class OpenFiles:
     def _headers_for(self, upload_meta: UploadMeta) -> Callable[[], tuple[str, dict[str, str]]]:
         return lambda: (upload_meta.content_type, dict(upload_meta.meta))
 
-    def _upload_meta_of(self, key: str) -> UploadMeta | None:
+    def _upload_meta_of(self, content: Any) -> UploadMeta | None:
+        """The upload meta the handles sharing `content` share (one per version of a key)."""
         for handle in self._handles.values():
-            if handle.content.key == key:
+            if handle.content is content:
                 return handle.upload_meta
         return None
 
@@ -148,8 +149,10 @@ class OpenFiles:
                 node = await ns.revalidate(path, node)
                 changed = node.info.etag != previous
         info = node.info
-        upload_meta = self._upload_meta_of(node.key) or UploadMeta(info.content_type or FILE_CONTENT_TYPE,
-                                                                  dict(info.meta))
+        current = self.contents.get(node.key)
+        shared = current is not None and (current.dirty or current.etag == info.etag)  # else a new version
+        upload_meta = (self._upload_meta_of(current) if shared else None) or UploadMeta(
+            info.content_type or FILE_CONTENT_TYPE, dict(info.meta))
         content = await self.contents.open(
             node.key,
             size=info.size,
@@ -180,8 +183,11 @@ class OpenFiles:
         old = handle.content
         path = self.ns.path_of_key(old.key, handle.path)
         node = self.ns.cache.get(path)
-        node = await self.ns.revalidate(path, node if node is not None and node.key == old.key
-                                        else await self.ns.resolve(path))
+        try:
+            node = await self.ns.revalidate(path, node if node is not None and node.key == old.key
+                                            else await self.ns.resolve(path))
+        except FsError as exc:  # deleted meanwhile: the read fails, not the lookup
+            raise FsError(errno.EIO) from exc
         if node.kind != fsattrs.EntryKind.FILE:
             raise FsError(errno.EIO)
         info = node.info
