@@ -31,12 +31,12 @@ Versions (issue 6, A2/A3)
 * A content is one *version* of its key: `etag` (and `version_id` in a versioned bucket) is the
   version it was opened on, or the one its last upload created. Every byte fetched from OSS is pinned
   to it (`If-Match`, or `?versionId=`), and so is every UploadPartCopy of unchanged ranges
-  (`x-oss-copy-source-if-match`). A replaced object therefore fails the read (PreconditionFailed: the
-  caller answers EIO) instead of mixing two versions.
+  (`x-oss-copy-source-if-match`). A replaced or deleted object therefore fails the read
+  (`store.types.version_gone`: the caller answers EIO) instead of mixing two versions.
 * `ContentManager.open` of a clean key whose ETag differs from the shared content's starts a new
   content for the new version; the old one is *retired* (out of the table) and keeps serving the
   handles that opened it, until their last release.
-* An upload whose base changed (PreconditionFailed while filling the spool or copying a part) is a
+* An upload whose base changed or went (`version_gone` while filling the spool or copying a part) is a
   write conflict: no object is produced (a multipart upload is aborted), the other client's object
   stays, and the spool is copied to `conflict_dir` as `<key, %-encoded>.<UTC time>` plus a `.json`
   sidecar naming the byte ranges this writer wrote and the old version's ranges it never had (zeros in
@@ -90,7 +90,7 @@ from ossmount.fs.errors import FsError
 from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, ReadaheadConfig
 from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, merge_close_ranges
 from ossmount.fs.writer import SpoolUpload, UploadRequest, UploadStrategy, store_error_from_group
-from ossmount.store.types import ObjectInfo, PreconditionFailed, StoreError
+from ossmount.store.types import ObjectInfo, StoreError, version_gone
 
 log = logging.getLogger(__name__)
 
@@ -253,12 +253,11 @@ class FileContent:
                     base_version_id=self.version_id,
                 )
                 info = await self._manager._strategy.upload(request)
-            except PreconditionFailed:
-                self._manager._counters.upload_failures += 1
-                await self._manager._keep_aside(self)
-                raise
             except StoreError as exc:
                 self._manager._counters.upload_failures += 1
+                if version_gone(exc):
+                    await self._manager._keep_aside(self)
+                    raise
                 log.error("upload of %s failed; its data is kept for a later flush: %s", key, exc)
                 raise
             if self.key == key:
@@ -463,13 +462,13 @@ class ContentManager:
                 "opened_version_id": content.version_id, "written_ranges": written, "unknown_ranges": missing,
             })
         except OSError as exc:
-            log.error("upload of '%s' failed: the object was replaced by another client after it was opened "
-                      "(ETag %s); the other client's object is kept, and this writer's bytes could NOT be saved "
+            log.error("upload of '%s' failed: the object was replaced or deleted by another client after it was "
+                      "opened (ETag %s); the other client's object is kept, and this writer's bytes could NOT be saved "
                       "to %s: %s", content.key, content.etag, path, exc)
             path = f"(lost: {exc.strerror})"
         else:
-            log.error("upload of '%s' failed: the object was replaced by another client after it was opened "
-                      "(ETag %s); the other client's object is kept, and this writer's bytes are in %s (%s.json "
+            log.error("upload of '%s' failed: the object was replaced or deleted by another client after it was "
+                      "opened (ETag %s); the other client's object is kept, and this writer's bytes are in %s (%s.json "
                       "lists the byte ranges it wrote)", content.key, content.etag, path, path)
         content.conflict_path = path
         content.dirty = False
@@ -518,9 +517,9 @@ class ContentManager:
                 continue
             try:
                 await content.flush()
-            except PreconditionFailed:
-                pass  # logged with where the bytes were kept
             except StoreError as exc:
+                if version_gone(exc):
+                    continue  # logged with where the bytes were kept
                 log.error("unmount: %s could not be uploaded, its changes are lost: %s", content.key, exc)
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ from ossmount.fs import attrs as fsattrs
 from ossmount.fs.errors import FsError
 from ossmount.fs.model import Entry, OpenedFile
 from ossmount.fs.namespace import FILE_CONTENT_TYPE, Namespace
-from ossmount.store.types import InvalidObjectState, PreconditionFailed, StoreError
+from ossmount.store.types import InvalidObjectState, StoreError, version_gone
 
 log = logging.getLogger("ossmount.fs")
 
@@ -219,8 +219,8 @@ class OpenFiles:
         try:
             try:
                 return await content.read(offset, length)
-            except PreconditionFailed:
-                if not self._may_move_to_the_new_version(handle):
+            except StoreError as exc:
+                if not (version_gone(exc) and self._may_move_to_the_new_version(handle)):
                     raise
             content = await self._move_to_the_new_version(handle)
             return await content.read(offset, length)
@@ -228,12 +228,14 @@ class OpenFiles:
             self.ns.warn_once(f"archive:{content.key}",
                               f"cannot read {content.key}: the object is archived and {ARCHIVE_HINT}")
             raise FsError(exc.errno) from exc
-        except PreconditionFailed as exc:
+        except StoreError as exc:
+            if not version_gone(exc):
+                raise
             self._stale(handle.path, content)
             if id(content) not in self._read_failures_logged:
                 self._read_failures_logged.add(id(content))
-                log.error("read of '%s' failed: the object was replaced after it was opened (opened ETag %s); "
-                          "close and reopen the file to read the new version", content.key, content.etag)
+                log.error("read of '%s' failed: the object was replaced or deleted after it was opened (opened ETag "
+                          "%s); close and reopen the file to read the new version", content.key, content.etag)
             raise FsError(errno.EIO) from exc
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
@@ -267,7 +269,7 @@ class OpenFiles:
         try:
             stored = await content.flush()
         except StoreError as exc:  # content.flush has logged it
-            if isinstance(exc, PreconditionFailed):
+            if version_gone(exc):
                 self._stale(path, content)
             raise FsError(errno.EIO) from exc
         if stored is not None:

@@ -91,6 +91,13 @@ class PreconditionFailed(StoreError):
     errno = _errno.EIO
 
 
+def version_gone(error: BaseException) -> bool:
+    """True when a request pinned to one version of an object (If-Match, x-oss-copy-source-if-match,
+    versionId) failed because that version no longer exists: it was replaced (412) or deleted (404)."""
+    return isinstance(error, PreconditionFailed) or (
+        isinstance(error, NoSuchKey) and error.code in ("NoSuchKey", "NoSuchVersion"))
+
+
 class AccessDenied(StoreError):
     """AccessDenied and every authentication refusal (InvalidAccessKeyId, SignatureDoesNotMatch, ...)."""
 

@@ -106,7 +106,7 @@ def read_until_error(fd: int, chunk: int = 128 * 1024) -> tuple[bytes, OSError |
         return bytes(got), exc
 
 
-@pytest.mark.parametrize("how", ["other-client-put", "rename-through-the-mount"])
+@pytest.mark.parametrize("how", ["other-client-put", "rename-through-the-mount", "other-client-delete"])
 def test_a_reader_never_gets_a_splice_of_two_versions(make_mount, how):
     """A reader has 16 MiB open and read 1 MiB when the object is replaced: its later reads are the old
     bytes or EIO (one log line naming the key), never new bytes."""
@@ -120,6 +120,8 @@ def test_a_reader_never_gets_a_splice_of_two_versions(make_mount, how):
         assert first == old[:MiB]
         if how == "other-client-put":
             bucket.put_object(mount.prefix + "big", new)
+        elif how == "other-client-delete":
+            bucket.delete_object(mount.prefix + "big")
         else:
             (mount.path / "big.tmp").write_bytes(new)
             os.rename(mount.path / "big.tmp", mount.path / "big")
@@ -133,8 +135,9 @@ def test_a_reader_never_gets_a_splice_of_two_versions(make_mount, how):
         os.close(fd)
     lines = [line for line in mount.log.splitlines() if f"read of '{mount.prefix}big' failed" in line]
     assert len(lines) == 1, lines
-    assert "replaced after it was opened" in lines[0]
-    assert cat(mount.path / "big") == new  # a new open reads the new version whole
+    assert "replaced or deleted after it was opened" in lines[0]
+    if how != "other-client-delete":
+        assert cat(mount.path / "big") == new  # a new open reads the new version whole
 
 
 def test_in_a_versioned_bucket_a_reader_keeps_reading_its_version(make_mount):
@@ -159,8 +162,9 @@ def conflict_files(log: str) -> list[Path]:
     return [Path(match) for match in re.findall(r"this writer's bytes are in (\S+) \(", log)]
 
 
-@pytest.mark.parametrize("size", [24 * MiB, 64 * 1024], ids=["multipart-24MiB", "single-put-64KiB"])
-def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, size):
+@pytest.mark.parametrize("size, how", [(24 * MiB, "replaced"), (64 * 1024, "replaced"), (64 * 1024, "deleted")],
+                         ids=["multipart-24MiB", "single-put-64KiB", "deleted-64KiB"])
+def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, size, how):
     """5 bytes patched at offset 0, the object replaced before close: close is EIO, the other client's object
     is intact (no merge), and the writer's bytes are kept in the file the log names."""
     mount = make_mount()
@@ -171,7 +175,10 @@ def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, size):
     fd = os.open(mount.path / "patched.bin", os.O_WRONLY)
     try:
         assert os.pwrite(fd, b"HELLO", 0) == 5
-        bucket.put_object(key, theirs)
+        if how == "replaced":
+            bucket.put_object(key, theirs)
+        else:
+            bucket.delete_object(key)
         with pytest.raises(OSError) as info:
             os.fsync(fd)
         assert info.value.errno == errno.EIO
@@ -180,7 +187,10 @@ def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, size):
             os.close(fd)
         except OSError as exc:
             assert exc.errno == errno.EIO
-    assert bucket.get_object(key).read() == theirs
+    if how == "replaced":
+        assert bucket.get_object(key).read() == theirs
+    else:
+        assert not bucket.object_exists(key)  # not re-created from half the bytes
     assert not list(oss2.MultipartUploadIterator(bucket))  # the half-built upload was aborted
     [kept] = conflict_files(mount.log)
     try:
@@ -190,11 +200,12 @@ def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, size):
         description = json.loads(Path(str(kept) + ".json").read_text())
         assert description["key"] == key and description["written_ranges"] == [[0, 5]]
         assert description["size"] == size
-        assert f"upload of '{key}' failed: the object was replaced" in mount.log
+        assert f"upload of '{key}' failed: the object was replaced or deleted" in mount.log
     finally:
         kept.unlink()
         Path(str(kept) + ".json").unlink()
-    assert cat(mount.path / "patched.bin") == theirs
+    if how == "replaced":
+        assert cat(mount.path / "patched.bin") == theirs
 
 
 def test_unchanged_parts_are_copied_only_from_the_opened_version(make_mount):
