@@ -426,7 +426,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                default_text="5"),
     OptionSpec("parallel_upload", "parallel_count", "parallel_count, as older ossfs names it",
                _int_parser(1, PARALLEL_COUNT_MAX), default_text="5"),
-    OptionSpec("tmpdir", "tmpdir", "directory for the spool files of open files being written (must exist)",
+    OptionSpec("tmpdir", "tmpdir", "directory for the spool files of open files being written, and for a writer's bytes kept aside "
+               "when another client changed the file (must exist)",
                _parse_path, default_text="$TMPDIR or /tmp"),
     OptionSpec("default_acl", "default_acl", "x-oss-object-acl of every object written (default: the bucket's)",
                _choice_parser("private", "public-read", "public-read-write", "default"), default_text="not sent"),

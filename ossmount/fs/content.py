@@ -101,6 +101,13 @@ DEFAULT_PREFETCH_LIMIT = 256 * 1024 * 1024
 # Where a writer's bytes go when its upload conflicts with another client's change: /var/tmp survives a
 # reboot (FHS), one directory per uid keeps users apart.
 DEFAULT_CONFLICT_DIR = f"/var/tmp/ossmount-conflicts-{os.getuid()}"
+
+
+def conflict_dir_for(tmpdir: str | None) -> str:
+    """The conflict directory of a mount: under `-o tmpdir=DIR` when given (where its spool files are too,
+    so a conflict never needs more room than the spool had), else DEFAULT_CONFLICT_DIR."""
+    return os.path.join(tmpdir, f"ossmount-conflicts-{os.getuid()}") if tmpdir else DEFAULT_CONFLICT_DIR
+
 COPY_CHUNK = 1024 * 1024
 MERGE_DISTANCE = 1024 * 1024  # fetching up to 1 MiB twice costs less than one more request
 

@@ -616,7 +616,7 @@ class Namespace:
         new_key = self.key(new)
         meta = self._moved_meta(dict(node.info.meta))
         content_type = self.mime.content_type_for(new.rpartition("/")[2])
-        etag = await self.store.copy(node.key, new_key, content_type=content_type, meta=meta)
+        etag = await self.store.copy(node.key, new_key, content_type=content_type, meta=meta, size=node.info.size)
         await self.store.delete(node.key)
         # As a local delete plus create: both parents' cached listings stay valid (no LIST, no HEADs).
         info = dataclasses.replace(node.info, key=new_key, etag=etag or node.info.etag, mtime=self.clock(),
