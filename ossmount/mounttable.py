@@ -89,9 +89,13 @@ def record_path(mountpoint: str) -> str:
 
 
 def write_record(mountpoint: str, record: dict) -> str:
-    """Write this process's record for the resolved `mountpoint` (atomically); returns its path."""
+    """Write this process's record for the resolved `mountpoint` (atomically); returns its path. Records of
+    processes that are gone (killed, so they could not remove theirs) are removed on the way."""
     path = record_path(mountpoint)
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    for name in os.listdir(os.path.dirname(path)):
+        if name.endswith(".json"):
+            _read(os.path.join(os.path.dirname(path), name), require_live=True)
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "w") as f:
         json.dump({**record, "mountpoint": mountpoint, "pid": os.getpid()}, f)
@@ -112,14 +116,23 @@ def remove_record(mountpoint: str) -> None:
 def read_record(mountpoint: str, *, require_live: bool = True) -> dict | None:
     """The record of the process serving the resolved `mountpoint`, or None (none, unreadable, or its
     process is gone)."""
+    return _read(record_path(mountpoint), require_live=require_live)
+
+
+def _read(path: str, *, require_live: bool) -> dict | None:
+    """The record at `path`; with `require_live`, a record whose process is gone is removed (best effort)."""
     try:
-        with open(record_path(mountpoint)) as f:
+        with open(path) as f:
             record = json.load(f)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
         return None
     if require_live and not pid_alive(record["pid"]):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
         return None
     return record
 

@@ -164,10 +164,10 @@ def conflict_files(log: str) -> list[Path]:
 
 @pytest.mark.parametrize("size, how", [(24 * MiB, "replaced"), (64 * 1024, "replaced"), (64 * 1024, "deleted")],
                          ids=["multipart-24MiB", "single-put-64KiB", "deleted-64KiB"])
-def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, size, how):
+def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, tmp_path, size, how):
     """5 bytes patched at offset 0, the object replaced before close: close is EIO, the other client's object
-    is intact (no merge), and the writer's bytes are kept in the file the log names."""
-    mount = make_mount()
+    is intact (no merge), and the writer's bytes are kept in the file the log names (in tmpdir= here)."""
+    mount = make_mount(f"tmpdir={tmp_path}")
     bucket = bucket_of(mount)
     key = mount.prefix + "patched.bin"
     original, theirs = os.urandom(size), os.urandom(size)
@@ -194,6 +194,7 @@ def test_a_patch_of_a_replaced_object_is_eio_and_keeps_both(make_mount, size, ho
     assert not list(oss2.MultipartUploadIterator(bucket))  # the half-built upload was aborted
     [kept] = conflict_files(mount.log)
     try:
+        assert kept.parent == tmp_path / f"ossmount-conflicts-{os.getuid()}"
         assert key.replace("/", "%2F") in kept.name
         with open(kept, "rb") as f:
             assert f.read(5) == b"HELLO"

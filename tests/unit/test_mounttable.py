@@ -57,5 +57,10 @@ def test_records_are_this_process_s_and_ignore_dead_pids(tmp_path, monkeypatch):
     write_record("/mnt/y", {})
     with open(record_path("/mnt/y"), "w") as f:
         f.write('{"pid": 2147483646}')
-    assert not pid_alive(2147483646) and read_record("/mnt/y") is None
     assert read_record("/mnt/y", require_live=False) == {"pid": 2147483646}
+    assert not pid_alive(2147483646) and read_record("/mnt/y") is None
+    assert not os.path.exists(record_path("/mnt/y"))  # a dead process's record is removed when seen
+    with open(record_path("/mnt/z"), "w") as f:
+        f.write('{"pid": 2147483646}')
+    write_record("/mnt/x", {})  # and every such record goes when a mount writes its own
+    assert os.listdir(tmp_path / "run" / "mounts") == [os.path.basename(record_path("/mnt/x"))]
