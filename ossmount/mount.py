@@ -181,8 +181,8 @@ def _already_mounted(args) -> int | None:
     if entry is None or not entry.fstype.startswith("fuse"):
         return None
     _check_alive(path)
-    record = mounttable.read_record(os.path.realpath(path))
-    if record is not None and entry.fstype == "fuse.ossmount":
+    record = mounttable.read_record(mounttable.resolve(path))
+    if record is not None and entry.is_ossmount:
         spec = f"{record.get('bucket')}:/{record.get('prefix', '')}".rstrip("/")
         if record.get("identity") == mounttable.identity(args.bucket, args.prefix, args.options):
             print(f"ossmount: {spec} is already mounted on {path} by pid {record['pid']} with the same options; "
@@ -197,15 +197,15 @@ def _already_mounted(args) -> int | None:
 
 
 def _check_alive(path: str) -> None:
-    """A MountError when the FUSE mount at `path` has no process any more (statfs always reaches it; a
-    stat may be answered from the kernel's attribute cache)."""
-    try:
-        os.statvfs(path)
-    except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            raise MountError(f"mountpoint {path} is a dead FUSE mount (Transport endpoint is not connected: its "
-                             f"process is gone): unmount it first (fusermount3 -u {path}, or umount -l {path})"
-                             ) from None
+    """A MountError when the FUSE mount at `path` has no process any more, or does not answer (statvfs in a
+    worker thread: a stat may be answered from the kernel's attribute cache, and a wedged server hangs it)."""
+    state = mounttable.probe(path)
+    if state == "ENOTCONN":
+        raise MountError(f"mountpoint {path} is a dead FUSE mount (Transport endpoint is not connected: its "
+                         f"process is gone): unmount it first (fusermount3 -u {path}, or umount -l {path})")
+    if state == "timeout":
+        raise MountError(f"mountpoint {path} is a FUSE mount that does not answer (statfs timed out after "
+                         f"{mounttable.PROBE_TIMEOUT:.0f} s): unmount it first (umount -l {path})")
 
 
 def check_mountpoint(path: str, *, nonempty: bool) -> None:
@@ -312,7 +312,7 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     config = FsConfig.from_options(opts, args.prefix)
     status = _status_reporter(args, flags, store)
     spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
-    mountpoint = os.path.realpath(args.mountpoint)  # now: once mounted, resolving it would stat our own mount
+    mountpoint = mounttable.resolve(args.mountpoint)  # before mounting: never resolved through our own mount
     terminated = False
     unmounted_by_kernel = False
     try:

@@ -1,7 +1,9 @@
 """Which mounts exist on this host, and which ossmount process serves each (for "mounting twice").
 
 Two sources:
-  * `/proc/self/mountinfo`: whether a path is a mount point and of what type (`parse_mountinfo` is pure).
+  * `/proc/self/mountinfo` (parsed by ossmount.daemon.mountinfo): whether a path is a mount point and of what
+    type. The mount point is never `stat`ed to decide: a dead FUSE mount answers stat from cached attributes
+    and a wedged one hangs; liveness is a statvfs in a worker thread under a timeout (`probe`).
   * a record each `ossmount` mount process writes once it is ready and removes when it exits:
     `<runtime dir>/mounts/<sha256 of the mountpoint>.json` holding its pid, bucket, prefix, endpoint and an
     `identity` (a digest of bucket, prefix and every option). The runtime dir is `/run/ossmount` for root,
@@ -16,52 +18,49 @@ that clears it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
-import re
-from dataclasses import dataclass
+import threading
 from typing import Any
 
-MOUNTINFO = "/proc/self/mountinfo"
+from ossmount.daemon.mountinfo import MOUNTINFO_PATH, MountEntry, MountTable
+
+PROBE_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of mountinfo: where, what type (`fuse.ossmount`), from what source (the fsname)."""
-
-    mountpoint: str
-    fstype: str
-    source: str
+def resolve(path: str) -> str:
+    """`path` made absolute with its parent resolved, as mountinfo names mount points; the last component is
+    not followed, so resolving never reaches (and never hangs on) a FUSE mount on `path` itself."""
+    absolute = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as octal
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """The entries of a mountinfo text, in mount order (a later entry is mounted over an earlier one)."""
-    entries = []
-    for line in text.splitlines():
-        head, separator, tail = line.partition(" - ")
-        fields, rest = head.split(" "), tail.split(" ")
-        if not separator or len(fields) < 5 or len(rest) < 2:
-            continue
-        entries.append(MountEntry(_unescape(fields[4]), _unescape(rest[0]), _unescape(rest[1])))
-    return entries
-
-
-def mount_at(path: str, mountinfo: str = MOUNTINFO) -> MountEntry | None:
-    """The topmost mount whose mount point is `path` (resolved here), or None."""
-    target = os.path.realpath(path)
+def mount_at(path: str, mountinfo: str = MOUNTINFO_PATH) -> MountEntry | None:
+    """The topmost mount on `path`, or None (also when mountinfo cannot be read)."""
     try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
-            entries = parse_mountinfo(f.read())
-    except OSError:
+        return MountTable.read(mountinfo).top(resolve(path))
+    except (OSError, ValueError):
         return None
-    matches = [entry for entry in entries if entry.mountpoint == target]
-    return matches[-1] if matches else None
+
+
+def probe(path: str, timeout: float = PROBE_TIMEOUT) -> str:
+    """"ok", "timeout" or the errno name (ENOTCONN for a mount whose process is gone) of statvfs(`path`), run in
+    a daemon thread so that a wedged FUSE server cannot hang the caller."""
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            os.statvfs(path)
+            outcome.append("ok")
+        except OSError as exc:
+            outcome.append(errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+
+    thread = threading.Thread(target=run, name="ossmount-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else "timeout"
 
 
 def identity(bucket: str, prefix: str, options: Any) -> str:
@@ -81,8 +80,8 @@ def runtime_dir() -> str:
 def record_path(mountpoint: str) -> str:
     """Where the record of the mount at `mountpoint` (an absolute, resolved path) lives.
 
-    Callers resolve the path (os.path.realpath) *before* mounting: resolving a live mount's path stats it,
-    which the mount's own process must never do from its event loop (it would wait for itself).
+    Callers pass `resolve(path)`; a mount process resolves it *before* mounting (resolving the path of its own
+    live mount from its event loop would wait for itself).
     """
     digest = hashlib.sha256(mountpoint.encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return os.path.join(runtime_dir(), "mounts", digest + ".json")
@@ -149,7 +148,7 @@ def pid_alive(pid: int) -> bool:
 
 def ossmount_pids_for(mountpoint: str) -> list[int]:
     """Processes whose command line is an ossmount mount of `mountpoint` (when no record names one)."""
-    target = os.path.realpath(mountpoint)
+    target = resolve(mountpoint)
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():

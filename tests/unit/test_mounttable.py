@@ -1,11 +1,11 @@
-"""ossmount.mounttable: mountinfo parsing and mount identity (the pure parts of "mounting twice")."""
+"""ossmount.mounttable: which mount is on a path, mount identity and the per-mount records ("mounting twice")."""
 
 from __future__ import annotations
 
 import os
 
-from ossmount.mounttable import identity, mount_at, parse_mountinfo, pid_alive, read_record, record_path, \
-    remove_record, write_record
+from ossmount.mounttable import identity, mount_at, pid_alive, probe, read_record, record_path, remove_record, \
+    resolve, write_record
 from ossmount.options import parse_options
 
 MOUNTINFO = """\
@@ -13,27 +13,32 @@ MOUNTINFO = """\
 41 22 0:41 / /mnt/with\\040space rw,nosuid,nodev,relatime shared:2 - fuse.ossmount bkt:/p\\040q rw,user_id=0
 42 41 0:42 / /mnt/with\\040space rw,nosuid,nodev,relatime shared:3 - fuse.ossmount other:/ rw,user_id=0
 43 22 0:43 / /srv rw shared:4 - tmpfs tmpfs rw
-garbage line without separator
 """
-
-
-def test_parse_mountinfo_unescapes_and_keeps_order():
-    entries = parse_mountinfo(MOUNTINFO)
-    assert [(e.mountpoint, e.fstype, e.source) for e in entries] == [
-        ("/", "ext4", "/dev/sda1"),
-        ("/mnt/with space", "fuse.ossmount", "bkt:/p q"),
-        ("/mnt/with space", "fuse.ossmount", "other:/"),
-        ("/srv", "tmpfs", "tmpfs"),
-    ]
 
 
 def test_mount_at_returns_the_topmost_mount(tmp_path):
     table = tmp_path / "mountinfo"
     table.write_text(MOUNTINFO)
-    assert mount_at("/mnt/with space", str(table)).source == "other:/"
+    top = mount_at("/mnt/with space", str(table))
+    assert (top.source, top.is_ossmount) == ("other:/", True)
     assert mount_at("/srv", str(table)).fstype == "tmpfs"
     assert mount_at("/nowhere", str(table)) is None
     assert mount_at("/srv", str(tmp_path / "missing")) is None
+    (tmp_path / "garbage").write_text("not a mountinfo line\n")
+    assert mount_at("/srv", str(tmp_path / "garbage")) is None
+
+
+def test_resolve_follows_the_parent_but_never_the_last_component(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    os.symlink("/nowhere", tmp_path / "real" / "dangling")
+    assert resolve(str(tmp_path / "link" / "dangling")) == str(tmp_path / "real" / "dangling")
+    assert resolve("relative") == os.path.join(os.getcwd(), "relative")
+
+
+def test_probe_answers_ok_or_the_errno_name(tmp_path):
+    assert probe(str(tmp_path)) == "ok"
+    assert probe(str(tmp_path / "missing")) == "ENOENT"
 
 
 def test_identity_is_bucket_prefix_and_every_option():
