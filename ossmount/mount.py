@@ -15,6 +15,12 @@ Runtime flags (for daemons and services; the shared-mount daemon passes all of t
 
 Unmount (`umount`, `fusermount3 -u`) ends `pyfuse3.main`; every dirty file is then flushed and the
 process exits 0. SIGTERM/SIGINT flush, unmount and exit 0 too.
+
+Mounting twice (see ossmount.mounttable): when MOUNTPOINT already is an ossmount mount of the same bucket,
+prefix and options, the command succeeds at once without a second process (fstab/automount retries; the
+readiness report then names the pid already serving it); any other FUSE mount there is refused with exit 7
+naming it and the pid serving it; a dead FUSE mount (ENOTCONN: its process is gone) is refused with the
+command that clears it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ossmount import mounttable
 from ossmount.logsafety import LOG_FILE_BACKUPS, LOG_FILE_MAX_BYTES, setup_logging
 from ossmount.errors import EXIT_MOUNT, EXIT_OK, ConfigError, QuietError, UsageError, single_quiet_error
 from ossmount.status import DEFAULT_STATUS_INTERVAL
@@ -133,11 +140,18 @@ def main(argv: list[str]) -> int:
     log_style = dict(timestamps=not args.options.no_time_stamp_msg, instance=args.options.instance_name)
     if not args.foreground:
         setup_logging(args.debug, args.options.log_level, **log_style)
+        if _already_mounted(args) is not None:
+            return EXIT_OK
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         return _spawn_and_wait(argv, debug=args.debug)
     try:
         setup_logging(args.debug, args.options.log_level, **log_style, log_file=log_file,
                       max_bytes=flags.log_max_bytes, backups=flags.log_backups)
+        serving = _already_mounted(args)
+        if serving is not None:
+            if args.ready_fd is not None:
+                _report(args.ready_fd, {"state": "ready", "pid": serving})
+            return EXIT_OK
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         try:
             trio.run(_serve, args, flags)
@@ -159,14 +173,52 @@ def main(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _already_mounted(args) -> int | None:
+    """The pid serving MOUNTPOINT when it is a live ossmount mount of this very bucket, prefix and options (one
+    line says so), else None; any other FUSE mount there is a MountError naming it (see the module docstring)."""
+    path = args.mountpoint
+    entry = mounttable.mount_at(path)
+    if entry is None or not entry.fstype.startswith("fuse"):
+        return None
+    _check_alive(path)
+    record = mounttable.read_record(mounttable.resolve(path))
+    if record is not None and entry.is_ossmount:
+        spec = f"{record.get('bucket')}:/{record.get('prefix', '')}".rstrip("/")
+        if record.get("identity") == mounttable.identity(args.bucket, args.prefix, args.options):
+            print(f"ossmount: {spec} is already mounted on {path} by pid {record['pid']} with the same options; "
+                  "nothing to do", file=sys.stderr)
+            return int(record["pid"])
+        raise MountError(f"mountpoint {path} is already an ossmount mount of {spec} (pid {record['pid']}); "
+                         f"unmount it first (umount {path})")
+    pids = [pid for pid in mounttable.ossmount_pids_for(path) if pid != os.getppid()]
+    served_by = f", pid {pids[0]}" if pids else ""
+    raise MountError(f"mountpoint {path} is already mounted ({entry.fstype} of {entry.source}{served_by}): "
+                     f"unmount it first (umount {path})")
+
+
+def _check_alive(path: str) -> None:
+    """A MountError when the FUSE mount at `path` has no process any more, or does not answer (statvfs in a
+    worker thread: a stat may be answered from the kernel's attribute cache, and a wedged server hangs it)."""
+    state = mounttable.probe(path)
+    if state == "ENOTCONN":
+        raise MountError(f"mountpoint {path} is a dead FUSE mount (Transport endpoint is not connected: its "
+                         f"process is gone): unmount it first (fusermount3 -u {path}, or umount -l {path})")
+    if state == "timeout":
+        raise MountError(f"mountpoint {path} is a FUSE mount that does not answer (statfs timed out after "
+                         f"{mounttable.PROBE_TIMEOUT:.0f} s): unmount it first (umount -l {path})")
+
+
 def check_mountpoint(path: str, *, nonempty: bool) -> None:
-    """The mountpoint exists, is a directory, and is empty unless `nonempty`."""
+    """The mountpoint exists, is a directory, is not a FUSE mount already, and is empty unless `nonempty`."""
+    entry = mounttable.mount_at(path)
+    if entry is not None and entry.fstype.startswith("fuse"):
+        _check_alive(path)
+        raise MountError(f"mountpoint {path} is already mounted ({entry.fstype} of {entry.source}): unmount it "
+                         f"first (umount {path})")
     if not os.path.exists(path):
         raise MountError(f"mountpoint {path} does not exist: create it with mkdir -p {path}")
     if not os.path.isdir(path):
         raise MountError(f"mountpoint {path} is not a directory")
-    if os.path.ismount(path) and _is_fuse_mount(path):
-        raise MountError(f"mountpoint {path} is already mounted: unmount it first (umount {path})")
     if not nonempty and os.listdir(path):
         raise MountError(f"mountpoint {path} is not empty: empty it or add -o nonempty")
 
@@ -179,15 +231,6 @@ def check_tmpdir(path: str | None) -> None:
         raise ConfigError(f"tmpdir {path} does not exist or is not a directory: create it or choose another")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"tmpdir {path} is not writable by this user")
-
-
-def _is_fuse_mount(path: str) -> bool:
-    real = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == real and " fuse" in line.split(" - ", 1)[1][:6] for line in f)
-    except OSError:
-        return False
 
 
 def _spawn_and_wait(argv: list[str], *, debug: bool) -> int:
@@ -251,7 +294,7 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     from ossmount.check import check_target
     from ossmount.storeconfig import open_store
     from ossmount.fs.attrs import Ownership
-    from ossmount.fs.content import ContentManager
+    from ossmount.fs.content import ContentManager, conflict_dir_for
     from ossmount.fs.filesystem import Filesystem, FsConfig
     from ossmount.fs.mime import MimeTypes
     from ossmount.fs.operations import Operations
@@ -266,23 +309,10 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
-    config = FsConfig(
-        prefix=args.prefix,
-        read_only=opts.read_only,
-        list_v2=opts.list_objects_v2,
-        readdir_optimize=opts.readdir_optimize,
-        stat_cache_size=opts.max_stat_cache_size,
-        stat_cache_ttl=opts.stat_cache_expire,
-        negative_cache=opts.enable_noobj_cache,
-        complement_stat=opts.complement_stat,
-        readdir_check_size=opts.readdir_check_size,
-        entry_timeout=opts.entry_timeout,
-        attr_timeout=opts.attr_timeout,
-        negative_timeout=opts.negative_timeout,
-        use_wtf8=opts.use_wtf8,
-    )
+    config = FsConfig.from_options(opts, args.prefix)
     status = _status_reporter(args, flags, store)
     spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
+    mountpoint = mounttable.resolve(args.mountpoint)  # before mounting: never resolved through our own mount
     terminated = False
     unmounted_by_kernel = False
     try:
@@ -290,7 +320,7 @@ async def _serve(args, flags: RuntimeFlags) -> None:
             contents = ContentManager(
                 store, spool_dir=spool_dir, multipart_size=opts.multipart_size_bytes,
                 parallel_count=opts.parallel_count, nursery=nursery,
-                multipart_threshold=opts.multipart_threshold_bytes,
+                multipart_threshold=opts.multipart_threshold_bytes, conflict_dir=conflict_dir_for(opts.tmpdir),
             )
             fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
             try:
@@ -311,10 +341,13 @@ async def _serve(args, flags: RuntimeFlags) -> None:
                                 return
 
                     session.start_soon(watch_signals)
-                    session.start_soon(_announce_ready, args)
+                    session.start_soon(_announce_ready, args, mountpoint)
                     if status is not None:
                         session.start_soon(status.run, flags.status_interval)
-                    await pyfuse3.main()
+                    try:
+                        await pyfuse3.main()
+                    finally:
+                        mounttable.remove_record(mountpoint)
                     unmounted_by_kernel = not terminated
                     session.cancel_scope.cancel()
             finally:
@@ -343,11 +376,19 @@ def _status_reporter(args, flags: RuntimeFlags, store):
                           statistics=store.statistics, credentials=lambda: credentials_status(store.credentials))
 
 
-async def _announce_ready(args) -> None:
-    """Once the kernel answers statvfs on the mount, tune readahead (root) and report readiness."""
+async def _announce_ready(args, mountpoint: str) -> None:
+    """Once the kernel answers statvfs on the mount, tune readahead (root), record the mount and report
+    readiness."""
     await trio.to_thread.run_sync(os.statvfs, args.mountpoint)
     if os.geteuid() == 0:
         await trio.to_thread.run_sync(_raise_read_ahead, args.mountpoint)
+    try:
+        mounttable.write_record(mountpoint, {
+            "bucket": args.bucket, "prefix": args.prefix, "url": args.options.url,
+            "identity": mounttable.identity(args.bucket, args.prefix, args.options),
+        })
+    except OSError as exc:  # a second mount then cannot tell whether it is the same; it refuses instead
+        log.info("could not record the mount in %s: %s", mounttable.runtime_dir(), exc)
     if args.ready_fd is not None:
         _report(args.ready_fd, {"state": "ready", "pid": os.getpid()})
 

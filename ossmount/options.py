@@ -396,11 +396,17 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                _seconds_parser(), default_text="stat_cache_expire"),
     OptionSpec("negative_timeout", "negative_timeout", "seconds the kernel caches that a name does not exist",
                _seconds_parser(), default_text="0"),
+    OptionSpec("open_check_window", "open_check_window", "an open sends one HEAD to see another client's change "
+               "(close-to-open), unless the entry was listed or checked within this many seconds; a value of "
+               "stat_cache_expire or more never checks", _seconds_parser(), default_text="1"),
     OptionSpec("readdir_optimize", "readdir_optimize", "readdir takes attributes from the listing (no HEAD "
                "per entry): modes and owners are the defaults until an entry is looked up", default_text="off"),
     OptionSpec("readdir_check_size", "readdir_check_size", "with readdir_optimize, objects of at most this many "
                "bytes (symlinks, small files) are still HEADed for their mode and owner", _int_parser(0, None),
                default_text="none HEADed"),
+    OptionSpec("symlink_in_meta", "symlink_in_meta", "write symlink targets into x-oss-meta-symlink-target "
+               "(ossfs `header:<len>:<url-encoded target>` form, empty body) instead of the body; both forms are "
+               "always read", default_text="off"),
     OptionSpec("use_wtf8", "use_wtf8", "names that are not valid UTF-8 are stored as valid UTF-8 (each bad byte "
                "as a private-use code point, as ossfs/s3fs do) and shown with their original bytes",
                default_text="off"),
@@ -420,7 +426,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                default_text="5"),
     OptionSpec("parallel_upload", "parallel_count", "parallel_count, as older ossfs names it",
                _int_parser(1, PARALLEL_COUNT_MAX), default_text="5"),
-    OptionSpec("tmpdir", "tmpdir", "directory for the spool files of open files being written (must exist)",
+    OptionSpec("tmpdir", "tmpdir", "directory for the spool files of open files being written, and for a writer's bytes kept aside "
+               "when another client changed the file (must exist)",
                _parse_path, default_text="$TMPDIR or /tmp"),
     OptionSpec("default_acl", "default_acl", "x-oss-object-acl of every object written (default: the bucket's)",
                _choice_parser("private", "public-read", "public-read-write", "default"), default_text="not sent"),
@@ -630,6 +637,8 @@ class MountOptions:
     noexec: bool = False
     nosuid: bool = False
     nodev: bool = False
+    symlink_in_meta: bool = False
+    open_check_window: float = 1.0
     ignored: tuple[str, ...] = field(default=(), compare=False)  # no-op options given, for one info log
 
     def __post_init__(self) -> None:

@@ -3,19 +3,23 @@
 Metadata (`x-oss-meta-*`, names here without the prefix, lowercase as oss2 returns them):
   mode   decimal st_mode including the type bits (33188 = S_IFREG|0644)
   uid    decimal; gid decimal
-  mtime  epoch seconds, `SEC` or `SEC.NNNNNNNNN` (s3fs 1.91 writes nanoseconds only when non-zero);
-         ctime and atime likewise
-  symlink-target   the link target, percent-encoded (ASCII header). ossfs main-v1 keeps the target
-         only in the body (trimmed), so ossmount writes both and reads the meta first
+  mtime  epoch seconds, `SEC` or `SEC.NNNNNNNNN`: exact nanoseconds when there is a fraction (ossfs
+         writes whole seconds and reads a fraction, so both clients read either form); ctime, atime alike
+  rdev   decimal st_rdev of a device node (ossmount writes it; ossfs ignores it)
+  symlink-target   ossfs 1.91.10 with `symlink_in_meta`: `header:<byte length>:<url-encoded target>`
+         (the body is empty); `body:<n>:` means "the target is in the body". ossmount before 0.2 wrote
+         the bare url-encoded target (never containing ':'), which is still read.
   xattr  percent-encoded JSON object of name → base64(value) (ossfs/s3fs `build_xattrs`; empty → removed)
 
-What an object is (`classify_object`), first rule that matches:
-  1. mode with S_IFLNK, or a `symlink-target` meta, on a key not ending in '/' → SYMLINK
-  2. mode with S_IFDIR → DIR (old s3fs wrote `dir` keys without the slash this way)
-  3. key ending '/':
-     a. size 0 and Content-Type application/octet-stream, a directory type, or unknown (a listing)
-        → DIR; except with complement_stat off and no mode meta → FILE, warning names the fix
-     b. otherwise → FILE, with a warning naming the key and the fix
+What an object is (`classify_object`; ossfs 1.91.10 measured), first rule that matches:
+  1. a stored mode with type bits → that type (S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK,
+     S_IFSOCK), whatever the key, Content-Type or size: `name/` with a regular-file mode is a file
+  2. key ending '/':
+     a. complement_stat (the default, as in ossfs, where it cannot be turned off) → DIR, whatever its
+        Content-Type or size
+     b. without it: no mode → FILE; size 0 and a directory Content-Type (or unknown: a listing) → DIR;
+        otherwise FILE. Each FILE here comes with a warning naming the key and the fix
+  3. a `symlink-target` meta → SYMLINK
   4. → FILE
 
 Permission bits (`attrs_for_object`), first rule that matches:
@@ -47,7 +51,7 @@ DEFAULT_FILE_PERM = 0o640
 DEFAULT_DIR_PERM = 0o750
 SYMLINK_PERM = 0o777
 ROOT_PERM = 0o700
-DIR_CONTENT_TYPE = "application/octet-stream"
+DIR_CONTENT_TYPE = "application/x-directory"  # what ossfs 1.91.10 mkdir writes
 # Content-Types other tools give directory objects; all mean "directory" on a size-0 'dir/' key.
 DIRECTORY_CONTENT_TYPES = frozenset(
     {"application/octet-stream", "application/x-directory", "httpd/unix-directory", "binary/octet-stream"}
@@ -61,6 +65,7 @@ META_CTIME = "ctime"
 META_ATIME = "atime"
 META_SYMLINK_TARGET = "symlink-target"
 META_XATTR = "xattr"
+META_RDEV = "rdev"
 MAX_ID = 2**32 - 2
 
 
@@ -68,6 +73,20 @@ class EntryKind(enum.Enum):
     FILE = "file"
     DIR = "dir"
     SYMLINK = "symlink"
+    FIFO = "fifo"
+    CHAR_DEVICE = "char-device"
+    BLOCK_DEVICE = "block-device"
+    SOCKET = "socket"
+
+    @classmethod
+    def from_mode(cls, mode: int) -> "EntryKind | None":
+        """The kind a full st_mode names, or None when it has no (known) type bits."""
+        return _KIND_OF_TYPE.get(stat.S_IFMT(mode))
+
+    @property
+    def special(self) -> bool:
+        """FIFOs, sockets and device nodes: empty objects whose mode names the type (ossfs mknod)."""
+        return self in _SPECIAL_KINDS
 
     @property
     def type_bits(self) -> int:
@@ -78,8 +97,13 @@ class EntryKind(enum.Enum):
         return _DEFAULT_PERM[self]
 
 
-_TYPE_BITS = {EntryKind.FILE: stat.S_IFREG, EntryKind.DIR: stat.S_IFDIR, EntryKind.SYMLINK: stat.S_IFLNK}
-_DEFAULT_PERM = {EntryKind.FILE: DEFAULT_FILE_PERM, EntryKind.DIR: DEFAULT_DIR_PERM, EntryKind.SYMLINK: SYMLINK_PERM}
+_TYPE_BITS = {EntryKind.FILE: stat.S_IFREG, EntryKind.DIR: stat.S_IFDIR, EntryKind.SYMLINK: stat.S_IFLNK,
+              EntryKind.FIFO: stat.S_IFIFO, EntryKind.CHAR_DEVICE: stat.S_IFCHR,
+              EntryKind.BLOCK_DEVICE: stat.S_IFBLK, EntryKind.SOCKET: stat.S_IFSOCK}
+_KIND_OF_TYPE = {bits: kind for kind, bits in _TYPE_BITS.items()}
+_SPECIAL_KINDS = frozenset({EntryKind.FIFO, EntryKind.CHAR_DEVICE, EntryKind.BLOCK_DEVICE, EntryKind.SOCKET})
+_DEFAULT_PERM = {kind: DEFAULT_FILE_PERM for kind in EntryKind}
+_DEFAULT_PERM.update({EntryKind.DIR: DEFAULT_DIR_PERM, EntryKind.SYMLINK: SYMLINK_PERM})
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,7 @@ class Attrs:
     mtime_ns: int
     ctime_ns: int
     atime_ns: int
+    rdev: int = 0
 
     @property
     def nlink(self) -> int:
@@ -227,8 +252,9 @@ def format_time(seconds: float | int) -> str:
 
 
 def _directory_fix(key: str) -> str:
-    return (f"a directory object must be empty with Content-Type {DIR_CONTENT_TYPE}: delete '{key}' "
-            f"and recreate it, e.g. with mkdir through the mount")
+    return (f"without complement_stat a directory object must be empty with Content-Type {DIR_CONTENT_TYPE}: "
+            f"delete '{key}' and recreate it, e.g. with mkdir through the mount, or mount with complement_stat "
+            f"(the default)")
 
 
 def classify_object(
@@ -244,23 +270,25 @@ def classify_object(
     `content_type` None means "unknown" (the object came from a listing).
     """
     mode = parse_mode(meta)
-    type_bits = stat.S_IFMT(mode) if mode is not None else 0
-    if not key.endswith("/") and (type_bits == stat.S_IFLNK or META_SYMLINK_TARGET in meta):
-        return EntryKind.SYMLINK, None
-    if type_bits == stat.S_IFDIR:
-        return EntryKind.DIR, None
+    stored_kind = EntryKind.from_mode(mode) if mode is not None else None
+    if stored_kind is not None:
+        return stored_kind, None
     if key.endswith("/"):
+        if complement_stat:
+            return EntryKind.DIR, None
+        if mode is None:
+            return EntryKind.FILE, (
+                f"object '{key}' has no x-oss-meta-mode, so without complement_stat it shows as a file; "
+                f"mount with -o complement_stat (the default) to see it as a directory"
+            )
         normalized_type = (content_type or "").split(";")[0].strip().lower()
         directory_type = content_type is None or normalized_type in DIRECTORY_CONTENT_TYPES
         if size == 0 and directory_type:
-            if mode is None and not complement_stat:
-                return EntryKind.FILE, (
-                    f"object '{key}' has no x-oss-meta-mode, so without complement_stat it shows as a file; "
-                    f"mount with -o complement_stat (the default) to see it as a directory"
-                )
             return EntryKind.DIR, None
         reason = f"size {size}" if size != 0 else f"Content-Type {content_type}"
         return EntryKind.FILE, f"object '{key}' ends in '/' but has {reason}, so it shows as a file; " + _directory_fix(key)
+    if META_SYMLINK_TARGET in meta:
+        return EntryKind.SYMLINK, None
     return EntryKind.FILE, None
 
 
@@ -280,10 +308,14 @@ def attrs_for_object(info: "ObjectInfo", kind: EntryKind, own: Ownership) -> Att
         mtime_ns = last_modified_ns
     ctime_ns = parse_time_ns(meta.get(META_CTIME))
     atime_ns = parse_time_ns(meta.get(META_ATIME))
-    if kind is EntryKind.DIR:
+    rdev = 0
+    if kind is EntryKind.DIR or kind.special:
         size = 0
-    elif kind is EntryKind.SYMLINK and META_SYMLINK_TARGET in meta:
-        size = len(_decode_target(meta[META_SYMLINK_TARGET]).encode("utf-8", "surrogateescape"))
+        if kind in (EntryKind.CHAR_DEVICE, EntryKind.BLOCK_DEVICE):
+            rdev = parse_id(meta, META_RDEV) or 0
+    elif kind is EntryKind.SYMLINK:
+        target = symlink_target_from(meta)
+        size = info.size if target is None else len(target.encode("utf-8", "surrogateescape"))
     else:
         size = info.size
     return Attrs(
@@ -295,6 +327,7 @@ def attrs_for_object(info: "ObjectInfo", kind: EntryKind, own: Ownership) -> Att
         mtime_ns=mtime_ns,
         ctime_ns=mtime_ns if ctime_ns is None else ctime_ns,
         atime_ns=mtime_ns if atime_ns is None else atime_ns,
+        rdev=rdev,
     )
 
 
@@ -383,6 +416,14 @@ def meta_with_changes(
 
 # --------------------------------------------------------------------------------------------------
 # Symlinks
+#
+# ossfs 1.91.10 writes a link's target into the body (mode S_IFLNK), or with `symlink_in_meta` into
+# `x-oss-meta-symlink-target: header:<byte length>:<url-encoded target>` with an empty body; it reads
+# `body:<n>:` in that header as "the target is in the body". ossmount before this format was settled
+# wrote the bare url-encoded target there (`quote(target, safe="/")`, so never a ':') plus the body.
+
+SYMLINK_HEADER_FORM = "header"
+SYMLINK_BODY_FORM = "body"
 
 
 def _encode_target(target: str) -> str:
@@ -393,32 +434,35 @@ def _decode_target(value: str) -> str:
     return unquote(value, encoding="utf-8", errors="surrogateescape")
 
 
-def symlink_meta(target: str) -> dict[str, str]:
-    """Meta for a symlink object as ossfs 1.91 stores it (with the mode from `meta_for_new_entry`).
-
-    The body should hold the target bytes too (`symlink_body`), so older ossfs versions read it.
-    """
+def symlink_object(target: str, *, in_meta: bool = False) -> tuple[bytes, dict[str, str]]:
+    """(body, extra meta) of a symlink object as ossfs 1.91.10 writes it: the target in the body, or with
+    `in_meta` (ossfs `symlink_in_meta`) an empty body and the `header:` form. The mode comes from
+    `meta_for_new_entry`."""
     if not target:
         raise ValueError("a symlink target cannot be empty")
-    return {META_SYMLINK_TARGET: _encode_target(target)}
-
-
-def symlink_body(target: str) -> bytes:
-    """The object body of a symlink: the target bytes (the pre-1.91 ossfs/s3fs format)."""
-    return target.encode("utf-8", "surrogateescape")
+    raw = target.encode("utf-8", "surrogateescape")
+    if in_meta:
+        return b"", {META_SYMLINK_TARGET: f"{SYMLINK_HEADER_FORM}:{len(raw)}:{_encode_target(target)}"}
+    return raw, {}
 
 
 def symlink_target_from(
     meta: Mapping[str, str], body_reader: bytes | Callable[[], bytes] | None = None
 ) -> str | None:
-    """The target of a symlink object: from `x-oss-meta-symlink-target`, else from the body (trimmed).
+    """The target of a symlink object, from whichever form it was written in (see above).
 
-    `body_reader` is the body or a callable returning it; it is used only when the meta has no
-    target. Returns None when the meta has no target and no body reader was given (the caller then
-    reads the body, possibly asynchronously, and calls again).
+    `body_reader` is the body or a callable returning it; it is used only when the target is in the body.
+    Returns None when the target is in the body and no body reader was given (the caller then reads the
+    body, possibly asynchronously, and calls again).
     """
-    if META_SYMLINK_TARGET in meta:
-        return _decode_target(meta[META_SYMLINK_TARGET])
+    value = meta.get(META_SYMLINK_TARGET)
+    if value is not None:
+        form, colon, rest = value.partition(":")
+        if colon and form == SYMLINK_HEADER_FORM:
+            _length, _, encoded = rest.partition(":")
+            return _decode_target(encoded)
+        if not (colon and form == SYMLINK_BODY_FORM):
+            return _decode_target(value)  # ossmount's earlier bare form
     if body_reader is None:
         return None
     body = body_reader() if callable(body_reader) else body_reader

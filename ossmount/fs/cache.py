@@ -23,18 +23,26 @@ class Node:
 
     `key` is the file's object key, a directory's `dir/` marker key, or None for an implicit directory
     (a prefix with no marker object). `info` is None when no object exists (implicit directory).
+    `checked` is when (time.monotonic()) OSS last confirmed `info`: a HEAD, a listing, or this mount's own
+    upload; an open re-checks an older one (close-to-open consistency, see handles.py).
     """
 
     kind: Any
     key: str | None
     info: ObjectInfo | None
+    checked: float = 0.0
 
 
 class Listing:
-    """A directory's entries by name. While cached it is kept coherent with this mount's own changes."""
+    """A directory's entries by name. While cached it is kept coherent with this mount's own changes.
 
-    def __init__(self, entries: dict[str, Node]):
+    `shadowed` names the directories hidden behind a file of the same name (ossmount.fs.names): removing
+    that file makes the directory appear.
+    """
+
+    def __init__(self, entries: dict[str, Node], shadowed: set[str] | None = None):
         self.entries = entries
+        self.shadowed = shadowed or set()
 
     def sorted(self) -> list[tuple[str, Node]]:
         return sorted(self.entries.items())
@@ -84,14 +92,21 @@ class MetadataCache:
         if listing is not None:
             listing.entries[path.rpartition("/")[2]] = node
 
-    def remove_local(self, path: str) -> None:
-        """This mount deleted `path`: forget it and drop it from the parent's cached listing."""
+    def remove_local(self, path: str, *, shadowed: Node | None = None) -> None:
+        """This mount deleted `path`: forget it and drop it from the parent's cached listing (where the
+        directory it shadowed, if any, takes its place as `shadowed`)."""
         self._stat.pop(path, None)
         self._listing.pop(path, None)
-        self._negative[path] = True
+        name = path.rpartition("/")[2]
         listing = self._listing.get(parent_of(path))
         if listing is not None:
-            listing.entries.pop(path.rpartition("/")[2], None)
+            listing.entries.pop(name, None)
+            if name in listing.shadowed and shadowed is not None:
+                listing.shadowed.discard(name)
+                listing.entries[name] = shadowed
+                self._stat[path] = shadowed
+                return
+        self._negative[path] = True
 
     def invalidate(self, path: str) -> None:
         """Forget `path` and its parent's listing (a local create, delete or change)."""
@@ -99,6 +114,11 @@ class MetadataCache:
         self._negative.pop(path, None)
         self._listing.pop(path, None)
         self._listing.pop(parent_of(path), None)
+
+    def clear(self) -> None:
+        """Forget everything (the bucket disappeared: nothing cached about it is true any more)."""
+        for cache in (self._stat, self._negative, self._listing):
+            cache.clear()
 
     def invalidate_tree(self, path: str) -> None:
         """Forget `path` and everything cached below it (directory rename or removal)."""

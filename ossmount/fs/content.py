@@ -26,6 +26,22 @@ Life of a content
 * release at zero references drops a clean content (spool closed, buffers freed) but keeps a dirty
   one in the table, so dirty data is never dropped silently: a later open shares it and retries.
 
+Versions (issue 6, A2/A3)
+-------------------------
+* A content is one *version* of its key: `etag` (and `version_id` in a versioned bucket) is the
+  version it was opened on, or the one its last upload created. Every byte fetched from OSS is pinned
+  to it (`If-Match`, or `?versionId=`), and so is every UploadPartCopy of unchanged ranges
+  (`x-oss-copy-source-if-match`). A replaced or deleted object therefore fails the read
+  (`store.types.version_gone`: the caller answers EIO) instead of mixing two versions.
+* `ContentManager.open` of a clean key whose ETag differs from the shared content's starts a new
+  content for the new version; the old one is *retired* (out of the table) and keeps serving the
+  handles that opened it, until their last release.
+* An upload whose base changed or went (`version_gone` while filling the spool or copying a part) is a
+  write conflict: no object is produced (a multipart upload is aborted), the other client's object
+  stays, and the spool is copied to `conflict_dir` as `<key, %-encoded>.<UTC time>` plus a `.json`
+  sidecar naming the byte ranges this writer wrote and the old version's ranges it never had (zeros in
+  the copy). The content is then detached: its flushes, writes and truncates fail with EIO.
+
 Concurrency (everything runs in trio tasks on the one event-loop thread; synchronous code between two
 awaits is atomic, and spool pread/pwrite are synchronous calls on that thread — cheaper than a
 thread hop for ≤1 MiB page-cache I/O)
@@ -59,8 +75,12 @@ thread hop for ≤1 MiB page-cache I/O)
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
+import json
 import logging
+import os
+import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
@@ -70,7 +90,7 @@ from ossmount.fs.errors import FsError
 from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, ReadaheadConfig
 from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, merge_close_ranges
 from ossmount.fs.writer import SpoolUpload, UploadRequest, UploadStrategy, store_error_from_group
-from ossmount.store.types import ObjectInfo, StoreError
+from ossmount.store.types import ObjectInfo, StoreError, version_gone
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +98,17 @@ UploadHeaders = tuple[str, dict[str, str]]  # (content_type, x-oss-meta-* withou
 HeadersFactory = Callable[[], UploadHeaders]
 
 DEFAULT_PREFETCH_LIMIT = 256 * 1024 * 1024
+# Where a writer's bytes go when its upload conflicts with another client's change: /var/tmp survives a
+# reboot (FHS), one directory per uid keeps users apart.
+DEFAULT_CONFLICT_DIR = f"/var/tmp/ossmount-conflicts-{os.getuid()}"
+
+
+def conflict_dir_for(tmpdir: str | None) -> str:
+    """The conflict directory of a mount: under `-o tmpdir=DIR` when given (where its spool files are too,
+    so a conflict never needs more room than the spool had), else DEFAULT_CONFLICT_DIR."""
+    return os.path.join(tmpdir, f"ossmount-conflicts-{os.getuid()}") if tmpdir else DEFAULT_CONFLICT_DIR
+
+COPY_CHUNK = 1024 * 1024
 MERGE_DISTANCE = 1024 * 1024  # fetching up to 1 MiB twice costs less than one more request
 
 
@@ -112,13 +143,17 @@ class ContentStatistics:
 class FileContent:
     """The bytes of one open key (see the module docstring for states and locking)."""
 
-    def __init__(self, manager: ContentManager, key: str, *, size: int, etag: str, headers: HeadersFactory):
+    def __init__(self, manager: ContentManager, key: str, *, size: int, etag: str, headers: HeadersFactory,
+                 version_id: str | None = None):
         self._manager = manager
         self.key = key
         self.size = size
         self.etag = etag
+        self.version_id = version_id
         self.dirty = False
         self.detached = False
+        self.conflict_path: str | None = None  # set when a conflicting upload kept this writer's bytes aside
+        self.served = 0  # bytes returned by read(): nonzero means some reader has seen this version
         self._headers = headers
         self._refs = 0
         self._base_size = size
@@ -140,6 +175,11 @@ class FileContent:
 
     async def read(self, offset: int, length: int) -> bytes | memoryview:
         """Up to `length` bytes at `offset`; short only at end of file. StoreError propagates."""
+        data = await self._read(offset, length)
+        self.served += len(data)
+        return data
+
+    async def _read(self, offset: int, length: int) -> bytes | memoryview:
         if self._spool is None:
             return await self._reader.read(offset, length)
         if offset >= self.size or length <= 0:
@@ -156,8 +196,15 @@ class FileContent:
         self._manager._counters.bytes_read += len(data)
         return data
 
+    def check_usable(self) -> None:
+        """EIO once a write conflict detached this content (its bytes were kept aside, see module docstring)."""
+        if self.conflict_path is not None:
+            raise FsError(errno.EIO, f"{self.key}: the object changed under this writer; its bytes are in "
+                                     f"{self.conflict_path}")
+
     async def write(self, offset: int, data) -> int:
         """Write `data` at `offset` into the spool (nothing is uploaded before flush); returns its length."""
+        self.check_usable()
         async with self._lock:
             with _spool_io(self.key):
                 spool = self._ensure_spool()
@@ -174,6 +221,7 @@ class FileContent:
 
     async def truncate(self, size: int) -> None:
         """Set the length: shrinking drops bytes, growing adds zeros. The same length changes nothing."""
+        self.check_usable()
         async with self._lock:
             if size == self.size:
                 return
@@ -208,13 +256,21 @@ class FileContent:
                     meta=meta,
                     ensure_local=self._materialize,
                     copyable=self._unchanged,
+                    base_etag=self.etag or None,
+                    base_version_id=self.version_id,
                 )
                 info = await self._manager._strategy.upload(request)
             except StoreError as exc:
                 self._manager._counters.upload_failures += 1
+                if version_gone(exc):
+                    await self._manager._keep_aside(self)
+                    raise
                 log.error("upload of %s failed; its data is kept for a later flush: %s", key, exc)
                 raise
-            self.etag = info.etag
+            if self.key == key:
+                # Otherwise a rename moved us meanwhile and pinned us to its copy (ContentManager.rename).
+                self.etag = info.etag
+                self.version_id = info.version_id
             # The new object equals the contents, so base_size and _valid stay true as they are: bytes
             # the spool lacks (parts copied on the server, never downloaded) are the same in the old
             # and the new object. When a rename moved us meanwhile, the object now under our key may be
@@ -246,7 +302,15 @@ class FileContent:
         return end <= self._base_size and not self._modified.intersects(start, end)
 
     async def _fetch_remote(self, offset: int, view: memoryview) -> int:
-        return await self._manager._store.get_into(self.key, offset, view)
+        return await self._manager._store.get_into(self.key, offset, view, if_match=self.etag or None,
+                                                   version_id=self.version_id)
+
+    def _own_ranges(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(ranges this writer wrote, ranges of the base version never fetched) of [0, size)."""
+        written = list(self._modified)
+        if self.size > self._base_size:
+            written.append((self._base_size, self.size))
+        return written, self._valid.gaps(0, min(self._base_size, self.size))
 
     async def _materialize(self, start: int, end: int) -> None:
         """Download the parts of [start, end) below base_size that the spool lacks. Caller holds the lock.
@@ -290,18 +354,6 @@ class FileContent:
                 raise
             raise store_error from None
 
-    async def _reset_to_remote(self, size: int, etag: str) -> None:
-        """Forget local state of a clean content whose object changed on the server."""
-        async with self._lock:
-            if self.dirty:
-                return
-            self._close_spool()
-            self.size = size
-            self.etag = etag
-            self._base_size = size
-            self._valid.clear()
-            self._reader.invalidate(size)
-
     def _close_spool(self) -> None:
         if self._spool is not None:
             self._spool.close()
@@ -331,6 +383,7 @@ class ContentManager:
         readahead: ReadaheadConfig = ReadaheadConfig(),
         prefetch_limit: int = DEFAULT_PREFETCH_LIMIT,
         multipart_threshold: float | None = None,
+        conflict_dir: str = DEFAULT_CONFLICT_DIR,
     ):
         self._store = store
         self._spool_dir = spool_dir
@@ -344,6 +397,8 @@ class ContentManager:
             multipart_threshold=multipart_threshold,
         )
         self._contents: dict[str, FileContent] = {}
+        self._retired: set[FileContent] = set()  # older versions still open, out of the table
+        self.conflict_dir = conflict_dir
 
     async def open(
         self,
@@ -351,17 +406,22 @@ class ContentManager:
         *,
         size: int,
         etag: str,
+        version_id: str | None = None,
         truncate: bool = False,
         new: bool = False,
         headers: HeadersFactory,
     ) -> FileContent:
-        """Open (or share) the content of `key`. new=True: empty and dirty; truncate=True: O_TRUNC."""
+        """Open (or share) the content of `key` at version `etag`/`version_id` (see "Versions").
+        new=True: empty and dirty; truncate=True: O_TRUNC."""
         content = self._contents.get(key)
+        if content is not None and not content.dirty and not new and etag and content.etag and (
+                etag != content.etag or (version_id or content.version_id) != content.version_id):
+            self._retire(content)
+            content = None
         if content is None:
-            content = FileContent(self, key, size=0 if new else size, etag=etag, headers=headers)
+            content = FileContent(self, key, size=0 if new else size, etag=etag, headers=headers,
+                                  version_id=None if new else version_id)
             self._contents[key] = content
-        elif not content.dirty and not new and etag and content.etag and etag != content.etag:
-            await content._reset_to_remote(size, etag)
         content._headers = headers
         content._refs += 1
         try:
@@ -384,55 +444,122 @@ class ContentManager:
             return
         if self._contents.get(content.key) is content:
             del self._contents[content.key]
+        self._retired.discard(content)
         content._discard()
+
+    def _retire(self, content: FileContent) -> None:
+        """A newer version of the key is being opened: `content` keeps serving its own handles only."""
+        del self._contents[content.key]
+        if content._refs > 0:
+            self._retired.add(content)
+        else:
+            content._discard()
+
+    async def _keep_aside(self, content: FileContent) -> None:
+        """A write conflict (see "Versions"): copy the spool to conflict_dir, log where, detach the content."""
+        written, missing = content._own_ranges()
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        bucket = getattr(self._store, "bucket_name", "")
+        name = urllib.parse.quote(f"{bucket}/{content.key}" if bucket else content.key, safe="") + "." + stamp
+        path = os.path.join(self.conflict_dir, name)
+        spool = content._spool
+        try:
+            await trio.to_thread.run_sync(_copy_spool, spool.fd if spool else -1, content.size, path, {
+                "bucket": bucket, "key": content.key, "size": content.size, "opened_etag": content.etag,
+                "opened_version_id": content.version_id, "written_ranges": written, "unknown_ranges": missing,
+            })
+        except OSError as exc:
+            log.error("upload of '%s' failed: the object was replaced or deleted by another client after it was "
+                      "opened (ETag %s); the other client's object is kept, and this writer's bytes could NOT be saved "
+                      "to %s: %s", content.key, content.etag, path, exc)
+            path = f"(lost: {exc.strerror})"
+        else:
+            log.error("upload of '%s' failed: the object was replaced or deleted by another client after it was "
+                      "opened (ETag %s); the other client's object is kept, and this writer's bytes are in %s (%s.json "
+                      "lists the byte ranges it wrote)", content.key, content.etag, path, path)
+        content.conflict_path = path
+        content.dirty = False
+        self._detach(content)
+
+    def refs(self, content: FileContent) -> int:
+        return content._refs
 
     def get(self, key: str) -> FileContent | None:
         return self._contents.get(key)
 
-    def rename(self, old_key: str, new_key: str) -> None:
-        """An open file follows a rename: its next upload goes to `new_key`."""
-        content = self._contents.pop(old_key, None)
-        if content is None:
+    def rename(self, old_key: str, new_key: str, etag: str | None = None) -> None:
+        """An open file follows a rename: its next upload goes to `new_key`, and its reads and copies are
+        pinned to the copy (`etag`, the CopyObject's answer; the version id is the copy's own, unknown)."""
+        moving = [c for c in [self._contents.get(old_key), *self._retired] if c is not None and c.key == old_key]
+        if not moving:
             return
-        replaced = self._contents.get(new_key)
-        if replaced is not None and replaced is not content:
-            self._detach(replaced)
-        content.key = new_key
-        self._contents[new_key] = content
+        self.unlinked(new_key)
+        self._contents.pop(old_key, None)
+        for content in moving:
+            content.key = new_key
+            if etag and content.etag == moving[0].etag:
+                content.etag = etag
+            content.version_id = None
+        if moving[0] is not None and moving[0] not in self._retired:
+            self._contents[new_key] = moving[0]
 
     def unlinked(self, key: str) -> None:
-        """The object was deleted while open: its content must not be uploaded again (see docstring)."""
-        content = self._contents.get(key)
-        if content is not None:
-            self._detach(content)
+        """The object was deleted while open: its contents must not be uploaded again (see docstring)."""
+        for content in [self._contents.get(key), *self._retired]:
+            if content is not None and content.key == key:
+                self._detach(content)
 
     def _detach(self, content: FileContent) -> None:
         content.detached = True
         if self._contents.get(content.key) is content:
             del self._contents[content.key]
+        self._retired.discard(content)
         if content._refs <= 0:
             content._discard()
 
     async def flush_all(self) -> None:
         """Upload every dirty content (at unmount); failures are logged, not raised."""
-        for content in list(self._contents.values()):
+        for content in [*self._contents.values(), *self._retired]:
             if not content.dirty:
                 continue
             try:
                 await content.flush()
             except StoreError as exc:
+                if version_gone(exc):
+                    continue  # logged with where the bytes were kept
                 log.error("unmount: %s could not be uploaded, its changes are lost: %s", content.key, exc)
 
     def close(self) -> None:
         """Release every spool file (after flush_all, at unmount)."""
-        for content in list(self._contents.values()):
+        for content in [*self._contents.values(), *self._retired]:
             content._discard()
         self._contents.clear()
+        self._retired.clear()
 
     def statistics(self) -> ContentStatistics:
         return ContentStatistics(
             **asdict(self._counters),
-            open_contents=len(self._contents),
+            open_contents=len(self._contents) + len(self._retired),
             dirty_contents=sum(1 for content in self._contents.values() if content.dirty),
             prefetch_buffered_bytes=self._budget.used,
         )
+
+
+def _copy_spool(fd: int, size: int, path: str, description: dict) -> None:
+    """Copy `size` bytes of the spool `fd` to a new file `path` (0600) and write `path`.json."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        offset = 0
+        while fd >= 0 and offset < size:
+            chunk = os.pread(fd, min(COPY_CHUNK, size - offset), offset)
+            if not chunk:
+                break
+            os.pwrite(out, chunk, offset)
+            offset += len(chunk)
+        os.ftruncate(out, size)
+    finally:
+        os.close(out)
+    with open(os.open(path + ".json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as sidecar:
+        json.dump(description, sidecar, indent=1)
+        sidecar.write("\n")

@@ -11,7 +11,7 @@ import errno as _errno
 import logging
 import os
 
-from ossmount.store.types import StoreError
+from ossmount.store.types import NoSuchBucket, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def errno_for(exc: BaseException, *, operation: str = "") -> int:
     if isinstance(exc, FsError):
         return exc.errno
     if isinstance(exc, StoreError):
-        if exc.errno == _errno.EIO:
+        if exc.errno == _errno.EIO and not isinstance(exc, NoSuchBucket):  # an outage is logged once, not here
             log.warning("%s failed: %s", operation or "request", exc)
         return exc.errno
     log.error("unexpected error in %s", operation or "filesystem operation", exc_info=exc)

@@ -48,7 +48,7 @@ def _attributes(inode: int, attrs: Any, timeout: float, entry_timeout: float | N
     entry.st_nlink = 2 if (attrs.mode & 0o170000) == 0o040000 else 1
     entry.st_uid = attrs.uid
     entry.st_gid = attrs.gid
-    entry.st_rdev = 0
+    entry.st_rdev = attrs.rdev
     entry.st_size = attrs.size
     entry.st_blksize = 4096
     entry.st_blocks = (attrs.size + 511) // 512
@@ -66,6 +66,17 @@ def _negative_entry(timeout: float) -> pyfuse3.EntryAttributes:
     return entry
 
 
+def _forget_cached_attributes(inode: int) -> None:
+    """The kernel drops the attributes (size) it cached for `inode`; its next read past the old size asks
+    getattr again. Attributes only, with writeback caching off: this never blocks, so an open handler may
+    call it (pyfuse3 `invalidate_inode` docs)."""
+    try:
+        pyfuse3.invalidate_inode(inode, attr_only=True)
+    except OSError as exc:  # ENOENT: the kernel no longer knows the inode; nothing to drop
+        if exc.errno != errno.ENOENT:
+            log.info("could not invalidate the cached attributes of inode %d: %s", inode, exc)
+
+
 class Operations(pyfuse3.Operations):
     """pyfuse3 request handlers over a kernel-free `Filesystem`."""
 
@@ -79,6 +90,7 @@ class Operations(pyfuse3.Operations):
         use_wtf8 = fs.config.use_wtf8
         self._name_in = wtf8.name_from_kernel if use_wtf8 else os.fsdecode
         self._name_out = wtf8.name_to_kernel if use_wtf8 else os.fsencode
+        fs.files.attrs_stale = _forget_cached_attributes
 
     def _name(self, name: bytes) -> str:
         return self._name_in(name)
@@ -153,7 +165,10 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def open(self, inode, flags, ctx):
-        return pyfuse3.FileInfo(fh=await self.fs.open(inode, flags), keep_cache=False)
+        opened = await self.fs.open(inode, flags)
+        if opened.attrs_changed:
+            _forget_cached_attributes(inode)
+        return pyfuse3.FileInfo(fh=opened.fh, keep_cache=opened.keep_cache, direct_io=opened.direct_io)
 
     @_fuse_errors
     async def create(self, parent_inode, name, mode, flags, ctx):

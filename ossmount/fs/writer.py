@@ -40,7 +40,9 @@ def _nothing_copyable(start: int, end: int) -> bool:
 class UploadRequest:
     """What to upload. The spool may still lack bytes of the old object: a strategy must call
     `ensure_local(start, end)` before reading [start, end) from the spool, or upload a range for which
-    `copyable(start, end)` is true with UploadPartCopy from `key` (the unchanged old object)."""
+    `copyable(start, end)` is true with UploadPartCopy from `key` (the unchanged old object), conditioned
+    on the version the writer opened (`base_etag`, or `base_version_id` in a versioned bucket): bytes of
+    another version must never be pasted into this upload."""
 
     key: str
     spool: SpoolFile
@@ -49,6 +51,8 @@ class UploadRequest:
     meta: dict[str, str] = field(default_factory=dict)
     ensure_local: Callable[[int, int], Awaitable[None]] = _already_local
     copyable: Callable[[int, int], bool] = _nothing_copyable
+    base_etag: str | None = None
+    base_version_id: str | None = None
 
 
 class UploadStrategy(Protocol):
@@ -150,7 +154,8 @@ class SpoolUpload:
         try:
             if request.copyable(start, end):
                 parts[index] = await self._store.upload_part_copy(
-                    request.key, (start, end - 1), request.key, upload_id, index + 1
+                    request.key, (start, end - 1), request.key, upload_id, index + 1,
+                    source_if_match=request.base_etag, source_version_id=request.base_version_id,
                 )
                 self._counters.parts_copied += 1
                 return

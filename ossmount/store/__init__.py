@@ -16,6 +16,7 @@ from ossmount.store.types import (
     NoSuchKey,
     ObjectInfo,
     PartInfo,
+    PreconditionFailed,
     StoreError,
     TransientError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "PartInfo",
+    "PreconditionFailed",
     "RetryPolicy",
     "StoreError",
     "StoreStatistics",

@@ -88,6 +88,7 @@ _TRANSIENT_CODES = frozenset(
 _CODE_TO_ERROR: Mapping[str, type[types.StoreError]] = {
     "NoSuchKey": types.NoSuchKey,
     "NoSuchBucket": types.NoSuchBucket,
+    "PreconditionFailed": types.PreconditionFailed,
     "InvalidObjectState": types.InvalidObjectState,
     "FileAlreadyExists": types.AlreadyExists,
     "InvalidArgument": types.InvalidArgument,
@@ -101,6 +102,7 @@ _CODE_TO_ERROR: Mapping[str, type[types.StoreError]] = {
 _STATUS_TO_ERROR: Mapping[int, type[types.StoreError]] = {
     403: types.AccessDenied,
     404: types.NoSuchKey,
+    412: types.PreconditionFailed,
     429: types.TransientError,
 }
 
@@ -299,6 +301,7 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
         storage_class=headers.get("x-oss-storage-class", "Standard"),
         restore=headers.get("x-oss-restore"),
         crc64=int(crc) if crc else None,
+        version_id=headers.get("x-oss-version-id"),
     )
 
 
@@ -376,6 +379,17 @@ class _Transport(requests.adapters.HTTPAdapter):
         return super().send(request, **kwargs)
 
 
+def _pinned(headers: dict[str, str], if_match: str | None, version_id: str | None
+            ) -> tuple[dict[str, str], dict[str, str] | None]:
+    """`headers` and the query parameters that pin a GET to one version: `?versionId=` when the bucket keeps
+    versions (the old bytes stay readable), else `If-Match: "ETAG"` (a replaced object answers 412)."""
+    if version_id:
+        return headers, {"versionId": version_id}
+    if if_match:
+        headers = {**headers, "If-Match": f'"{if_match}"'}
+    return headers, None
+
+
 class _FileSlice:
     """A read-only view of `size` bytes of a file from `offset`, computing CRC-64 as requests streams it.
 
@@ -445,6 +459,8 @@ class ObjectStore:
         self._retries = 0
         self._last_success_at: float | None = None
         self._last_error: tuple[str, float] | None = None
+        self._bucket_missing = False
+        self._bucket_watchers: list[tuple[Callable[[types.StoreError], None], Callable[[], None]]] = []
 
     @classmethod
     def create(
@@ -544,9 +560,35 @@ class ObjectStore:
         except types.StoreError as error:
             self._errors[error.code or type(error).__name__] += 1
             self._last_error = (error.code or type(error).__name__, time.time())
+            if isinstance(error, types.NoSuchBucket):
+                self._note_bucket_missing(error)
             raise
         self._last_success_at = time.time()
+        if self._bucket_missing:
+            self._bucket_missing = False
+            for _, on_back in self._bucket_watchers:
+                on_back()
         return result
+
+    # -- bucket outages ---------------------------------------------------------------------------
+
+    @property
+    def bucket_missing(self) -> bool:
+        """True from a NoSuchBucket answer until the next request that succeeds."""
+        return self._bucket_missing
+
+    def watch_bucket(self, on_missing: Callable[[types.StoreError], None], on_back: Callable[[], None]) -> None:
+        """Call `on_missing(error)` once when an outage starts (the first NoSuchBucket answer) and `on_back()`
+        once when it ends (the first request that succeeds again); both on the trio thread, synchronously.
+        A mount logs one line for each, however many requests fail in between."""
+        self._bucket_watchers.append((on_missing, on_back))
+
+    def _note_bucket_missing(self, error: types.StoreError) -> None:
+        if self._bucket_missing:
+            return
+        self._bucket_missing = True
+        for on_missing, _ in self._bucket_watchers:
+            on_missing(error)
 
     async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any, idempotent: bool = True,
                     **kwargs: Any) -> T:
@@ -580,7 +622,7 @@ class ObjectStore:
     # -- metadata ---------------------------------------------------------------------------------
 
     async def head(self, key: str) -> ObjectInfo:
-        """HeadObject: size, etag, mtime, content type, user metadata. NoSuchKey if absent."""
+        """HeadObject: size, etag, mtime, content type, user metadata, version id. NoSuchKey if absent."""
         result = await self._call("HeadObject", key, self._bucket.head_object, key)
         return _object_info_from_headers(key, result.headers)
 
@@ -662,10 +704,12 @@ class ObjectStore:
     def _download_headers(self) -> dict[str, str]:
         return {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity", **self.headers.for_download()}
 
-    def _get_into_blocking(self, key: str, offset: int, buf: memoryview) -> int:
-        headers = self._download_headers()
+    def _get_into_blocking(self, key: str, offset: int, buf: memoryview, if_match: str | None,
+                           version_id: str | None) -> int:
+        headers, params = _pinned(self._download_headers(), if_match, version_id)
         try:
-            result = self._bucket.get_object(key, byte_range=(offset, offset + len(buf) - 1), headers=headers)
+            result = self._bucket.get_object(key, byte_range=(offset, offset + len(buf) - 1), headers=headers,
+                                             params=params)
         except oss2.exceptions.ServerError as exc:
             if exc.status == 416:
                 return 0
@@ -708,20 +752,25 @@ class ObjectStore:
                 pass
         response.close()
 
-    async def get_into(self, key: str, offset: int, buf: memoryview) -> int:
-        """Ranged GET of [offset, offset+len(buf)) into `buf`; returns bytes read (short at EOF, 0 past it)."""
+    async def get_into(self, key: str, offset: int, buf: memoryview, *, if_match: str | None = None,
+                       version_id: str | None = None) -> int:
+        """Ranged GET of [offset, offset+len(buf)) into `buf`; returns bytes read (short at EOF, 0 past it).
+
+        `version_id` reads that version (versioned buckets); otherwise `if_match` (an ETag) makes the GET fail
+        with PreconditionFailed when the object is no longer that version.
+        """
         if len(buf) == 0:
             return 0
         view = memoryview(buf).cast("B")
-        count = await self._call("GetObject", key, self._get_into_blocking, key, offset, view)
+        count = await self._call("GetObject", key, self._get_into_blocking, key, offset, view, if_match, version_id)
         self._bytes_in += count
         return count
 
-    def _get_rest_blocking(self, key: str, offset: int) -> bytes:
-        headers = self._download_headers()
+    def _get_rest_blocking(self, key: str, offset: int, if_match: str | None, version_id: str | None) -> bytes:
+        headers, params = _pinned(self._download_headers(), if_match, version_id)
         byte_range = (offset, None) if offset else None
         try:
-            result = self._bucket.get_object(key, byte_range=byte_range, headers=headers)
+            result = self._bucket.get_object(key, byte_range=byte_range, headers=headers, params=params)
         except oss2.exceptions.ServerError as exc:
             if exc.status == 416:
                 return b""
@@ -745,14 +794,16 @@ class ObjectStore:
             response.close()
             raise
 
-    async def get_bytes(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        """The object's bytes from `offset`: `length` of them, or all the rest in one GET when None."""
+    async def get_bytes(self, key: str, offset: int = 0, length: int | None = None, *, if_match: str | None = None,
+                        version_id: str | None = None) -> bytes:
+        """The object's bytes from `offset`: `length` of them, or all the rest in one GET when None.
+        `if_match`/`version_id` pin the version as in `get_into`."""
         if length is not None:
             buf = bytearray(length)
-            count = await self.get_into(key, offset, memoryview(buf))
+            count = await self.get_into(key, offset, memoryview(buf), if_match=if_match, version_id=version_id)
             del buf[count:]
             return bytes(buf)
-        data = await self._call("GetObject", key, self._get_rest_blocking, key, offset)
+        data = await self._call("GetObject", key, self._get_rest_blocking, key, offset, if_match, version_id)
         self._bytes_in += len(data)
         return data
 
@@ -772,7 +823,7 @@ class ObjectStore:
             crc = self._verify_crc("PutObject", key, expected, result.headers, result.request_id)
             return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
                               mtime=_response_time(result.headers), content_type=_content_type(request_headers),
-                              meta=dict(meta or {}), crc64=crc)
+                              meta=dict(meta or {}), crc64=crc, version_id=result.headers.get("x-oss-version-id"))
 
         return await self.retry.run(attempt, on_retry=self._note_retry)
 
@@ -914,15 +965,25 @@ class ObjectStore:
                                             lambda: _FileSlice(fileobj, offset, size), size)
 
     async def upload_part_copy(self, src_key: str, byte_range: tuple[int, int], key: str, upload_id: str,
-                               part_number: int) -> PartInfo:
+                               part_number: int, *, source_if_match: str | None = None,
+                               source_version_id: str | None = None) -> PartInfo:
         """UploadPartCopy of the inclusive `byte_range` (first, last) of `src_key` (download + UploadPart when the
-        copy policy forbids server-side copies)."""
+        copy policy forbids server-side copies).
+
+        `source_version_id` copies from that version; otherwise `source_if_match` (an ETag) sends
+        `x-oss-copy-source-if-match`, so a replaced source fails with PreconditionFailed instead of copying
+        bytes of a version the caller never saw (the download of a forbidden copy is pinned alike).
+        """
         if not self.copy_policy.part_copy:
             first, last = byte_range
-            data = await self.get_bytes(src_key, first, last - first + 1)
+            data = await self.get_bytes(src_key, first, last - first + 1, if_match=source_if_match,
+                                        version_id=source_version_id)
             return await self.upload_part(key, upload_id, part_number, data)
+        headers = {"x-oss-copy-source-if-match": f'"{source_if_match}"'} if source_if_match and not source_version_id \
+            else None
+        params = {"versionId": source_version_id} if source_version_id else None
         result = await self._call("UploadPartCopy", key, self._bucket.upload_part_copy, self.bucket_name,
-                                  src_key, byte_range, key, upload_id, part_number)
+                                  src_key, byte_range, key, upload_id, part_number, headers=headers, params=params)
         first, last = byte_range
         crc = result.headers.get("x-oss-hash-crc64ecma")
         return PartInfo(part_number=part_number, etag=_strip_etag(result.etag), size=last - first + 1,
@@ -941,7 +1002,7 @@ class ObjectStore:
             crc = self._verify_crc("CompleteMultipartUpload", key, expected, result.headers, result.request_id)
         return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
                           mtime=_response_time(result.headers), crc64=crc,
-                          object_type="Multipart")
+                          object_type="Multipart", version_id=result.headers.get("x-oss-version-id"))
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload."""

@@ -31,6 +31,7 @@ class ObjectInfo:
     restore: str | None = None  # the x-oss-restore header, if any
     crc64: int | None = None
     from_listing: bool = False
+    version_id: str | None = None  # x-oss-version-id, set only in a versioning-enabled (or suspended) bucket
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,24 @@ class NoSuchKey(StoreError):
 
 
 class NoSuchBucket(StoreError):
-    errno = _errno.ENOENT
+    """The bucket is gone (deleted while mounted, or never existed). Every operation is EIO: a missing bucket
+    must never look like an empty directory or a missing file."""
+
+    errno = _errno.EIO
+
+
+class PreconditionFailed(StoreError):
+    """412: an If-Match (or x-oss-copy-source-if-match) condition failed: the object is no longer the version
+    the caller opened. The filesystem reports EIO rather than mixing two versions."""
+
+    errno = _errno.EIO
+
+
+def version_gone(error: BaseException) -> bool:
+    """True when a request pinned to one version of an object (If-Match, x-oss-copy-source-if-match,
+    versionId) failed because that version no longer exists: it was replaced (412) or deleted (404)."""
+    return isinstance(error, PreconditionFailed) or (
+        isinstance(error, NoSuchKey) and error.code in ("NoSuchKey", "NoSuchVersion"))
 
 
 class AccessDenied(StoreError):

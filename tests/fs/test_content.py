@@ -30,6 +30,11 @@ def headers(content_type: str = "text/plain", **meta: str):
     return lambda: (content_type, dict(meta))
 
 
+def etag_of(bucket, key: str) -> str:
+    """The ETag a content is opened on (reads and copies are pinned to it)."""
+    return bucket.head_object(key).etag
+
+
 def random_bytes(size: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -65,7 +70,7 @@ async def test_sequential_read_is_prefetched_in_few_large_gets(store, oss_bucket
     oss_bucket.put_object("big.bin", data)
     admin.reset_counters()
     manager = manager_for(store, nursery, tmp_path)
-    content = await manager.open("big.bin", size=len(data), etag="x", headers=headers())
+    content = await manager.open("big.bin", size=len(data), etag=etag_of(oss_bucket, "big.bin"), headers=headers())
     assert await read_all(content) == data
     gets = ops_since_reset(admin, "GetObject")["GetObject"]
     reads = len(data) // (128 * KiB) + 1
@@ -84,7 +89,7 @@ async def test_reads_correct_at_every_offset_and_size(store, oss_bucket, nursery
     small_windows = ReadaheadConfig(initial_window=64 * KiB, max_window=512 * KiB, chunk_size=200 * KiB,
                                     keep_behind=32 * KiB, max_streams=2)
     manager = manager_for(store, nursery, tmp_path, readahead=small_windows)
-    content = await manager.open("obj", size=len(data), etag="x", headers=headers())
+    content = await manager.open("obj", size=len(data), etag=etag_of(oss_bucket, "obj"), headers=headers())
     rng = random.Random(2)
     for _ in range(150):
         offset = rng.choice([rng.randrange(len(data) + 100), len(data) - rng.randrange(1, 300)])
@@ -106,7 +111,7 @@ async def test_prefetch_serves_memoryviews_and_stays_within_budget(store, oss_bu
     data = random_bytes(6 * MiB, seed=3)
     oss_bucket.put_object("obj", data)
     manager = manager_for(store, nursery, tmp_path, prefetch_limit=2 * MiB)
-    content = await manager.open("obj", size=len(data), etag="x", headers=headers())
+    content = await manager.open("obj", size=len(data), etag=etag_of(oss_bucket, "obj"), headers=headers())
     offset, peak = 0, 0
     while offset < len(data):
         piece = await content.read(offset, 128 * KiB)
@@ -121,7 +126,7 @@ async def test_prefetch_serves_memoryviews_and_stays_within_budget(store, oss_bu
 async def test_unrestored_archive_object_raises_invalid_object_state(store, oss_bucket, nursery, tmp_path):
     oss_bucket.put_object("cold.bin", b"frozen", headers={"x-oss-storage-class": "Archive"})
     manager = manager_for(store, nursery, tmp_path)
-    content = await manager.open("cold.bin", size=6, etag="x", headers=headers())
+    content = await manager.open("cold.bin", size=6, etag=etag_of(oss_bucket, "cold.bin"), headers=headers())
     with pytest.raises(InvalidObjectState):
         await content.read(0, 6)
     with pytest.raises(InvalidObjectState):  # a failed stream is not cached: the next read asks again
@@ -201,7 +206,7 @@ async def test_large_files_never_sit_in_memory(store, oss_bucket, nursery, tmp_p
         write_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         await manager.release(content)
-        reader = await manager.open("huge.bin", size=size, etag="new", headers=headers())
+        reader = await manager.open("huge.bin", size=size, etag=etag_of(oss_bucket, "huge.bin"), headers=headers())
         offset = 0
         while offset < size:
             piece = await reader.read(offset, 1 * MiB)
@@ -223,7 +228,7 @@ async def test_write_into_existing_object_fetches_only_at_flush(store, oss_bucke
     oss_bucket.put_object("existing", original)
     admin.reset_counters()
     manager = manager_for(store, nursery, tmp_path, multipart_size=8 * MiB)
-    content = await manager.open("existing", size=len(original), etag="x", headers=headers())
+    content = await manager.open("existing", size=len(original), etag=etag_of(oss_bucket, "existing"), headers=headers())
     await content.write(1 * MiB + 3, b"MIDDLE")
     await content.write(len(original), b"APPENDED")  # append
     assert ops_since_reset(admin, "GetObject")["GetObject"] == 0  # writes download nothing
@@ -242,7 +247,7 @@ async def test_unchanged_parts_are_copied_on_the_server(store, oss_bucket, admin
     oss_bucket.put_object("log.bin", original)
     admin.reset_counters()
     manager = manager_for(store, nursery, tmp_path, multipart_size=1 * MiB)
-    content = await manager.open("log.bin", size=len(original), etag="x", headers=headers())
+    content = await manager.open("log.bin", size=len(original), etag=etag_of(oss_bucket, "log.bin"), headers=headers())
     await content.write(len(original), b"appended line\n")
     await content.write(2 * MiB + 10, b"patch")
     await content.flush()
@@ -267,7 +272,7 @@ async def test_truncate_shrink_grow_and_sparse_writes(store, oss_bucket, nursery
     original = random_bytes(2 * MiB, seed=6)
     oss_bucket.put_object("f", original)
     manager = manager_for(store, nursery, tmp_path)
-    content = await manager.open("f", size=len(original), etag="x", headers=headers())
+    content = await manager.open("f", size=len(original), etag=etag_of(oss_bucket, "f"), headers=headers())
     await content.truncate(1000)  # shrink
     await content.truncate(5000)  # grow: the dropped bytes must come back as zeros, not old data
     await content.write(3 * MiB, b"tail")  # sparse: a hole from 5000 to 3 MiB
@@ -282,7 +287,7 @@ async def test_truncate_shrink_grow_and_sparse_writes(store, oss_bucket, nursery
 async def test_open_with_truncate_discards_old_bytes(store, oss_bucket, nursery, tmp_path):
     oss_bucket.put_object("t", b"old contents")
     manager = manager_for(store, nursery, tmp_path)
-    content = await manager.open("t", size=12, etag="x", truncate=True, headers=headers())
+    content = await manager.open("t", size=12, etag=etag_of(oss_bucket, "t"), truncate=True, headers=headers())
     assert content.size == 0 and content.dirty
     await content.write(0, b"new")
     await content.flush()
@@ -314,7 +319,7 @@ async def test_any_sequence_of_operations_matches_a_bytearray(store, oss_bucket,
     oss_bucket.put_object(key, bytes(model))
     async with trio.open_nursery() as nursery:
         manager = manager_for(store, nursery, tmp_path, multipart_size=256 * KiB, parallel_count=2)
-        content = await manager.open(key, size=initial_size, etag="x", headers=headers())
+        content = await manager.open(key, size=initial_size, etag=etag_of(oss_bucket, key), headers=headers())
         for op in operations:
             if isinstance(op, Write):
                 await content.write(op.offset, op.data)
@@ -371,7 +376,7 @@ async def test_rename_during_an_upload_uploads_again_under_the_new_key(store, os
     original = random_bytes(3 * MiB, seed=10)
     oss_bucket.put_object("moving", original)
     manager = manager_for(store, nursery, tmp_path, multipart_size=1 * MiB)
-    content = await manager.open("moving", size=len(original), etag="x", headers=headers())
+    content = await manager.open("moving", size=len(original), etag=etag_of(oss_bucket, "moving"), headers=headers())
     await content.write(len(original), b"tail")
     await content.write(MiB + 5, b"middle")  # part 2 differs from the object the rename copies
     admin.set_faults([{"op": "CompleteMultipartUpload", "action": "delay", "delay_ms": 300, "probability": 1.0}])
@@ -380,9 +385,9 @@ async def test_rename_during_an_upload_uploads_again_under_the_new_key(store, os
         await trio.sleep(0.1)  # parts are copied/uploaded; Complete is held up by the server
         assert content.dirty
         # what fs-core does for a rename: copy the object, delete the old key, move the open content
-        oss_bucket.copy_object(oss_bucket.bucket_name, "moving", "moved")
+        copied = oss_bucket.copy_object(oss_bucket.bucket_name, "moving", "moved")
         oss_bucket.delete_object("moving")
-        manager.rename("moving", "moved")
+        manager.rename("moving", "moved", copied.etag)
     admin.clear_faults()
     assert content.dirty  # the finished upload went to the old key: not the one we now have
     await content.flush()

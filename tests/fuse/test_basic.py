@@ -57,7 +57,7 @@ def test_mkdir_creates_marker_and_rmdir_refuses_non_empty(module_mount, workdir)
     (workdir / "d").mkdir(mode=0o755)
     head = bucket_of(module_mount).head_object(key_of(module_mount, workdir / "d") + "/")
     assert head.content_length == 0
-    assert head.headers["Content-Type"] == "application/octet-stream"
+    assert head.headers["Content-Type"] == "application/x-directory"  # as ossfs 1.91.10 mkdir
     assert stat.S_ISDIR(int(head.headers["x-oss-meta-mode"]))
     (workdir / "d" / "f").write_bytes(b"1")
     with pytest.raises(OSError) as info:
@@ -128,14 +128,14 @@ def test_hard_link_is_not_supported(module_mount, workdir):
 
 
 def test_symlink_round_trip_in_ossfs_format(module_mount, workdir):
-    """Symlinks are stored as ossfs 1.91 does (x-oss-meta-symlink-target) so oss2/ossfs read them."""
+    """Symlinks are stored as ossfs 1.91.10 does by default: the target in the body, S_IFLNK in the mode."""
     os.symlink("../some/target.txt", workdir / "link")
     assert os.readlink(workdir / "link") == "../some/target.txt"
     assert stat.S_ISLNK(os.lstat(workdir / "link").st_mode)
+    assert os.lstat(workdir / "link").st_size == len("../some/target.txt")
     head = bucket_of(module_mount).head_object(key_of(module_mount, workdir / "link"))
     assert stat.S_ISLNK(int(head.headers["x-oss-meta-mode"]))
-    assert head.headers["x-oss-meta-symlink-target"] == urllib.parse.quote("../some/target.txt", safe="/")
-    # and the body holds the target too, which is what older ossfs versions read
+    assert "x-oss-meta-symlink-target" not in head.headers
     assert bucket_of(module_mount).get_object(key_of(module_mount, workdir / "link")).read() == b"../some/target.txt"
 
 
@@ -143,13 +143,6 @@ def test_symlink_in_old_body_form_is_read(module_mount, workdir):
     key = key_of(module_mount, workdir) + "/oldlink"
     bucket_of(module_mount).put_object(key, b"old/target", headers={"x-oss-meta-mode": str(stat.S_IFLNK | 0o777)})
     assert os.readlink(workdir / "oldlink") == "old/target"
-
-
-def test_fifo_is_refused(module_mount, workdir):
-    with pytest.raises(OSError) as info:
-        os.mkfifo(workdir / "fifo")
-    assert info.value.errno == errno.EPERM
-    assert "ossmount cannot store special files" in module_mount.log
 
 
 def test_statfs_reports_large_free_space(module_mount):
@@ -215,22 +208,23 @@ def test_foreign_objects_show_default_modes(module_mount, workdir):
     assert sorted(os.listdir(workdir)) == ["implicit", "marker", "ossfs-file", "plain"]
 
 
-def test_dir_object_with_wrong_content_type_is_a_file_with_warning(module_mount, workdir):
-    """A `dir/` key with another Content-Type or a size > 0 is a file, and one warning names the key."""
+def test_dir_object_with_any_content_type_is_a_directory(module_mount, workdir):
+    """ossfs 1.91.10 (complement_stat): a `dir/` key without x-oss-meta-mode is a directory whatever its
+    Content-Type or size, and the keys below it are reachable; one with a regular-file mode is a file."""
     base = key_of(module_mount, workdir) + "/"
-    bucket_of(module_mount).put_object(base + "odd/", b"", headers={"Content-Type": "text/plain"})
-    bucket_of(module_mount).put_object(base + "big/", b"data", headers={"Content-Type": "application/octet-stream"})
-    assert stat.S_ISREG(os.stat(workdir / "odd").st_mode)
-    assert stat.S_ISREG(os.stat(workdir / "big").st_mode)
-    assert (workdir / "big").read_bytes() == b"data"
-    for _ in range(3):
-        os.stat(workdir / "odd")
-        os.listdir(workdir)
-    log = module_mount.log
-    for key in (base + "odd/", base + "big/"):
-        warnings = [line for line in log.splitlines() if f"'{key}'" in line]
-        assert len(warnings) == 1, warnings  # one warning per key, however often it is seen
-        assert "shows as a file" in warnings[0] and f"delete '{key}'" in warnings[0]
+    bucket = bucket_of(module_mount)
+    bucket.put_object(base + "odd/", b"", headers={"Content-Type": "text/html"})
+    bucket.put_object(base + "odd/inside.txt", b"reachable")
+    bucket.put_object(base + "big/", b"data", headers={"Content-Type": "testtype"})
+    bucket.put_object(base + "filelike/", b"body", headers={"x-oss-meta-mode": str(stat.S_IFREG | 0o644)})
+    assert stat.S_ISDIR(os.stat(workdir / "odd").st_mode)
+    assert stat.S_ISDIR(os.stat(workdir / "big").st_mode)
+    assert (workdir / "odd" / "inside.txt").read_bytes() == b"reachable"
+    assert os.listdir(workdir / "odd") == ["inside.txt"]
+    assert stat.S_ISREG(os.stat(workdir / "filelike").st_mode)
+    assert (workdir / "filelike").read_bytes() == b"body"
+    assert sorted(os.listdir(workdir)) == ["big", "filelike", "odd"]
+    assert "shows as a file" not in module_mount.log
 
 
 def test_posix_workload(module_mount, workdir, tmp_path):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import stat
+import time
 
 import pytest
 import trio
@@ -23,15 +25,23 @@ from ossmount.fs.mime import MimeTypes
 from ossmount.store import ObjectStore
 
 
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @contextlib.asynccontextmanager
-async def filesystem(server, bucket: str, tmp_path, **config):
+async def filesystem(server, bucket: str, tmp_path, monotonic=time.monotonic, **config):
     store = ObjectStore.create(endpoint=server.endpoint, bucket=bucket,
                                credentials=Credentials(server.access_key_id, server.access_key_secret))
     async with trio.open_nursery() as nursery:
         contents = ContentManager(store, spool_dir=str(tmp_path), multipart_size=8 << 20, parallel_count=2,
-                                  nursery=nursery)
+                                  nursery=nursery, conflict_dir=str(tmp_path / "conflicts"))
         fs = Filesystem(store, contents, config=FsConfig(**config), ownership=Ownership(0, 0),
-                        mime=MimeTypes.load())
+                        mime=MimeTypes.load(), monotonic=monotonic)
         yield fs
         assert fs.open_handle_count() == 0
         nursery.cancel_scope.cancel()
@@ -162,7 +172,7 @@ async def test_truncate_of_open_file_sends_no_head(local_server, oss_bucket, fre
         await fs.readdir(fh, 0)  # the entry now comes from a listing (no x-oss-meta-*)
         fs.releasedir(fh)
         entry = await fs.lookup(ROOT_INODE, "f")
-        fh = await fs.open(entry.inode, os.O_RDONLY)
+        fh = (await fs.open(entry.inode, os.O_RDONLY)).fh
         local_server.admin.reset_counters()
         assert (await fs.setattr(entry.inode, size=4)).attrs.size == 4
         assert requests(local_server) == {}
@@ -181,3 +191,55 @@ async def test_read_only_refuses_changes(local_server, oss_bucket, fresh_bucket_
                 await call
             assert info.value.errno == errno.EROFS
         assert keys(oss_bucket) == {"f"}
+
+
+async def test_open_checks_once_outside_the_window_and_never_inside(local_server, oss_bucket, fresh_bucket_name,
+                                                                    tmp_path):
+    """Close-to-open: one HEAD per open unless OSS confirmed the entry within open_check_window seconds."""
+    clock = FakeMonotonic()
+    oss_bucket.put_object("f", b"v1")
+    async with filesystem(local_server, fresh_bucket_name, tmp_path, monotonic=clock, open_check_window=1.0) as fs:
+        entry = await fs.lookup(ROOT_INODE, "f")
+        local_server.admin.reset_counters()
+        opened = await fs.open(entry.inode, os.O_RDONLY)  # just looked up: within the window
+        assert requests(local_server) == {} and not opened.attrs_changed
+        assert bytes(await fs.read(opened.fh, 0, 10)) == b"v1"
+        await fs.release(opened.fh)
+        clock.now += 1.5
+        oss_bucket.put_object("f", b"version 2")
+        local_server.admin.reset_counters()
+        opened = await fs.open(entry.inode, os.O_RDONLY)
+        assert requests(local_server) == {"HeadObject": 1}
+        assert opened.attrs_changed and not opened.keep_cache  # the kernel must drop the old size and pages
+        assert (await fs.getattr(entry.inode)).attrs.size == 9
+        assert bytes(await fs.read(opened.fh, 0, 20)) == b"version 2"
+        await fs.release(opened.fh)
+        clock.now += 0.5  # the HEAD at open counts as a check
+        local_server.admin.reset_counters()
+        opened = await fs.open(entry.inode, os.O_RDONLY)
+        assert requests(local_server) == {} and opened.keep_cache and not opened.attrs_changed
+        await fs.release(opened.fh)
+
+
+async def test_a_conflicting_partial_write_keeps_the_writers_bytes(local_server, oss_bucket, fresh_bucket_name,
+                                                                   tmp_path):
+    oss_bucket.put_object("doc", b"0123456789" * 10)
+    async with filesystem(local_server, fresh_bucket_name, tmp_path) as fs:
+        entry = await fs.lookup(ROOT_INODE, "doc")
+        opened = await fs.open(entry.inode, os.O_WRONLY)
+        await fs.write(opened.fh, 10, b"mine")
+        oss_bucket.put_object("doc", b"theirs")
+        with pytest.raises(FsError) as info:
+            await fs.flush(opened.fh)
+        assert info.value.errno == errno.EIO
+        with pytest.raises(FsError):
+            await fs.write(opened.fh, 0, b"more")  # the handle is done: its bytes are kept aside
+        await fs.release(opened.fh)
+        [kept] = [p for p in (tmp_path / "conflicts").iterdir() if not p.name.endswith(".json")]
+        assert kept.read_bytes() == bytes(10) + b"mine" + bytes(86)  # unknown old bytes are zeros
+        description = json.loads((tmp_path / "conflicts" / (kept.name + ".json")).read_text())
+        assert description["written_ranges"] == [[10, 14]] and description["unknown_ranges"] == [[0, 10], [14, 100]]
+        assert oss_bucket.get_object("doc").read() == b"theirs"
+        opened = await fs.open((await fs.lookup(ROOT_INODE, "doc")).inode, os.O_RDONLY)
+        assert bytes(await fs.read(opened.fh, 0, 100)) == b"theirs"
+        await fs.release(opened.fh)

@@ -5,12 +5,18 @@ The expected tree is built by ONE function (`expected_tree`) from the bucket mod
 ending in '/', directories are `dir/` markers plus every ancestor of any key (implicit directories).
 With other-client steps the mount runs with caches off (max_stat_cache_size=0) so their changes are visible
 at once; without them the caches stay on, which checks that local changes invalidate them correctly.
+
+Rules the model encodes (issue 6): removing or moving out the last entry of a directory through the mount
+keeps the directory (`keep_directory`); a reader whose file another client replaces reads the old bytes or
+EIO, never new ones; a writer's partial update of a replaced file fails with EIO at close and leaves the
+other client's object (a write covering the whole old file is the writer's whole version: it wins).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -28,7 +34,7 @@ from hypothesis.stateful import (
 )
 
 NAMES = ["a", "b", "c.txt"]
-CHECKS = {"trees": 0}
+CHECKS = {"trees": 0, "open-reader-overwritten": 0, "partial-write-raced": 0}
 paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join)
 payloads = st.binary(max_size=64)
 
@@ -90,6 +96,12 @@ class MountModel(RuleBasedStateMachine):
         parent = path.rpartition("/")[0]
         return parent == "" or self.kind(parent) == "dir"
 
+    def keep_directory(self, path: str) -> None:
+        """The mount removed or moved out an entry of `path`'s parent: an emptied directory stays."""
+        parent = path.rpartition("/")[0]
+        if parent and not any(k.startswith(parent + "/") for k in self.keys):
+            self.keys[parent + "/"] = b""
+
     def expect_errno(self, code: int, fn, *args):
         with pytest.raises(OSError) as info:
             fn(*args)
@@ -127,12 +139,14 @@ class MountModel(RuleBasedStateMachine):
         if kind == "file":
             target.unlink()
             del self.keys[path]
+            self.keep_directory(path)
         elif kind == "dir":
             if any(k.startswith(path + "/") and k != path + "/" for k in self.keys):
                 self.expect_errno(errno.ENOTEMPTY, target.rmdir)
             else:
                 target.rmdir()
                 self.keys.pop(path + "/", None)
+                self.keep_directory(path)
 
     @precondition(lambda self: any(not k.endswith("/") for k in self.keys))
     @rule(data=st.data(), dst=paths)
@@ -142,6 +156,7 @@ class MountModel(RuleBasedStateMachine):
             return
         os.rename(self.root / src, self.root / dst)
         self.keys[dst] = self.keys.pop(src)
+        self.keep_directory(src)
 
     @precondition(lambda self: bool(self.tree()[1]))
     @rule(data=st.data(), dst=paths)
@@ -152,6 +167,7 @@ class MountModel(RuleBasedStateMachine):
         os.rename(self.root / src, self.root / dst)
         for key in [k for k in self.keys if k.startswith(src + "/")]:
             self.keys[dst + key[len(src):]] = self.keys.pop(key)
+        self.keep_directory(src)
 
     @precondition(lambda self: self.other_client)
     @rule(path=paths, data=payloads)
@@ -160,6 +176,53 @@ class MountModel(RuleBasedStateMachine):
             return
         self.bucket.put_object(self.mount.prefix + path, data)
         self.keys[path] = data
+
+    @precondition(lambda self: self.other_client and any(not k.endswith("/") for k in self.keys))
+    @rule(data=st.data(), new=payloads, consumed=st.integers(0, 64))
+    def other_client_overwrites_while_a_reader_is_open(self, data, new, consumed):
+        path = data.draw(st.sampled_from(sorted(k for k in self.keys if not k.endswith("/"))))
+        old = self.keys[path]
+        CHECKS["open-reader-overwritten"] += 1
+        fd = os.open(self.root / path, os.O_RDONLY)
+        try:
+            got = os.read(fd, consumed)
+            self.bucket.put_object(self.mount.prefix + path, new)
+            self.keys[path] = new
+            try:
+                while chunk := os.read(fd, 16):
+                    got += chunk
+            except OSError as exc:
+                assert exc.errno == errno.EIO, exc
+                assert old.startswith(got), (got, old, new)
+            else:
+                # to the end: the old version was fetched whole before the change, or (nothing read yet)
+                # the handle moved to the new version
+                assert got == old or (consumed == 0 and got == new), (got, old, new)
+        finally:
+            os.close(fd)
+
+    @precondition(lambda self: self.other_client and any(not k.endswith("/") for k in self.keys))
+    @rule(data=st.data(), patch=st.binary(min_size=1, max_size=64), theirs=payloads)
+    def partial_write_races_another_client(self, data, patch, theirs):
+        path = data.draw(st.sampled_from(sorted(k for k in self.keys if not k.endswith("/"))))
+        old = self.keys[path]
+        CHECKS["partial-write-raced"] += 1
+        fd = os.open(self.root / path, os.O_WRONLY)
+        failed = None
+        try:
+            os.pwrite(fd, patch, 0)
+            self.bucket.put_object(self.mount.prefix + path, theirs)
+        finally:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                failed = exc
+        if len(patch) >= len(old):
+            assert failed is None, failed  # the writer's whole version: last writer wins
+            self.keys[path] = patch
+        else:
+            assert failed is not None and failed.errno == errno.EIO, failed  # never a merge
+            self.keys[path] = theirs
 
     @precondition(lambda self: self.other_client)
     @rule(path=paths)
@@ -181,19 +244,23 @@ class MountModel(RuleBasedStateMachine):
      (False, "stat_cache_expire=900,enable_noobj_cache")],
     ids=["other-client-caches-off", "local-only-caches-on", "local-only-negative-cache"],
 )
-def test_random_operations_match_the_model(make_mount, other_client, options):
+def test_random_operations_match_the_model(make_mount, tmp_path, other_client, options):
     """Local changes keep the caches coherent; other clients' changes show once the caches allow."""
-    mount = make_mount(options)
+    mount = make_mount(f"{options},tmpdir={tmp_path}")  # writes that lose a race are kept in tmp_path
 
     class Model(MountModel):
         pass
 
     Model.mount = mount
     Model.other_client = other_client
-    CHECKS["trees"] = 0
+    for name in CHECKS:
+        CHECKS[name] = 0
     run_state_machine_as_test(
         Model,
         settings=settings(max_examples=int(os.environ.get("OSSMOUNT_MODEL_EXAMPLES", "12")), stateful_step_count=12, deadline=None,
                           suppress_health_check=list(HealthCheck)),
     )
     assert CHECKS["trees"] > 20  # the machine really ran steps against the mount
+    if other_client:
+        assert CHECKS["open-reader-overwritten"] > 0 and CHECKS["partial-write-raced"] > 0, CHECKS
+    assert all(kept.startswith(str(tmp_path)) for kept in re.findall(r"writer's bytes are in (\S+) \(", mount.log))

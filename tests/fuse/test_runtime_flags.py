@@ -4,6 +4,7 @@ rotated on disk is used by the next request, without a remount)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -40,8 +41,8 @@ def test_log_file_rotates_by_size_and_never_holds_secrets(make_mount, tmp_path):
 def test_logfile_option_is_the_ossfs_alias(make_mount, tmp_path):
     log = tmp_path / "alias.log"
     mount = make_mount(f"logfile={log}")
-    mount.server.oss2_bucket(mount.bucket).put_object("weird/", b"not a directory")
-    os.listdir(mount.path)  # a 'directory' key with a body is shown as a file, with one warning
+    mount.server.oss2_bucket(mount.bucket).put_object("weird/..", b"cannot be shown")
+    os.listdir(mount.path / "weird")  # a key named '..' is hidden, with one warning
     assert wait_for(lambda: log.read_text() if log.exists() else "", lambda text: "weird/" in text, timeout=10)
     assert "weird/" not in mount.log
 
@@ -89,7 +90,9 @@ def test_status_file_reports_the_backend(make_mount, tmp_path):
     assert first["pid"] == mount.process.pid and first["state"] == "mounted" and first["bucket"] == mount.bucket
     assert first["credentials"]["access_key_id"] != mount.server.access_key_id  # masked
     mount.server.oss2_bucket(mount.bucket).delete_bucket()
-    (mount.path / "nothing-here").exists()  # a lookup: OSS answers NoSuchBucket
+    with pytest.raises(OSError) as lookup:  # a lookup: OSS answers NoSuchBucket, which is EIO (never ENOENT)
+        (mount.path / "nothing-here").exists()
+    assert lookup.value.errno == errno.EIO
     broken = wait_for(status, lambda s: s["backend"]["ok"] is False, timeout=10)
     assert broken["backend"]["last_error"]["code"] == "NoSuchBucket"
     assert broken["errors"]["NoSuchBucket"] >= 1

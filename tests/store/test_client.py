@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -453,3 +454,82 @@ async def test_reading_an_unrestored_archive_object_is_invalid_object_state(stor
     assert info.value.code == "InvalidObjectState"
     objects, _ = await store.list_all("")
     assert [(o.key, o.storage_class) for o in objects] == [("cold", "Archive")]
+
+
+# -- versions: reads and copies pinned to the version a caller opened (issue 6, A2/A3) -------------------
+
+
+async def test_reads_pinned_by_etag_fail_once_the_object_is_replaced(store, oss_bucket):
+    first = await store.put("pinned", b"0123456789")
+    buf = bytearray(4)
+    assert await store.get_into("pinned", 2, memoryview(buf), if_match=first.etag) == 4 and buf == b"2345"
+    assert await store.get_bytes("pinned", if_match=first.etag) == b"0123456789"
+    oss_bucket.put_object("pinned", b"replaced!!")
+    for read in (store.get_into("pinned", 0, memoryview(buf), if_match=first.etag),
+                 store.get_bytes("pinned", if_match=first.etag), store.get_bytes("pinned", 0, 3, if_match=first.etag)):
+        with pytest.raises(types.PreconditionFailed) as info:
+            await read
+        assert info.value.errno == errno.EIO and info.value.status == 412
+    assert await store.get_bytes("pinned") == b"replaced!!"
+
+
+async def test_reads_by_version_id_keep_the_old_bytes(store, oss_bucket):
+    import oss2
+
+    oss_bucket.put_bucket_versioning(oss2.models.BucketVersioningConfig("Enabled"))
+    first = await store.put("versioned", b"old bytes")
+    assert first.version_id and (await store.head("versioned")).version_id == first.version_id
+    second = await store.put("versioned", b"new bytes!")
+    assert second.version_id != first.version_id
+    assert await store.get_bytes("versioned", version_id=first.version_id) == b"old bytes"
+    assert await store.get_bytes("versioned", 4, 5, version_id=first.version_id) == b"bytes"
+    assert await store.get_bytes("versioned") == b"new bytes!"
+
+
+async def test_part_copies_are_conditioned_on_the_source_version(store, oss_bucket, local_server):
+    import oss2
+
+    part = os.urandom(100 * 1024)
+    base = await store.put("source", part)
+    upload = await store.init_multipart("target")
+    local_server.admin.reset_requests()
+    copied = await store.upload_part_copy("source", (0, len(part) - 1), "target", upload, 1,
+                                          source_if_match=base.etag)
+    [record] = [r for r in local_server.admin.requests() if r["op"] == "UploadPartCopy"]
+    assert record["headers"]["x-oss-copy-source-if-match"] == f'"{base.etag}"'
+    assert "authorization" not in record["headers"]  # the request log never keeps credentials
+    oss_bucket.put_object("source", b"someone else's")
+    with pytest.raises(types.PreconditionFailed):
+        await store.upload_part_copy("source", (0, 9), "target", upload, 2, source_if_match=base.etag)
+    info = await store.complete_multipart("target", upload, [copied])
+    assert info.size == len(part) and oss_bucket.get_object("target").read() == part
+    # with versioning, the part comes from the version asked for even after a replacement
+    oss_bucket.put_bucket_versioning(oss2.models.BucketVersioningConfig("Enabled"))
+    old = await store.put("source", part)
+    oss_bucket.put_object("source", b"newer")
+    upload = await store.init_multipart("target2")
+    copied = await store.upload_part_copy("source", (0, len(part) - 1), "target2", upload, 1,
+                                          source_version_id=old.version_id)
+    await store.complete_multipart("target2", upload, [copied])
+    assert oss_bucket.get_object("target2").read() == part
+
+
+async def test_bucket_outages_are_reported_once_each_way(local_server, fresh_bucket_name):
+
+    store = make_store(local_server, fresh_bucket_name)
+    events = []
+    store.watch_bucket(lambda error: events.append(("missing", error.code)), lambda: events.append(("back",)))
+    await store.put("k", b"v")
+    bucket = local_server.oss2_bucket(fresh_bucket_name)
+    bucket.delete_object("k")
+    bucket.delete_bucket()
+    for call in (store.head("k"), store.list_page(""), store.put("k", b"v"), store.get_bytes("k")):
+        with pytest.raises(types.NoSuchBucket) as info:
+            await call
+        assert info.value.errno == errno.EIO  # never ENOENT: a missing bucket is not a missing file
+    assert events == [("missing", "NoSuchBucket")]
+    assert store.bucket_missing
+    bucket.create_bucket()
+    await store.list_page("")
+    await store.list_page("")
+    assert events == [("missing", "NoSuchBucket"), ("back",)] and not store.bucket_missing

@@ -26,8 +26,7 @@ from ossmount.fs.attrs import (
     meta_with_changes,
     meta_with_xattrs,
     parse_time_ns,
-    symlink_body,
-    symlink_meta,
+    symlink_object,
     symlink_target_from,
 )
 from ossmount.options import parse_options
@@ -55,8 +54,23 @@ CLASSIFY_CASES = [
     ("a/b/", 0, "httpd/unix-directory", {}, True, DIR, False),
     ("a/b/", 0, "application/octet-stream; charset=binary", {}, True, DIR, False),
     ("a/b/", 0, None, {}, True, DIR, False),
-    ("a/b/", 0, "text/plain", {}, True, FILE, True),
-    ("a/b/", 7, "application/octet-stream", {}, True, FILE, True),
+    # ossfs 1.91.10 with complement_stat: no mode on `name/` → a directory, whatever its type or size
+    ("a/b/", 0, "text/plain", {}, True, DIR, False),
+    ("a/b/", 0, "testtype", {}, True, DIR, False),
+    ("a/b/", 7, "application/octet-stream", {}, True, DIR, False),
+    ("a/b/", 5, "text/html", {"uid": "1"}, True, DIR, False),
+    # ... and a stored mode names the type, whatever the key
+    ("a/b/", 4, "text/plain", {"mode": str(stat.S_IFREG | 0o644)}, True, FILE, False),
+    ("a/b/", 0, "application/x-directory", {"mode": str(stat.S_IFREG | 0o644)}, False, FILE, False),
+    ("a/p", 0, "application/octet-stream", {"mode": str(stat.S_IFIFO | 0o644)}, True, EntryKind.FIFO, False),
+    ("a/c", 0, "application/octet-stream", {"mode": str(stat.S_IFCHR | 0o600)}, True, EntryKind.CHAR_DEVICE,
+     False),
+    ("a/k", 0, "application/octet-stream", {"mode": str(stat.S_IFBLK | 0o600)}, True, EntryKind.BLOCK_DEVICE,
+     False),
+    ("a/s", 0, "application/octet-stream", {"mode": str(stat.S_IFSOCK | 0o755)}, True, EntryKind.SOCKET, False),
+    # without complement_stat, the Content-Type rule and a warning
+    ("a/b/", 0, "text/plain", {"mode": "493"}, False, FILE, True),
+    ("a/b/", 7, "application/octet-stream", {"mode": "493"}, False, FILE, True),
     ("a/b/", 0, "application/octet-stream", {}, False, FILE, True),
     ("a/b/", 0, "application/octet-stream", {"mode": str(stat.S_IFDIR | 0o755)}, False, DIR, False),
     ("a/b/", 0, "application/octet-stream", {"mode": "493"}, False, DIR, False),
@@ -80,9 +94,9 @@ def test_classify_object(key, size, ctype, meta, complement, kind, warns):
 
 
 def test_classify_warning_names_the_fix():
-    _, warning = classify_object("d/", 0, "text/plain", {})
-    assert "Content-Type text/plain" in warning and "application/octet-stream" in warning
-    _, warning = classify_object("d/", 9, "application/octet-stream", {})
+    _, warning = classify_object("d/", 0, "text/plain", {"mode": "493"}, complement_stat=False)
+    assert "Content-Type text/plain" in warning and "application/x-directory" in warning
+    _, warning = classify_object("d/", 9, "application/octet-stream", {"mode": "493"}, complement_stat=False)
     assert "size 9" in warning
     _, warning = classify_object("d/", 0, "application/octet-stream", {}, complement_stat=False)
     assert "complement_stat" in warning
@@ -272,23 +286,47 @@ def test_chmod_then_stat_round_trip():
 
 # ---- symlinks ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target", ["dest", "../a/b c", "/abs/path", "é/ü", "100%", "a\nb"])
-def test_symlink_meta_round_trip(target):
-    meta = symlink_meta(target)
+@pytest.mark.parametrize("target", ["dest", "../a/b c", "/abs/path", "é/ü", "100%", "a\nb", "x:1:y", "header:3:abc"])
+def test_symlink_forms_round_trip(target):
+    """Both forms ossfs 1.91.10 writes read back as the same link."""
+    body, meta = symlink_object(target, in_meta=True)
+    assert body == b"" and set(meta) == {"symlink-target"}
     assert all(value.isascii() and "\n" not in value for value in meta.values())
+    assert meta["symlink-target"].startswith(f"header:{len(target.encode())}:")
     assert symlink_target_from(meta) == target
-    assert symlink_body(target).decode() == target
+    body, meta = symlink_object(target)
+    assert body == target.encode() and meta == {}
+    assert symlink_target_from(meta) is None
+    assert symlink_target_from(meta, body) == target.strip()
 
 
-def test_symlink_target_from_body_for_older_objects():
+@given(st.text(min_size=1).filter(lambda t: t.strip() == t))
+def test_symlink_header_form_property(target):
+    _, meta = symlink_object(target, in_meta=True)
+    assert symlink_target_from(meta) == target
+
+
+@pytest.mark.parametrize("meta, body, target", [
+    ({"symlink-target": "header:10:target.txt"}, b"", "target.txt"),  # ossfs symlink_in_meta, verbatim
+    ({"symlink-target": "header:7:a%20b%2Fc"}, b"", "a b/c"),
+    ({"symlink-target": "body:0:"}, b"in/body", "in/body"),  # ossfs: "the target is in the body"
+    ({"symlink-target": "body:7:"}, b"in/body\n", "in/body"),
+    ({"symlink-target": "old/raw%20form"}, b"old/raw form", "old/raw form"),  # ossmount's earlier form
+    ({}, b"  spaced/target\n", "spaced/target"),  # ossfs trims the body
+])
+def test_symlink_target_from_every_stored_form(meta, body, target):
+    assert symlink_target_from(meta, body) == target
+    assert symlink_target_from(meta, lambda: body) == target
+
+
+def test_symlink_body_is_read_only_when_needed():
     assert symlink_target_from({}) is None
-    assert symlink_target_from({}, b"old/target") == "old/target"
-    assert symlink_target_from({}, b"  spaced/target\n") == "spaced/target"  # ossfs trims
+    assert symlink_target_from({"symlink-target": "body:0:"}) is None
     calls = []
     assert symlink_target_from({}, lambda: calls.append(1) or b"t") == "t" and calls == [1]
     assert symlink_target_from({"symlink-target": "m"}, lambda: calls.append(2) or b"t") == "m" and calls == [1]
     with pytest.raises(ValueError):
-        symlink_meta("")
+        symlink_object("")
 
 
 # ---- xattrs --------------------------------------------------------------------------------------

@@ -143,6 +143,9 @@ OPTION_CASES = [
     ("multipart_copy_size=64", "multipart_copy_size", 64),
     ("no_time_stamp_msg", "no_time_stamp_msg", True),
     ("dbglevel=silent", "dbglevel", "crit"),
+    ("symlink_in_meta", "symlink_in_meta", True),
+    ("open_check_window=0", "open_check_window", 0.0),
+    ("open_check_window=2.5", "open_check_window", 2.5),
 ]
 
 

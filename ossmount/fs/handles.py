@@ -1,0 +1,337 @@
+"""Open files: create/open/read/write/flush/release, and the version each handle reads and writes.
+
+Rules (issue 6, A1-A3)
+- Close-to-open: an open of an existing file sends one HEAD to see whether another client replaced it,
+  unless OSS confirmed the entry (a HEAD, a listing, or this mount's own upload) less than
+  `open_check_window` seconds ago (default 1 s). A changed object refreshes the caches, and the kernel
+  is told to drop the attributes (size) it cached, so `cat` shows the whole new version, never new bytes
+  cut to an old size. Opening a file whose unflushed data lives here sends nothing: the local data wins.
+- One version per handle: a handle reads the version it opened. Its contents (ContentManager) pin that
+  version: ranged GETs carry `If-Match: ETAG`, or `?versionId=` in a versioned bucket (where the old
+  bytes stay readable). When the object was replaced, a read fails with EIO and one log line naming the
+  key, rather than splicing two versions. Opens of a new version get a new content; older handles keep
+  theirs. The kernel page cache is shared per inode, so an open keeps it only when it holds this
+  version (`keep_cache`) and bypasses it (`direct_io`) while another handle reads an older version.
+- One exception, which keeps the window from ever costing an EIO: a read-only handle that has not
+  returned a byte yet, alone on its inode and opened without the kernel's old pages, moves to the new
+  version at its first read (one HEAD) and tells the kernel to drop the cached size: the reader still
+  sees one whole version, the newest.
+- A writer's partial update lands on the version it opened: every byte taken from the old object (a GET
+  to fill the spool, an UploadPartCopy) is conditioned on that version. When it changed, close/fsync
+  report EIO, the other client's object stays as it is, and the writer's bytes are kept aside (see
+  content.py, `conflict_dir`); the log line names the key and the file.
+
+Concurrency: as in namespace.py (trio: synchronous stretches are atomic); the byte-level locking is
+content.py's.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ossmount.fs import attrs as fsattrs
+from ossmount.fs.errors import FsError
+from ossmount.fs.model import Entry, OpenedFile
+from ossmount.fs.namespace import FILE_CONTENT_TYPE, Namespace
+from ossmount.store.types import InvalidObjectState, StoreError, version_gone
+
+log = logging.getLogger("ossmount.fs")
+
+ARCHIVE_HINT = "needs RestoreObject (ossutil restore / oss2 restore_object) before it can be read"
+
+
+@dataclass
+class UploadMeta:
+    """Content-Type and x-oss-meta-* that the next upload of an open file carries (shared by its handles)."""
+
+    content_type: str
+    meta: dict[str, str]
+
+
+@dataclass
+class FileHandle:
+    inode: int
+    path: str
+    content: Any  # ossmount.fs.content.FileContent: the version this handle reads and writes
+    upload_meta: UploadMeta
+    writable: bool
+    data_changed: bool = False  # written since the last flush or explicit utimens: mtime is "now" at upload
+    kernel_pages: bool = True  # opened with keep_cache: the kernel may serve pages of an earlier open
+
+
+class OpenFiles:
+    """The handle table of one mount over its Namespace and ContentManager."""
+
+    def __init__(self, namespace: Namespace, contents: Any):
+        self.ns = namespace
+        self.contents = contents
+        self.window = namespace.config.open_check_window
+        self._handles: dict[int, FileHandle] = {}
+        self._next_fh = 1
+        self._kernel_pages: dict[int, str] = {}  # inode -> the version (ETag) whose pages the kernel may hold
+        self._read_failures_logged: set[int] = set()  # id() of contents whose failed read was logged
+        # Set by the FUSE glue: tell the kernel to drop the attributes it cached for an inode.
+        self.attrs_stale: Callable[[int], None] = lambda inode: None
+
+    # ---- the handle table -----------------------------------------------------------------------
+
+    def _new_handle(self, handle: FileHandle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def handle(self, fh: int) -> FileHandle:
+        handle = self._handles.get(fh)
+        if handle is None:
+            raise FsError(errno.EBADF)
+        return handle
+
+    def count(self) -> int:
+        return len(self._handles)
+
+    def _headers_for(self, upload_meta: UploadMeta) -> Callable[[], tuple[str, dict[str, str]]]:
+        return lambda: (upload_meta.content_type, dict(upload_meta.meta))
+
+    def _upload_meta_of(self, content: Any) -> UploadMeta | None:
+        """The upload meta the handles sharing `content` share (one per version of a key)."""
+        for handle in self._handles.values():
+            if handle.content is content:
+                return handle.upload_meta
+        return None
+
+    # ---- create and open ------------------------------------------------------------------------
+
+    async def create(
+        self, parent_inode: int, name: str, mode: int, flags: int, uid: int, gid: int, umask: int = 0
+    ) -> tuple[int, Entry]:
+        """A new regular file, uploaded at once as a 0-byte object carrying its mode and owner."""
+        ns = self.ns
+        ns.check_writable()
+        path = ns.child(parent_inode, name)
+        key = ns.key(path)
+        full_mode = stat.S_IFREG | (stat.S_IMODE(mode) & ~umask)
+        meta = fsattrs.meta_for_new_entry(fsattrs.EntryKind.FILE, full_mode, uid, gid, ns.clock())
+        upload_meta = UploadMeta(ns.mime.content_type_for(name), meta)
+        content = await self.contents.open(key, size=0, etag="", new=True, headers=self._headers_for(upload_meta))
+        try:
+            stored = await content.flush()
+        except BaseException:
+            self.contents.unlinked(key)  # never upload a file whose creation failed, not even at unmount
+            await self.contents.release(content)
+            raise
+        node = ns.remember_object(path, fsattrs.EntryKind.FILE, key, 0, upload_meta.content_type, dict(meta), stored)
+        entry = ns.entry(path, node)
+        self._kernel_pages[entry.inode] = content.etag
+        fh = self._new_handle(FileHandle(entry.inode, path, content, upload_meta, writable=True))
+        return fh, entry
+
+    async def open(self, inode: int, flags: int) -> OpenedFile:
+        ns = self.ns
+        path = ns.path(inode)
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY or bool(flags & os.O_TRUNC)
+        if writable:
+            ns.check_writable()
+        node = await ns.resolve(path)
+        if node.kind == fsattrs.EntryKind.DIR:
+            raise FsError(errno.EISDIR)
+        local = self.contents.get(node.key)
+        changed = False
+        if local is None or not local.dirty:
+            stale = not ns.checked_within(node, self.window)
+            if stale or (writable and node.info.from_listing):
+                previous = node.info.etag
+                node = await ns.revalidate(path, node)
+                changed = node.info.etag != previous
+        info = node.info
+        current = self.contents.get(node.key)
+        shared = current is not None and (current.dirty or current.etag == info.etag)  # else a new version
+        upload_meta = (self._upload_meta_of(current) if shared else None) or UploadMeta(
+            info.content_type or FILE_CONTENT_TYPE, dict(info.meta))
+        content = await self.contents.open(
+            node.key,
+            size=info.size,
+            etag=info.etag,
+            version_id=info.version_id,
+            truncate=bool(flags & os.O_TRUNC),
+            headers=self._headers_for(upload_meta),
+        )
+        cached = self._kernel_pages.get(inode)
+        direct_io = any(other.inode == inode and other.content is not content for other in self._handles.values())
+        keep_cache = bool(content.etag) and cached == content.etag and not direct_io and not flags & os.O_TRUNC
+        attrs_changed = changed or (cached is not None and cached != content.etag)
+        if not direct_io:
+            self._kernel_pages[inode] = content.etag
+        handle = FileHandle(inode, path, content, upload_meta, writable, data_changed=bool(flags & os.O_TRUNC),
+                            kernel_pages=keep_cache or direct_io)
+        return OpenedFile(self._new_handle(handle), keep_cache=keep_cache, attrs_changed=attrs_changed,
+                          direct_io=direct_io)
+
+    def _may_move_to_the_new_version(self, handle: FileHandle) -> bool:
+        """See the module rules: nobody has seen a byte of this version through this inode."""
+        content = handle.content
+        return (not handle.writable and not handle.kernel_pages and content.served == 0 and not content.dirty
+                and self.contents.refs(content) == 1
+                and all(other is handle or other.inode != handle.inode for other in self._handles.values()))
+
+    async def _move_to_the_new_version(self, handle: FileHandle) -> Any:
+        old = handle.content
+        path = self.ns.path_of_key(old.key, handle.path)
+        node = self.ns.cache.get(path)
+        try:
+            node = await self.ns.revalidate(path, node if node is not None and node.key == old.key
+                                            else await self.ns.resolve(path))
+        except FsError as exc:  # deleted meanwhile: the read fails, not the lookup
+            raise FsError(errno.EIO) from exc
+        if node.kind != fsattrs.EntryKind.FILE:
+            raise FsError(errno.EIO)
+        info = node.info
+        handle.content = await self.contents.open(node.key, size=info.size, etag=info.etag,
+                                                  version_id=info.version_id,
+                                                  headers=self._headers_for(handle.upload_meta))
+        await self.contents.release(old)
+        self._kernel_pages[handle.inode] = handle.content.etag
+        self.attrs_stale(handle.inode)
+        return handle.content
+
+    def _stale(self, path: str, content: Any) -> None:
+        """OSS answered that `content`'s version is gone: what the caches say about the key is stale too,
+        so the next open looks it up again."""
+        path = self.ns.path_of_key(content.key, path)
+        node = self.ns.cache.get(path)
+        if node is not None and node.key == content.key:
+            self.ns.cache.invalidate(path)
+
+    def forget(self, inode: int) -> None:
+        """The kernel forgot the inode, and with it every page it cached."""
+        self._kernel_pages.pop(inode, None)
+
+    # ---- data -----------------------------------------------------------------------------------
+
+    async def read(self, fh: int, offset: int, length: int) -> bytes | memoryview:
+        handle = self.handle(fh)
+        content = handle.content
+        try:
+            try:
+                return await content.read(offset, length)
+            except StoreError as exc:
+                if not (version_gone(exc) and self._may_move_to_the_new_version(handle)):
+                    raise
+            content = await self._move_to_the_new_version(handle)
+            return await content.read(offset, length)
+        except InvalidObjectState as exc:
+            self.ns.warn_once(f"archive:{content.key}",
+                              f"cannot read {content.key}: the object is archived and {ARCHIVE_HINT}")
+            raise FsError(exc.errno) from exc
+        except StoreError as exc:
+            if not version_gone(exc):
+                raise
+            self._stale(handle.path, content)
+            if id(content) not in self._read_failures_logged:
+                self._read_failures_logged.add(id(content))
+                log.error("read of '%s' failed: the object was replaced or deleted after it was opened (opened ETag "
+                          "%s); close and reopen the file to read the new version", content.key, content.etag)
+            raise FsError(errno.EIO) from exc
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        handle = self.handle(fh)
+        if not handle.writable:
+            raise FsError(errno.EBADF)
+        handle.data_changed = True
+        return await handle.content.write(offset, data)
+
+    async def flush(self, fh: int) -> None:
+        """flush/fsync/close: upload the file if it has unflushed data; an upload failure is EIO."""
+        handle = self.handle(fh)
+        touched = handle.data_changed
+        handle.data_changed = False
+        try:
+            await self._flush_content(handle.path, handle.content, handle.upload_meta, touch=touched)
+        except BaseException:
+            handle.data_changed = touched
+            raise
+        if handle.content.etag and self._kernel_pages.get(handle.inode) is not None:
+            # The kernel's pages were written through this handle: they are the version just uploaded.
+            self._kernel_pages[handle.inode] = handle.content.etag
+
+    async def _flush_content(self, path: str, content: Any, upload_meta: UploadMeta, *, touch: bool = True) -> None:
+        content.check_usable()
+        if not content.dirty:
+            return
+        if touch:
+            now_ns = fsattrs.seconds_to_ns(self.ns.clock())
+            upload_meta.meta = fsattrs.meta_with_changes(upload_meta.meta, mtime_ns=now_ns, ctime_ns=now_ns)
+        try:
+            stored = await content.flush()
+        except StoreError as exc:  # content.flush has logged it
+            if version_gone(exc):
+                self._stale(path, content)
+            raise FsError(errno.EIO) from exc
+        if stored is not None:
+            path = self.ns.path_of_key(content.key, path)
+            self.ns.remember_object(path, fsattrs.EntryKind.FILE, content.key, content.size,
+                                    upload_meta.content_type, dict(upload_meta.meta), stored)
+
+    async def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh, None)
+        if handle is not None:
+            await self.contents.release(handle.content)
+
+    async def truncate(self, path: str, size: int, fh: int | None) -> None:
+        """truncate(2)/ftruncate(2): through the open content if there is one, else a one-off upload."""
+        ns = self.ns
+        node = await ns.resolve(path)
+        if node.kind != fsattrs.EntryKind.FILE:
+            raise FsError(errno.EISDIR if node.kind == fsattrs.EntryKind.DIR else errno.EINVAL)
+        handle = self._handles.get(fh) if fh is not None else None
+        content = handle.content if handle is not None else self.contents.get(node.key)
+        if content is not None:
+            await content.truncate(size)
+            for other in self._handles.values():
+                if other.content is content:
+                    other.data_changed = True
+            return
+        node = await ns.full_node(path)  # the upload below carries the object's Content-Type and meta
+        upload_meta = UploadMeta(node.info.content_type or FILE_CONTENT_TYPE, dict(node.info.meta))
+        content = await self.contents.open(node.key, size=node.info.size, etag=node.info.etag,
+                                           version_id=node.info.version_id, headers=self._headers_for(upload_meta))
+        try:
+            await content.truncate(size)
+            await self._flush_content(path, content, upload_meta)
+        finally:
+            await self.contents.release(content)
+
+    # ---- following namespace changes ------------------------------------------------------------
+
+    def meta_changing(self, key: str | None, change: Callable[[dict], dict], *, explicit_mtime: bool) -> bool:
+        """A metadata change of `key`: every open handle's next upload carries it. Returns True when the
+        file has unflushed data (that upload then stores the change; no CopyObject needed)."""
+        if key is None:
+            return False
+        changed: set[int] = set()
+        for handle in self._handles.values():
+            if handle.content.key == key:
+                if id(handle.upload_meta) not in changed:
+                    changed.add(id(handle.upload_meta))
+                    handle.upload_meta.meta = change(handle.upload_meta.meta)
+                if explicit_mtime:
+                    handle.data_changed = False
+        content = self.contents.get(key)
+        return content is not None and content.dirty
+
+    def moved(self, old_path: str, new_path: str, keys: list[tuple[str, str, str]]) -> None:
+        """A rename moved `old_path` to `new_path` and these (old key, new key, ETag) objects: open files
+        follow."""
+        for old_key, new_key, etag in keys:
+            self.contents.rename(old_key, new_key, etag)
+        for handle in self._handles.values():
+            if handle.path == old_path or handle.path.startswith(old_path + "/"):
+                handle.path = new_path + handle.path[len(old_path):]
+
+    def unlinked(self, key: str) -> None:
+        self.contents.unlinked(key)

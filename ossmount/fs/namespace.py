@@ -1,0 +1,726 @@
+"""The namespace: paths, inodes, lookups, listings, metadata changes and renames over an ObjectStore.
+
+Theory of operation
+- A path (relative to the mount prefix, no slashes at either end) is a file when the object `PREFIX+path`
+  exists, a directory when the marker object `PREFIX+path/` exists or any key starts with `PREFIX+path/`.
+  `ossmount.fs.attrs.classify_object` decides what an object is (ossfs's rules: a stored mode names the
+  type; a `dir/` object without one is a directory under complement_stat). `ossmount.fs.names` decides
+  which keys of a listing can be shown (never '.', '..', empty or over-long names; a file shadows a
+  directory of the same name, as in ossfs); every hidden key is logged once with the reason.
+- lookup: stat cache -> negative cache -> the parent's cached listing (a name missing from it counts as
+  missing only with `enable_noobj_cache`) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and
+  an implicit prefix; the marker's metadata needs one more HEAD).
+- Every cached node records when OSS last confirmed it (`Node.checked`); `revalidate` (one HEAD) is what
+  an open uses to see another client's change (see handles.py).
+- Local changes update the cached entry and the parent's cached listing in place (`put_local`,
+  `remove_local`), so this mount's own creates and deletes never wait for the TTL.
+- readdir lists with delimiter "/" (V2 unless listobjectsv1, pages of 1000) and HEADs the entries whose
+  mode/uid/times live in `x-oss-meta-*` (at most 16 at once) unless `readdir_optimize`. The listing and
+  every entry go to the caches, so a second `ls -l` within `stat_cache_expire` sends no request.
+- Metadata changes (chmod, chown, utimens, xattrs) rewrite `x-oss-meta-*` with CopyObject REPLACE and
+  never re-upload data; ctime is set to now, as ossfs does. On a file with unflushed data they are only
+  recorded for its upload (`change_meta(..., upload_pending=True)`).
+- A directory never vanishes because this mount removed or moved out its last entry: when the last entry
+  of a directory without a marker object goes, its `dir/` marker is written (ossfs's directory format).
+- rename is copy then delete. A file's copy replaces its metadata: ctime now, Content-Type from the new
+  name's extension (ossfs). A directory rename copies every key under it (its marker with a new ctime).
+- The bucket disappearing (NoSuchBucket) drops every cache and makes each operation EIO (the store says
+  so once per outage); nothing is ever shown as an empty directory or a missing file because of it.
+
+Concurrency (trio: synchronous code between two awaits is atomic; every store call is an await)
+- The inode table and the caches are changed only in synchronous stretches, so they are always
+  self-consistent; an operation re-reads what it needs after each await instead of holding locks.
+- Races between this mount's own operations on one name (e.g. two creates) are serialised by the kernel's
+  directory locks; what remains is last-writer-wins on the object, as on OSS itself.
+- readdir keeps the snapshot taken at offset 0; local creates and deletes update the cached listing in
+  place, so the next opendir sees them without a LIST.
+- Other clients' changes are seen when the cache entry (and the kernel's entry/attr timeout, the same TTL)
+  expires, or at the next open of a file (close-to-open).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import stat
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import trio
+
+from ossmount.fs import attrs as fsattrs
+from ossmount.fs import names
+from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
+from ossmount.fs.errors import FsError
+from ossmount.fs.inodes import InodeTable
+from ossmount.fs.timeouts import KernelTimeouts
+from ossmount.fs.model import RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, DirEntry, Entry, \
+    FsConfig, StatFs
+from ossmount.store.types import NoSuchKey, ObjectInfo, StoreError
+
+log = logging.getLogger("ossmount.fs")
+
+FILE_CONTENT_TYPE = "application/octet-stream"  # files and links with no known extension
+READDIR_HEAD_CONCURRENCY = 16
+RENAME_COPY_CONCURRENCY = 16
+KERNEL_XATTR_PREFIXES = ("security.", "system.")
+HIDDEN_NAMES_LOGGED = 10  # keys named in one "rmdir: not empty" line
+# ossfs 1.91.10 statfs: 2^54 - 1 inodes, total and free (measured)
+STATFS_INODES = 2**54 - 1
+
+
+@dataclass
+class _DirHandle:
+    path: str
+    node: Node
+    entries: list[tuple[str, Node]] | None = None
+
+
+class Namespace:
+    """Names, inodes and metadata of one mount (kernel-free; see the module docstring).
+
+    `contents` (a ContentManager) is asked only for the size of files with unflushed data.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        contents: Any,
+        *,
+        config: FsConfig,
+        ownership: Any,
+        mime: Any,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.contents = contents
+        self.config = config
+        self.ownership = ownership
+        self.mime = mime
+        self.clock = clock
+        self.monotonic = monotonic
+        self.inodes = InodeTable()
+        self.cache = MetadataCache(
+            max_size=config.stat_cache_size, ttl=config.stat_cache_ttl, negative=config.negative_cache
+        )
+        self.kernel = KernelTimeouts.for_mount(
+            self.cache.ttl if config.stat_cache_size > 0 else 0.0, entry=config.entry_timeout,
+            attr=config.attr_timeout, negative=config.negative_timeout)
+        self.timeout = self.kernel.attr
+        self.mount_time = clock()
+        self._dir_handles: dict[int, _DirHandle] = {}
+        self._next_dh = 1
+        self._warned: set[str] = set()
+        self._orphans: dict[int, tuple[Any, Any]] = {}  # unlinked inodes the kernel still holds: (attrs, content)
+        self._head_limiter = trio.CapacityLimiter(READDIR_HEAD_CONCURRENCY)
+        watch = getattr(store, "watch_bucket", None)
+        if watch is not None:
+            watch(self._bucket_missing, self._bucket_back)
+
+    # ---- keys, paths and nodes ------------------------------------------------------------------
+
+    def key(self, path: str) -> str:
+        return self.config.prefix + path
+
+    def dir_prefix(self, path: str) -> str:
+        return self.config.prefix + path + "/" if path else self.config.prefix
+
+    def child(self, parent_inode: int, name: str) -> str:
+        if not name or name in (".", "..") or "/" in name:
+            raise FsError(errno.EINVAL)
+        parent = self.path(parent_inode)
+        return f"{parent}/{name}" if parent else name
+
+    def path(self, inode: int) -> str:
+        try:
+            path = self.inodes.path(inode)
+        except KeyError:
+            raise FsError(errno.ESTALE) from None
+        if path.startswith("\0"):
+            raise FsError(errno.ENOENT)
+        return path
+
+    def path_of_key(self, key: str, fallback: str) -> str:
+        prefix = self.config.prefix
+        return key[len(prefix):] if key.startswith(prefix) else fallback
+
+    def check_writable(self) -> None:
+        if self.config.read_only:
+            raise FsError(errno.EROFS)
+
+    def warn_once(self, key: str, warning: str | None) -> None:
+        if warning and key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", warning)
+
+    def node_from_object(self, info: ObjectInfo, checked: float | None = None) -> Node:
+        kind, warning = fsattrs.classify_object(
+            info.key, info.size, info.content_type, dict(info.meta), complement_stat=self.config.complement_stat
+        )
+        self.warn_once(info.key, warning)
+        return Node(kind, info.key, info, self.monotonic() if checked is None else checked)
+
+    def attrs(self, path: str, node: Node) -> Any:
+        if path == "":
+            return fsattrs.attrs_for_root(self.ownership, self.mount_time)
+        if node.info is None:
+            return fsattrs.attrs_for_implicit_dir(self.ownership, self.mount_time)
+        attrs = fsattrs.attrs_for_object(node.info, node.kind, self.ownership)
+        if node.kind == fsattrs.EntryKind.FILE:
+            content = self.contents.get(node.key)
+            if content is not None and content.size != attrs.size:
+                attrs = dataclasses.replace(attrs, size=content.size)
+        return attrs
+
+    def entry(self, path: str, node: Node) -> Entry:
+        inode = self.inodes.remember(path)
+        return Entry(inode, self.attrs(path, node), self.timeout)
+
+    def remember_object(
+        self, path: str, kind: Any, key: str, size: int, content_type: str, meta: dict, stored: Any
+    ) -> Node:
+        """Cache what this mount just wrote (`stored`: the store's answer, for the ETag and version id)."""
+        info = ObjectInfo(key=key, size=size, etag=getattr(stored, "etag", "") or "", mtime=self.clock(),
+                          content_type=content_type, meta=meta, version_id=getattr(stored, "version_id", None))
+        node = Node(kind, key, info, self.monotonic())
+        self.cache.put_local(path, node)
+        return node
+
+    # ---- the bucket disappearing ----------------------------------------------------------------
+
+    def _bucket_missing(self, error: StoreError) -> None:
+        self.cache.clear()
+        log.error("bucket '%s' does not exist (NoSuchBucket, request-id %s): every operation fails with EIO "
+                  "until it exists again", getattr(self.store, "bucket_name", "?"), error.request_id or "-")
+
+    def _bucket_back(self) -> None:
+        self.cache.clear()
+        log.warning("bucket '%s' exists again: operations resume", getattr(self.store, "bucket_name", "?"))
+
+    # ---- resolving ------------------------------------------------------------------------------
+
+    async def _head(self, key: str) -> ObjectInfo | None:
+        try:
+            return await self.store.head(key)
+        except NoSuchKey:
+            return None
+
+    async def resolve(self, path: str) -> Node:
+        """The node at `path` (ENOENT if nothing is there), from the caches when they know it."""
+        if path == "":
+            return Node(fsattrs.EntryKind.DIR, None, None)
+        node = self.cache.get(path)
+        if node is not None:
+            return node
+        if self.cache.is_known_missing(path):
+            raise FsError(errno.ENOENT)
+        listing = self.cache.get_listing(parent_of(path))
+        if listing is not None:
+            node = listing.entries.get(path.rpartition("/")[2])
+            if node is not None:
+                self.cache.put(path, node)
+                return node
+            if self.config.negative_cache:
+                raise FsError(errno.ENOENT)
+        node = await self._fetch_node(path)
+        if node is None:
+            self.cache.put_missing(path)
+            raise FsError(errno.ENOENT)
+        self.cache.put(path, node)
+        return node
+
+    async def _fetch_node(self, path: str) -> Node | None:
+        key = self.key(path)
+        info = await self._head(key)
+        if info is not None:
+            return self.node_from_object(info)
+        marker = key + "/"
+        checked = self.monotonic()
+        page = await self.store.list_page(marker, delimiter="/", max_keys=1, v2=self.config.list_v2)
+        if not page.objects and not page.prefixes:
+            return None
+        if page.objects and page.objects[0].key == marker:
+            info = await self._head(marker)
+            if info is not None:
+                return self.node_from_object(info)
+        return Node(fsattrs.EntryKind.DIR, None, None, checked)
+
+    async def full_node(self, path: str) -> Node:
+        """The node with its complete metadata (a listing gives no Content-Type or x-oss-meta-*)."""
+        node = await self.resolve(path)
+        if node.info is not None and node.info.from_listing:
+            node = await self.revalidate(path, node)
+        return node
+
+    async def revalidate(self, path: str, node: Node) -> Node:
+        """HEAD the object of `node` again (one request): the node as OSS has it now, cached and returned.
+
+        ENOENT when another client deleted it (the caches then forget it).
+        """
+        info = await self._head(node.key)
+        if info is None:
+            self.cache.remove_local(path)
+            raise FsError(errno.ENOENT)
+        fresh = self.node_from_object(info)
+        self.cache.put_local(path, fresh)
+        return fresh
+
+    def checked_within(self, node: Node, window: float) -> bool:
+        """True if OSS confirmed `node` less than `window` seconds ago."""
+        return self.monotonic() - node.checked < window
+
+    # ---- lookups and attributes -----------------------------------------------------------------
+
+    async def lookup(self, parent_inode: int, name: str) -> Entry:
+        """Resolve `name` in a directory; success counts one kernel reference to the inode."""
+        if name == ".":
+            path = self.path(parent_inode)
+        elif name == "..":
+            path = parent_of(self.path(parent_inode))
+        else:
+            path = self.child(parent_inode, name)
+        node = await self.resolve(path)
+        return self.entry(path, node)
+
+    def forget(self, inode: int, count: int) -> None:
+        self.inodes.forget(inode, count)
+        if inode in self._orphans and not self.inodes.known(inode):
+            del self._orphans[inode]
+
+    async def getattr(self, inode: int) -> Entry:
+        orphan = self._orphans.get(inode)
+        if orphan is not None:
+            attrs, content = orphan
+            if content is not None:
+                attrs = dataclasses.replace(attrs, size=content.size)
+            return Entry(inode, attrs, 0.0)
+        path = self.path(inode)
+        node = await self.resolve(path)
+        return Entry(inode, self.attrs(path, node), self.timeout)
+
+    # ---- metadata -------------------------------------------------------------------------------
+
+    def stat_changes(self, current: Any, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
+                     atime_ns: int | None = None, mtime_ns: int | None = None) -> Callable[[dict], dict]:
+        """chmod/chown/utimens as a change of the stored meta; ctime becomes now (exact nanoseconds)."""
+        changes: dict[str, Any] = {"ctime_ns": fsattrs.seconds_to_ns(self.clock())}
+        if mode is not None:
+            changes["mode"] = stat.S_IFMT(current.mode) | stat.S_IMODE(mode)
+        if uid is not None:
+            changes["uid"] = uid
+        if gid is not None:
+            changes["gid"] = gid
+        if atime_ns is not None:
+            changes["atime_ns"] = atime_ns
+        if mtime_ns is not None:
+            changes["mtime_ns"] = mtime_ns
+        return lambda meta: fsattrs.meta_with_changes(meta, **changes)
+
+    async def change_meta(
+        self, path: str, node: Node, current: Any, change: Callable[[dict[str, str]], dict[str, str]], *,
+        upload_pending: bool = False,
+    ) -> None:
+        """Apply `change` to the stored metadata of `path` (creating an implicit directory's marker).
+
+        With `upload_pending` the file's next upload carries the change (the open files have it already),
+        so only the cache is updated.
+        """
+        if node.info is None:
+            marker = self.key(path) + "/"
+            base = fsattrs.meta_for_new_entry(fsattrs.EntryKind.DIR, current.mode, current.uid, current.gid,
+                                              self.clock())
+            meta = change(base)
+            info = await self.store.put(marker, b"", content_type=fsattrs.DIR_CONTENT_TYPE, meta=meta)
+            self.remember_object(path, node.kind, marker, 0, fsattrs.DIR_CONTENT_TYPE, meta, info)
+            return
+        meta = change(dict(node.info.meta))
+        content_type = node.info.content_type or FILE_CONTENT_TYPE
+        if not upload_pending:
+            await self.store.update_meta(node.key, content_type=content_type, meta=meta)
+        self.cache.put_local(path, dataclasses.replace(node, info=dataclasses.replace(node.info, meta=meta)))
+
+    async def readlink(self, inode: int) -> str:
+        path = self.path(inode)
+        node = await self.full_node(path)
+        if node.kind != fsattrs.EntryKind.SYMLINK:
+            raise FsError(errno.EINVAL)
+        info = node.info
+        target = fsattrs.symlink_target_from(dict(info.meta))
+        if target is None:
+            body = await self.store.get_bytes(node.key, if_match=info.etag or None, version_id=info.version_id)
+            target = fsattrs.symlink_target_from(dict(info.meta), body)
+        return target
+
+    # ---- directories ----------------------------------------------------------------------------
+
+    async def opendir(self, inode: int) -> int:
+        path = self.path(inode)
+        node = await self.resolve(path)
+        if node.kind != fsattrs.EntryKind.DIR:
+            raise FsError(errno.ENOTDIR)
+        handle = self._next_dh
+        self._next_dh += 1
+        self._dir_handles[handle] = _DirHandle(path, node)
+        return handle
+
+    async def readdir(self, fh: int, start_id: int) -> list[DirEntry]:
+        """`.`, `..`, then the entries, from position `start_id`; the glue calls `remember` for each entry
+        the kernel takes, except `.` and `..` (pyfuse3: their lookup count must not change)."""
+        handle = self._dir_handles.get(fh)
+        if handle is None:
+            raise FsError(errno.EBADF)
+        if handle.entries is None or start_id == 0:
+            handle.entries = (await self._listing(handle.path)).sorted()
+        result = []
+        # `..` only needs the right inode and type (the kernel ignores the attributes of dot entries), so it
+        # reuses this directory's attributes rather than costing a lookup; the root's `..` is itself.
+        dir_attrs = self.attrs(handle.path, handle.node)
+        dots = [(".", handle.path), ("..", parent_of(handle.path) if handle.path else "")]
+        for index in range(start_id, len(dots)):
+            name, path = dots[index]
+            result.append(DirEntry(name, path, dir_attrs, index + 1, dot_inode=self.inodes.inode_for(path)))
+        for index in range(max(start_id - len(dots), 0), len(handle.entries)):
+            name, node = handle.entries[index]
+            path = f"{handle.path}/{name}" if handle.path else name
+            result.append(DirEntry(name, path, self.attrs(path, node), len(dots) + index + 1))
+        return result
+
+    def remember(self, entry: DirEntry) -> int:
+        """The kernel accepted a readdirplus entry: it now holds a reference to its inode."""
+        return self.inodes.remember(entry.path)
+
+    def releasedir(self, fh: int) -> None:
+        self._dir_handles.pop(fh, None)
+
+    def _report_hidden(self, hidden: list[tuple[str, str]]) -> None:
+        for key, reason in hidden:
+            self.warn_once(key, f"key '{key}' is not shown: {reason}")
+
+    async def _listing(self, path: str) -> Listing:
+        listing = self.cache.get_listing(path)
+        if listing is not None:
+            return listing
+        dir_prefix = self.dir_prefix(path)
+        checked = self.monotonic()
+        objects, prefixes = await self.store.list_all(dir_prefix, delimiter="/", v2=self.config.list_v2)
+        listed = names.split_listing(dir_prefix, ((info.key, info) for info in objects), prefixes)
+        self._report_hidden(listed.hidden)
+        entries: dict[str, Node] = {name: Node(fsattrs.EntryKind.DIR, None, None, checked) for name in listed.dirs}
+        for name, info in listed.files.items():
+            entries[name] = self.node_from_object(info, checked)
+        wanted = [name for name, node in entries.items() if _heads_on_readdir(node, self.config)]
+        if wanted:
+            await self._complete_entries(path, entries, wanted)
+        shadowed = {key[len(dir_prefix):-1] for key, _ in listed.hidden if key.endswith("/")} & set(listed.files)
+        listing = Listing(entries, shadowed)
+        for name, node in entries.items():
+            self.cache.put(f"{path}/{name}" if path else name, node)
+        self.cache.put_listing(path, listing)
+        return listing
+
+    async def _complete_entries(self, path: str, entries: dict[str, Node], names: list[str]) -> None:
+        """HEAD the entries `names` (their metadata only the object's headers hold), at most 16 at once."""
+
+        async def complete(name: str, node: Node) -> None:
+            child = f"{path}/{name}" if path else name
+            cached = self.cache.get(child)
+            if cached is not None and not (cached.info is not None and cached.info.from_listing):
+                entries[name] = cached
+                return
+            key = node.key if node.info is not None else self.key(child) + "/"
+            async with self._head_limiter:
+                info = await self._head(key)
+            if info is not None:
+                entries[name] = self.node_from_object(info)
+
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(complete, name, entries[name])
+
+    async def mkdir(self, parent_inode: int, name: str, mode: int, uid: int, gid: int, umask: int = 0) -> Entry:
+        """`dir/` as ossfs 1.91.10 writes it: empty, application/x-directory, mode/uid/gid/times."""
+        self.check_writable()
+        path = self.child(parent_inode, name)
+        full_mode = stat.S_IFDIR | (stat.S_IMODE(mode) & ~umask)
+        meta = fsattrs.meta_for_new_entry(fsattrs.EntryKind.DIR, full_mode, uid, gid, self.clock())
+        marker = self.key(path) + "/"
+        stored = await self.store.put(marker, b"", content_type=fsattrs.DIR_CONTENT_TYPE, meta=meta)
+        node = self.remember_object(path, fsattrs.EntryKind.DIR, marker, 0, fsattrs.DIR_CONTENT_TYPE, meta, stored)
+        if self.config.negative_cache:
+            self.cache.put_listing(path, Listing({}))  # the kernel's lookup found nothing under it
+        return self.entry(path, node)
+
+    async def rmdir(self, parent_inode: int, name: str) -> None:
+        self.check_writable()
+        path = self.child(parent_inode, name)
+        node = await self.resolve(path)
+        if node.kind != fsattrs.EntryKind.DIR:
+            raise FsError(errno.ENOTDIR)
+        await self._require_empty(path)
+        # A directory known from a listing's common prefix (readdir_optimize sends no HEAD) may still have a
+        # `dir/` marker object: delete it whether or not we know of it (DeleteObject of a missing key succeeds).
+        await self.store.delete(node.key if node.key is not None else self.key(path) + "/")
+        self.cache.remove_local(path)
+        self.inodes.detach(path)
+        await self.keep_directory(parent_of(path))
+
+    async def _require_empty(self, path: str) -> None:
+        """ENOTEMPTY if the directory shows an entry or holds keys it cannot show; those are named in the
+        log (ossmount never deletes a key nobody could see). One LIST page unless it shows nothing yet."""
+        dir_prefix = self.dir_prefix(path)
+        objects, prefixes, token = [], [], None
+        while True:
+            page = await self.store.list_page(dir_prefix, delimiter="/", token=token, v2=self.config.list_v2)
+            objects += page.objects
+            prefixes += page.prefixes
+            listed = names.split_listing(dir_prefix, ((o.key, o) for o in objects), prefixes)
+            token = page.next_token
+            if listed.names or token is None:
+                break
+        if listed.hidden:
+            shown = listed.hidden[:HIDDEN_NAMES_LOGGED]
+            more = len(listed.hidden) - len(shown)
+            log.warning("rmdir '%s': not empty: it holds keys that cannot be shown: %s%s; remove them with another "
+                        "OSS client (ossutil, the console)", path,
+                        "; ".join(f"'{key}' ({reason})" for key, reason in shown),
+                        f" and {more} more" if more else "")
+        if listed.names or listed.hidden:
+            raise FsError(errno.ENOTEMPTY)
+
+    async def keep_directory(self, path: str) -> None:
+        """This mount removed or moved out an entry of `path`: if that was its last entry and the directory
+        has no marker object, write one, so the directory stays (ossfs's directory format)."""
+        if path == "":
+            return
+        node = self.cache.get(path)
+        if node is not None and node.info is not None:
+            return
+        listing = self.cache.get_listing(path)
+        if listing is not None and listing.entries:
+            return
+        dir_prefix = self.dir_prefix(path)
+        page = await self.store.list_page(dir_prefix, delimiter="/", max_keys=2, v2=self.config.list_v2)
+        if page.objects or page.prefixes:
+            return  # a marker (the first key) or another entry: the directory stays as it is
+        attrs = fsattrs.attrs_for_implicit_dir(self.ownership, self.mount_time)
+        meta = fsattrs.meta_for_new_entry(fsattrs.EntryKind.DIR, attrs.mode, attrs.uid, attrs.gid, self.clock())
+        stored = await self.store.put(dir_prefix, b"", content_type=fsattrs.DIR_CONTENT_TYPE, meta=meta)
+        self.remember_object(path, fsattrs.EntryKind.DIR, dir_prefix, 0, fsattrs.DIR_CONTENT_TYPE, meta, stored)
+        if self.cache.get_listing(path) is None:
+            self.cache.put_listing(path, Listing({}))
+
+    # ---- entries without contents ---------------------------------------------------------------
+
+    async def _put_entry(self, path: str, kind: Any, mode: int, uid: int, gid: int, body: bytes,
+                         extra_meta: dict[str, str]) -> Entry:
+        key = self.key(path)
+        meta = fsattrs.meta_for_new_entry(kind, mode, uid, gid, self.clock())
+        meta.update(extra_meta)
+        content_type = self.mime.content_type_for(path.rpartition("/")[2])
+        stored = await self.store.put(key, body, content_type=content_type, meta=meta)
+        node = self.remember_object(path, kind, key, len(body), content_type, meta, stored)
+        return self.entry(path, node)
+
+    async def symlink(self, parent_inode: int, name: str, target: str, uid: int, gid: int) -> Entry:
+        """A symlink as ossfs 1.91.10 stores it: the target in the body, or with `symlink_in_meta` in
+        `x-oss-meta-symlink-target` (see attrs.symlink_object)."""
+        self.check_writable()
+        path = self.child(parent_inode, name)
+        body, extra = fsattrs.symlink_object(target, in_meta=self.config.symlink_in_meta)
+        return await self._put_entry(path, fsattrs.EntryKind.SYMLINK, stat.S_IFLNK | 0o777, uid, gid, body, extra)
+
+    async def mknod_special(self, parent_inode: int, name: str, mode: int, rdev: int, uid: int, gid: int,
+                            umask: int = 0) -> Entry:
+        """A FIFO, socket or device node as ossfs 1.91.10 stores it: an empty object whose x-oss-meta-mode
+        holds the full st_mode (plus x-oss-meta-rdev for devices, which ossfs ignores)."""
+        self.check_writable()
+        kind = fsattrs.EntryKind.from_mode(mode)
+        if kind is None or not kind.special:
+            raise FsError(errno.EINVAL)
+        path = self.child(parent_inode, name)
+        extra = {fsattrs.META_RDEV: str(rdev)} if kind in (fsattrs.EntryKind.CHAR_DEVICE,
+                                                             fsattrs.EntryKind.BLOCK_DEVICE) else {}
+        return await self._put_entry(path, kind, stat.S_IMODE(mode) & ~umask, uid, gid, b"", extra)
+
+    async def unlink(self, parent_inode: int, name: str) -> tuple[str, Node]:
+        """Delete a file, link or special file; returns (path, node) so open files can follow (then call
+        `keep_directory` on its parent: this returns right after the delete, with no await in between)."""
+        self.check_writable()
+        path = self.child(parent_inode, name)
+        node = await self.resolve(path)
+        if node.kind == fsattrs.EntryKind.DIR:
+            raise FsError(errno.EISDIR)
+        await self.store.delete(node.key)
+        inode = self.inodes.find(path)
+        if inode is not None:
+            # fstat of a file that is still open after unlink must keep working.
+            self._orphans[inode] = (self.attrs(path, node), self.contents.get(node.key))
+        self.cache.remove_local(path, shadowed=Node(fsattrs.EntryKind.DIR, None, None, self.monotonic()))
+        self.inodes.detach(path)
+        return path, node
+
+    # ---- rename ---------------------------------------------------------------------------------
+
+    async def rename(self, old_parent: int, old_name: str, new_parent: int, new_name: str,
+                     flags: int) -> tuple[str, str, list[tuple[str, str, str]]]:
+        """Copy then delete: one object for a file, every object under the prefix for a directory.
+
+        Returns the old and new path and (old key, new key, the copy's ETag) of every object moved, for the
+        open files to follow at once (then call `keep_directory` on the old parent).
+        """
+        self.check_writable()
+        if flags & RENAME_EXCHANGE:
+            log.warning("rename %s: RENAME_EXCHANGE is not supported on object storage", old_name)
+            raise FsError(errno.EINVAL)
+        old = self.child(old_parent, old_name)
+        new = self.child(new_parent, new_name)
+        if old == new:
+            return old, new, []
+        if new.startswith(old + "/"):
+            raise FsError(errno.EINVAL)
+        node = await self.resolve(old)
+        try:
+            target = await self.resolve(new)
+        except FsError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            target = None
+        if target is not None and flags & RENAME_NOREPLACE:
+            raise FsError(errno.EEXIST)
+        if node.kind == fsattrs.EntryKind.DIR:
+            if target is not None:
+                if target.kind != fsattrs.EntryKind.DIR:
+                    raise FsError(errno.ENOTDIR)
+                await self._require_empty(new)
+                if target.key is not None:
+                    await self.store.delete(target.key)
+            moved = await self._rename_tree(old, new, node)
+            self.cache.invalidate_tree(old)
+            self.cache.invalidate_tree(new)
+        else:
+            if target is not None and target.kind == fsattrs.EntryKind.DIR:
+                raise FsError(errno.EISDIR)
+            moved = [await self._rename_object(old, new)]
+        self.inodes.rename(old, new, tree=node.kind == fsattrs.EntryKind.DIR)
+        return old, new, moved
+
+    def _moved_meta(self, meta: dict[str, str]) -> dict[str, str]:
+        return fsattrs.meta_with_changes(meta, ctime_ns=fsattrs.seconds_to_ns(self.clock()))
+
+    async def _rename_object(self, old: str, new: str) -> tuple[str, str, str]:
+        """Copy then delete one object; the copy gets ctime now and the new name's Content-Type (ossfs)."""
+        node = await self.full_node(old)
+        new_key = self.key(new)
+        meta = self._moved_meta(dict(node.info.meta))
+        content_type = self.mime.content_type_for(new.rpartition("/")[2])
+        etag = await self.store.copy(node.key, new_key, content_type=content_type, meta=meta, size=node.info.size)
+        await self.store.delete(node.key)
+        # As a local delete plus create: both parents' cached listings stay valid (no LIST, no HEADs).
+        info = dataclasses.replace(node.info, key=new_key, etag=etag or node.info.etag, mtime=self.clock(),
+                                   content_type=content_type, meta=meta, version_id=None)
+        self.cache.remove_local(old, shadowed=Node(fsattrs.EntryKind.DIR, None, None, self.monotonic()))
+        self.cache.put_local(new, Node(node.kind, new_key, info, self.monotonic()))
+        return node.key, new_key, etag
+
+    async def _rename_tree(self, old: str, new: str, node: Node) -> list[tuple[str, str, str]]:
+        old_prefix = self.key(old) + "/"
+        new_prefix = self.key(new) + "/"
+        objects, _ = await self.store.list_all(old_prefix, delimiter="", v2=self.config.list_v2)
+        keys = [info.key for info in objects]
+        marker_meta = None
+        if old_prefix in keys:
+            marker = node if node.info is not None and not node.info.from_listing else await self.full_node(old)
+            if marker.info is not None:
+                marker_meta = (marker.info.content_type or fsattrs.DIR_CONTENT_TYPE,
+                               self._moved_meta(dict(marker.info.meta)))
+        limiter = trio.CapacityLimiter(RENAME_COPY_CONCURRENCY)
+        etags: dict[str, str] = {}
+
+        async def copy(key: str) -> None:
+            async with limiter:
+                if key == old_prefix and marker_meta is not None:
+                    etags[key] = await self.store.copy(key, new_prefix, content_type=marker_meta[0],
+                                                       meta=marker_meta[1])
+                else:
+                    etags[key] = await self.store.copy(key, new_prefix + key[len(old_prefix):])
+
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+                nursery.start_soon(copy, key)
+        if keys:
+            await self.store.delete_many(keys)
+        return [(key, new_prefix + key[len(old_prefix):], etags[key]) for key in keys]
+
+    # ---- extended attributes --------------------------------------------------------------------
+
+    async def xattrs(self, path: str) -> tuple[Node, dict[str, bytes]]:
+        node = await self.full_node(path)
+        encoded = node.info.meta.get(fsattrs.META_XATTR) if node.info is not None else None
+        return node, (fsattrs.decode_xattrs(encoded) if encoded else {})
+
+    async def getxattr(self, inode: int, name: str) -> bytes:
+        path = self.path(inode)
+        if name.startswith(KERNEL_XATTR_PREFIXES):
+            node = await self.resolve(path)
+            if node.info is None or fsattrs.META_XATTR not in node.info.meta:
+                # ls -l asks for ACLs and security labels on every entry: answer without a HEAD.
+                raise FsError(errno.ENODATA)
+        _, values = await self.xattrs(path)
+        if name not in values:
+            raise FsError(errno.ENODATA)
+        return values[name]
+
+    async def listxattr(self, inode: int) -> list[str]:
+        _, values = await self.xattrs(self.path(inode))
+        return sorted(values)
+
+    async def xattr_change(self, inode: int, name: str, value: bytes | None, flags: int = 0
+                           ) -> tuple[str, Node, Callable[[dict], dict]]:
+        """The change setxattr (`value`) or removexattr (None) makes: (path, node, meta change).
+        The change also sets ctime to now (ossfs)."""
+        self.check_writable()
+        path = self.path(inode)
+        if value is not None and (path == "" or name.startswith("system.")):
+            # No POSIX ACLs: refusing them makes cp -a and tar fall back to chmod, which we store.
+            raise FsError(errno.ENOTSUP)
+        node, values = await self.xattrs(path)
+        if value is None:
+            if name not in values:
+                raise FsError(errno.ENODATA)
+            del values[name]
+        else:
+            if flags & XATTR_CREATE and name in values:
+                raise FsError(errno.EEXIST)
+            if flags & XATTR_REPLACE and name not in values:
+                raise FsError(errno.ENODATA)
+            values[name] = bytes(value)
+        ctime_ns = fsattrs.seconds_to_ns(self.clock())
+        return path, node, lambda meta: fsattrs.meta_with_changes(fsattrs.meta_with_xattrs(meta, values),
+                                                                  ctime_ns=ctime_ns)
+
+    # ---- whole filesystem -----------------------------------------------------------------------
+
+    def statfs(self) -> StatFs:
+        """Large free space and ossfs's inode counts, answered without a request."""
+        block_size = 4096
+        blocks = 2**50 // block_size
+        return StatFs(
+            block_size=block_size,
+            blocks=blocks,
+            blocks_free=blocks,
+            files=STATFS_INODES,
+            files_free=STATFS_INODES,
+            name_max=names.NAME_MAX,
+        )
+
+
+def _heads_on_readdir(node: Node, config: FsConfig) -> bool:
+    """Whether readdir HEADs an entry: always, unless readdir_optimize; then only objects of at most
+    readdir_check_size bytes (ossfs: symlinks and small files keep their mode and owner)."""
+    if not config.readdir_optimize:
+        return True
+    return (config.readdir_check_size is not None and node.info is not None
+            and node.info.size <= config.readdir_check_size)
