@@ -9,11 +9,9 @@ and rescheduled controller container would be.
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -22,7 +20,7 @@ import pytest
 
 from ossmount.csi import csi_pb2 as pb
 from ossmount.csi import csi_pb2_grpc as pb_grpc
-from ossmount.testing import LocalServer
+from ossmount.testing import LocalServer, read_first_line
 
 START_TIMEOUT = 20.0
 SERVING_PREFIX = "ossmount csi: serving on "
@@ -81,20 +79,8 @@ class CsiDriver:
         return self
 
     def _first_line(self) -> str:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        buffered = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while b"\n" not in buffered:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise AssertionError(f"ossmount csi did not start within {START_TIMEOUT} s\n{self.log()}")
-                chunk = os.read(self.process.stdout.fileno(), 4096)
-                if not chunk:
-                    raise AssertionError(f"ossmount csi exited with {self.process.wait()}\n{self.log()}")
-                buffered += chunk
-        return buffered.split(b"\n", 1)[0].decode()
+        assert self.process is not None
+        return read_first_line(self.process, "ossmount csi", START_TIMEOUT, self.log, AssertionError)
 
     def log(self) -> str:
         try:

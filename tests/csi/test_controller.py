@@ -12,7 +12,7 @@ import oss2
 import pytest
 
 from ossmount.csi import csi_pb2 as pb
-from tests.csi.conftest import AccessMode, CsiDriver, block_capability, mount_capability, rpc_error
+from tests.csi.conftest import CsiDriver, block_capability, mount_capability, rpc_error
 
 GiB = 1024**3
 
