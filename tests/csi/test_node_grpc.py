@@ -94,3 +94,27 @@ def test_daemon_down_is_unavailable_and_secrets_stay_out(csi_driver):
     # Without stage secrets NodeStage succeeds without the daemon: the mount waits for NodePublish (§5.13).
     stage.ClearField("secrets")
     csi_driver.node.NodeStageVolume(stage)
+
+
+def test_sigterm_stops_serving_and_removes_the_socket(csi_driver):
+    assert oct(csi_driver.socket.stat().st_mode & 0o777) == oct(0o600)
+    assert csi_driver.stop() == 0
+    assert not csi_driver.socket.exists()
+
+
+@pytest.mark.parametrize("args, code, words", [
+    ([], 2, "--endpoint"),
+    (["--endpoint", "unix:///tmp/x.sock"], 2, "nothing to serve"),
+    (["--endpoint", "tcp://127.0.0.1:9", "--controller"], 2, "unix:///"),
+    (["--endpoint", "unix:///tmp/x.sock", "--controller", "--driver-name", "Bad_Name"], 2, "driver-name"),
+    (["--endpoint", "unix:///tmp/x.sock", "--controller", "--state-dir", "/proc/version/state"], 3, "state-dir"),
+])
+def test_usage_errors_are_one_line(args, code, words):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ossmount", "csi", *args], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == code
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("ossmount csi: ")
+    assert words in result.stderr
