@@ -57,6 +57,18 @@ class ServerStartError(RuntimeError):
     """The server did not print its listening line in time; the message carries its stderr."""
 
 
+def terminate(process: "subprocess.Popen[bytes]", timeout: float) -> int:
+    """SIGTERM `process`, wait up to `timeout` seconds, then SIGKILL; its exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def read_first_line(process: "subprocess.Popen[bytes]", what: str, timeout: float, stderr_text: Callable[[], str],
                     error: type[Exception] = RuntimeError) -> str:
     """The first stdout line of a starting `process` (its "listening on ..." line), waiting at most `timeout`
@@ -298,13 +310,7 @@ class LocalServer:
         process = self.process
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, STOP_TIMEOUT)
         self._close_pipes()
         return process.returncode
 

@@ -9,7 +9,6 @@ and rescheduled controller container would be.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from ossmount.csi import csi_pb2 as pb
 from ossmount.csi import csi_pb2_grpc as pb_grpc
-from ossmount.testing import LocalServer, read_first_line
+from ossmount.testing import LocalServer, read_first_line, terminate
 
 START_TIMEOUT = 20.0
 SERVING_PREFIX = "ossmount csi: serving on "
@@ -111,13 +110,7 @@ class CsiDriver:
         process = self.process
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, 10)
         if process.stdout is not None:
             process.stdout.close()
         return process.returncode
