@@ -19,7 +19,7 @@ Rules:
   5. `otherOpts` is split like Alibaba's driver (`-o a -o b=c -oX,Y`; any other token is INVALID_ARGUMENT)
      and every option is checked by ossmount's own option parser (`ossmount.options.parse_options`), so a
      typo fails the RPC with the option's name instead of failing a mount later. Options the daemon owns
-     (`passwd_file`, ...) and the endpoint (`url=`: use the `url` attribute) are refused.
+     (`passwd_file`, `logfile`) and those the attributes give (`url`, `bucket`) are refused.
   6. Secrets: `akId` + `akSecret` (case-sensitive, Alibaba's legacy form) or `AccessKeyId` +
      `AccessKeySecret` [+ `SecurityToken` (STS) + `Expiration`] (case-insensitive). Half a key pair is
      INVALID_ARGUMENT. Secret values never appear in messages.
@@ -50,8 +50,13 @@ SUPPORTED_MODES = frozenset(AccessMode.values()) - {AccessMode.UNKNOWN}
 # fs_type (csi.storage.k8s.io/fstype) and the fuseType attribute: what may name ossmount's client.
 FS_TYPES = frozenset({"", "ossfs", "ossmount", "fuse.ossfs", "fuse.ossmount"})
 
-# Options the daemon sets itself (csi-daemon.md §5.5): a user may not give them.
-DAEMON_OWNED_OPTIONS = frozenset({"passwd_file", "ready_fd", "log_file", "credentials_dir"})
+# Options the daemon sets itself (csi-daemon.md §5.5) or that the attributes give: a user may not give them.
+DAEMON_OWNED_OPTIONS = {
+    "passwd_file": "credentials come from the node-publish secret",
+    "logfile": "the daemon keeps each volume's log",
+    "bucket": "give the bucket as the 'bucket' attribute",
+    "url": "give the endpoint as the 'url' attribute",
+}
 
 # Prefixes of keys that Kubernetes adds to volume_context / parameters (podInfoOnMount,
 # external-provisioner --extra-create-metadata, the provisioner identity).
@@ -245,10 +250,7 @@ def check_option_items(items: Iterable[str], rpc: str, *, what: str) -> None:
     for item in items:
         name = item.partition("=")[0]
         if name in DAEMON_OWNED_OPTIONS:
-            raise invalid(f"{rpc}: {what}: option '{name}' is set by ossmount itself; credentials come from "
-                          "the node-publish secret")
-        if name == "url":
-            raise invalid(f"{rpc}: {what}: give the endpoint as the 'url' attribute, not as an option")
+            raise invalid(f"{rpc}: {what}: option '{name}' is not allowed here: {DAEMON_OWNED_OPTIONS[name]}")
     try:
         parse_options(items)
     except UsageError as error:

@@ -128,6 +128,8 @@ def test_stage_without_secrets_defers_to_publish():
     (dict(volume_context={**ATTRS, "otherOpts": "-o bogus_opt"}), grpc.StatusCode.INVALID_ARGUMENT, "bogus_opt"),
     (dict(volume_context={**ATTRS, "otherOpts": "-o passwd_file=/etc/x"}), grpc.StatusCode.INVALID_ARGUMENT, "passwd_file"),
     (dict(volume_context={**ATTRS, "otherOpts": "-o url=http://x"}), grpc.StatusCode.INVALID_ARGUMENT, "url"),
+    (dict(volume_context={**ATTRS, "otherOpts": "-o bucket=other"}), grpc.StatusCode.INVALID_ARGUMENT, "bucket"),
+    (dict(volume_context={**ATTRS, "otherOpts": "-o logfile=/tmp/x"}), grpc.StatusCode.INVALID_ARGUMENT, "logfile"),
     (dict(volume_context={**ATTRS, "readOnly": "maybe"}), grpc.StatusCode.INVALID_ARGUMENT, "readOnly"),
     (dict(volume_context={**ATTRS, "sigVersion": "v3"}), grpc.StatusCode.INVALID_ARGUMENT, "sigVersion"),
     (dict(volume_context={**ATTRS, "fuseType": "ossfs2"}), grpc.StatusCode.INVALID_ARGUMENT, "ossfs2"),
