@@ -83,21 +83,41 @@ class IdentityService(pb_grpc.IdentityServicer):
         return pb.ProbeResponse(ready={"value": True})
 
 
-def _statvfs_in_thread(path: str, timeout: float) -> os.statvfs_result | OSError | None:
-    """statvfs(path) in a daemon thread: the result, the OSError, or None if it did not return in time
-    (a wedged FUSE server; the thread is left to finish on its own)."""
-    outcome: list[Any] = []
+class StatvfsProber:
+    """statvfs(path) in a worker thread with a timeout, at most one probe in flight per path.
 
-    def probe() -> None:
-        try:
-            outcome.append(os.statvfs(path))
-        except OSError as error:
-            outcome.append(error)
+    A statvfs on a wedged FUSE server blocks in the kernel and its thread cannot be cancelled; the kubelet
+    asks for volume stats every minute, so a second probe of a path whose first one still hangs is not
+    started (it would only add a stuck thread) and the answer is "did not answer" straight away.
+    """
 
-    thread = threading.Thread(target=probe, name="statvfs-probe", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return outcome[0] if outcome else None
+    def __init__(self, timeout: float = STATVFS_TIMEOUT):
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, threading.Thread] = {}
+
+    def probe(self, path: str) -> os.statvfs_result | OSError | None:
+        """The statvfs result, the OSError it raised, or None if it did not return within the timeout."""
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(os.statvfs(path))
+            except OSError as error:
+                outcome.append(error)
+            finally:
+                with self._lock:
+                    if self._in_flight.get(path) is threading.current_thread():
+                        del self._in_flight[path]
+
+        with self._lock:
+            if path in self._in_flight:
+                return None
+            thread = threading.Thread(target=run, name="statvfs-probe", daemon=True)
+            self._in_flight[path] = thread
+            thread.start()
+        thread.join(self.timeout)
+        return outcome[0] if outcome else None
 
 
 def volume_paths(volume: dict[str, Any]) -> set[str]:
@@ -132,6 +152,7 @@ class NodeService(pb_grpc.NodeServicer):
     def __init__(self, node_id: str, daemon: Daemon):
         self.node_id = node_id
         self.daemon = daemon
+        self.prober = StatvfsProber()
 
     @rpc_method
     def NodeGetCapabilities(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -213,7 +234,7 @@ class NodeService(pb_grpc.NodeServicer):
                            f"published at {path}")
         abnormal, message = volume_condition(volume)
         usage = []
-        result = _statvfs_in_thread(path, STATVFS_TIMEOUT)
+        result = self.prober.probe(path)
         if isinstance(result, os.statvfs_result):
             usage = [
                 pb.VolumeUsage(unit=pb.VolumeUsage.BYTES, total=result.f_blocks * result.f_frsize,

@@ -215,3 +215,24 @@ def test_scrubber_removes_secret_values_and_headers():
     cleaned = scrub(text)
     for secret in ("s3cr3t-value", "LTAIid", "attr-secret", "sig"):
         assert secret not in cleaned
+
+
+def test_statvfs_prober_keeps_one_probe_per_path(tmp_path):
+    """A hung statvfs is not stacked up: while one probe of a path is in flight, the next answers None at once."""
+    import os
+    import threading
+
+    from ossmount.csi.node import StatvfsProber
+
+    prober = StatvfsProber(timeout=5)
+    assert isinstance(prober.probe(str(tmp_path)), os.statvfs_result)
+    assert isinstance(prober.probe(str(tmp_path / "missing")), FileNotFoundError)
+    # A thread blocked on an event stands in for a probe hung in statvfs on a wedged FUSE server.
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, daemon=True)
+    prober._in_flight[str(tmp_path)] = stuck
+    try:
+        assert prober.probe(str(tmp_path)) is None
+        assert isinstance(prober.probe(str(tmp_path / "missing")), FileNotFoundError)
+    finally:
+        release.set()
