@@ -34,7 +34,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ossmount.csi.daemon_client import DEFAULT_SOCKET
+    from ossmount.daemon.client import DEFAULT_SOCKET
     from ossmount.csi.node import DEFAULT_DRIVER_NAME
     from ossmount.csi.records import DEFAULT_STATE_DIR
 
@@ -88,11 +88,11 @@ def main(argv: list[str]) -> int:
 
     from ossmount.csi import csi_pb2_grpc as pb_grpc
     from ossmount.csi.controller import ControllerService
-    from ossmount.csi.daemon_client import HttpDaemon
+    from ossmount.daemon.client import DaemonClient
     from ossmount.csi.node import IdentityService, NodeService, PluginInfo
     from ossmount.csi.records import RecordStore
 
-    daemon = HttpDaemon(args.daemon_socket) if args.node_id else None
+    daemon = DaemonClient(args.daemon_socket) if args.node_id else None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="csi"))
     pb_grpc.add_IdentityServicer_to_server(IdentityService(PluginInfo(name, args.controller), daemon), server)
     if daemon is not None:

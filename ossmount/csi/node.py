@@ -21,7 +21,7 @@ from ossmount import __version__
 from ossmount.csi import csi_pb2 as pb
 from ossmount.csi import csi_pb2_grpc as pb_grpc
 from ossmount.csi import validation
-from ossmount.csi.daemon_client import Daemon, DaemonError
+from ossmount.daemon.client import DaemonClient, DaemonClientError
 from ossmount.csi.errors import CsiError, rpc_method, status_for_daemon_code
 
 log = logging.getLogger("ossmount.csi")
@@ -39,7 +39,7 @@ NODE_CAPABILITIES = (
 )
 
 
-def daemon_failure(error: DaemonError, what: str) -> CsiError:
+def daemon_failure(error: DaemonClientError, what: str) -> CsiError:
     """The CsiError for a failed daemon call: the daemon's code 1:1, its message, and where its log is."""
     where = f" (log: {error.log_path})" if error.log_path else ""
     return CsiError(status_for_daemon_code(error.code), f"{what}: {error.message}{where}")
@@ -55,7 +55,7 @@ class IdentityService(pb_grpc.IdentityServicer):
     """GetPluginInfo, GetPluginCapabilities, Probe (ready iff the daemon's /v1/health is 200, when this
     process serves the Node service; a controller-only process is ready once it serves)."""
 
-    def __init__(self, info: PluginInfo, daemon: Daemon | None):
+    def __init__(self, info: PluginInfo, daemon: DaemonClient | None):
         self.info = info
         self.daemon = daemon
 
@@ -77,7 +77,7 @@ class IdentityService(pb_grpc.IdentityServicer):
             return pb.ProbeResponse(ready={"value": True})
         try:
             self.daemon.health()
-        except DaemonError as error:
+        except DaemonClientError as error:
             log.info("Probe: daemon not ready: %s", error)
             return pb.ProbeResponse(ready={"value": False})
         return pb.ProbeResponse(ready={"value": True})
@@ -149,7 +149,7 @@ def volume_condition(volume: dict[str, Any]) -> tuple[bool, str]:
 class NodeService(pb_grpc.NodeServicer):
     """The Node service over the daemon (csi-daemon.md §5.13)."""
 
-    def __init__(self, node_id: str, daemon: Daemon):
+    def __init__(self, node_id: str, daemon: DaemonClient):
         self.node_id = node_id
         self.daemon = daemon
         self.prober = StatvfsProber()
@@ -171,8 +171,9 @@ class NodeService(pb_grpc.NodeServicer):
                      request.volume_id)
             return pb.NodeStageVolumeResponse()
         try:
-            self.daemon.stage(call.body(DAEMON_OPERATION_TIMEOUT))
-        except DaemonError as error:
+            self.daemon.stage(call.volume_id, call.spec.to_daemon(), call.credentials, global_path=call.global_path,
+                              timeout_s=DAEMON_OPERATION_TIMEOUT)
+        except DaemonClientError as error:
             raise daemon_failure(error, f"staging volume {call.volume_id}") from None
         log.info("NodeStageVolume %s: staged at %s", call.volume_id, call.global_path)
         return pb.NodeStageVolumeResponse()
@@ -182,7 +183,7 @@ class NodeService(pb_grpc.NodeServicer):
         volume_id, staging = validation.unstage_args(request)
         try:
             self.daemon.unstage(volume_id, global_path=staging)
-        except DaemonError as error:
+        except DaemonClientError as error:
             raise daemon_failure(error, f"unstaging volume {volume_id}") from None
         log.info("NodeUnstageVolume %s: unstaged", volume_id)
         return pb.NodeUnstageVolumeResponse()
@@ -191,8 +192,10 @@ class NodeService(pb_grpc.NodeServicer):
     def NodePublishVolume(self, request: Any, context: grpc.ServicerContext) -> Any:
         call = validation.publish_call(request)
         try:
-            self.daemon.publish(call.body(DAEMON_OPERATION_TIMEOUT))
-        except DaemonError as error:
+            self.daemon.publish(call.volume_id, call.target_path, read_only=call.read_only, spec=call.spec.to_daemon(),
+                                credentials=call.credentials, global_path=call.global_path, pod=call.pod or None,
+                                timeout_s=DAEMON_OPERATION_TIMEOUT)
+        except DaemonClientError as error:
             raise daemon_failure(error, f"publishing volume {call.volume_id} at {call.target_path}") from None
         log.info("NodePublishVolume %s: published at %s%s", call.volume_id, call.target_path,
                  " (read-only)" if call.read_only else "")
@@ -203,7 +206,7 @@ class NodeService(pb_grpc.NodeServicer):
         volume_id, target = validation.unpublish_args(request)
         try:
             self.daemon.unpublish(volume_id, target)
-        except DaemonError as error:
+        except DaemonClientError as error:
             raise daemon_failure(error, f"unpublishing volume {volume_id} from {target}") from None
         # The CSI spec: NodeUnpublishVolume MUST delete the target it created. The daemon removes it; this
         # covers a target the daemon never recorded (a publish that failed after creating the directory).
@@ -224,8 +227,10 @@ class NodeService(pb_grpc.NodeServicer):
         volume_id, path = validation.volume_stats_args(request)
         try:
             volume = self.daemon.volume(volume_id)
-        except DaemonError as error:
-            raise daemon_failure(error, f"reading the state of volume {volume_id}") from None
+        except DaemonClientError as error:
+            if error.code != "NOT_FOUND":
+                raise daemon_failure(error, f"reading the state of volume {volume_id}") from None
+            volume = None
         if volume is None:
             raise CsiError(grpc.StatusCode.NOT_FOUND, f"NodeGetVolumeStats: volume {volume_id} is not "
                            "mounted on this node")

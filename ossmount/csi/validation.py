@@ -400,9 +400,6 @@ class StageCall:
     credentials: dict[str, str] = field(repr=False)
     global_path: str
 
-    def body(self, timeout_s: float) -> dict[str, Any]:
-        return {"volume_id": self.volume_id, "spec": self.spec.to_daemon(), "credentials": self.credentials,
-                "global_path": self.global_path, "timeout_s": timeout_s}
 
 
 @dataclass(frozen=True)
@@ -416,15 +413,6 @@ class PublishCall:
     credentials: dict[str, str] = field(repr=False)
     global_path: str
     pod: dict[str, str] = field(default_factory=dict)
-
-    def body(self, timeout_s: float) -> dict[str, Any]:
-        body: dict[str, Any] = {"volume_id": self.volume_id, "target_path": self.target_path,
-                                "read_only": self.read_only, "spec": self.spec.to_daemon(),
-                                "credentials": self.credentials, "global_path": self.global_path,
-                                "timeout_s": timeout_s}
-        if self.pod:
-            body["pod"] = dict(self.pod)
-        return body
 
 
 def _credentials_for(spec: VolumeSpec, secrets: Mapping[str, str], attributes: Mapping[str, str],

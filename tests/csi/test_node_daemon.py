@@ -10,16 +10,13 @@ temporary root, and stops the daemon and the driver.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import os
-import re
 import shutil
+import tempfile
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -28,82 +25,25 @@ import grpc
 import pytest
 
 from ossmount.csi import csi_pb2 as pb
-from ossmount.csi.daemon_client import DaemonError, HttpDaemon
-from ossmount.testing import LocalServer, wait_for
+from ossmount.daemon.mountinfo import MountTable
+from ossmount.daemon.system import unmount
+from ossmount.testing import LocalDaemon, LocalServer, mounts_under, wait_for
 from tests.csi.conftest import AccessMode, CsiDriver, mount_capability, rpc_error
 
 if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
     pytest.skip("end-to-end CSI tests mount: they need root, /dev/fuse and fusermount3", allow_module_level=True)
-pytest.importorskip("ossmount.daemon.server", reason="the shared-mount daemon (issue 8) is not in this tree")
 
 DRIVER = "csi.ossmount.io"
 START_TIMEOUT = 20.0
-MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def mountpoints() -> list[tuple[str, str, str]]:
     """(mount point, fstype, major:minor) of every mount, from mountinfo (never stat: it can hang on dead FUSE)."""
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
-        for line in table:
-            fields = line.split(" ")
-            separator = fields.index("-")
-            path = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
-            found.append((path, fields[separator + 1], fields[2]))
-    return found
+    return [(entry.mount_point, entry.fstype, entry.dev) for entry in MountTable.read().entries]
 
 
 def mounted_under(root: Path) -> list[str]:
-    prefix = str(root).rstrip("/") + "/"
-    return [path for path, _, _ in mountpoints() if path.startswith(prefix)]
-
-
-def lazy_unmount(path: str) -> None:
-    _libc.umount2(os.fsencode(path), MNT_DETACH)
-
-
-class Daemon:
-    """`python -m ossmount daemon` on sockets and directories under `root`."""
-
-    def __init__(self, root: Path, kubelet: Path):
-        self.root = root
-        self.socket = root / "ossmountd.sock"
-        self.run_dir = root / "run"
-        self.log_path = root / "daemon.log"
-        self.kubelet = kubelet
-        self.process: subprocess.Popen[bytes] | None = None
-        self.client = HttpDaemon(str(self.socket), timeout=60)
-
-    def start(self) -> "Daemon":
-        argv = [sys.executable, "-m", "ossmount", "daemon", "--socket", str(self.socket), "--run-dir",
-                str(self.run_dir), "--mnt-dir", str(self.root / "mnt"), "--allowed-target-prefix",
-                str(self.kubelet), "--health-interval", "0.5", "--status-interval", "0.5",
-                "--restart-backoff", "0.5"]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-
-        def healthy() -> bool:
-            try:
-                self.client.health()
-                return True
-            except DaemonError:
-                return False
-
-        assert wait_for(healthy, bool, timeout=START_TIMEOUT), f"daemon did not start\n{self.log()}"
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    return mounts_under(str(root))
 
 
 class Kubelet:
@@ -157,13 +97,12 @@ class Kubelet:
 
 
 @pytest.fixture
-def node(tmp_path: Path, local_server: LocalServer, fresh_bucket_name: str) -> Iterator[Kubelet]:
-    kubelet_root = tmp_path / "kubelet"
+def node(local_server: LocalServer, fresh_bucket_name: str) -> Iterator[Kubelet]:
+    root = Path(tempfile.mkdtemp(prefix="csi-", dir="/tmp"))  # short: the daemon's socket path is limited
+    kubelet_root = root / "kubelet"
     kubelet_root.mkdir()
-    daemon = Daemon(tmp_path / "daemon", kubelet_root)
-    daemon.root.mkdir()
-    driver = CsiDriver(tmp_path / "csi", controller=False, daemon_socket=daemon.socket)
-    pids: set[int] = set()
+    daemon = LocalDaemon(root)  # targets and staging paths must lie under its root
+    driver = CsiDriver(root / "csi", controller=False, daemon_socket=daemon.socket_path)
     try:
         daemon.start()
         driver.start()
@@ -171,32 +110,18 @@ def node(tmp_path: Path, local_server: LocalServer, fresh_bucket_name: str) -> I
         kubelet.daemon = daemon  # type: ignore[attr-defined]
         yield kubelet
     finally:
-        try:
-            for volume in daemon.client._call("GET", "/v1/volumes")[1].get("volumes", []):
-                pid = (volume.get("process") or {}).get("pid")
-                if pid:
-                    pids.add(pid)
-                daemon.client.unstage(volume["volume_id"], force=True)
-        except DaemonError:
-            pass
         driver.stop()
-        daemon.stop()
-        for path in sorted(mounted_under(tmp_path), key=len, reverse=True):
-            lazy_unmount(path)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        daemon.cleanup()
+        for path in mounts_under(str(root)):
+            unmount(path, detach=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def fuse_pid(kubelet: Kubelet, volume_id: str) -> int:
-    volume = kubelet.daemon.client.volume(volume_id)  # type: ignore[attr-defined]
-    assert volume is not None
-    return volume["process"]["pid"]
+    return kubelet.daemon.client.volume(volume_id)["process"]["pid"]  # type: ignore[attr-defined]
 
 
-def test_lifecycle_is_idempotent_and_leaves_nothing(node: Kubelet, tmp_path: Path):
+def test_lifecycle_is_idempotent_and_leaves_nothing(node: Kubelet):
     """§6.5 lifecycle and idempotency: 10× stage, 10× publish, 2× unpublish, 2× unstage; two targets share one
     FUSE process; NodeUnpublish removes the target directory; nothing stays mounted."""
     volume = "pv-lifecycle"
@@ -209,7 +134,7 @@ def test_lifecycle_is_idempotent_and_leaves_nothing(node: Kubelet, tmp_path: Pat
     pid = fuse_pid(node, volume)
     secret = node.secrets["akSecret"]
     daemon = node.daemon  # type: ignore[attr-defined]
-    assert secret not in str(daemon.client._call("GET", "/v1/volumes")[1])
+    assert secret not in str(daemon.client.volumes())
     for path in [*(daemon.run_dir / "state").glob("*.json"), daemon.log_path, node.driver.log_path]:
         assert secret not in path.read_text(errors="replace"), path
     (first / "hello.txt").write_text("written through the first target")
@@ -222,21 +147,21 @@ def test_lifecycle_is_idempotent_and_leaves_nothing(node: Kubelet, tmp_path: Pat
         assert not target.exists()
     node.unstage(volume)
     node.unstage(volume)
-    assert mounted_under(tmp_path / "kubelet") == []
+    assert mounted_under(node.root) == []
     assert wait_for(lambda: os.path.exists(f"/proc/{pid}"), lambda alive: not alive, timeout=30) is False
 
 
-def test_publish_secret_only_mounts_on_first_publish(node: Kubelet, tmp_path: Path):
+def test_publish_secret_only_mounts_on_first_publish(node: Kubelet):
     """Alibaba's PVs carry nodePublishSecretRef only: NodeStage has no secrets and records nothing."""
     volume = "pv-publish-secret"
     node.stage(volume, secrets={})
-    assert mounted_under(tmp_path / "kubelet") == []
+    assert mounted_under(node.root) == []
     target = node.new_target(volume)
     node.publish(volume, target)
-    assert str(target) in mounted_under(tmp_path / "kubelet")
+    assert str(target) in mounted_under(node.root)
     node.unpublish(volume, target)
     node.unstage(volume)
-    assert mounted_under(tmp_path / "kubelet") == []
+    assert mounted_under(node.root) == []
 
 
 def test_readonly_target_and_a_changed_readonly_is_already_exists(node: Kubelet):
@@ -271,7 +196,7 @@ def test_foreign_mount_at_target_is_failed_precondition_and_untouched(node: Kube
         assert (target / "precious").read_text() == "not yours"
         assert [fstype for path, fstype, _ in mountpoints() if path == str(target)] == ["tmpfs"]
     finally:
-        lazy_unmount(str(target))
+        unmount(str(target), detach=True)
     node.unstage(volume)
 
 
@@ -300,17 +225,17 @@ def test_volume_stats_and_condition_follow_the_fuse_process(node: Kubelet):
     node.unstage(volume)
 
 
-def test_bad_credentials_are_unauthenticated_and_leave_no_secret(node: Kubelet, tmp_path: Path):
+def test_bad_credentials_are_unauthenticated_and_leave_no_secret(node: Kubelet):
     volume = "pv-badkey"
     wrong = "wrong-secret-" + uuid.uuid4().hex
     target = node.new_target(volume)
     error = rpc_error(node.publish, volume, target, secrets={"akId": node.server.access_key_id, "akSecret": wrong})
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "SignatureDoesNotMatch" in error.details() and wrong not in error.details()
-    assert mounted_under(tmp_path / "kubelet") == []
-    for path in (tmp_path / "csi" / "csi.log", tmp_path / "daemon" / "daemon.log"):
+    assert mounted_under(node.root) == []
+    for path in (node.driver.log_path, node.daemon.log_path):  # type: ignore[attr-defined]
         assert wrong not in path.read_text(errors="replace")
-    for path in (tmp_path / "daemon" / "run").rglob("*"):
+    for path in node.daemon.run_dir.rglob("*"):  # type: ignore[attr-defined]
         if path.is_file():
             assert wrong.encode() not in path.read_bytes(), path
 

@@ -33,16 +33,15 @@ def test_publish_maps_alibaba_attributes_and_secrets_onto_the_daemon():
                                                   "csi.storage.k8s.io/pod.name": "web-0",
                                                   "csi.storage.k8s.io/pod.uid": "u-1",
                                                   "storage.kubernetes.io/csiProvisionerIdentity": "x"}))
-    body = call.body(30)
-    assert body == {
-        "volume_id": "pv-data", "target_path": publish().target_path, "read_only": False,
-        "global_path": publish().staging_target_path, "timeout_s": 30,
-        "spec": {"bucket": "data-bucket", "prefix": "/train", "endpoint": "http://oss-cn-hangzhou-internal.aliyuncs.com",
-                 "region": "", "signature": "", "read_only": False,
-                 "options": ["allow_other", "umask=022", "max_stat_cache_size=0", "readdir_optimize"]},
-        "credentials": {"type": "access_key", "access_key_id": SECRETS["akId"], "access_key_secret": SECRETS["akSecret"]},
-        "pod": {"uid": "u-1", "name": "web-0"},
-    }
+    assert (call.volume_id, call.target_path, call.read_only, call.global_path) == (
+        "pv-data", publish().target_path, False, publish().staging_target_path)
+    assert call.spec.to_daemon() == {
+        "bucket": "data-bucket", "prefix": "/train", "endpoint": "http://oss-cn-hangzhou-internal.aliyuncs.com",
+        "region": "", "signature": "", "read_only": False,
+        "options": ["allow_other", "umask=022", "max_stat_cache_size=0", "readdir_optimize"]}
+    assert call.credentials == {"type": "access_key", "access_key_id": SECRETS["akId"],
+                                "access_key_secret": SECRETS["akSecret"]}
+    assert call.pod == {"uid": "u-1", "name": "web-0"}
     assert SECRETS["akSecret"] not in repr(call)
 
 
