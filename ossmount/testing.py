@@ -625,14 +625,7 @@ class LocalDaemon:
         """SIGTERM (the API stops; FUSE processes and mounts stay) and wait."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, 30)
 
     def kill(self) -> None:
         """SIGKILL: a crash of the daemon alone."""

@@ -34,6 +34,7 @@ from typing import Iterator, Mapping
 import grpc
 
 from ossmount.csi.errors import CsiError
+from ossmount.durable import sync_directory, write_atomically
 
 FORMAT = 1
 DEFAULT_STATE_DIR = "/var/lib/ossmount-csi"
@@ -116,28 +117,11 @@ class RecordStore:
         return VolumeRecord.from_json(document)
 
     def put(self, record: VolumeRecord) -> None:
-        path = self._path(record.name)
-        temporary = path.with_suffix(".tmp")
-        data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        self._sync_directory()
+        write_atomically(self._path(record.name), json.dumps(record.to_json(), indent=1, sort_keys=True).encode())
 
     def delete(self, name: str) -> None:
         try:
             self._path(name).unlink()
         except FileNotFoundError:
             return
-        self._sync_directory()
-
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.directory)
