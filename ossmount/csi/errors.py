@@ -5,9 +5,9 @@ Rules:
      never call `context.abort` themselves: `rpc_method` does, once, for every RPC.
   2. The daemon's error `code`s are the gRPC canonical names (csi-daemon.md §5.6), so `status_for_daemon_code`
      maps them 1:1 by name; a code the daemon might add later becomes UNKNOWN, never a crash.
-  3. Object-store errors met by the controller become the same codes the daemon uses for them (§5.6 table):
-     bad credentials UNAUTHENTICATED, AccessDenied PERMISSION_DENIED, NoSuchBucket NOT_FOUND, unreachable
-     UNAVAILABLE.
+  3. Object-store errors met by the controller become the codes the daemon gives them, by the daemon's own
+     table (`ossmount.daemon.errors.code_for_oss`): bad credentials UNAUTHENTICATED, AccessDenied
+     PERMISSION_DENIED, NoSuchBucket NOT_FOUND, unreachable UNAVAILABLE.
   4. Secrets never leave in a status message or a log line: `Scrubber` replaces the secret values of the
      request being served (and `logsafety.redact` the credential-bearing headers) in every message that
      `rpc_method` sends or logs. An unexpected exception becomes INTERNAL with a one-line message; its
@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 import grpc
 
 from ossmount.check import CheckError
-from ossmount.errors import EXIT_UNREACHABLE
+from ossmount.daemon.errors import code_for_oss
 from ossmount.logsafety import REDACTED, redact
 from ossmount.store import types as store_types
 
@@ -36,8 +36,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # message); CSI secrets are access keys and tokens, far longer.
 _MIN_SCRUB_LENGTH = 4
 
-_AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurityToken",
-                         "SecurityTokenExpired", "RequestTimeTooSkewed"})
 
 
 class CsiError(Exception):
@@ -68,17 +66,15 @@ def status_for_daemon_code(code: str) -> grpc.StatusCode:
 
 def status_for_store_error(error: store_types.StoreError | CheckError) -> grpc.StatusCode:
     """The gRPC status for an object-store error (or a failed mount-time check, which carries the same OSS
-    code), by the daemon's table (csi-daemon.md §5.6)."""
-    code = error.code
-    if code in _AUTH_CODES:
-        return grpc.StatusCode.UNAUTHENTICATED
-    if isinstance(error, store_types.NoSuchBucket) or code == "NoSuchBucket":
+    code): the daemon's own table from OSS codes to its codes (csi-daemon.md §5.6), then by error type."""
+    code = status_for_daemon_code(code_for_oss(error.code, getattr(error, "exit_code", None)))
+    if code is not grpc.StatusCode.INTERNAL:
+        return code
+    if isinstance(error, store_types.NoSuchBucket):
         return grpc.StatusCode.NOT_FOUND
-    if isinstance(error, store_types.AccessDenied) or code in ("AccessDenied", "AccessForbidden"):
+    if isinstance(error, store_types.AccessDenied):
         return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(error, store_types.TransientError) or code == "ConnectionError":
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, CheckError) and error.exit_code == EXIT_UNREACHABLE:
+    if isinstance(error, store_types.TransientError):
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(error, store_types.InvalidArgument):
         return grpc.StatusCode.INVALID_ARGUMENT
