@@ -266,19 +266,19 @@ def test_volume_condition_reports_a_failing_bucket(node: Kubelet, local_server: 
     node.publish(volume, target)
     assert not node.stats(volume, target).volume_condition.abnormal
     bucket = local_server.oss2_bucket(node.bucket)
+
+    def condition():
+        _quietly(lambda: os.listdir(target))  # let the FUSE process meet the bucket's state, as a pod would
+        return node.stats(volume, target).volume_condition
+
     bucket.delete_bucket()
     try:
-        def probe():
-            os.listdir(target)  # let the FUSE process meet the error, as a pod would
-            return node.stats(volume, target).volume_condition
-
-        condition = wait_for(lambda: _quietly(probe), lambda c: c is not None and c.abnormal, timeout=30)
-        assert condition.abnormal and "NoSuchBucket" in condition.message
+        failing = wait_for(condition, lambda c: c.abnormal, timeout=30)
+        assert failing.abnormal and "NoSuchBucket" in failing.message, failing
     finally:
         bucket.create_bucket()
-    healed = wait_for(lambda: _quietly(lambda: (os.listdir(target), node.stats(volume, target).volume_condition)[1]),
-                      lambda c: c is not None and not c.abnormal, timeout=30)
-    assert healed is not None and not healed.abnormal, healed
+    healed = wait_for(condition, lambda c: not c.abnormal, timeout=30)
+    assert not healed.abnormal, healed.message
     node.unpublish(volume, target)
     node.unstage(volume)
 
