@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "demo": "ossmount.demo",
     "daemon": "ossmount.daemon.cli",
     "ctl": "ossmount.daemon.ctl",
+    "csi": "ossmount.csi.cli",
 }
 
 USAGE = """\
@@ -29,6 +30,7 @@ usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-
        ossmount ctl [--socket PATH] {volumes,volume,health,metrics,stage,publish,unpublish,unstage,rotate-credentials} ...
        ossmount install-helper [--prefix /sbin] [--systemd [--unit-dir /etc/systemd/system]]
        ossmount demo [--keep]
+       ossmount csi --endpoint unix:///csi/csi.sock [--node-id NODE] [--controller]
 Run `ossmount SUBCOMMAND --help` for details."""
 
 

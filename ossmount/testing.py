@@ -57,6 +57,39 @@ class ServerStartError(RuntimeError):
     """The server did not print its listening line in time; the message carries its stderr."""
 
 
+def terminate(process: "subprocess.Popen[bytes]", timeout: float) -> int:
+    """SIGTERM `process`, wait up to `timeout` seconds, then SIGKILL; its exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def read_first_line(process: "subprocess.Popen[bytes]", what: str, timeout: float, stderr_text: Callable[[], str],
+                    error: type[Exception] = RuntimeError) -> str:
+    """The first stdout line of a starting `process` (its "listening on ..." line), waiting at most `timeout`
+    seconds; raises `error` with the process's stderr if it exits or stays silent."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    buffered = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while b"\n" not in buffered:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise error(f"{what} did not start within {timeout:.0f} s\n{stderr_text()}")
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                code = process.wait()
+                raise error(f"{what} exited with {code}\n{stderr_text()}")
+            buffered += chunk
+    return buffered.split(b"\n", 1)[0].decode()
+
+
 class AdminError(RuntimeError):
     """The admin API refused a call; `status` and `document` are its answer."""
 
@@ -259,22 +292,8 @@ class LocalServer:
         return self
 
     def _read_listening_line(self) -> str:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        buffered = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while b"\n" not in buffered:
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise ServerStartError(f"ossmount serve did not start within {START_TIMEOUT:.0f} s"
-                                           f"\n{self.stderr_text()}")
-                chunk = os.read(self.process.stdout.fileno(), 4096)
-                if not chunk:
-                    code = self.process.wait()
-                    raise ServerStartError(f"ossmount serve exited with {code}\n{self.stderr_text()}")
-                buffered += chunk
-        line = buffered.split(b"\n", 1)[0].decode()
+        assert self.process is not None
+        line = read_first_line(self.process, "ossmount serve", START_TIMEOUT, self.stderr_text, ServerStartError)
         if not line.startswith(LISTENING_PREFIX):
             raise ServerStartError(f"unexpected first line from ossmount serve: {line!r}")
         return line
@@ -291,13 +310,7 @@ class LocalServer:
         process = self.process
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, STOP_TIMEOUT)
         self._close_pipes()
         return process.returncode
 
@@ -612,14 +625,7 @@ class LocalDaemon:
         """SIGTERM (the API stops; FUSE processes and mounts stay) and wait."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, 30)
 
     def kill(self) -> None:
         """SIGKILL: a crash of the daemon alone."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ossmount.daemon.api import VolumeSpec, volume_hash
+from ossmount.durable import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -168,21 +169,7 @@ class RunDir:
 
     def save(self, record: VolumeRecord) -> None:
         """Write the record atomically and durably (fsync of the file and of the directory)."""
-        path = self.state_path(record.vh)
-        temp = f"{path}.tmp"
-        data = json.dumps(record.to_json(), sort_keys=True, indent=1).encode()
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(descriptor, data)
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temp, path)
-        directory = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_atomically(self.state_path(record.vh), json.dumps(record.to_json(), sort_keys=True, indent=1).encode())
 
     def delete(self, vh: str) -> None:
         for path in (self.state_path(vh), self.state_path(vh) + ".tmp"):
