@@ -39,6 +39,7 @@ log = logging.getLogger("ossmount.daemon")
 
 RESTART_READY_TIMEOUT = 30.0
 LAST_EXIT_LOG_BYTES = 4096
+EXIT_WATCHER_GRACE = 2.0  # seconds a probe that found ENOTCONN waits for the process exit watcher
 _BACKEND_ADVICE = {
     "NOT_FOUND": "the bucket no longer exists (deleted?)",
     "UNAUTHENTICATED": "OSS refuses the credentials: rotate them (rotate-credentials, or a new secret)",
@@ -150,6 +151,14 @@ async def probe_volume(manager: VolumeManager, volume: Volume) -> None:
     record.health = {"checked_at": now_iso(), "statvfs": result, "waiting_requests": volume.waiting_requests,
                      "backend": backend}
     if verdict is ProbeVerdict.CRASHED:
+        # A process that died makes its mount ENOTCONN at once, possibly before its exit watcher runs; that
+        # watcher names the cause (signal or exit code) more precisely, so give it the word when it can.
+        process = volume.process
+        if process is not None:
+            with trio.move_on_after(EXIT_WATCHER_GRACE):
+                await process.exited.wait()
+            if process.exited.is_set() and not process.expected_exit:
+                return
         volume.post("enotconn", generation)
     elif verdict is ProbeVerdict.WEDGED:
         volume.post("wedged", generation)
