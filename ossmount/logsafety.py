@@ -19,10 +19,11 @@ REDACTED = "<redacted>"
 LOG_FILE_MAX_BYTES = 10 * 1024 * 1024  # rotate at 10 MiB ...
 LOG_FILE_BACKUPS = 2  # ... keeping PATH.1 and PATH.2 (at most 30 MiB per log)
 
-# `'authorization': 'OSS ak:sig'` / `x-oss-security-token: tok` as dict reprs or header lines print them.
+# `'authorization': 'OSS ak:sig'` / `Authorization: OSS ak:sig` / `x-oss-security-token: tok` as dict reprs or header
+# lines print them; an unquoted value keeps its scheme word (OSS, OSS4-HMAC-SHA256, AWS, ...) with the credential.
 _SECRET_HEADER = re.compile(
     r"""(?P<name>(?:authorization|x-oss-security-token|security-token|x-oss-signature|signature)['"]?\s*[:=]\s*)"""
-    r"""(?P<quote>['"])?(?P<value>(?(quote)(?:(?!(?P=quote)).)*|[^\s&,'"}]+))""",
+    r"""(?P<quote>['"])?(?P<value>(?(quote)(?:(?!(?P=quote)).)*|(?:(?:OSS|AWS)[\w-]*\s+)?[^\s&,'"}]+))""",
     re.IGNORECASE,
 )
 

@@ -15,6 +15,8 @@ from ossmount.logsafety import REDACTED, RedactSecrets, redact
     ("x-oss-security-token: sts-token-value", "sts-token-value"),
     ('GET /b/k?security-token=sts-token-value&Expires=1 HTTP/1.1', "sts-token-value"),
     ('GET /b/k?OSSAccessKeyId=ak&Signature=c2ln%3D&Expires=1', "c2ln%3D"),
+    ("Authorization: OSS ak-id:c2lnbmF0dXJl", "c2lnbmF0dXJl"),
+    ("authorization: AWS ak-id:c2lnbmF0dXJl", "c2lnbmF0dXJl"),
 ])
 def test_redacts_credential_values(line, secret):
     cleaned = redact(line)
