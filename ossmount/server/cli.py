@@ -135,7 +135,8 @@ async def _serve(core, host: str, port: int, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound_port = listeners[0].socket.getsockname()[1]
-    front = HttpFront(core, AdminApi(token=args.admin_token), core_threads=args.core_threads, etag=args.etag)
+    admin = AdminApi(token=args.admin_token, fsck=core.check_consistency)
+    front = HttpFront(core, admin, core_threads=args.core_threads, etag=args.etag)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(front.serve, listeners)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -374,6 +375,7 @@ class HttpFront:
             "transfer-encoding" in headers or headers.get("content-length", "0") != "0")
         upload_rate = traffic_limit // 8 if traffic_limit and op in UPLOAD_LIMITED_OPS else 0
         body = _EMPTY_BODY if ignore_body else await self._receive_body(channel, head, headers, upload_rate)
+        response: Response | None = None
         try:
             if plan.error is not None:
                 status, response_headers, payload = injected_error_response(
@@ -381,13 +383,16 @@ class HttpFront:
                 response = Response(status, response_headers, payload)
                 fault = "error"
             else:
-                request = Request(method, target, headers, body)
+                hold = functools.partial(self.admin.faults.hold, plan.hold_seconds) if plan.hold_seconds else None
+                request = Request(method, target, headers, body, hold=hold)
                 response = await trio.to_thread.run_sync(self._handle_in_core, request, limiter=self._limiter)
-                fault = None
+                fault = "hold" if hold is not None else None
             download_rate = traffic_limit // 8 if traffic_limit and op in DOWNLOAD_LIMITED_OPS else 0
             sent = await self._send_response(channel, method, response, plan,
                                              _slowest(plan.bytes_per_second, download_rate))
         finally:
+            if response is not None:
+                response.close()  # a GET's blobs stay pinned until here
             if body.path is not None:
                 remove_quietly(body.path)
         elapsed_ms = (self._clock() - started) * 1000
@@ -428,7 +433,10 @@ class HttpFront:
                 break
             else:
                 raise ClientGone("connection closed during an admin request")
-        reply = self.admin.handle(method, path, headers, b"".join(chunks))
+        if path.strip("/").startswith("fsck"):  # holds the store's write lock for a while: not on the event loop
+            reply = await trio.to_thread.run_sync(self.admin.handle, method, path, headers, b"".join(chunks))
+        else:
+            reply = self.admin.handle(method, path, headers, b"".join(chunks))
         payload = reply.body()
         await channel.send(h11.Response(status_code=reply.status, headers=[
             ("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]))

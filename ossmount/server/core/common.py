@@ -93,8 +93,7 @@ class Context:
         name = self.bucket_name if name is None else name
         record = self.store.get_bucket(name)
         if record is None:
-            raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.", ec="0015-00000101",
-                           extra=[("BucketName", name)])
+            raise no_such_bucket(name)
         if self.principal is not None and record.owner != self.principal and not self.granted:
             raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.",
                            ec="0003-00000001")
@@ -124,6 +123,11 @@ def crc_etag(crc64: int, size: int) -> str:
     """The ETag of a body received without MD5 (`serve --etag fast`): CRC-64 and size as 32 upper-case hex
     digits, so that it still has an MD5's shape (UploadPart's Content-MD5 header, multipart ETags)."""
     return f"{crc64:016X}{size:016X}"
+
+
+def no_such_bucket(name: str) -> OssError:
+    return OssError(404, "NoSuchBucket", "The specified bucket does not exist.", ec="0015-00000101",
+                    extra=[("BucketName", name)])
 
 
 def no_such_key(key: str) -> OssError:

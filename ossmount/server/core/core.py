@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from typing import Callable
 
 from . import ops_bucket, ops_multipart, ops_object, xmlio
 from .access import anonymous_allowed, may_read
 from .auth import authenticate
-from .common import REQUEST_PAYER_HEADER, Context, http_date, invalid_argument
+from .common import REQUEST_PAYER_HEADER, Context, http_date, invalid_argument, no_such_bucket
 from .errors import OssError
+from .locking import LockTable, lock_plan
 from .model import Request, Response
 from .routing import Route, Target, classify_operation, is_valid_bucket_name, parse_target
 from .s3.dialect import classify_s3, handle_s3, is_s3_request
-from .store import Store
+from .store import BucketGone, Store
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,9 @@ class ServerCore:
     `credentials` is an `ossmount.server.core.auth.CredentialStore`. With `anonymous`, unsigned requests
     are allowed and act as the owner of everything; without it they get what the bucket and object ACLs grant
     (access.py). `restore_delay` is how long a RestoreObject takes. `service_path` ("/oss/") serves the API
-    under a path prefix, as a reverse proxy that forwards `/oss/...` would. `handle` is thread-safe (requests
-    are applied one at a time).
+    under a path prefix, as a reverse proxy that forwards `/oss/...` would. `handle` is thread-safe and runs
+    requests in parallel: reads take no lock, writes hold only the locks of what they touch (locking.py), and the
+    store serialises only its short metadata transactions (store.py).
     """
 
     def __init__(self, data_dir: str, *, credentials, region: str = "cn-hangzhou", anonymous: bool = False,
@@ -94,7 +95,7 @@ class ServerCore:
         self.clock = clock
         self.restore_delay = restore_delay
         self.service_path = "/" + service_path.strip("/") if service_path.strip("/") else ""
-        self._lock = threading.Lock()
+        self.locks = LockTable()
         try:
             self.default_owner = credentials.first().access_key_id
         except (AttributeError, LookupError):
@@ -112,9 +113,11 @@ class ServerCore:
         """Create bucket `name` owned by access key `owner` unless it exists."""
         if not is_valid_bucket_name(name):
             raise ValueError(f"invalid bucket name {name!r}")
-        with self._lock:
-            if self.store.get_bucket(name) is None:
-                self.store.create_bucket(name, owner, self.clock(), "Standard")
+        self.store.create_bucket(name, owner, self.clock(), "Standard")
+
+    def check_consistency(self, *, data: bool = False) -> list[str]:
+        """The store's fsck (store.Store.check_consistency): one line per broken invariant, [] when sound."""
+        return self.store.check_consistency(data=data)
 
     def parse_target(self, request: Request) -> Target:
         """The bucket, key and query a request addresses (path-style or virtual-hosted), below `service_path`."""
@@ -176,8 +179,15 @@ class ServerCore:
                            "NotImplemented" if op != "Unknown" else "InvalidRequest",
                            f"{op} is not supported by ossmount serve.")
         ctx = Context(self, request, target, op, principal, now, granted)
-        with self._lock:
-            return handler(ctx)
+        locks = lock_plan(op, target, request, ops_object.parse_copy_source, lambda body: [
+            entry.key for entry in xmlio.parse_delete(body)[1]])
+        with self.locks.hold(locks):
+            if request.hold is not None:
+                request.hold()
+            try:
+                return handler(ctx)
+            except BucketGone as gone:
+                raise no_such_bucket(str(gone)) from None
 
     def _authenticate(self, request: Request, target: Target, now: float) -> str | None:
         """The signer's access key id; None for an unsigned request (judged by the ACLs unless `anonymous`)."""

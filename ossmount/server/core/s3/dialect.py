@@ -18,6 +18,7 @@ User metadata is stored once: ``x-amz-meta-mode`` written through S3 is ``x-oss-
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import secrets
 from typing import TYPE_CHECKING
@@ -94,8 +95,7 @@ def to_oss_headers(headers: dict[str, str], method: str) -> dict[str, str]:
 
 
 def to_oss_request(request: Request) -> Request:
-    return Request(request.method, request.target, to_oss_headers(request.headers, request.method.upper()),
-                   request.body)
+    return dataclasses.replace(request, headers=to_oss_headers(request.headers, request.method.upper()))
 
 
 def apply_s3_defaults(op: str, target: Target) -> None:
