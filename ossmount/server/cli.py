@@ -11,12 +11,14 @@ import ipaddress
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 
 import trio
 
 from ossmount.errors import ConfigError, UsageError
+from ossmount.server.http import FrontLimits
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -54,8 +56,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--etag", choices=("md5", "fast"), default="md5",
                         help="md5: ETags are MD5s, as OSS gives (default); fast: skip MD5 unless Content-MD5 is"
                              " sent and derive ETags from the CRC-64 (PUT throughput runs)")
+    parser.add_argument("--idle-timeout", type=_positive_seconds, default=FrontLimits.idle_timeout,
+                        metavar="SECONDS", help="close a connection that starts no request for this long "
+                        f"(default {FrontLimits.idle_timeout:g})")
+    parser.add_argument("--header-timeout", type=_positive_seconds, default=FrontLimits.header_timeout,
+                        metavar="SECONDS", help="a request head must be complete this long after its first byte, "
+                        f"else 408 and close (default {FrontLimits.header_timeout:g})")
+    parser.add_argument("--body-timeout", type=_positive_seconds, default=FrontLimits.body_timeout,
+                        metavar="SECONDS", help="longest pause in a request body (then 400 RequestTimeout) or in "
+                        f"reading a response (then close) (default {FrontLimits.body_timeout:g})")
+    parser.add_argument("--max-connections", type=_positive_int, default=FrontLimits.max_connections,
+                        metavar="N", help="connections served at once; more wait in the listen backlog "
+                        f"(default {FrontLimits.max_connections})")
     parser.add_argument("-d", "--debug", action="store_true", help="log every request to stderr")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+# File descriptors one connection may hold at once: its socket, a spool file, a blob being sent.
+FDS_PER_CONNECTION = 3
+FDS_RESERVED = 64  # listeners, sqlite connections, stdio
+
+
+def raise_file_limit(max_connections: int) -> int:
+    """Raise RLIMIT_NOFILE's soft limit so that `max_connections` connections fit (up to the hard limit); returns
+    how many connections fit after that."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections * FDS_PER_CONNECTION + FDS_RESERVED
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, (soft - FDS_RESERVED) // FDS_PER_CONNECTION))
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -136,7 +192,13 @@ async def _serve(core, host: str, port: int, args: argparse.Namespace) -> None:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound_port = listeners[0].socket.getsockname()[1]
     admin = AdminApi(token=args.admin_token, fsck=core.check_consistency)
-    front = HttpFront(core, admin, core_threads=args.core_threads, etag=args.etag)
+    max_connections = raise_file_limit(args.max_connections)
+    if max_connections < args.max_connections:
+        log.warning("the open-file limit allows %d connections, not --max-connections %d (raise ulimit -n)",
+                    max_connections, args.max_connections)
+    limits = FrontLimits(idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,
+                         body_timeout=args.body_timeout, max_connections=max_connections)
+    front = HttpFront(core, admin, core_threads=args.core_threads, etag=args.etag, limits=limits)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(front.serve, listeners)

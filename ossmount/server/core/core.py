@@ -10,13 +10,14 @@ from typing import Callable
 
 from . import ops_bucket, ops_multipart, ops_object, xmlio
 from .access import anonymous_allowed, may_read
-from .auth import authenticate
+from .auth import V4_ALGORITHM, authenticate
 from .common import REQUEST_PAYER_HEADER, Context, http_date, invalid_argument, no_such_bucket
 from .errors import OssError
 from .locking import LockTable, lock_plan
 from .model import Request, Response
+from .payload import check_oss_payload
 from .routing import Route, Target, classify_operation, is_valid_bucket_name, parse_target
-from .s3.dialect import classify_s3, handle_s3, is_s3_request
+from .s3.dialect import classify_s3, handle_s3, is_s3_request, refuse_s3
 from .store import BucketGone, Store
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,8 @@ class ServerCore:
                 return handle_s3(self, request, request_id, now)
             op = classify_operation(request.method, target, request.headers)
             principal = self._authenticate(request, target, now)
+            if (request.header("authorization") or "").startswith(V4_ALGORITHM + " "):
+                check_oss_payload(request)
             response = self.dispatch(request, target, op, principal, now)
         except OssError as error:
             response = self._error_response(request, target, error, request_id)
@@ -161,6 +164,19 @@ class ServerCore:
         if request.headers.get(REQUEST_PAYER_HEADER, "").strip().lower() == "requester":
             response.headers.append((REQUEST_PAYER_HEADER, "requester"))
         return self.finish(response, request_id, now)
+
+    def refuse(self, request: Request, error: OssError) -> Response:
+        """The answer to a request the front refuses before it can run (its body timed out or is malformed): `error`
+        in the request's dialect (OSS or S3 XML), with the headers every response carries. Never raises."""
+        request_id = new_request_id()
+        now = self.clock()
+        try:
+            target: Target | None = self._target(request)
+        except Exception:  # noqa: BLE001 - an unparseable target still gets its error document
+            target = None
+        if target is not None and is_s3_request(request, target.query_items):
+            return refuse_s3(self, request, target, error, request_id, now)
+        return self.finish(self._error_response(request, target, error, request_id), request_id, now)
 
     def dispatch(self, request: Request, target: Target, op: str, principal: str | None, now: float) -> Response:
         """Run operation `op` for an authenticated request (either dialect: OSS header names): the ACLs decide for
