@@ -7,7 +7,10 @@ Starts the server (`--anonymous`, data dir on /dev/shm) and measures, per run:
 * mixed large transfers: `--streams` GETs of distinct `--size-mib` objects and as many PUTs of other keys, all
   at once, each in its own client process; aggregate MiB/s of each direction (bytes / wall time of the batch);
 * small requests: `--clients` processes issue GET (4 KiB), HEAD and PUT (4 KiB, own keys) in turn on kept-alive
-  connections; requests per second over the batch.
+  connections; requests per second over the batch;
+* small requests while ranges are copied: a sixth as many, while two more clients copy 64 MiB ranges of the large
+  objects into multipart parts (UploadPartCopy, as a client renaming a big file does; the server reads the range to
+  hash it) one after the other; requests per second of the small clients.
 Clients are lean (http.client, unsigned) so that the figures show the server's share rather than an SDK's.
 `--server-source DIR` runs the server from another source tree (e.g. `git archive main | tar -x -C DIR`), which is
 how before/after figures are taken in one sitting. Writes benchmarks/results/server-parallel-<label>-<date>.json.
@@ -103,17 +106,52 @@ def _small_worker(port: int, number: int, requests: int, start, results) -> None
     conn.close()
 
 
-def _batch(target, argument_lists) -> list[tuple[str, float, float]]:
+COPY_RANGE = 64 * MiB
+
+
+def _range_copier(port: int, key: str, size: int, start, stop, results) -> None:
+    """UploadPartCopy of COPY_RANGE-byte ranges of `key` (not its whole: the server hashes what it copies), one after
+    the other into one upload, until `stop` is set."""
+    conn = _connection(port)
+    conn.request("POST", f"/{BUCKET}/{key}-copy?uploads")
+    response = conn.getresponse()
+    upload_id = response.read().split(b"<UploadId>")[1].split(b"</UploadId>")[0].decode()
+    start.wait()
+    began, copies = time.perf_counter(), 0
+    while not stop.is_set():
+        first = (copies * COPY_RANGE) % (size - COPY_RANGE)
+        conn.request("PUT", f"/{BUCKET}/{key}-copy?partNumber={copies % 100 + 1}&uploadId={upload_id}", headers={
+            "x-oss-copy-source": f"/{BUCKET}/{key}", "Content-Length": "0",
+            "x-oss-copy-source-range": f"bytes={first}-{first + COPY_RANGE - 1}"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"UploadPartCopy: HTTP {response.status}")
+        copies += 1
+    conn.request("DELETE", f"/{BUCKET}/{key}-copy?uploadId={upload_id}")
+    conn.getresponse().read()
+    results.put(("copy", began, time.perf_counter(), copies))
+    conn.close()
+
+
+def _batch(target, argument_lists, background=None, background_arguments=()) -> list[tuple[str, float, float]]:
+    """Run `target` in one process per argument list, all started at once; `background` processes (if any) run
+    from the same start until the last `target` process is done."""
     context = multiprocessing.get_context("fork")
-    start = context.Event()
-    results = context.Queue()
+    start, stop = context.Event(), context.Event()
+    results, background_results = context.Queue(), context.Queue()
     processes = [context.Process(target=target, args=(*arguments, start, results)) for arguments in argument_lists]
-    for process in processes:
+    helpers = [context.Process(target=background, args=(*arguments, start, stop, background_results))
+               for arguments in background_arguments]
+    for process in processes + helpers:
         process.start()
     time.sleep(0.5)  # let every client set up (payloads, connections) before the clock starts
     start.set()
     samples = [results.get(timeout=1800) for _ in processes]
-    for process in processes:
+    stop.set()
+    for _ in helpers:
+        background_results.get(timeout=1800)
+    for process in processes + helpers:
         process.join()
         if process.exitcode != 0:
             raise RuntimeError(f"a client process failed with exit code {process.exitcode}")
@@ -131,7 +169,8 @@ def run(args: argparse.Namespace) -> dict:
     previous_path = os.environ.get("PYTHONPATH")
     if args.server_source:
         os.environ["PYTHONPATH"] = str(Path(args.server_source).resolve())
-    figures: dict[str, list[float]] = {"get_mib_s": [], "put_mib_s": [], "mixed_mib_s": [], "small_requests_s": []}
+    figures: dict[str, list[float]] = {"get_mib_s": [], "put_mib_s": [], "mixed_mib_s": [], "small_requests_s": [],
+                                       "small_during_copies_s": []}
     try:
         with LocalServer(work, buckets=(BUCKET,), anonymous=True, admin_token=None) as server:
             conn = _connection(server.port)
@@ -156,6 +195,11 @@ def run(args: argparse.Namespace) -> dict:
                 per_client = args.small_requests // args.clients
                 samples = _batch(_small_worker, [(server.port, n, per_client) for n in range(args.clients)])
                 figures["small_requests_s"].append(per_client * args.clients / _wall(samples))
+                if size > COPY_RANGE:  # a sixth of the requests: before this change they crawled
+                    during = max(1, per_client // 6)
+                    samples = _batch(_small_worker, [(server.port, n, during) for n in range(args.clients)],
+                                     _range_copier, [(server.port, f"large-{n}", size) for n in range(2)])
+                    figures["small_during_copies_s"].append(during * args.clients / _wall(samples))
     finally:
         if args.server_source:
             if previous_path is None:
@@ -172,7 +216,7 @@ def run(args: argparse.Namespace) -> dict:
         "size_mib": args.size_mib, "streams": args.streams, "clients": args.clients,
         "small_requests": args.small_requests, "runs": args.runs,
         "samples": {name: [round(v, 1) for v in values] for name, values in figures.items()},
-        "median": {name: round(statistics.median(values), 1) for name, values in figures.items()},
+        "median": {name: round(statistics.median(values), 1) for name, values in figures.items() if values},
     }
 
 
@@ -198,7 +242,7 @@ def main() -> int:
     print(f"{args.label}: {args.streams}+{args.streams} x {args.size_mib} MiB, {args.clients} small clients, "
           f"{args.runs} runs, load average {report['machine']['load_average_1min_at_end']}")
     for name, value in report["median"].items():
-        print(f"  {name:<18} {value:>9.1f}   runs: {', '.join(f'{v:.0f}' for v in report['samples'][name])}")
+        print(f"  {name:<22} {value:>9.1f}   runs: {', '.join(f'{v:.0f}' for v in report['samples'][name])}")
     print(f"written to {output}")
     return 0
 
