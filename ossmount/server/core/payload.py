@@ -56,11 +56,14 @@ def oss_content_sha256_invalid(value: str) -> OssError:
                     ec="0002-00000214", extra=[("ArgumentName", OSS_HEADER), ("ArgumentValue", value)])
 
 
-def check_oss_payload(request: Request) -> None:
-    """An OSS V4 request's x-oss-content-sha256: UNSIGNED-PAYLOAD, or the hex SHA-256 of the body."""
+def check_oss_content_sha256_value(request: Request) -> None:
+    """An OSS V4 request's x-oss-content-sha256 is absent, UNSIGNED-PAYLOAD or a hex SHA-256; else 400 (checked with
+    the signature, before the body is looked at)."""
     value = request.header(OSS_HEADER)
-    if value is None or value.strip() == UNSIGNED_PAYLOAD:
-        return
-    if not is_hex_sha256(value):
+    if value is not None and value.strip() != UNSIGNED_PAYLOAD and not is_hex_sha256(value):
         raise oss_content_sha256_invalid(value)
+
+
+def check_oss_payload(request: Request) -> None:
+    """An OSS V4 request's hex x-oss-content-sha256 must be the body's SHA-256 (else 400, EC 0002-00000214)."""
     check_payload_sha256(request, OSS_HEADER, lambda declared, computed: oss_content_sha256_invalid(declared))
