@@ -18,7 +18,7 @@ import sys
 import trio
 
 from ossmount.errors import ConfigError, UsageError
-from ossmount.server.http import FrontLimits
+from ossmount.server.http import CORE_THREADS, FrontLimits
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -52,22 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest accepted clock difference of a signed request")
     parser.add_argument("--restore-delay", type=float, default=0.0, metavar="SECONDS",
                         help="time an Archive/ColdArchive restore takes")
-    parser.add_argument("--core-threads", type=int, default=4, help="worker threads running the core")
+    parser.add_argument("--core-threads", type=_positive_int, default=CORE_THREADS, metavar="N",
+                        help="worker threads running requests in the core; a request waiting for another's lock "
+                        f"holds one (default {CORE_THREADS})")
     parser.add_argument("--etag", choices=("md5", "fast"), default="md5",
                         help="md5: ETags are MD5s, as OSS gives (default); fast: skip MD5 unless Content-MD5 is"
                              " sent and derive ETags from the CRC-64 (PUT throughput runs)")
-    parser.add_argument("--idle-timeout", type=_positive_seconds, default=FrontLimits.idle_timeout,
-                        metavar="SECONDS", help="close a connection that starts no request for this long "
-                        f"(default {FrontLimits.idle_timeout:g})")
-    parser.add_argument("--header-timeout", type=_positive_seconds, default=FrontLimits.header_timeout,
-                        metavar="SECONDS", help="a request head must be complete this long after its first byte, "
-                        f"else 408 and close (default {FrontLimits.header_timeout:g})")
-    parser.add_argument("--body-timeout", type=_positive_seconds, default=FrontLimits.body_timeout,
-                        metavar="SECONDS", help="longest pause in a request body (then 400 RequestTimeout) or in "
-                        f"reading a response (then close) (default {FrontLimits.body_timeout:g})")
-    parser.add_argument("--max-connections", type=_positive_int, default=FrontLimits.max_connections,
-                        metavar="N", help="connections served at once; more wait in the listen backlog "
-                        f"(default {FrontLimits.max_connections})")
+    for flag, kind, metavar, text in _LIMIT_FLAGS:
+        default = getattr(FrontLimits, flag[2:].replace("-", "_"))
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} (default {default:g})")
     parser.add_argument("-d", "--debug", action="store_true", help="log every request to stderr")
     return parser
 
@@ -88,6 +81,17 @@ def _positive(convert: type, what: str):
 
 _positive_seconds = _positive(float, "a number of seconds")
 _positive_int = _positive(int, "an integer")
+
+
+# The front's limits (http.FrontLimits): flag, type, metavar, help.
+_LIMIT_FLAGS = (
+    ("--idle-timeout", _positive_seconds, "SECONDS", "close a connection that starts no request for this long"),
+    ("--header-timeout", _positive_seconds, "SECONDS",
+     "a request head must be complete this long after its first byte, else 408 and close"),
+    ("--body-timeout", _positive_seconds, "SECONDS",
+     "longest pause in a request body (then 400 RequestTimeout) or in reading a response (then close)"),
+    ("--max-connections", _positive_int, "N", "connections served at once; more wait in the listen backlog"),
+)
 
 
 # File descriptors one connection may hold at once: its socket, a spool file, a blob being sent.

@@ -69,6 +69,9 @@ FAST_BODY_MIN = 256 * 1024
 IN_MEMORY_BODY_MAX = 64 * 1024
 MAX_HEAD_SIZE = 256 * 1024
 SENDFILE_CHUNK = 16 * 1024 * 1024
+# Worker threads for the core: requests run there in parallel, and one waiting for another's key lock (locking.py)
+# occupies one, so there are enough that a few writers queued on one key do not hold up everyone else.
+CORE_THREADS = 32
 EMPTY_MD5 = hashlib.md5(b"").digest()
 # Operations whose body x-oss-traffic-limit throttles: uploads (request body) and downloads (response body).
 UPLOAD_LIMITED_OPS = frozenset({"PutObject", "UploadPart", "AppendObject"})
@@ -419,7 +422,7 @@ class HttpFront:
     `etag="fast"` skips MD5 for bodies sent without Content-MD5, so their ETags derive from the CRC-64
     (oss-api.md §5.2: MD5 caps PUT throughput; ossfs `enable_content_md5` needs the default, "md5")."""
 
-    def __init__(self, core: Any, admin: AdminApi, *, core_threads: int = 4,
+    def __init__(self, core: Any, admin: AdminApi, *, core_threads: int = CORE_THREADS,
                  clock: Callable[[], float] = time.monotonic, etag: str = "md5",
                  limits: FrontLimits = FrontLimits()):
         if etag not in ETAG_MODES:

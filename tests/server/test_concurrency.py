@@ -100,6 +100,24 @@ def test_other_keys_are_read_and_written_while_a_put_is_held_in_the_core(server,
     assert bucket.get_object("b").read() == b"newest b"  # B's writes were applied in order
 
 
+def test_writers_queued_on_one_key_do_not_hold_up_other_clients(server, bucket):
+    """Eight writers wait for a held key's lock; each waits in a worker thread, and there are enough of them
+    (serve --core-threads) that every other request still runs."""
+    bucket.put_object("free", b"readable")
+    server.admin.set_faults([{"action": "hold", "op": "PutObject", "count": 1, "delay_ms": WAIT * 1000}])
+    held, _ = background(bucket.put_object, "busy", b"first")
+    wait_until_held(server)
+    queued = [background(bucket.put_object, "busy", f"queued {n}".encode()) for n in range(8)]
+    assert bucket.get_object("free").read() == b"readable"
+    bucket.put_object("other", b"still served")
+    assert held.is_alive() and all(thread.is_alive() for thread, _ in queued)
+    server.admin.release_held()
+    for thread, result in [(held, {}), *queued]:
+        thread.join(WAIT)
+        assert "error" not in result
+    assert bucket.get_object("busy").read().startswith(b"queued")
+
+
 def test_copy_holds_its_source_while_a_delete_of_the_source_waits(server, bucket):
     """A CopyObject references the source's blobs: deleting the source must wait for the copy's commit."""
     bucket.put_object("source", b"shared data" * 1000)
