@@ -244,12 +244,14 @@ class _Channel:
         Raises IdleTimeout, HeadTimeout, h11.RemoteProtocolError."""
         head_deadline = None
         idle_deadline = trio.current_time() + self.limits.idle_timeout
+        first = True
         while True:
             event = self.conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            if head_deadline is None and self.conn.trailing_data[0]:
+            if first and self.conn.trailing_data[0]:  # part of a pipelined head is already here
                 head_deadline = trio.current_time() + self.limits.header_timeout
+            first = False
             if head_deadline is None:
                 data = await self._recv(idle_deadline, IdleTimeout)
                 if data:
