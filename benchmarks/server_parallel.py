@@ -7,7 +7,8 @@ Starts the server (`--anonymous`, data dir on /dev/shm) and measures, per run:
 * mixed large transfers: `--streams` GETs of distinct `--size-mib` objects and as many PUTs of other keys, all
   at once, each in its own client process; aggregate MiB/s of each direction (bytes / wall time of the batch);
 * small requests: `--clients` processes issue GET (4 KiB), HEAD and PUT (4 KiB, own keys) in turn on kept-alive
-  connections; requests per second over the batch;
+  connections; requests per second over the batch, and the server process's CPU time per request (µs: less
+  sensitive than the rate to other load on the machine);
 * small requests while ranges are copied: a sixth as many, while two more clients copy 64 MiB ranges of the large
   objects into multipart parts (UploadPartCopy, as a client renaming a big file does; the server reads the range to
   hash it) one after the other; requests per second of the small clients.
@@ -158,6 +159,13 @@ def _batch(target, argument_lists, background=None, background_arguments=()) -> 
     return samples
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wall(samples) -> float:
     return max(end for _, _, end in samples) - min(began for _, began, _ in samples)
 
@@ -170,7 +178,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.server_source:
         os.environ["PYTHONPATH"] = str(Path(args.server_source).resolve())
     figures: dict[str, list[float]] = {"get_mib_s": [], "put_mib_s": [], "mixed_mib_s": [], "small_requests_s": [],
-                                       "small_during_copies_s": []}
+                                       "small_cpu_us": [], "small_during_copies_s": []}
     try:
         with LocalServer(work, buckets=(BUCKET,), anonymous=True, admin_token=None) as server:
             conn = _connection(server.port)
@@ -193,7 +201,10 @@ def run(args: argparse.Namespace) -> dict:
                 figures["put_mib_s"].append(len(puts) * size / MiB / _wall(puts))
                 figures["mixed_mib_s"].append(len(samples) * size / MiB / wall)
                 per_client = args.small_requests // args.clients
+                cpu_before = _cpu_seconds(server.process.pid)
                 samples = _batch(_small_worker, [(server.port, n, per_client) for n in range(args.clients)])
+                figures["small_cpu_us"].append(
+                    (_cpu_seconds(server.process.pid) - cpu_before) / (per_client * args.clients) * 1e6)
                 figures["small_requests_s"].append(per_client * args.clients / _wall(samples))
                 if size > COPY_RANGE:  # a sixth of the requests: before this change they crawled
                     during = max(1, per_client // 6)

@@ -29,6 +29,6 @@ def test_parallel_server_benchmark_runs_and_the_readme_quotes_it(tmp_path):
                     "--data-dir", str(tmp_path), "--output", str(output)], check=True, capture_output=True,
                    timeout=300)
     result = json.loads(output.read_text())
-    assert set(result["median"]) == {"get_mib_s", "put_mib_s", "mixed_mib_s", "small_requests_s"}
+    assert set(result["median"]) == {"get_mib_s", "put_mib_s", "mixed_mib_s", "small_requests_s", "small_cpu_us"}
     assert all(value > 0 for value in result["median"].values())
     assert "benchmarks/server_parallel.py" in (ROOT / "README.md").read_text()
