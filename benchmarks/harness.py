@@ -68,7 +68,7 @@ WORKLOADS = [
              "object is on the server (fio/seq_write.fio)", "fio"),
     Workload("rand_read_4k", "MiB/s", "random 4 KiB reads in the big object (fio/rand_read.fio)", "fio"),
     Workload("rand_read_256k", "MiB/s", "random 256 KiB reads in the big object (fio/rand_read.fio)", "fio"),
-    Workload("ttfb", "ms", "time to first byte: open + 1-byte read of the big object, mean of 10 (fio/ttfb.fio)",
+    Workload("ttfb", "ms", "time to first byte: one cold open + 1-byte read of the big object per run (fio/ttfb.fio)",
              "fio"),
     Workload("small_write", "MiB/s", "8 threads write the small files, 64 KiB each (fio/small_files_write.fio)",
              "fio"),

@@ -151,6 +151,19 @@ class AdminClient:
     def clear_faults(self) -> None:
         self.call("DELETE", "faults")
 
+    def release_held(self) -> None:
+        """Let every request a "hold" fault rule stalls now continue."""
+        self.call("POST", "faults/release")
+
+    def held(self) -> int:
+        """How many requests a "hold" fault rule stalls now."""
+        return self.faults()["held"]
+
+    def fsck(self, *, data: bool = False) -> list[str]:
+        """The store's consistency problems (refcounts, blob files, latest versions, sizes and CRCs; with `data`, each
+        extent's bytes against its CRC-64); [] when sound."""
+        return self.call("GET", "fsck/data" if data else "fsck")["problems"]
+
 
 class LocalServer:
     """A `python -m ossmount serve` subprocess on 127.0.0.1 with a data dir and credentials of its own."""

@@ -11,12 +11,14 @@ import ipaddress
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 
 import trio
 
 from ossmount.errors import ConfigError, UsageError
+from ossmount.server.http import CORE_THREADS, FrontLimits
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -50,12 +52,68 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest accepted clock difference of a signed request")
     parser.add_argument("--restore-delay", type=float, default=0.0, metavar="SECONDS",
                         help="time an Archive/ColdArchive restore takes")
-    parser.add_argument("--core-threads", type=int, default=4, help="worker threads running the core")
+    parser.add_argument("--core-threads", type=_positive_int, default=CORE_THREADS, metavar="N",
+                        help="worker threads running requests in the core; a request waiting for another's lock "
+                        f"holds one (default {CORE_THREADS})")
     parser.add_argument("--etag", choices=("md5", "fast"), default="md5",
                         help="md5: ETags are MD5s, as OSS gives (default); fast: skip MD5 unless Content-MD5 is"
                              " sent and derive ETags from the CRC-64 (PUT throughput runs)")
+    for flag, kind, metavar, text in _LIMIT_FLAGS:
+        default = getattr(FrontLimits, flag[2:].replace("-", "_"))
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} (default {default:g})")
     parser.add_argument("-d", "--debug", action="store_true", help="log every request to stderr")
     return parser
+
+
+def _positive(convert: type, what: str):
+    """An argparse type: `convert(text)`, which must be positive and finite (else a one-line usage error)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive {what.split(' ', 1)[1]}: {text!r}")
+        return value
+
+    return parse
+
+
+_positive_seconds = _positive(float, "a number of seconds")
+_positive_int = _positive(int, "an integer")
+
+
+# The front's limits (http.FrontLimits): flag, type, metavar, help.
+_LIMIT_FLAGS = (
+    ("--idle-timeout", _positive_seconds, "SECONDS", "close a connection that starts no request for this long"),
+    ("--header-timeout", _positive_seconds, "SECONDS",
+     "a request head must be complete this long after its first byte, else 408 and close"),
+    ("--body-timeout", _positive_seconds, "SECONDS",
+     "longest pause in a request body (then 400 RequestTimeout) or in reading a response (then close)"),
+    ("--max-connections", _positive_int, "N", "connections served at once; more wait in the listen backlog"),
+)
+
+
+# File descriptors one connection may hold at once: its socket, a spool file, a blob being sent.
+FDS_PER_CONNECTION = 3
+FDS_RESERVED = 64  # listeners, sqlite connections, stdio
+
+
+def raise_file_limit(max_connections: int) -> int:
+    """Raise RLIMIT_NOFILE's soft limit so that `max_connections` connections fit (up to the hard limit); returns
+    how many connections fit after that."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections * FDS_PER_CONNECTION + FDS_RESERVED
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, (soft - FDS_RESERVED) // FDS_PER_CONNECTION))
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -135,7 +193,14 @@ async def _serve(core, host: str, port: int, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound_port = listeners[0].socket.getsockname()[1]
-    front = HttpFront(core, AdminApi(token=args.admin_token), core_threads=args.core_threads, etag=args.etag)
+    admin = AdminApi(token=args.admin_token, fsck=core.check_consistency)
+    max_connections = raise_file_limit(args.max_connections)
+    if max_connections < args.max_connections:
+        log.warning("the open-file limit allows %d connections, not --max-connections %d (raise ulimit -n)",
+                    max_connections, args.max_connections)
+    limits = FrontLimits(idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,
+                         body_timeout=args.body_timeout, max_connections=max_connections)
+    front = HttpFront(core, admin, core_threads=args.core_threads, etag=args.etag, limits=limits)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(front.serve, listeners)

@@ -8,6 +8,10 @@ a JSON document.
 Reproducibility: rules are evaluated in order for every request whose operation matches, and each
 matching rule with `probability < 1` draws exactly one number from a `random.Random(seed)`. The same
 seed and the same sequence of operations therefore give the same faults.
+
+A "hold" rule stalls a request inside the server core, after the operation's locks are taken and before it runs
+(a slow metadata store), until `POST /_ossmount/admin/faults/release` or its `delay_ms` runs out; `GET faults`
+reports how many requests are held now. Tests use it to prove what may and may not wait for what.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hmac
 import json
 import random
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -30,7 +35,7 @@ ADMIN_PREFIX = "/_ossmount/admin/"
 ADMIN_TOKEN_HEADER = "x-ossmount-admin-token"
 REQUEST_LOG_SIZE = 2000
 
-ACTIONS = ("error", "reset", "delay", "bandwidth")
+ACTIONS = ("error", "reset", "delay", "bandwidth", "hold")
 
 # Never kept in the request log: they carry credentials (headers left out, query values replaced).
 UNLOGGED_HEADERS = frozenset({"authorization", "x-oss-security-token", "x-amz-security-token", "proxy-authorization",
@@ -99,6 +104,8 @@ class FaultRule:
                 raise FaultConfigError(f"{name} must be a non-negative number")
         if self.action == "bandwidth" and self.bytes_per_second <= 0:
             raise FaultConfigError("a bandwidth rule needs bytes_per_second > 0")
+        if self.action == "hold" and self.delay_ms <= 0:
+            raise FaultConfigError("a hold rule needs delay_ms > 0 (the longest it holds a request)")
 
     def matches(self, op: str) -> bool:
         return self.op == "*" or self.op == op
@@ -113,6 +120,7 @@ class FaultPlan:
     reset_before_response: bool = False
     reset_after_bytes: int | None = None
     bytes_per_second: int = 0
+    hold_seconds: float = 0.0  # stall inside the core (FaultInjector.hold) at most this long
 
 
 class FaultInjector:
@@ -124,6 +132,9 @@ class FaultInjector:
         self._fired: list[int] = []
         self._seed = 0
         self._random = random.Random(0)
+        self._hold = threading.Condition()
+        self._held = 0
+        self._releases = 0
 
     def configure(self, rules: list[FaultRule], seed: int = 0) -> None:
         """Replace all rules and reseed the generator."""
@@ -148,11 +159,30 @@ class FaultInjector:
 
     def clear(self) -> None:
         self.configure([], 0)
+        self.release_held()
+
+    def hold(self, seconds: float) -> None:
+        """Block the calling (worker) thread until `release_held` or `seconds` pass."""
+        with self._hold:
+            generation = self._releases
+            self._held += 1
+            try:
+                self._hold.wait_for(lambda: self._releases != generation, timeout=seconds)
+            finally:
+                self._held -= 1
+
+    def release_held(self) -> None:
+        """Let every request held now continue."""
+        with self._hold:
+            self._releases += 1
+            self._hold.notify_all()
 
     def describe(self) -> dict[str, Any]:
-        """The active rules with how often each fired and how many firings remain."""
+        """The active rules with how often each fired and how many firings remain, and how many requests are
+        held now."""
         return {
             "seed": self._seed,
+            "held": self._held,
             "rules": [
                 {**dataclasses.asdict(rule), "fired": fired, "remaining": remaining}
                 for rule, fired, remaining in zip(self._rules, self._fired, self._remaining)
@@ -185,6 +215,8 @@ class FaultInjector:
                 plan.bytes_per_second = min(rates)
             elif rule.action == "error":
                 plan.error = rule
+            elif rule.action == "hold":
+                plan.hold_seconds = max(plan.hold_seconds, rule.delay_ms / 1000.0)
             elif rule.after_bytes > 0:
                 plan.reset_after_bytes = int(rule.after_bytes)
             else:
@@ -275,12 +307,15 @@ class AdminReply:
 
 @dataclass
 class AdminApi:
-    """The `/_ossmount/admin/` endpoints. `token=None` disables the API (every call is refused)."""
+    """The `/_ossmount/admin/` endpoints. `token=None` disables the API (every call is refused). `fsck(data=)` checks
+    the store's invariants (`GET fsck` answers `{"problems": [...]}`, empty when consistent; `GET fsck/data` also
+    recomputes every extent's CRC-64); it blocks writes while it runs, so the front calls it from a worker thread."""
 
     token: str | None
     faults: FaultInjector = field(default_factory=FaultInjector)
     counters: RequestCounters = field(default_factory=RequestCounters)
     requests: RequestLog = field(default_factory=RequestLog)
+    fsck: Callable[..., list[str]] | None = None
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> AdminReply:
         """Answer one admin request; `path` is the part after the admin prefix, without query."""
@@ -298,7 +333,12 @@ class AdminApi:
             ("POST", "requests/reset"): self.requests.reset,
             ("GET", "faults"): self.faults.describe,
             ("DELETE", "faults"): self.faults.clear,
+            ("POST", "faults/release"): self.faults.release_held,
         }
+        if self.fsck is not None:
+            fsck = self.fsck
+            simple[("GET", "fsck")] = lambda: {"problems": fsck(data=False)}
+            simple[("GET", "fsck/data")] = lambda: {"problems": fsck(data=True)}
         if route in simple:
             result = simple[route]()
             return AdminReply(200, {} if result is None else result)

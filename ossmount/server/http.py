@@ -13,12 +13,21 @@ Why the two bulk paths bypass h11 (oss-api.md §5.1):
 
 A request whose body does not arrive completely never reaches the core, and its spool file is
 removed, so a client (or server) dying mid-upload leaves nothing visible.
+
+Slow and silent clients (`FrontLimits`, the `ossmount serve` timeout flags): a connection waiting for its next
+request is closed after `idle_timeout`; a request head must be complete `header_timeout` seconds after its first
+byte (else 408 RequestTimeout, then close); a body that pauses longer than `body_timeout` in either direction ends
+the exchange (a request body: 400 RequestTimeout; a response the client stops reading: the connection is dropped).
+At most `max_connections` connections are served at once; further ones wait in the listen backlog. A request body
+whose framing is broken (`Transfer-Encoding: chunked` or S3 `aws-chunked`) is answered 400 with an error document
+in the request's dialect, never with a silent close.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -39,6 +48,7 @@ from ossmount.errors import exception_leaves
 from ossmount.server.core.common import TRAFFIC_LIMIT_HEADER, parse_traffic_limit
 from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import FileExtent, Request, Response, SpooledBody
+from ossmount.server.core.payload import declares_sha256
 from ossmount.server.core.s3.chunked import AwsChunkedDecoder, ChunkedFormatError, is_aws_chunked
 from ossmount.server.faults import (
     ADMIN_PREFIX,
@@ -59,13 +69,14 @@ FAST_BODY_MIN = 256 * 1024
 IN_MEMORY_BODY_MAX = 64 * 1024
 MAX_HEAD_SIZE = 256 * 1024
 SENDFILE_CHUNK = 16 * 1024 * 1024
+# Worker threads for the core: requests run there in parallel, and one waiting for another's key lock (locking.py)
+# occupies one, so there are enough that a few writers queued on one key do not hold up everyone else.
+CORE_THREADS = 32
 EMPTY_MD5 = hashlib.md5(b"").digest()
 # Operations whose body x-oss-traffic-limit throttles: uploads (request body) and downloads (response body).
 UPLOAD_LIMITED_OPS = frozenset({"PutObject", "UploadPart", "AppendObject"})
 DOWNLOAD_LIMITED_OPS = frozenset({"GetObject"})
 _EMPTY_BODY = SpooledBody(path=None, size=0, md5=EMPTY_MD5, crc64=0, data=b"")
-# An aws-chunked body whose framing is broken: no decoded body, so the S3 dialect answers 400 IncompleteBody.
-_UNREADABLE_CHUNKED_BODY = SpooledBody(path=None, size=0, md5=EMPTY_MD5, crc64=0, data=b"")
 
 
 def traffic_limit_of(op: str, headers: dict[str, str]) -> int | None:
@@ -102,7 +113,58 @@ class _Pacer:
 
 
 class ClientGone(Exception):
-    """The peer closed or reset the connection before the exchange finished."""
+    """The peer closed or reset the connection before the exchange finished (or stopped reading a response);
+    `sent` is how many response body bytes had gone out."""
+
+    sent = 0
+
+
+class IdleTimeout(Exception):
+    """No request began within `idle_timeout` (nothing was received)."""
+
+
+class HeadTimeout(Exception):
+    """A request head was not complete `header_timeout` seconds after its first byte."""
+
+
+class BodyTimeout(Exception):
+    """A request body paused for longer than `body_timeout`."""
+
+
+class MalformedBody(Exception):
+    """A request body whose framing is broken; `error` is the answer, `framing_lost` whether the connection can go
+    on (an aws-chunked error inside a well-framed body) or must close (a broken `Transfer-Encoding: chunked`)."""
+
+    def __init__(self, error: OssError, framing_lost: bool):
+        super().__init__(error.message)
+        self.error = error
+        self.framing_lost = framing_lost
+
+
+@dataclass(frozen=True)
+class FrontLimits:
+    """How long the front waits for a client and how many it serves at once (`ossmount serve` flags).
+
+    `idle_timeout`: seconds a connection may wait for its next request (nothing received yet).
+    `header_timeout`: seconds from a request's first byte until its head must be complete.
+    `body_timeout`: longest pause, in seconds, in a request body being received or a response being sent.
+    `max_connections`: connections served at once; more wait in the kernel's listen backlog."""
+
+    idle_timeout: float = 120.0
+    header_timeout: float = 60.0
+    body_timeout: float = 120.0
+    max_connections: int = 2048
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout", "header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+
+
+# errno values of accept() that mean "out of resources for now": wait and retry (as trio.serve_listeners does)
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 class ConnectionAborted(Exception):
@@ -158,22 +220,62 @@ def _single_exception_unwrapped() -> Iterator[None]:
 
 
 class _Channel:
-    """One client connection: the socket plus the h11 state, which the fast body path may replace."""
+    """One client connection: the socket plus the h11 state, which the fast body path may replace. Every wait on
+    the peer is bounded by `limits`."""
 
-    def __init__(self, sock: trio.socket.SocketType):
+    def __init__(self, sock: trio.socket.SocketType, limits: FrontLimits):
         self.sock = sock
+        self.limits = limits
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.eof = False  # the peer closed its side
 
-    async def next_event(self) -> Any:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
+    async def _recv(self, deadline: float, timeout: type[Exception]) -> bytes:
+        with trio.move_on_at(deadline):
             try:
                 data = await self.sock.recv(RECV_SIZE)
             except OSError as exc:
                 raise ClientGone(str(exc)) from None
+            self.eof = not data
+            return data
+        raise timeout()
+
+    async def next_request(self) -> Any:
+        """The next request head (or ConnectionClosed): `idle_timeout` until its first byte, then `header_timeout`.
+        Raises IdleTimeout, HeadTimeout, h11.RemoteProtocolError."""
+        head_deadline = None
+        idle_deadline = trio.current_time() + self.limits.idle_timeout
+        first = True
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if first and self.conn.trailing_data[0]:  # part of a pipelined head is already here
+                head_deadline = trio.current_time() + self.limits.header_timeout
+            first = False
+            if head_deadline is None:
+                data = await self._recv(idle_deadline, IdleTimeout)
+                if data:
+                    head_deadline = trio.current_time() + self.limits.header_timeout
+            else:
+                data = await self._recv(head_deadline, HeadTimeout)
             self.conn.receive_data(data)
+
+    async def next_event(self) -> Any:
+        """The next body event; raises BodyTimeout after a pause of `body_timeout`."""
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            self.conn.receive_data(await self._recv(trio.current_time() + self.limits.body_timeout, BodyTimeout))
+
+    async def recv_into(self, view: memoryview) -> int:
+        """Raw body bytes (the fast path); raises BodyTimeout after a pause of `body_timeout`."""
+        with trio.move_on_after(self.limits.body_timeout):
+            try:
+                return await self.sock.recv_into(view)
+            except OSError as exc:
+                raise ClientGone(str(exc)) from None
+        raise BodyTimeout()
 
     async def send(self, event: Any) -> None:
         data = self.conn.send(event)
@@ -181,13 +283,36 @@ class _Channel:
             await self.send_bytes(data)
 
     async def send_bytes(self, data: bytes | memoryview) -> None:
+        """Send all of `data`; ClientGone if the peer is gone or accepts nothing for `body_timeout`."""
         view = memoryview(data)
         try:
             while view:
-                sent = await self.sock.send(view)
-                view = view[sent:]
+                with trio.move_on_after(self.limits.body_timeout):
+                    sent = await self.sock.send(view)
+                    view = view[sent:]
+                    continue
+                raise ClientGone(f"the client read nothing for {self.limits.body_timeout:g} s")
         except OSError as exc:
             raise ClientGone(str(exc)) from None
+
+    async def wait_writable(self) -> None:
+        with trio.move_on_after(self.limits.body_timeout):
+            await trio.lowlevel.wait_writable(self.sock)
+            return
+        raise ClientGone(f"the client read nothing for {self.limits.body_timeout:g} s")
+
+    async def send_refusal(self, response: Response) -> None:
+        """Send an error response outside h11's state machine, then the connection must close."""
+        body = response.body if isinstance(response.body, bytes) else b""
+        lines = [f"HTTP/1.1 {response.status} {_reason(response.status).decode()}".encode()]
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection"):
+                lines.append(name.encode("latin-1", "replace") + b": " + value.encode("utf-8"))
+        lines += [b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+        try:
+            await self.send_bytes(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        except ClientGone:
+            pass
 
     def abort(self) -> None:
         """Close with SO_LINGER 0 so that the peer sees a TCP reset, not an orderly close."""
@@ -275,6 +400,14 @@ def remove_quietly(path: str | None) -> None:
         pass
 
 
+def _aws_chunked_error(exc: ChunkedFormatError) -> OssError:
+    """The answer to an aws-chunked body that cannot be decoded (S3's codes: a body that ends early is
+    IncompleteBody, anything else about its chunks InvalidRequest)."""
+    if exc.incomplete:
+        return OssError(400, "IncompleteBody", "The request body terminated unexpectedly")
+    return OssError(400, "InvalidRequest", f"Malformed aws-chunked request body: {exc}.")
+
+
 def _split_admin_path(target: str) -> str | None:
     path = target.split("?", 1)[0]
     if path.startswith(ADMIN_PREFIX):
@@ -291,29 +424,67 @@ class HttpFront:
     `etag="fast"` skips MD5 for bodies sent without Content-MD5, so their ETags derive from the CRC-64
     (oss-api.md §5.2: MD5 caps PUT throughput; ossfs `enable_content_md5` needs the default, "md5")."""
 
-    def __init__(self, core: Any, admin: AdminApi, *, core_threads: int = 4,
-                 clock: Callable[[], float] = time.monotonic, etag: str = "md5"):
+    def __init__(self, core: Any, admin: AdminApi, *, core_threads: int = CORE_THREADS,
+                 clock: Callable[[], float] = time.monotonic, etag: str = "md5",
+                 limits: FrontLimits = FrontLimits()):
         if etag not in ETAG_MODES:
             raise ValueError(f"etag must be one of {ETAG_MODES}, got {etag!r}")
         self.core = core
         self.admin = admin
+        self.limits = limits
         self._etag = etag
         self._limiter = trio.CapacityLimiter(core_threads)
         self._clock = clock
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
-        """Accept connections on `listeners` until cancelled."""
-        await trio.serve_listeners(self.handle_connection, listeners)
+        """Accept connections on `listeners` until cancelled, serving at most `limits.max_connections` at once."""
+        slots = trio.Semaphore(self.limits.max_connections)
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, slots, nursery)
+
+    async def _accept_loop(self, listener: trio.SocketListener, slots: trio.Semaphore,
+                           nursery: trio.Nursery) -> None:
+        while True:
+            await slots.acquire()  # at the limit, new connections wait in the listen backlog
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                slots.release()
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.warning("accept: %s; waiting 100 ms", os.strerror(exc.errno))
+                await trio.sleep(0.1)
+                continue
+            except BaseException:
+                slots.release()
+                raise
+            nursery.start_soon(self._serve_connection, stream, slots)
+
+    async def _serve_connection(self, stream: trio.SocketStream, slots: trio.Semaphore) -> None:
+        try:
+            await self.handle_connection(stream)
+        finally:
+            slots.release()
 
     async def handle_connection(self, stream: trio.SocketStream) -> None:
         """Run the request/response cycles of one keep-alive connection."""
-        channel = _Channel(stream.socket)
+        channel = _Channel(stream.socket, self.limits)
         try:
             while True:
                 try:
-                    event = await channel.next_event()
+                    event = await channel.next_request()
                 except h11.RemoteProtocolError as exc:
                     await self._send_bad_request(channel, exc)
+                    return
+                except IdleTimeout:
+                    log.debug("closing a connection idle for %g s", self.limits.idle_timeout)
+                    return
+                except HeadTimeout:
+                    log.debug("a request head was incomplete after %g s", self.limits.header_timeout)
+                    await channel.send_refusal(self.core.refuse(Request("GET", "/", {}), OssError(
+                        408, "RequestTimeout", "Your socket connection to the server was not read from or written "
+                        "to within the timeout period.")))
                     return
                 if isinstance(event, h11.ConnectionClosed):
                     return
@@ -373,7 +544,25 @@ class HttpFront:
         ignore_body = method in ("GET", "HEAD") and (
             "transfer-encoding" in headers or headers.get("content-length", "0") != "0")
         upload_rate = traffic_limit // 8 if traffic_limit and op in UPLOAD_LIMITED_OPS else 0
-        body = _EMPTY_BODY if ignore_body else await self._receive_body(channel, head, headers, upload_rate)
+        try:
+            body = _EMPTY_BODY if ignore_body else await self._receive_body(channel, head, headers, upload_rate)
+        except BodyTimeout:
+            log.debug("%s %s %s: the body paused for %g s", method, bucket, key, self.limits.body_timeout)
+            error = OssError(400, "RequestTimeout", "Your socket connection to the server was not read from or "
+                             "written to within the timeout period.")
+            await channel.send_refusal(self.core.refuse(Request(method, target, headers), error))
+            self._record(op, method, target, bucket, key, headers, 400, 0, 0, None)
+            return False
+        except MalformedBody as malformed:
+            log.debug("%s %s %s: malformed body: %s", method, bucket, key, malformed)
+            refusal = self.core.refuse(Request(method, target, headers), malformed.error)
+            self._record(op, method, target, bucket, key, headers, refusal.status, 0, 0, None)
+            if malformed.framing_lost:
+                await channel.send_refusal(refusal)
+                return False
+            await self._send_response(channel, method, refusal, FaultPlan())
+            return True
+        response: Response | None = None
         try:
             if plan.error is not None:
                 status, response_headers, payload = injected_error_response(
@@ -381,13 +570,23 @@ class HttpFront:
                 response = Response(status, response_headers, payload)
                 fault = "error"
             else:
-                request = Request(method, target, headers, body)
+                hold = functools.partial(self.admin.faults.hold, plan.hold_seconds) if plan.hold_seconds else None
+                request = Request(method, target, headers, body, hold=hold)
                 response = await trio.to_thread.run_sync(self._handle_in_core, request, limiter=self._limiter)
-                fault = None
+                fault = "hold" if hold is not None else None
             download_rate = traffic_limit // 8 if traffic_limit and op in DOWNLOAD_LIMITED_OPS else 0
-            sent = await self._send_response(channel, method, response, plan,
-                                             _slowest(plan.bytes_per_second, download_rate))
+            try:
+                sent = await self._send_response(channel, method, response, plan,
+                                                 _slowest(plan.bytes_per_second, download_rate))
+            except ClientGone as gone:
+                self._record(op, method, target, bucket, key, headers, response.status, gone.sent, body.size,
+                             "client-gone", traffic_limit)
+                log.debug("%s %s %s %d: the client went away after %d body bytes (%s)", method, bucket or "-",
+                          key or "-", response.status, gone.sent, gone)
+                raise
         finally:
+            if response is not None:
+                response.close()  # a GET's blobs stay pinned until here
             if body.path is not None:
                 remove_quietly(body.path)
         elapsed_ms = (self._clock() - started) * 1000
@@ -428,7 +627,10 @@ class HttpFront:
                 break
             else:
                 raise ClientGone("connection closed during an admin request")
-        reply = self.admin.handle(method, path, headers, b"".join(chunks))
+        if path.strip("/").startswith("fsck"):  # holds the store's write lock for a while: not on the event loop
+            reply = await trio.to_thread.run_sync(self.admin.handle, method, path, headers, b"".join(chunks))
+        else:
+            reply = self.admin.handle(method, path, headers, b"".join(chunks))
         payload = reply.body()
         await channel.send(h11.Response(status_code=reply.status, headers=[
             ("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]))
@@ -444,10 +646,9 @@ class HttpFront:
         conn = channel.conn
         if conn.they_are_waiting_for_100_continue:
             await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
-        # An S3 client's hex x-amz-content-sha256 is checked against the body; aws-chunked bodies are unframed here.
-        declared_sha256 = headers.get("x-amz-content-sha256", "")
+        # A hex x-oss-/x-amz-content-sha256 is checked against the body (payload.py); aws-chunked bodies are unframed.
         spool = _BodySpool(self.core.tmp_dir, md5=self._etag == "md5" or "content-md5" in headers,
-                           sha256=len(declared_sha256) == 64)
+                           sha256=declares_sha256(headers))
         decoder = AwsChunkedDecoder() if is_aws_chunked(headers) else None
         pacer = _Pacer(rate)
         try:
@@ -459,9 +660,9 @@ class HttpFront:
                 return spool.finish()
             await self._receive_framed_body(channel, spool, pacer, decoder)
             return spool.finish(decoder.finish() if decoder is not None else None)
-        except ChunkedFormatError:
+        except ChunkedFormatError as exc:
             spool.discard()
-            return _UNREADABLE_CHUNKED_BODY
+            raise MalformedBody(_aws_chunked_error(exc), framing_lost=False) from None
         except BaseException:
             spool.discard()
             raise
@@ -476,7 +677,10 @@ class HttpFront:
             try:
                 event = await channel.next_event()
             except h11.RemoteProtocolError as exc:
-                raise ClientGone(f"incomplete request body: {exc}") from None
+                if channel.eof:
+                    raise ClientGone(f"incomplete request body: {exc}") from None
+                raise MalformedBody(OssError(400, "InvalidRequest", f"Malformed chunked request body: {exc}."),
+                                    framing_lost=True) from None
             if isinstance(event, h11.Data):
                 if decoder is None:
                     spool.write(event.data)
@@ -519,10 +723,7 @@ class HttpFront:
                         filled = 0
                         # Fill the whole buffer before handing it on, so the thread hops are amortised.
                         while filled < want:
-                            try:
-                                count = await channel.sock.recv_into(view[filled:filled + pacer.piece(want - filled)])
-                            except OSError as exc:
-                                raise ClientGone(str(exc)) from None
+                            count = await channel.recv_into(view[filled:filled + pacer.piece(want - filled)])
                             if not count:
                                 raise ClientGone(f"connection closed with {remaining - filled} body bytes missing")
                             filled += count
@@ -576,10 +777,14 @@ class HttpFront:
         sent = 0
         if body_expected and length:
             sender = _BodySender(channel, plan, rate)
-            if isinstance(response.body, bytes):
-                sent = await sender.send_bytes(response.body)
-            else:
-                sent = await sender.send_extents(response.body)
+            try:
+                if isinstance(response.body, bytes):
+                    sent = await sender.send_bytes(response.body)
+                else:
+                    sent = await sender.send_extents(response.body)
+            except ClientGone as gone:
+                gone.sent = sender.sent
+                raise
         await channel.send(h11.EndOfMessage())
         return sent
 
@@ -592,20 +797,20 @@ class _BodySender:
         self._channel = channel
         self._pacer = _Pacer(rate)
         self._reset_after = plan.reset_after_bytes
-        self._sent = 0
+        self.sent = 0
 
     def _budget(self, wanted: int) -> int:
         """How many bytes may go out in one piece."""
         if self._reset_after is not None:
-            wanted = min(wanted, self._reset_after - self._sent)
+            wanted = min(wanted, self._reset_after - self.sent)
         return self._pacer.piece(wanted)
 
     async def _pace(self) -> None:
-        if self._reset_after is not None and self._sent >= self._reset_after:
-            log.debug("injected reset after %d body bytes", self._sent)
+        if self._reset_after is not None and self.sent >= self._reset_after:
+            log.debug("injected reset after %d body bytes", self.sent)
             self._channel.abort()
             raise ConnectionAborted()
-        await self._pacer.wait(self._sent)
+        await self._pacer.wait(self.sent)
 
     async def send_bytes(self, body: bytes) -> int:
         view = memoryview(body)
@@ -616,9 +821,9 @@ class _BodySender:
                 count = self._budget(len(piece_view))
                 await self._channel.send_bytes(piece_view[:count])
                 piece_view = piece_view[count:]
-                self._sent += count
+                self.sent += count
             await self._pace()
-        return self._sent
+        return self.sent
 
     async def send_extents(self, extents: list[FileExtent]) -> int:
         for extent in extents:
@@ -635,7 +840,7 @@ class _BodySender:
             finally:
                 os.close(fd)
         await self._pace()
-        return self._sent
+        return self.sent
 
     async def _sendfile(self, span: _FileSpan) -> None:
         sock = self._channel.sock
@@ -646,7 +851,7 @@ class _BodySender:
             try:
                 written = os.sendfile(sock.fileno(), span.fd, offset, count)
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(sock)
+                await self._channel.wait_writable()
                 continue
             except OSError as exc:
                 if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
@@ -656,5 +861,5 @@ class _BodySender:
                 raise ClientGone("the blob file is shorter than its extent")  # cannot frame the rest
             offset += written
             remaining -= written
-            self._sent += written
+            self.sent += written
             await trio.lowlevel.checkpoint()

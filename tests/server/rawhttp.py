@@ -91,3 +91,22 @@ class RawConnection:
     def at_eof(self) -> bool:
         """True when the server has closed the connection (and nothing is buffered)."""
         return not self._buffer and not self._fill()
+
+
+def v4_headers(server: LocalServer, method: str, bucket: str, key: str, *, content_sha256: str,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Host, x-oss-date, the given x-oss-content-sha256 and an OSS V4 Authorization header for `method /bucket/key`
+    (oss2 always signs UNSIGNED-PAYLOAD, so payload hashes need a signer of our own)."""
+    import datetime
+
+    from ossmount.server.core.auth import v4_canonical_request, v4_signing_key, v4_string_to_sign
+
+    date_time = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    headers = {"x-oss-date": date_time, "x-oss-content-sha256": content_sha256,
+               **{k.lower(): v for k, v in (extra or {}).items()}}
+    scope = f"{date_time[:8]}/{server.region}/oss/aliyun_v4_request"
+    canonical = v4_canonical_request(method, headers, bucket, key, [], [])
+    signature = hmac.new(v4_signing_key(server.access_key_secret, date_time[:8], server.region),
+                         v4_string_to_sign(date_time, scope, canonical), hashlib.sha256).hexdigest()
+    return {"Host": f"127.0.0.1:{server.port}", **headers,
+            "Authorization": f"OSS4-HMAC-SHA256 Credential={server.access_key_id}/{scope}, Signature={signature}"}

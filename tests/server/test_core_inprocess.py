@@ -48,18 +48,29 @@ class Client:
         target = path + ("?" + query if query else "")
         all_headers = {"host": "127.0.0.1:9000", **{k.lower(): v for k, v in (headers or {}).items()}}
         body = spooled(data) if data is not None else None
-        return self.core.handle(Request(method, target, all_headers, body))
+        response = self.core.handle(Request(method, target, all_headers, body))
+        self.body(response)  # as the HTTP front does: read the extents while the blobs are pinned, then release
+        return response
 
     @staticmethod
-    def body(response: Response) -> bytes:
-        if isinstance(response.body, bytes):
-            return response.body
+    def read_extents(extents) -> bytes:
         chunks = []
-        for extent in response.body:
+        for extent in extents:
             with open(extent.path, "rb") as f:
                 f.seek(extent.offset)
                 chunks.append(f.read(extent.length))
         return b"".join(chunks)
+
+    @staticmethod
+    def body(response: Response) -> bytes:
+        """The body bytes (read, and the blobs released, by `call`; read here for responses from core.handle)."""
+        if not hasattr(response, "data"):
+            try:
+                response.data = (response.body if isinstance(response.body, bytes)
+                                 else Client.read_extents(response.body))
+            finally:
+                response.close()
+        return response.data
 
     def xml(self, response: Response) -> ET.Element:
         return ET.fromstring(self.body(response))

@@ -17,11 +17,13 @@ BUCKET = "durable"
 
 @pytest.fixture
 def server(tmp_path):
-    """A server of this test's own (it gets killed); always stopped."""
+    """A server of this test's own (it gets killed); always stopped, after an fsck of what the kills left."""
     instance = LocalServer(tmp_path / "oss", buckets=(BUCKET,))
     instance.start()
     try:
         yield instance
+        if instance.running:
+            assert instance.admin.fsck() == []
     finally:
         instance.stop()
 

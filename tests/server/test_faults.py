@@ -227,3 +227,23 @@ def test_reset_mid_body_is_seen_by_oss2(local_server, oss_bucket, fresh_bucket_n
         oss_bucket.get_object("cut-short").read()
     admin.clear_faults()
     assert oss_bucket.get_object("cut-short").read() == payload
+
+
+def test_hold_rules_stall_until_released_and_report_how_many_wait():
+    import threading
+
+    injector = FaultInjector()
+    injector.configure([FaultRule(action="hold", op="PutObject", delay_ms=60_000, count=1)])
+    plan = injector.decide("PutObject")
+    assert plan.hold_seconds == 60.0 and injector.decide("PutObject").hold_seconds == 0.0
+    waiter = threading.Thread(target=injector.hold, args=(plan.hold_seconds,))
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while injector.describe()["held"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert injector.describe()["held"] == 1 and waiter.is_alive()
+    injector.release_held()
+    waiter.join(30)
+    assert not waiter.is_alive() and injector.describe()["held"] == 0
+    with pytest.raises(FaultConfigError):
+        FaultInjector().configure_from_json({"rules": [{"action": "hold"}]})  # a hold needs its longest delay_ms

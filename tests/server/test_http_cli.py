@@ -40,6 +40,10 @@ def test_parse_listen(value, expected):
     (["--listen", "127.0.0.1:99999"], EXIT_USAGE, "port out of range"),
     (["--listen", "127.0.0.1:0", "--bucket", "Bad_Name"], EXIT_USAGE, "invalid bucket name"),
     (["--listen", "127.0.0.1:0", "--etag", "sha1"], EXIT_USAGE, "invalid choice"),
+    (["--listen", "127.0.0.1:0", "--idle-timeout", "0"], EXIT_USAGE, "must be a positive number of seconds"),
+    (["--listen", "127.0.0.1:0", "--header-timeout", "soon"], EXIT_USAGE, "not a number of seconds"),
+    (["--listen", "127.0.0.1:0", "--body-timeout", "inf"], EXIT_USAGE, "must be a positive number of seconds"),
+    (["--listen", "127.0.0.1:0", "--max-connections", "0"], EXIT_USAGE, "must be a positive integer"),
 ])
 def test_bad_arguments_are_one_line_usage_errors(tmp_path, credentials_file, argv_tail, code, fragment):
     result = serve("--data-dir", str(tmp_path / "d"), "--credentials", str(credentials_file), *argv_tail)
@@ -89,3 +93,25 @@ def test_restart_keeps_port(tmp_path):
         server.restart()
         assert server.port == port
         assert server.oss2_bucket("test-bucket").get_bucket_info().name == "test-bucket"
+
+
+def test_max_connections_beyond_the_open_file_limit_is_lowered_with_a_warning(tmp_path, credentials_file):
+    """A --max-connections the hard RLIMIT_NOFILE cannot hold is served at what fits, with one warning line."""
+    import resource
+
+    hard = 512
+    script = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({hard}, {hard})); "
+              "sys.argv = ['ossmount'] + sys.argv[1:]; from ossmount.cli import main; sys.exit(main())")
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, "serve", "--data-dir", str(tmp_path / "d"), "--credentials",
+         str(credentials_file), "--listen", "127.0.0.1:0", "--max-connections", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("ossmount serve: listening on http://127.0.0.1:")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0
+    warnings = [line for line in stderr.splitlines() if "--max-connections" in line]
+    assert len(warnings) == 1 and f"allows {(hard - 64) // 3} connections" in warnings[0], stderr
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] != hard  # only the child was limited

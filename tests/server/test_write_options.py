@@ -214,7 +214,8 @@ def test_bucket_acl_can_be_given_at_creation(local_server, fresh_bucket_name):
 
 
 def test_v4_payload_must_be_unsigned(oss_bucket_v4, local_server):
-    """OSS answers 0002-00000214 to any x-oss-content-sha256 but UNSIGNED-PAYLOAD; oss2 always sends that."""
+    """OSS answers 0002-00000214 to an x-oss-content-sha256 that is neither UNSIGNED-PAYLOAD (what oss2 always
+    sends) nor a SHA-256 (which must then be the body's: tests/server/test_hardening.py)."""
     oss_bucket_v4.put_object("v4", b"x")
     record = records_for(local_server, oss_bucket_v4.bucket_name, "v4")[-1]
     assert record["headers"]["x-oss-content-sha256"] == "UNSIGNED-PAYLOAD"

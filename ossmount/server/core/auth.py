@@ -33,6 +33,7 @@ from ossmount.server.core import routing
 from ossmount.server.core.dates import iso8601
 from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import Request
+from ossmount.server.core.payload import check_oss_content_sha256_value
 
 __all__ = [
     "Credential",
@@ -77,7 +78,6 @@ EC_V1_SIGNATURE_MISMATCH = "0002-00000040"
 EC_V4_SIGNATURE_MISMATCH = "0002-00000201"
 EC_TIME_TOO_SKEWED = "0002-00000504"
 EC_V4_BAD_REGION = "0002-00000226"
-EC_V4_BAD_CONTENT_SHA256 = "0002-00000214"
 EC_ACCESS_DENIED = "0003-00000001"
 
 _SIGNATURE_MISMATCH_MESSAGE = (
@@ -659,12 +659,8 @@ def _verify_v4_header(request, authorization, query, *, bucket, key, credentials
     scope = _parse_v4_credential(credential_field, bad_credential)
     _check_v4_scope(scope, region, "Invalid signing region in Authorization header.", bad_credential)
     credential = _credential(credentials, scope.access_key_id, request, query)
-    payload_hash = request.header("x-oss-content-sha256")
-    if payload_hash is not None and payload_hash.strip() != UNSIGNED_PAYLOAD:
-        # OSS signs no payload hashes: any other value is refused (EC 0002-00000214).
-        raise OssError(400, "InvalidArgument", "The x-oss-content-sha256 header must be UNSIGNED-PAYLOAD.",
-                       ec=EC_V4_BAD_CONTENT_SHA256,
-                       extra=[("ArgumentName", "x-oss-content-sha256"), ("ArgumentValue", payload_hash)])
+    # UNSIGNED-PAYLOAD or a hex SHA-256 (which the core compares with the body, payload.py); else 0002-00000214.
+    check_oss_content_sha256_value(request)
     date_time = request.header("x-oss-date") or ""
     request_time = _parse_v4_date(date_time)
     if request_time is None:

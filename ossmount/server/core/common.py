@@ -93,8 +93,7 @@ class Context:
         name = self.bucket_name if name is None else name
         record = self.store.get_bucket(name)
         if record is None:
-            raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.", ec="0015-00000101",
-                           extra=[("BucketName", name)])
+            raise no_such_bucket(name)
         if self.principal is not None and record.owner != self.principal and not self.granted:
             raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.",
                            ec="0003-00000001")
@@ -124,6 +123,11 @@ def crc_etag(crc64: int, size: int) -> str:
     """The ETag of a body received without MD5 (`serve --etag fast`): CRC-64 and size as 32 upper-case hex
     digits, so that it still has an MD5's shape (UploadPart's Content-MD5 header, multipart ETags)."""
     return f"{crc64:016X}{size:016X}"
+
+
+def no_such_bucket(name: str) -> OssError:
+    return OssError(404, "NoSuchBucket", "The specified bucket does not exist.", ec="0015-00000101",
+                    extra=[("BucketName", name)])
 
 
 def no_such_key(key: str) -> OssError:
@@ -228,11 +232,34 @@ def file_already_exists(ec: str = "0026-00000002") -> OssError:
     return OssError(409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.", ec=ec)
 
 
+# OSS limits the user metadata of an object to 8 KB: the x-oss-meta-* names and values together (doc "0011-00000002").
+MAX_USER_METADATA = 8 * 1024
+
+
+def user_metadata_size(meta: dict[str, str]) -> int:
+    """Bytes of user metadata as OSS counts them: each full header name (`x-oss-meta-...`) plus its value, UTF-8."""
+    return sum(len(name.encode("utf-8", "surrogateescape")) + len(value.encode("utf-8", "surrogateescape"))
+               for name, value in meta.items())
+
+
+def check_user_metadata(meta: dict[str, str]) -> None:
+    """400 MetadataTooLarge (EC 0011-00000002) when the user metadata exceeds 8 KB. OSS documents the limit and the
+    EC; the code is S3's name for the same refusal (the S3 dialect answers it unchanged)."""
+    size = user_metadata_size(meta)
+    if size > MAX_USER_METADATA:
+        raise OssError(400, "MetadataTooLarge", f"Your metadata headers exceed the maximum allowed metadata size: "
+                       f"{size} bytes of x-oss-meta-* names and values, at most {MAX_USER_METADATA}.",
+                       ec="0011-00000002", extra=[("MaxSizeAllowed", str(MAX_USER_METADATA)), ("Size", str(size))])
+
+
 def metadata_from_request(ctx: Context, record: ObjectRecord) -> None:
     """Copy Content-Type, x-oss-meta-* and the stored standard headers from the request into `record`
-    (server-side encryption validated)."""
+    (server-side encryption validated). Raises MetadataTooLarge past 8 KB of user metadata (every write that sets
+    metadata comes through here: PutObject, CopyObject with REPLACE, InitiateMultipartUpload, AppendObject,
+    PutSymlink, and their S3 forms)."""
     record.content_type = ctx.header("content-type") or "application/octet-stream"
     record.meta = {name: value for name, value in ctx.request.headers.items() if name.startswith("x-oss-meta-")}
+    check_user_metadata(record.meta)
     record.headers = {name: ctx.request.headers[name] for name in STORED_HEADERS
                       if name in ctx.request.headers and name not in (SSE_HEADER, SSE_KEY_ID_HEADER)}
     apply_encryption(ctx, record)

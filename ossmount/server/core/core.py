@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from typing import Callable
 
 from . import ops_bucket, ops_multipart, ops_object, xmlio
 from .access import anonymous_allowed, may_read
-from .auth import authenticate
-from .common import REQUEST_PAYER_HEADER, Context, http_date, invalid_argument
+from .auth import V4_ALGORITHM, authenticate
+from .common import REQUEST_PAYER_HEADER, Context, http_date, invalid_argument, no_such_bucket
 from .errors import OssError
+from .locking import LockTable, lock_plan
 from .model import Request, Response
+from .payload import check_oss_payload
 from .routing import Route, Target, classify_operation, is_valid_bucket_name, parse_target
-from .s3.dialect import classify_s3, handle_s3, is_s3_request
-from .store import Store
+from .s3.dialect import classify_s3, handle_s3, is_s3_request, refuse_s3
+from .store import BucketGone, Store
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,9 @@ class ServerCore:
     `credentials` is an `ossmount.server.core.auth.CredentialStore`. With `anonymous`, unsigned requests
     are allowed and act as the owner of everything; without it they get what the bucket and object ACLs grant
     (access.py). `restore_delay` is how long a RestoreObject takes. `service_path` ("/oss/") serves the API
-    under a path prefix, as a reverse proxy that forwards `/oss/...` would. `handle` is thread-safe (requests
-    are applied one at a time).
+    under a path prefix, as a reverse proxy that forwards `/oss/...` would. `handle` is thread-safe and runs
+    requests in parallel: reads take no lock, writes hold only the locks of what they touch (locking.py), and the
+    store serialises only its short metadata transactions (store.py).
     """
 
     def __init__(self, data_dir: str, *, credentials, region: str = "cn-hangzhou", anonymous: bool = False,
@@ -94,7 +96,7 @@ class ServerCore:
         self.clock = clock
         self.restore_delay = restore_delay
         self.service_path = "/" + service_path.strip("/") if service_path.strip("/") else ""
-        self._lock = threading.Lock()
+        self.locks = LockTable()
         try:
             self.default_owner = credentials.first().access_key_id
         except (AttributeError, LookupError):
@@ -112,9 +114,11 @@ class ServerCore:
         """Create bucket `name` owned by access key `owner` unless it exists."""
         if not is_valid_bucket_name(name):
             raise ValueError(f"invalid bucket name {name!r}")
-        with self._lock:
-            if self.store.get_bucket(name) is None:
-                self.store.create_bucket(name, owner, self.clock(), "Standard")
+        self.store.create_bucket(name, owner, self.clock(), "Standard")
+
+    def check_consistency(self, *, data: bool = False) -> list[str]:
+        """The store's fsck (store.Store.check_consistency): one line per broken invariant, [] when sound."""
+        return self.store.check_consistency(data=data)
 
     def parse_target(self, request: Request) -> Target:
         """The bucket, key and query a request addresses (path-style or virtual-hosted), below `service_path`."""
@@ -148,6 +152,8 @@ class ServerCore:
                 return handle_s3(self, request, request_id, now)
             op = classify_operation(request.method, target, request.headers)
             principal = self._authenticate(request, target, now)
+            if (request.header("authorization") or "").startswith(V4_ALGORITHM + " "):
+                check_oss_payload(request)
             response = self.dispatch(request, target, op, principal, now)
         except OssError as error:
             response = self._error_response(request, target, error, request_id)
@@ -158,6 +164,19 @@ class ServerCore:
         if request.headers.get(REQUEST_PAYER_HEADER, "").strip().lower() == "requester":
             response.headers.append((REQUEST_PAYER_HEADER, "requester"))
         return self.finish(response, request_id, now)
+
+    def refuse(self, request: Request, error: OssError) -> Response:
+        """The answer to a request the front refuses before it can run (its body timed out or is malformed): `error`
+        in the request's dialect (OSS or S3 XML), with the headers every response carries. Never raises."""
+        request_id = new_request_id()
+        now = self.clock()
+        try:
+            target: Target | None = self._target(request)
+        except Exception:  # noqa: BLE001 - an unparseable target still gets its error document
+            target = None
+        if target is not None and is_s3_request(request, target.query_items):
+            return refuse_s3(self, request, target, error, request_id, now)
+        return self.finish(self._error_response(request, target, error, request_id), request_id, now)
 
     def dispatch(self, request: Request, target: Target, op: str, principal: str | None, now: float) -> Response:
         """Run operation `op` for an authenticated request (either dialect: OSS header names): the ACLs decide for
@@ -176,8 +195,15 @@ class ServerCore:
                            "NotImplemented" if op != "Unknown" else "InvalidRequest",
                            f"{op} is not supported by ossmount serve.")
         ctx = Context(self, request, target, op, principal, now, granted)
-        with self._lock:
-            return handler(ctx)
+        locks = lock_plan(op, target, request, ops_object.parse_copy_source, lambda body: [
+            entry.key for entry in xmlio.parse_delete(body)[1]])
+        with self.locks.hold(locks):
+            if request.hold is not None:
+                request.hold()
+            try:
+                return handler(ctx)
+            except BucketGone as gone:
+                raise no_such_bucket(str(gone)) from None
 
     def _authenticate(self, request: Request, target: Target, now: float) -> str | None:
         """The signer's access key id; None for an unsigned request (judged by the ACLs unless `anonymous`)."""

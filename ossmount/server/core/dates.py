@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import email.utils
+import functools
+import math
 import time
 
 
 def http_date(timestamp: float) -> str:
     """RFC 1123 date, e.g. 'Tue, 24 Nov 2026 10:00:00 GMT'."""
-    return email.utils.formatdate(timestamp, usegmt=True)
+    return _http_date_of_second(math.floor(timestamp))
+
+
+@functools.lru_cache(maxsize=64)
+def _http_date_of_second(second: int) -> str:
+    # Every response carries the current date: formatting it once per second saves that work per request.
+    return email.utils.formatdate(second, usegmt=True)
 
 
 def iso8601(timestamp: float) -> str:

@@ -10,7 +10,7 @@ file extents that the front sends with os.sendfile.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -54,6 +54,9 @@ class Request:
     target: str
     headers: dict[str, str] = field(default_factory=dict)
     body: SpooledBody | None = None
+    # Fault injection ("hold" rules): called by the core once the operation's locks are held, before its handler
+    # runs, to stall it there (a slow metadata store). None: no stall.
+    hold: Callable[[], None] | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -80,6 +83,14 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | list[FileExtent] = b""
     content_length: int | None = None  # overrides len(body) (HEAD responses)
+    on_close: Callable[[], None] | None = None  # releases what the body holds (a GET's pinned blobs)
+
+    def close(self) -> None:
+        """The body was sent (or never will be): release what it holds. Idempotent; whoever sends a response
+        whose body is file extents must call it."""
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
     def body_length(self) -> int:
         if self.content_length is not None:

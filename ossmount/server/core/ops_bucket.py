@@ -53,10 +53,9 @@ def put_bucket(ctx: Context) -> Response:
 
 def delete_bucket(ctx: Context) -> Response:
     ctx.bucket()
-    if not ctx.store.bucket_is_empty(ctx.bucket_name):
+    if not ctx.store.delete_bucket(ctx.bucket_name):
         raise OssError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.",
                        ec="0015-00000301", extra=[("BucketName", ctx.bucket_name)])
-    ctx.store.delete_bucket(ctx.bucket_name)
     return Response(204)
 
 

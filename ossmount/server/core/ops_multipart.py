@@ -29,13 +29,17 @@ def _encoding(ctx: Context) -> bool:
     return (ctx.query.get("encoding-type") or "") == "url"
 
 
+def _no_such_upload(upload_id: str) -> OssError:
+    return OssError(404, "NoSuchUpload",
+                    "The specified upload does not exist. The upload ID may be invalid, or the upload may have "
+                    "been aborted or completed.", ec="0042-00000002", extra=[("UploadId", upload_id)])
+
+
 def _upload(ctx: Context) -> UploadRecord:
     upload_id = ctx.query.get("uploadId") or ""
     upload = ctx.store.get_upload(upload_id)
     if upload is None or upload.bucket != ctx.bucket_name or upload.key != ctx.key:
-        raise OssError(404, "NoSuchUpload",
-                       "The specified upload does not exist. The upload ID may be invalid, or the upload may have "
-                       "been aborted or completed.", ec="0042-00000002", extra=[("UploadId", upload_id)])
+        raise _no_such_upload(upload_id)
     return upload
 
 
@@ -73,10 +77,13 @@ def upload_part(ctx: Context) -> Response:
     extents = ctx.store.adopt_body(body)
     part = PartRecord(number, size, body_etag(ctx), body.crc64 if body else 0, ctx.now, extents)
     try:
-        ctx.store.put_part(upload.upload_id, part)
+        stored = ctx.store.put_part(upload.upload_id, part)
     except BaseException:
         discard_blobs(ctx, extents)
         raise
+    if not stored:
+        discard_blobs(ctx, extents)
+        raise _no_such_upload(upload.upload_id)
     headers = [("ETag", quoted_etag(part.etag)), ("x-oss-hash-crc64ecma", str(part.crc64)),
                content_md5_header(part.etag), *encryption_headers(upload.template)]
     return Response(200, headers)
@@ -124,7 +131,8 @@ def upload_part_copy(ctx: Context) -> Response:
         extents, etag = _copy_range(ctx, record.extents, first, last)
         size = last - first + 1
         crc = crc64_concat([(e.crc, e.length) for e in extents])
-    ctx.store.put_part(upload.upload_id, PartRecord(number, size, etag, crc, ctx.now, extents))
+    if not ctx.store.put_part(upload.upload_id, PartRecord(number, size, etag, crc, ctx.now, extents)):
+        raise _no_such_upload(upload.upload_id)
     body = xmlio.render(element("CopyPartResult", leaf("LastModified", iso8601(ctx.now)),
                                 leaf("ETag", quoted_etag(etag))))
     return xml_response(body, headers=[("ETag", quoted_etag(etag)), ("x-oss-hash-crc64ecma", str(crc))])

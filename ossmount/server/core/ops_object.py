@@ -136,9 +136,32 @@ def get_object_meta(ctx: Context) -> Response:
     return Response(200, headers, b"", content_length=record.size)
 
 
+# How often a GET re-reads an object whose blobs vanished before it could pin them (it was rewritten each time).
+PIN_ATTEMPTS = 100
+
+
 def get_object(ctx: Context) -> Response:
+    """GetObject. The blobs of the version served stay pinned until the front has sent them (Response.close),
+    so a concurrent overwrite or delete cannot unlink them mid-body (store.py, "Concurrency")."""
     check_traffic_limit(ctx)
-    bucket, link, served = _served_row(ctx)
+    for _ in range(PIN_ATTEMPTS):
+        bucket, link, served = _served_row(ctx)
+        pins = ctx.store.pin_blobs(extent.blob for extent in served.record.extents)
+        if pins is not None:
+            break
+    else:
+        raise OssError(503, "ServiceUnavailable", "The object was rewritten on every attempt to read it; "
+                       "please retry.")
+    try:
+        response = _object_response(ctx, bucket, link, served)
+    except BaseException:
+        pins.release()
+        raise
+    response.on_close = pins.release
+    return response
+
+
+def _object_response(ctx: Context, bucket: BucketRecord, link: ObjectRow, served: ObjectRow) -> Response:
     record = served.record
     if not is_readable(record, ctx.now, ctx.core.restore_delay):
         raise invalid_object_state()

@@ -7,6 +7,7 @@ unparseable is the operation "Unknown" so the front end can still count it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -72,7 +73,9 @@ def _host_without_port(host: str) -> str:
     return host
 
 
+@functools.lru_cache(maxsize=256)
 def _is_ip(host: str) -> bool:
+    """Cached: every request asks this of its Host, and clients send a handful of hosts."""
     try:
         ipaddress.ip_address(host)
         return True

@@ -48,6 +48,7 @@ from ossmount.server.core.auth import (
 from ossmount.server.core.dates import iso8601
 from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import Request
+from ossmount.server.core.payload import S3_HEADER, check_payload_sha256
 
 V2_PREFIX = "AWS "
 V4_ALGORITHM = "AWS4-HMAC-SHA256"
@@ -60,7 +61,6 @@ STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 DEFAULT_S3_REGION = "us-east-1"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 # The query parameters a V2 canonical resource signs (AWS "Constructing the CanonicalizedResource element",
 # botocore HmacV1Auth.QSAOfInterest).
@@ -353,20 +353,10 @@ def _verify_v4_presigned(request, query, *, credentials, region, now, max_skew):
 
 
 def check_payload_hash(request: Request) -> None:
-    """A hex `x-amz-content-sha256` must be the SHA-256 of the body as received (400 XAmzContentSHA256Mismatch).
-
-    The front computes the body's SHA-256 whenever the header holds a hex digest."""
-    declared = (request.header("x-amz-content-sha256") or "").lower()
-    if not _HEX64.match(declared):
-        return
-    body = request.body
-    actual = body.sha256 if body is not None and body.sha256 is not None else (
-        hashlib.sha256(body.read_bytes()).digest() if body is not None else hashlib.sha256(b"").digest())
-    if actual.hex() != declared:
-        raise OssError(400, "XAmzContentSHA256Mismatch",
-                       "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                       extra=[("ClientComputedContentSHA256", declared),
-                              ("S3ComputedContentSHA256", actual.hex())])
+    """A hex `x-amz-content-sha256` must be the SHA-256 of the body as received (400 XAmzContentSHA256Mismatch)."""
+    check_payload_sha256(request, S3_HEADER, lambda declared, computed: OssError(
+        400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        extra=[("ClientComputedContentSHA256", declared), ("S3ComputedContentSHA256", computed)]))
 
 
 def chunk_string_to_sign(context: StreamingContext, previous_signature: str, chunk_sha256: str) -> bytes:

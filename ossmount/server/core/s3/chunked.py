@@ -19,7 +19,11 @@ STREAMING_PREFIX = "STREAMING-"
 
 
 class ChunkedFormatError(ValueError):
-    """The body is not valid aws-chunked framing."""
+    """The body is not valid aws-chunked framing; `incomplete` when it merely ended before its final chunk."""
+
+    def __init__(self, message: str, *, incomplete: bool = False):
+        super().__init__(message)
+        self.incomplete = incomplete
 
 
 @dataclass
@@ -142,5 +146,5 @@ class AwsChunkedDecoder:
         if self._state == "trailer" and not self._buffer:
             self._state = "done"  # a final chunk with no trailer section at all
         if self._state != "done":
-            raise ChunkedFormatError("the aws-chunked body ended before its final chunk")
+            raise ChunkedFormatError("the aws-chunked body ended before its final chunk", incomplete=True)
         return self.result

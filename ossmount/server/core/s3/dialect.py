@@ -18,6 +18,7 @@ User metadata is stored once: ``x-amz-meta-mode`` written through S3 is ``x-oss-
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import secrets
 from typing import TYPE_CHECKING
@@ -94,8 +95,7 @@ def to_oss_headers(headers: dict[str, str], method: str) -> dict[str, str]:
 
 
 def to_oss_request(request: Request) -> Request:
-    return Request(request.method, request.target, to_oss_headers(request.headers, request.method.upper()),
-                   request.body)
+    return dataclasses.replace(request, headers=to_oss_headers(request.headers, request.method.upper()))
 
 
 def apply_s3_defaults(op: str, target: Target) -> None:
@@ -186,6 +186,17 @@ def handle_s3(core: "ServerCore", request: Request, request_id: str, now: float)
         log.warning("internal error handling S3 %s %s", request.method, request.target, exc_info=True)
         error = OssError(500, "InternalError", f"We encountered an internal error: {type(exc).__name__}.")
         response = _error_response(request, target, error, request_id)
+    return _finish(core, response, request_id, now)
+
+
+def refuse_s3(core: "ServerCore", request: Request, target: Target | None, error: OssError, request_id: str,
+              now: float) -> Response:
+    """The S3 error response for a request the front refuses before it runs (ServerCore.refuse)."""
+    response = _error_response(request, target, s3xml.s3_error(error, target.key if target else None), request_id)
+    return _finish(core, response, request_id, now)
+
+
+def _finish(core: "ServerCore", response: Response, request_id: str, now: float) -> Response:
     response = core.finish(response, request_id, now)
     response.headers = to_s3_headers(response.headers)
     return response
