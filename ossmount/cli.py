@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "check": "ossmount.check",
     "install-helper": "ossmount.helper_install",
     "demo": "ossmount.demo",
+    "stats": "ossmount.ops.stats",
     "daemon": "ossmount.daemon.cli",
     "ctl": "ossmount.daemon.ctl",
 }
