@@ -22,10 +22,10 @@ A path longer than a unix socket address allows (107 bytes) is reached through i
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import struct
@@ -44,6 +44,8 @@ SUN_PATH_MAX = 107
 DEFAULT_TIMEOUT = 5.0
 
 Handler = Callable[[dict], Awaitable[Any]]
+_UID = re.compile(r"[0-9]+")
+_TMP_RUNTIME = re.compile(r"ossmount-[0-9]+")
 
 
 class ControlError(QuietError):
@@ -241,9 +243,16 @@ def _owner(path: str) -> str:
 
 
 def record_dirs() -> list[str]:
-    """Every directory where a mount may have left its record: root's, every user's runtime dir."""
+    """Every directory where a mount may have left its record: root's, every user's runtime dir. Only names are
+    listed (never a glob that could wander into a mountpoint such as /tmp/ossmount-mnt-x: a dead one hangs)."""
     dirs = [os.path.join(mounttable.runtime_dir(), "mounts"), "/run/ossmount/mounts"]
-    dirs += sorted(glob.glob("/run/user/*/ossmount/mounts")) + sorted(glob.glob("/tmp/ossmount-*/mounts"))
+    for parent, pattern, template in (("/run/user", _UID, "/run/user/{}/ossmount/mounts"),
+                                      ("/tmp", _TMP_RUNTIME, "/tmp/{}/mounts")):
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        dirs += [template.format(name) for name in sorted(names) if pattern.fullmatch(name)]
     return list(dict.fromkeys(dirs))
 
 
