@@ -135,6 +135,10 @@ def test_metrics_scraped_during_a_workload_agree_with_the_server(make_mount):
     for name in ("ossmount_cache_hits", "ossmount_cache_misses", "ossmount_prefetch_hits", "ossmount_dirty_bytes",
                  "ossmount_upload_failures", "ossmount_oss_retries", "ossmount_fuse_operation_duration_seconds"):
         assert name in families, name
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for family in families.values():  # the README names every metric
+        shown = family.name + ("_total" if family.type == "counter" else "")
+        assert f"| `{shown}` |" in readme, shown
 
 
 def test_a_dirty_open_file_shows_with_its_size_until_closed(make_mount):
