@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 PREFIX = "ossmount_"
 
 
+def _counter(name: str, help_text: str, labels: list[str], counts: dict) -> CounterMetricFamily:
+    family = CounterMetricFamily(PREFIX + name, help_text, labels=labels)
+    for values, count in sorted(counts.items()):
+        family.add_metric(list(values), count)
+    return family
+
+
 def _histogram(name: str, help_text: str, label: str, histograms: dict) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, help_text, labels=[label])
     for key, histogram in sorted(histograms.items()):
@@ -63,16 +70,11 @@ class MountCollector:
                                  labels=["version", "bucket", "prefix", "mountpoint"])
         info.add_metric([__version__, t.bucket, t.prefix, t.mountpoint], 1)
         yield info
-        requests = CounterMetricFamily(PREFIX + "oss_requests", "OSS request attempts by operation and HTTP status "
-                                       "(status none: no HTTP answer)", labels=["operation", "status"])
-        for (op, status), count in sorted(ledger.by_status.items()):
-            requests.add_metric([op, str(status) if status > 0 else "none"], count)
-        yield requests
-        errors = CounterMetricFamily(PREFIX + "oss_request_errors", "Failed OSS request attempts by operation and "
-                                     "OSS error code", labels=["operation", "code"])
-        for (op, code), count in sorted(ledger.errors.items()):
-            errors.add_metric([op, code], count)
-        yield errors
+        yield _counter("oss_requests", "OSS request attempts by operation and HTTP status (status none: no HTTP "
+                       "answer)", ["operation", "status"],
+                       {(op, str(status) if status > 0 else "none"): n for (op, status), n in ledger.by_status.items()})
+        yield _counter("oss_request_errors", "Failed OSS request attempts by operation and OSS error code",
+                       ["operation", "code"], ledger.errors)
         yield _histogram(PREFIX + "oss_request_duration_seconds", "OSS request attempt latency", "operation",
                          ledger.latency)
         yield CounterMetricFamily(PREFIX + "oss_received_bytes", "OSS response body bytes received",
@@ -82,16 +84,10 @@ class MountCollector:
                                   value=stats.retries)
         yield GaugeMetricFamily(PREFIX + "oss_requests_in_flight", "OSS requests in flight", value=ledger.in_flight)
         fuse = t.calls.statistics
-        operations = CounterMetricFamily(PREFIX + "fuse_operations", "FUSE requests served, by operation",
-                                         labels=["operation"])
-        for op, count in fuse.counts().items():
-            operations.add_metric([op], count)
-        yield operations
-        fuse_errors = CounterMetricFamily(PREFIX + "fuse_operation_errors", "FUSE requests answered with an error, "
-                                          "by operation and errno", labels=["operation", "errno"])
-        for (op, name), count in sorted(fuse.errors.items()):
-            fuse_errors.add_metric([op, name], count)
-        yield fuse_errors
+        yield _counter("fuse_operations", "FUSE requests served, by operation", ["operation"],
+                       {(op,): count for op, count in fuse.counts().items()})
+        yield _counter("fuse_operation_errors", "FUSE requests answered with an error, by operation and errno",
+                       ["operation", "errno"], fuse.errors)
         yield _histogram(PREFIX + "fuse_operation_duration_seconds", "FUSE request latency", "operation",
                          fuse.latency)
         cache = t.cache_counts()
