@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ossmount import __version__, mounttable
-from ossmount.errors import EXIT_OK, UsageError
+from ossmount.errors import EXIT_OK, ConfigError, UsageError
 from ossmount.logsafety import REDACTED, redact
 from ossmount.ops import control, updatedb
 
@@ -441,7 +441,10 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     output = args.output or f"ossmount-diagnose-{socket.gethostname()}-{stamp}.tar.gz"
-    table = MountTable.read()
+    try:
+        table = MountTable.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the mount table: {exc.strerror}") from None
     mounted = {e.mount_point: e for e in table.entries if e.is_ossmount}
     mount_targets, bucket_targets = [], []
     for target in args.targets:
@@ -508,7 +511,10 @@ def main(argv: list[str]) -> int:
     found = problems(facts_list, updatedb_state=updatedb_state, now=time.time(), buckets=buckets)
     summary = _summary(found, mount_targets, bucket_targets)
     files = {"summary.txt": summary, **files}
-    _write_archive(output, f"ossmount-diagnose-{stamp}", {n: secrets.scrub(t) for n, t in files.items()})
+    try:
+        _write_archive(output, f"ossmount-diagnose-{stamp}", {n: secrets.scrub(t) for n, t in files.items()})
+    except OSError as exc:
+        raise ConfigError(f"cannot write the archive {output}: {exc.strerror or exc}") from None
     print(secrets.scrub(summary))
     print(f"archive: {os.path.abspath(output)}")
     return EXIT_OK

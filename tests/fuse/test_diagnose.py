@@ -149,3 +149,10 @@ def test_diagnose_of_something_that_is_no_mount_is_one_line(tmp_path):
                             text=True, timeout=HANG_GUARD, cwd=tmp_path)
     assert result.returncode == 2 and "is no ossmount mount" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("*.tar.gz"))
+
+
+def test_an_archive_that_cannot_be_written_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ossmount", "diagnose", "--output", str(tmp_path / "no" / "x.tgz")],
+                            capture_output=True, text=True, timeout=HANG_GUARD, cwd=tmp_path)
+    assert result.returncode == 3 and "cannot write the archive" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -249,3 +249,14 @@ def test_stats_through_a_bind_mount_of_the_mount(make_mount, tmp_path):
         assert json.loads(result.stdout)["mountpoint"] == str(mount.path)
     finally:
         subprocess.run(["umount", str(target)], check=True)
+
+
+def test_a_metrics_port_in_use_fails_the_mount_before_mounting(make_mount):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        mount = make_mount(f"metrics_listen=127.0.0.1:{port}", start=False)
+        result = subprocess.run(mount.argv(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3 and f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr and not os.listdir(mount.path)
