@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "check": "ossmount.check",
     "install-helper": "ossmount.helper_install",
     "demo": "ossmount.demo",
+    "stats": "ossmount.ops.stats",
+    "diagnose": "ossmount.ops.diagnose",
     "daemon": "ossmount.daemon.cli",
     "ctl": "ossmount.daemon.ctl",
     "csi": "ossmount.csi.cli",
@@ -28,7 +30,9 @@ usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-
        ossmount serve --data-dir DIR --listen HOST:PORT --credentials FILE [--bucket NAME]...
        ossmount daemon [--socket PATH] [--run-dir DIR] [--allowed-target-prefix P]... [--metrics-listen H:P]
        ossmount ctl [--socket PATH] {volumes,volume,health,metrics,stage,publish,unpublish,unstage,rotate-credentials} ...
-       ossmount install-helper [--prefix /sbin] [--systemd [--unit-dir /etc/systemd/system]]
+       ossmount stats MOUNTPOINT [--json] [--watch SECONDS] [--by process|operation] [--set-log-level LEVEL]
+       ossmount diagnose [MOUNTPOINT...] [-o url=... BUCKET[:/PREFIX]] [--output FILE.tar.gz]
+       ossmount install-helper [--prefix /sbin] [--systemd [--unit-dir /etc/systemd/system]] [--prune-updatedb]
        ossmount demo [--keep]
        ossmount csi --endpoint unix:///csi/csi.sock [--node-id NODE] [--controller]
 Run `ossmount SUBCOMMAND --help` for details."""

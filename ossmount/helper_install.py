@@ -1,5 +1,6 @@
-"""`ossmount install-helper [--prefix /sbin] [--systemd [--unit-dir DIR]]`: install the mount(8) helper
-`mount.fuse.ossmount`, or (`--systemd`) the daemon's systemd unit `ossmountd.service`.
+"""`ossmount install-helper [--prefix /sbin] [--systemd [--unit-dir DIR]] [--prune-updatedb [--updatedb-conf F]]`:
+install the mount(8) helper `mount.fuse.ossmount`, or (`--systemd`) the daemon's systemd unit `ossmountd.service`,
+or (`--prune-updatedb`) add fuse.ossmount to PRUNEFS in /etc/updatedb.conf (`ossmount.ops.updatedb`).
 
 mount(8) runs `/sbin/mount.fuse.ossmount SPEC DIR [-sfnvrw] [-N NS] -o OPTS` for `mount -t fuse.ossmount`
 and for fstab lines of type `fuse.ossmount`. The helper drops the options only mount(8)/systemd care
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from ossmount.errors import ConfigError
+from ossmount.ops.updatedb import UPDATEDB_CONF, prune_updatedb
 
 HELPER_NAME = "mount.fuse.ossmount"
 DEFAULT_PREFIX = "/sbin"
@@ -183,7 +185,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR, help=f"where the unit goes (default {DEFAULT_UNIT_DIR})")
     parser.add_argument("--command", default=None,
                         help="command that runs ossmount (default: this interpreter with -m ossmount)")
+    parser.add_argument("--prune-updatedb", action="store_true",
+                        help="instead, add fuse.ossmount to PRUNEFS in updatedb.conf, so locate's nightly walk "
+                             "does not LIST and HEAD every object (idempotent; the rest of the file is kept)")
+    parser.add_argument("--updatedb-conf", default=UPDATEDB_CONF, help=f"the file to edit (default {UPDATEDB_CONF})")
     args = parser.parse_args(argv)
+    if args.prune_updatedb:
+        try:
+            changed = prune_updatedb(args.updatedb_conf)
+        except FileNotFoundError:
+            print(f"{args.updatedb_conf} does not exist (locate is not installed): nothing walks the mounts")
+            return 0
+        except OSError as exc:
+            raise ConfigError(f"cannot edit {args.updatedb_conf}: {exc.strerror} (run as root?)") from None
+        print(f"{args.updatedb_conf}: {'added' if changed else 'already has'} fuse.ossmount in PRUNEFS")
+        return 0
     if args.systemd:
         path = install_unit(args.unit_dir, args.command)
         print(path)

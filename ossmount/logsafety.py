@@ -14,6 +14,7 @@ import re
 import sys
 
 from ossmount.errors import ConfigError
+from ossmount.ops.accounting import current_request_id
 
 REDACTED = "<redacted>"
 LOG_FILE_MAX_BYTES = 10 * 1024 * 1024  # rotate at 10 MiB ...
@@ -31,6 +32,20 @@ _SECRET_HEADER = re.compile(
 def redact(text: str) -> str:
     """`text` with the values of credential-bearing headers and query parameters replaced."""
     return _SECRET_HEADER.sub(lambda m: f"{m['name']}{m['quote'] or ''}{REDACTED}", text)
+
+
+class OperationRequestId(logging.Filter):
+    """Adds `(last OSS request-id ID)` to WARNING and ERROR lines that name no request id, from the FUSE
+    operation (or pseudo-operation) that logged them (`ossmount.ops.accounting.current_request_id`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            request_id = current_request_id()
+            if request_id:
+                message = record.getMessage()
+                if "request-id" not in message:
+                    record.msg, record.args = f"{message} (last OSS request-id {request_id})", ()
+        return True
 
 
 class RedactSecrets(logging.Filter):
@@ -60,30 +75,46 @@ def open_log_file(path: str, *, max_bytes: int = LOG_FILE_MAX_BYTES,
                           "and is writable") from None
 
 
-def log_format(*, timestamps: bool = True, instance: str | None = None) -> str:
-    """The client's log line format: time stamp (unless no_time_stamp_msg), [instance_name], level, logger, text."""
+def log_format(*, timestamps: bool = True, instance: str | None = None, mountpoint: str | None = None) -> str:
+    """The client's log line format: time stamp (unless no_time_stamp_msg), [instance_name], level, logger,
+    [mountpoint] (a mount process names its mountpoint in every line), text."""
     parts = ["%(asctime)s"] if timestamps else []
     if instance:
         parts.append("[" + instance.replace("%", "%%") + "]")
-    return " ".join(parts + ["%(levelname)s %(name)s: %(message)s"])
+    where = f" [{mountpoint.replace('%', '%%')}]" if mountpoint else ""
+    return " ".join(parts + [f"%(levelname)s %(name)s{where}: %(message)s"])
+
+
+def apply_level(level: int, debug: bool = False) -> int:
+    """Set the log level of the process: `level`, but never above WARNING (warnings are always logged), DEBUG
+    with `debug` (-d); oss2, urllib3 and requests stay at WARNING unless `debug` (they print every request's
+    headers). Returns the level set."""
+    level = logging.DEBUG if debug else min(logging.WARNING, level)
+    logging.getLogger().setLevel(level)
+    for library in ("urllib3", "oss2", "requests"):
+        logging.getLogger(library).setLevel(logging.NOTSET if debug else max(level, logging.WARNING))
+    return level
 
 
 def setup_logging(debug: bool, level: int = logging.WARNING, *, timestamps: bool = True,
                   instance: str | None = None, log_file: str | None = None, max_bytes: int = LOG_FILE_MAX_BYTES,
-                  backups: int = LOG_FILE_BACKUPS) -> None:
+                  backups: int = LOG_FILE_BACKUPS, handler: logging.Handler | None = None,
+                  mountpoint: str | None = None, syslog: bool = False) -> logging.Handler:
     """The one log setup of the client commands: one line per record on stderr (or in `log_file`, rotated at
-    `max_bytes` keeping `backups` old files), secrets redacted; oss2, urllib3 and requests stay at WARNING unless
-    `debug` (they print every request's headers). `timestamps=False` (no_time_stamp_msg) drops the time stamp;
-    `instance` (instance_name) names the mount in every line. ConfigError if `log_file` cannot be opened."""
-    level = logging.DEBUG if debug else min(logging.WARNING, level)
-    if log_file is not None:
-        handler: logging.Handler = open_log_file(log_file, max_bytes=max_bytes, backups=backups)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(log_format(timestamps=timestamps, instance=instance)))
+    `max_bytes` keeping `backups` old files, or to `handler`, e.g. syslog), secrets redacted, levels as
+    `apply_level`. `timestamps=False` (no_time_stamp_msg, and always with `syslog`: the syslog daemon stamps)
+    drops the time stamp; `instance` (instance_name) and `mountpoint` are named in every line. ConfigError if
+    `log_file` cannot be opened. Returns the handler."""
+    if handler is None:
+        if log_file is not None:
+            handler = open_log_file(log_file, max_bytes=max_bytes, backups=backups)
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(log_format(timestamps=timestamps and not syslog, instance=instance,
+                                                      mountpoint=mountpoint)))
+    handler.addFilter(OperationRequestId())
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    for library in ("urllib3", "oss2", "requests"):
-        logging.getLogger(library).setLevel(logging.NOTSET if debug else max(level, logging.WARNING))
+    apply_level(level, debug)
+    return handler

@@ -12,6 +12,12 @@ Runtime flags (for daemons and services; the shared-mount daemon passes all of t
                           --log-max-size (default 10M) keeping --log-backups old files (default 2: PATH.1, PATH.2)
   --status-file PATH      write the status document (`ossmount.status`) there every --status-interval
                           seconds (default 5) and at unmount
+  --control-socket PATH   the control socket of `ossmount stats` (default: next to the status file, else in
+                          the runtime dir; see ossmount.ops.control)
+
+Logs (ossmount.ops.logs): logfile=/--log-file, else stderr in the foreground, else (detached) syslog, else a
+file under /var/log/ossmount. SIGUSR1 makes the log one level more verbose, SIGHUP restores dbglevel= and
+reopens the log file.
 
 Unmount (`umount`, `fusermount3 -u`) ends `pyfuse3.main`; every dirty file is then flushed and the
 process exits 0. SIGTERM/SIGINT flush, unmount and exit 0 too.
@@ -72,6 +78,8 @@ class RuntimeFlags:
     log_backups: int = LOG_FILE_BACKUPS
     status_file: str | None = None
     status_interval: float = DEFAULT_STATUS_INTERVAL
+    control_socket: str | None = None
+    detached: bool = False  # the child of a mount without -f (set by `_spawn_and_wait`): logs go to syslog
 
 
 def _number(convert, minimum: float):
@@ -101,7 +109,9 @@ _RUNTIME_FLAGS = {  # flag: (RuntimeFlags field, parser returning None for a bad
     "--log-backups": ("log_backups", _number(int, 0), "a number of old files (>= 0)"),
     "--status-file": ("status_file", lambda text: text or None, "a file path"),
     "--status-interval": ("status_interval", _number(float, 0.1), "a number of seconds (>= 0.1)"),
+    "--control-socket": ("control_socket", lambda text: text or None, "a socket path"),
 }
+DETACHED_FLAG = "--detached"
 
 
 def split_runtime_flags(argv: list[str]) -> tuple[list[str], RuntimeFlags]:
@@ -111,6 +121,9 @@ def split_runtime_flags(argv: list[str]) -> tuple[list[str], RuntimeFlags]:
     args = iter(argv)
     for arg in args:
         name, has_value, value = arg.partition("=")
+        if arg == DETACHED_FLAG:
+            values["detached"] = True
+            continue
         if name not in _RUNTIME_FLAGS:
             rest.append(arg)
             if arg == "--":
@@ -145,8 +158,7 @@ def main(argv: list[str]) -> int:
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         return _spawn_and_wait(argv, debug=args.debug)
     try:
-        setup_logging(args.debug, args.options.log_level, **log_style, log_file=log_file,
-                      max_bytes=flags.log_max_bytes, backups=flags.log_backups)
+        log_target = _setup_mount_logging(args, flags, log_file, log_style)
         serving = _already_mounted(args)
         if serving is not None:
             if args.ready_fd is not None:
@@ -154,7 +166,7 @@ def main(argv: list[str]) -> int:
             return EXIT_OK
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         try:
-            trio.run(_serve, args, flags)
+            trio.run(_serve, args, flags, log_target)
         except BaseExceptionGroup as group:
             raise single_quiet_error(group) from None
     except QuietError as exc:
@@ -171,6 +183,27 @@ def main(argv: list[str]) -> int:
             _report(args.ready_fd, {"state": "error", "code": 1, "message": f"internal error: {exc!r}"})
         raise
     return EXIT_OK
+
+
+def _setup_mount_logging(args, flags: RuntimeFlags, log_file: str | None, log_style: dict):
+    """The mount process's log (ossmount.ops.logs rules): logfile=, else syslog when detached, else stderr."""
+    from ossmount.ops.logs import LogTarget, detached_handler
+
+    mountpoint = mounttable.resolve(args.mountpoint)
+    common = dict(**log_style, mountpoint=mountpoint, max_bytes=flags.log_max_bytes, backups=flags.log_backups)
+    if log_file is not None:
+        setup_logging(args.debug, args.options.log_level, log_file=log_file, **common)
+        return LogTarget("file", os.path.abspath(log_file))
+    if flags.detached and not args.debug:
+        handler, target = detached_handler(mountpoint, mounttable.runtime_dir(), max_bytes=flags.log_max_bytes,
+                                           backups=flags.log_backups)
+        setup_logging(args.debug, args.options.log_level, handler=handler, syslog=target.kind == "syslog",
+                      **common)
+        if target.reason:
+            log.warning("logging to %s instead of syslog (%s)", target.path, target.reason)
+        return target
+    setup_logging(args.debug, args.options.log_level, **common)
+    return LogTarget("stderr")
 
 
 def _already_mounted(args) -> int | None:
@@ -235,7 +268,7 @@ def check_tmpdir(path: str | None) -> None:
 
 def _spawn_and_wait(argv: list[str], *, debug: bool) -> int:
     read_end, write_end = os.pipe()
-    command = [sys.executable, "-m", "ossmount", "mount", *argv, "-f", "--ready-fd", str(write_end)]
+    command = [sys.executable, "-m", "ossmount", "mount", *argv, "-f", "--ready-fd", str(write_end), DETACHED_FLAG]
     output = None if debug else subprocess.DEVNULL
     child = subprocess.Popen(
         command, pass_fds=(write_end,), start_new_session=True, stdin=subprocess.DEVNULL,
@@ -288,7 +321,7 @@ def _report(fd: int, report: dict) -> None:
         pass
 
 
-async def _serve(args, flags: RuntimeFlags) -> None:
+async def _serve(args, flags: RuntimeFlags, log_target) -> None:
     import pyfuse3
 
     from ossmount.check import check_target
@@ -298,19 +331,23 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     from ossmount.fs.filesystem import Filesystem, FsConfig
     from ossmount.fs.mime import MimeTypes
     from ossmount.fs.operations import Operations
+    from ossmount.ops.accounting import MOUNT_CHECK, UNMOUNT, charging
+    from ossmount.ops.service import MountOperator
 
     opts = args.options
     if opts.ignored:
         log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
     check_tmpdir(opts.tmpdir)
     store = open_store(args.bucket, opts, prefix=args.prefix, max_connections=max(16, opts.parallel_count * 2))
+    operator = MountOperator(args, flags, store, log_target)
     log.info("checking oss://%s/%s at %s before mounting on %s", args.bucket, args.prefix, opts.url, args.mountpoint)
-    await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
+    with charging(MOUNT_CHECK, "check"):
+        await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
     check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
     config = FsConfig.from_options(opts, args.prefix)
-    status = _status_reporter(args, flags, store)
+    status = _status_reporter(args, flags, store, operator)
     spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
     mountpoint = mounttable.resolve(args.mountpoint)  # before mounting: never resolved through our own mount
     terminated = False
@@ -323,9 +360,12 @@ async def _serve(args, flags: RuntimeFlags) -> None:
                 multipart_threshold=opts.multipart_threshold_bytes, conflict_dir=conflict_dir_for(opts.tmpdir),
             )
             fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
+            operator.telemetry.attach(fs, contents)
+            await operator.start(nursery)
             try:
-                pyfuse3.init(Operations(fs), args.mountpoint, set(args.fuse_options))
+                pyfuse3.init(Operations(fs, operator.calls), args.mountpoint, set(args.fuse_options))
             except RuntimeError as exc:
+                operator.stop()
                 raise MountError(f"cannot mount on {args.mountpoint}: {exc} (is /dev/fuse available?)") from None
             log.info("mounted %s on %s", args.fsname, args.mountpoint)
             try:
@@ -341,7 +381,7 @@ async def _serve(args, flags: RuntimeFlags) -> None:
                                 return
 
                     session.start_soon(watch_signals)
-                    session.start_soon(_announce_ready, args, mountpoint)
+                    session.start_soon(_announce_ready, args, mountpoint, operator.record())
                     if status is not None:
                         session.start_soon(status.run, flags.status_interval)
                     try:
@@ -353,10 +393,12 @@ async def _serve(args, flags: RuntimeFlags) -> None:
             finally:
                 with trio.CancelScope(shield=True):
                     try:
-                        await contents.flush_all()
+                        with charging(UNMOUNT, "unmount"):
+                            await contents.flush_all()
                     except Exception:  # noqa: BLE001 - unmount must go on; failures are logged
                         log.exception("flushing files at unmount failed")
                     contents.close()
+                    operator.stop()
                     # After a signal or a crash we unmount ourselves; after umount the kernel already has.
                     pyfuse3.close(unmount=not unmounted_by_kernel)
             nursery.cancel_scope.cancel()
@@ -367,16 +409,17 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     log.info("unmounted %s", args.mountpoint)
 
 
-def _status_reporter(args, flags: RuntimeFlags, store):
+def _status_reporter(args, flags: RuntimeFlags, store, operator):
     from ossmount.status import StatusReporter, credentials_status
 
     if flags.status_file is None:
         return None
     return StatusReporter(flags.status_file, mountpoint=args.mountpoint, bucket=args.bucket, prefix=args.prefix,
-                          statistics=store.statistics, credentials=lambda: credentials_status(store.credentials))
+                          statistics=store.statistics, credentials=lambda: credentials_status(store.credentials),
+                          extra={"control_socket": operator.control_socket, "log": operator.log_target.to_json()})
 
 
-async def _announce_ready(args, mountpoint: str) -> None:
+async def _announce_ready(args, mountpoint: str, operator_record: dict) -> None:
     """Once the kernel answers statvfs on the mount, tune readahead (root), record the mount and report
     readiness."""
     await trio.to_thread.run_sync(os.statvfs, args.mountpoint)
@@ -385,7 +428,7 @@ async def _announce_ready(args, mountpoint: str) -> None:
     try:
         mounttable.write_record(mountpoint, {
             "bucket": args.bucket, "prefix": args.prefix, "url": args.options.url,
-            "identity": mounttable.identity(args.bucket, args.prefix, args.options),
+            "identity": mounttable.identity(args.bucket, args.prefix, args.options), **operator_record,
         })
     except OSError as exc:  # a second mount then cannot tell whether it is the same; it refuses instead
         log.info("could not record the mount in %s: %s", mounttable.runtime_dir(), exc)

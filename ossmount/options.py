@@ -151,6 +151,20 @@ def _parse_dbglevel(name: str, value: str) -> str:
     return level
 
 
+def parse_listen(name: str, value: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[IPv6]:PORT` → (host, port); UsageError otherwise."""
+    host, separator, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not separator or not host or not _is_decimal(port) or not 0 < int(port) < 65536:
+        raise _bad(name, value, "HOST:PORT, e.g. 127.0.0.1:9810")
+    return host, int(port)
+
+
+def _parse_metrics_listen(name: str, value: str) -> str:
+    parse_listen(name, value)
+    return value
+
+
 def _parse_region(name: str, value: str) -> str:
     if not _REGION_RE.match(value):
         raise _bad(name, value, "a region id such as cn-hangzhou")
@@ -466,6 +480,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                _parse_path, default_text="stderr"),
     OptionSpec("no_time_stamp_msg", "no_time_stamp_msg", "log lines without a time stamp (for journald and "
                "log collectors that add their own)", default_text="off"),
+    OptionSpec("metrics_listen", "metrics_listen", "serve this mount's Prometheus metrics at "
+               "http://HOST:PORT/metrics (e.g. 127.0.0.1:9810; README: Operating ossmount)", _parse_metrics_listen,
+               default_text="off"),
     OptionSpec("noatime", "atime", "do not update access times (default)", flag_value="noatime",
                default_text="on"),
     OptionSpec("atime", "atime", "kernel access-time mode", flag_value="atime", default_text="off"),
@@ -633,6 +650,7 @@ class MountOptions:
     dbglevel: str = "crit"
     log_file: str | None = None
     no_time_stamp_msg: bool = False
+    metrics_listen: str | None = None  # HOST:PORT
     atime: str = "noatime"
     noexec: bool = False
     nosuid: bool = False

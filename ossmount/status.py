@@ -16,7 +16,9 @@ Document (version 1; fields are only ever added):
                      "expiration": "2030-01-01T00:00:00Z" | null, "reloads": 1, "reload_error": null},
                     # source: a file or directory, "environment", "ram role NAME", "request", or "anonymous"
      "requests": {"ListObjectsV2": 3, ...}, "errors": {"NoSuchKey": 1, ...},
-     "bytes_in": 0, "bytes_out": 0, "retries": 0}
+     "bytes_in": 0, "bytes_out": 0, "retries": 0,
+     "control_socket": "/run/.../status.sock", "log": {"target": "file", "path": "...", "reason": null}}
+    # control_socket: where `ossmount stats` and the daemon's /metrics ask (ossmount.ops.control)
 
 Backend health rule (`backend_verdict`): the most recent request decides. If it failed with a backend-level
 error (bad credentials, missing bucket, access denied, unreachable or failing endpoint) the backend is
@@ -124,9 +126,10 @@ class StatusReporter:
 
     def __init__(self, path: str, *, mountpoint: str, bucket: str, prefix: str,
                  statistics: Callable[[], Any], credentials: Callable[[], Mapping[str, Any]],
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, extra: Mapping[str, Any] | None = None):
         self.path = path
-        self._identity = {"pid": os.getpid(), "mountpoint": mountpoint, "bucket": bucket, "prefix": prefix}
+        self._identity = {"pid": os.getpid(), "mountpoint": mountpoint, "bucket": bucket, "prefix": prefix,
+                          **(extra or {})}
         self._statistics = statistics
         self._credentials = credentials
         self._clock = clock

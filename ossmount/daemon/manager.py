@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import functools
 import logging
 import math
 import os
@@ -51,6 +52,7 @@ from ossmount.daemon.metrics import DaemonMetrics, VolumeSample
 from ossmount.daemon.mountinfo import MountTable
 from ossmount.daemon.state import RunDir, Target, VolumeRecord, now_iso
 from ossmount.errors import ConfigError
+from ossmount.ops import control
 from ossmount.store import RetryPolicy
 from ossmount.store import types as store_types
 from ossmount.storeconfig import open_store
@@ -65,6 +67,7 @@ DAEMON_HINTS = CredentialsHints(
 STOP_GRACE = 5.0  # SIGTERM → SIGKILL
 UNMOUNT_BUSY_RETRIES = 3  # a busy global mount is retried 3 times over 3 s
 MAX_STACKED_BINDS = 16
+VOLUME_METRICS_TIMEOUT = 2.0  # seconds a scrape waits for one volume's own metrics
 FAULT_ENV = "OSSMOUNT_DAEMON_FAULT"  # test hook: "exit-after-bind" ends the daemon between bind and record
 
 
@@ -203,6 +206,28 @@ class VolumeManager:
             os.path.realpath(p) for p in config.allowed_prefixes if os.path.realpath(p) != p)
 
     # -- reads ------------------------------------------------------------------------------------
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """The daemon's metrics with every running volume's own, asked over each volume's control socket in
+        parallel (metrics.py)."""
+        texts: dict[str, str] = {}
+        asked = [v for v in self.volumes.values() if v.process is not None and not v.process.exited.is_set()]
+
+        async def ask(volume: Volume) -> None:
+            path = control.socket_for_status_file(self.run_dir.status_path(volume.record.vh))
+            with trio.move_on_after(VOLUME_METRICS_TIMEOUT + 0.5):
+                try:
+                    texts[volume.record.volume_id] = await trio.to_thread.run_sync(
+                        functools.partial(control.request, path, {"op": "metrics"}, timeout=VOLUME_METRICS_TIMEOUT),
+                        abandon_on_cancel=True)
+                except control.ControlError as exc:
+                    log.info("no metrics from volume %s: %s", volume.record.volume_id, exc)
+
+        async with trio.open_nursery() as nursery:
+            for volume in asked:
+                nursery.start_soon(ask, volume)
+        missing = [v.record.volume_id for v in asked if v.record.volume_id not in texts]
+        return self.metrics.render(texts, missing)
 
     def describe(self, volume: Volume) -> dict[str, Any]:
         document = volume.record.to_json()

@@ -2,8 +2,11 @@
 
 Counters and histograms are updated where things happen; per-volume gauges are computed at scrape time from
 the daemon's volumes (`VolumeGauges`), so an unstaged volume leaves no stale series behind. Per-mount OSS
-metrics (requests, bytes, cache hits) belong to each FUSE process: its status file carries the counters, and
-`/v1/volumes/{id}` shows them; exporting them per volume is the seam left for the operators' tools.
+metrics (requests, latency, bytes, caches, dirty files: `ossmount.ops.metrics`) belong to each FUSE process:
+at every scrape the daemon asks each running volume's process for them over its control socket (next to its
+status file, `ossmount.ops.control`; 2 s at most, in parallel) and re-exports every sample with a `volume_id`
+label (`VolumeExports`). A volume that does not answer is left out, and `ossmount_daemon_volume_metrics_up`
+says so.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from ossmount.ops.metrics import volume_families
 
 from ossmount.daemon.decisions import STATES
 
@@ -68,6 +73,24 @@ class VolumeGauges:
                                 value=self._orphans())
 
 
+class VolumeExports:
+    """A collector re-exporting the metrics text each volume's FUSE process gave at this scrape."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.missing: list[str] = []
+
+    def collect(self):
+        yield from volume_families(self.texts)
+        up = GaugeMetricFamily(PREFIX + "volume_metrics_up", "1 if the volume's FUSE process gave its metrics at "
+                               "this scrape", labels=["volume_id"])
+        for volume_id in sorted(self.texts):
+            up.add_metric([volume_id], 1)
+        for volume_id in sorted(self.missing):
+            up.add_metric([volume_id], 0)
+        yield up
+
+
 class DaemonMetrics:
     """All metrics of one daemon, in a registry of its own."""
 
@@ -91,7 +114,12 @@ class DaemonMetrics:
         self.reconcile_adopted = Counter(PREFIX + "reconcile_adopted", "Volumes found at start, by outcome",
                                          ["outcome"], registry=r)
         self.registry.register(VolumeGauges(samples, orphans))
+        self.volume_exports = VolumeExports()
+        self.registry.register(self.volume_exports)
 
-    def render(self) -> tuple[bytes, str]:
-        """(text exposition, content type)."""
+    def render(self, volume_texts: dict[str, str] | None = None, missing: Iterable[str] = ()) -> tuple[bytes, str]:
+        """(text exposition, content type), with each volume's own metrics (`volume_texts`: volume id → text;
+        `missing`: volumes that did not answer)."""
+        self.volume_exports.texts = dict(volume_texts or {})
+        self.volume_exports.missing = list(missing)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

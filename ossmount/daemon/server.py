@@ -166,7 +166,7 @@ class ApiServer:
                 raise DaemonError("INVALID_ARGUMENT", f"request body larger than {api.MAX_BODY_BYTES} bytes")
             found = api.route(method, target)
             if found.name == "metrics":
-                payload, content_type = self.manager.metrics.render()
+                payload, content_type = await self.manager.render_metrics()
                 return 200, headers + [("Content-Type", content_type)], payload
             if not full_api:
                 raise DaemonError("NOT_FOUND", "this listener serves /metrics only")

@@ -64,23 +64,38 @@ class MetadataCache:
         self._stat = TTLCache(maxsize=max_size, ttl=ttl, timer=timer) if enabled else _Off()
         self._listing = TTLCache(maxsize=max(1, max_size // 100), ttl=ttl, timer=timer) if enabled else _Off()
         self._negative = TTLCache(maxsize=max_size, ttl=ttl, timer=timer) if enabled and negative else _Off()
+        # Hits and misses of `get`, `get_listing` and `is_known_missing`, for `ossmount stats` and metrics.
+        self.stat_hits = self.stat_misses = self.listing_hits = self.listing_misses = self.negative_hits = 0
 
     def get(self, path: str) -> Node | None:
-        return self._stat.get(path)
+        node = self._stat.get(path)
+        if node is None:
+            self.stat_misses += 1
+        else:
+            self.stat_hits += 1
+        return node
 
     def put(self, path: str, node: Node) -> None:
         self._negative.pop(path, None)
         self._stat[path] = node
 
     def is_known_missing(self, path: str) -> bool:
-        return path in self._negative
+        if path in self._negative:
+            self.negative_hits += 1
+            return True
+        return False
 
     def put_missing(self, path: str) -> None:
         self._stat.pop(path, None)
         self._negative[path] = True
 
     def get_listing(self, path: str) -> Listing | None:
-        return self._listing.get(path)
+        listing = self._listing.get(path)
+        if listing is None:
+            self.listing_misses += 1
+        else:
+            self.listing_hits += 1
+        return listing
 
     def put_listing(self, path: str, listing: Listing) -> None:
         self._listing[path] = listing

@@ -80,6 +80,7 @@ import errno
 import json
 import logging
 import os
+import time
 import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
@@ -140,6 +141,26 @@ class ContentStatistics:
     prefetch_buffered_bytes: int
 
 
+@dataclass(frozen=True)
+class DirtyFile:
+    """A file whose bytes are not all on OSS yet (`ContentManager.dirty_files`); times are epoch seconds.
+
+    `state`: "dirty" (changed, not uploading), "uploading" (an upload in flight) or "failed" (the last upload
+    failed with `error_code`; the bytes are kept for the next flush)."""
+
+    key: str
+    size: int
+    dirty_bytes: int
+    dirty_since: float | None
+    state: str
+    open_handles: int
+    uploading_since: float | None = None
+    error_code: str | None = None
+    error_request_id: str | None = None
+    failed_at: float | None = None
+    error: str | None = None
+
+
 class FileContent:
     """The bytes of one open key (see the module docstring for states and locking)."""
 
@@ -154,6 +175,10 @@ class FileContent:
         self.detached = False
         self.conflict_path: str | None = None  # set when a conflicting upload kept this writer's bytes aside
         self.served = 0  # bytes returned by read(): nonzero means some reader has seen this version
+        self.dirty_since: float | None = None  # epoch seconds of the first change not yet uploaded
+        self.uploading_since: float | None = None  # epoch seconds the upload in flight started
+        self.failure: StoreError | None = None  # why the last upload failed (until one succeeds)
+        self.failed_at: float | None = None
         self._headers = headers
         self._refs = 0
         self._base_size = size
@@ -259,14 +284,19 @@ class FileContent:
                     base_etag=self.etag or None,
                     base_version_id=self.version_id,
                 )
+                self.uploading_since = time.time()
                 info = await self._manager._strategy.upload(request)
             except StoreError as exc:
                 self._manager._counters.upload_failures += 1
+                self.failure, self.failed_at = exc, time.time()
                 if version_gone(exc):
                     await self._manager._keep_aside(self)
                     raise
-                log.error("upload of %s failed; its data is kept for a later flush: %s", key, exc)
+                log.error("upload of '%s' failed; its data is kept for a later flush: %s", key, exc)
                 raise
+            finally:
+                self.uploading_since = None
+            self.failure = self.failed_at = None
             if self.key == key:
                 # Otherwise a rename moved us meanwhile and pinned us to its copy (ContentManager.rename).
                 self.etag = info.etag
@@ -278,6 +308,7 @@ class FileContent:
             # the current key succeeds.
             if self.key == key and not self.detached:
                 self.dirty = False
+                self.dirty_since = None
                 self._modified.clear()
             return info
 
@@ -289,7 +320,16 @@ class FileContent:
             self._mark_dirty()
 
     def _mark_dirty(self) -> None:
+        if not self.dirty:
+            self.dirty_since = time.time()
         self.dirty = True
+
+    @property
+    def dirty_bytes(self) -> int:
+        """Bytes not yet on OSS: ranges rewritten below the old size, plus everything past it."""
+        if not self.dirty:
+            return 0
+        return sum(end - start for start, end in self._modified) + max(0, self.size - self._base_size)
 
     def _ensure_spool(self) -> SpoolFile:
         if self._spool is None:
@@ -535,6 +575,22 @@ class ContentManager:
             content._discard()
         self._contents.clear()
         self._retired.clear()
+
+    def dirty_files(self) -> list[DirtyFile]:
+        """Every content with bytes not yet on OSS or an upload in flight, oldest change first."""
+        found = []
+        for content in [*self._contents.values(), *self._retired]:
+            if not (content.dirty or content.uploading_since is not None):
+                continue
+            failure = content.failure
+            state = "uploading" if content.uploading_since is not None else "failed" if failure else "dirty"
+            found.append(DirtyFile(
+                key=content.key, size=content.size, dirty_bytes=content.dirty_bytes,
+                dirty_since=content.dirty_since, state=state, open_handles=max(content._refs, 0),
+                uploading_since=content.uploading_since, error_code=failure.code if failure else None,
+                error_request_id=failure.request_id if failure else None, failed_at=content.failed_at,
+                error=str(failure) if failure else None))
+        return sorted(found, key=lambda f: f.dirty_since or 0.0)
 
     def statistics(self) -> ContentStatistics:
         return ContentStatistics(

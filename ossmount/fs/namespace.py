@@ -193,8 +193,9 @@ class Namespace:
 
     def _bucket_missing(self, error: StoreError) -> None:
         self.cache.clear()
-        log.error("bucket '%s' does not exist (NoSuchBucket, request-id %s): every operation fails with EIO "
-                  "until it exists again", getattr(self.store, "bucket_name", "?"), error.request_id or "-")
+        log.error("bucket '%s' does not exist (NoSuchBucket answering %s, request-id %s): every operation fails "
+                  "with EIO until it exists again", getattr(self.store, "bucket_name", "?"),
+                  f"'{error.key}'" if error.key else "a bucket request", error.request_id or "-")
 
     def _bucket_back(self) -> None:
         self.cache.clear()
@@ -573,7 +574,8 @@ class Namespace:
         """
         self.check_writable()
         if flags & RENAME_EXCHANGE:
-            log.warning("rename %s: RENAME_EXCHANGE is not supported on object storage", old_name)
+            log.warning("rename '%s': RENAME_EXCHANGE is not supported on object storage",
+                        self.key(self.child(old_parent, old_name)))
             raise FsError(errno.EINVAL)
         old = self.child(old_parent, old_name)
         new = self.child(new_parent, new_name)

@@ -17,22 +17,26 @@ import pyfuse3
 from ossmount.fs import wtf8
 from ossmount.fs.errors import FsError, errno_for
 from ossmount.fs.filesystem import Entry, Filesystem
+from ossmount.ops.accounting import FuseCalls
 
 log = logging.getLogger(__name__)
 
 
 def _fuse_errors(method):
+    name = method.__name__
+
     @functools.wraps(method)
     async def wrapper(self, *args, **kwargs):
-        try:
-            return await method(self, *args, **kwargs)
-        except pyfuse3.FUSEError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the single conversion point
-            code = errno_for(exc, operation=method.__name__)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s%r -> %s (%s)", method.__name__, args, errno.errorcode.get(code, code), exc)
-            raise pyfuse3.FUSEError(code) from None
+        with self.calls.serving(name, args, kwargs) as call:  # whom the OSS requests are charged to; timing
+            try:
+                return call.result(await method(self, *args, **kwargs))
+            except pyfuse3.FUSEError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the single conversion point
+                code = errno_for(exc, operation=name)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s%r -> %s (%s)", name, args, errno.errorcode.get(code, code), exc)
+                raise pyfuse3.FUSEError(code) from None
 
     return wrapper
 
@@ -84,9 +88,10 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, fs: Filesystem):
+    def __init__(self, fs: Filesystem, calls: FuseCalls | None = None):
         super().__init__()
         self.fs = fs
+        self.calls = calls or FuseCalls()
         use_wtf8 = fs.config.use_wtf8
         self._name_in = wtf8.name_from_kernel if use_wtf8 else os.fsdecode
         self._name_out = wtf8.name_to_kernel if use_wtf8 else os.fsencode

@@ -34,7 +34,7 @@ import urllib.parse
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
+from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, NamedTuple, Protocol, TypeVar
 
 import oss2
 import oss2.exceptions
@@ -44,6 +44,7 @@ import urllib3.exceptions
 
 from ossmount import USER_AGENT
 from ossmount.errors import ConfigError
+from ossmount.ops.accounting import RequestLedger
 from ossmount.store import types
 from ossmount.crc64 import crc64, crc64_concat
 from ossmount.store.headers import CopyPolicy, RequestHeaders, merge_headers
@@ -390,6 +391,15 @@ def _pinned(headers: dict[str, str], if_match: str | None, version_id: str | Non
     return headers, None
 
 
+class _Received(NamedTuple):
+    """A GET's answer as `_attempt` accounts it: the value for the caller, body bytes, HTTP status, request id."""
+
+    value: Any
+    size: int
+    status: int
+    request_id: str
+
+
 class _FileSlice:
     """A read-only view of `size` bytes of a file from `offset`, computing CRC-64 as requests streams it.
 
@@ -440,8 +450,11 @@ class ObjectStore:
     def __init__(self, bucket: oss2.Bucket, *, endpoint: str, bucket_name: str, region: str | None,
                  sigv4: bool, credentials: CredentialsProvider | None, retry: RetryPolicy,
                  net_limiter: trio.CapacityLimiter, headers: RequestHeaders = RequestHeaders(),
-                 copy_policy: CopyPolicy = CopyPolicy(), list_max_keys: int = 1000):
+                 copy_policy: CopyPolicy = CopyPolicy(), list_max_keys: int = 1000,
+                 ledger: RequestLedger | None = None):
         self._bucket = bucket
+        # Every attempt, charged to the FUSE caller that caused it (shared by `with_retry` copies).
+        self.ledger = ledger if ledger is not None else RequestLedger()
         self.endpoint = endpoint
         self.bucket_name = bucket_name
         self.region = region
@@ -542,7 +555,7 @@ class ObjectStore:
         return ObjectStore(bucket, endpoint=self.endpoint, bucket_name=self.bucket_name, region=self.region,
                            sigv4=self.sigv4, credentials=self._credentials, retry=retry,
                            net_limiter=self._net_limiter, headers=self.headers, copy_policy=self.copy_policy,
-                           list_max_keys=self.list_max_keys)
+                           list_max_keys=self.list_max_keys, ledger=self.ledger)
 
     def update_credentials(self, credentials: CredentialsProvider | None) -> None:
         """Sign later requests with other credentials or another provider; requests in flight keep the old ones.
@@ -552,17 +565,25 @@ class ObjectStore:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    async def _attempt(self, op: str, key: str, fn: Callable[[], T]) -> T:
+    async def _attempt(self, op: str, key: str, fn: Callable[[], T], *, sent: int = 0) -> T:
+        """One request attempt: the only place a request starts (statistics, and the ledger that charges it to
+        the FUSE caller, `ossmount.ops.accounting`). `sent`: body bytes it uploads."""
         self._requests[op] += 1
-        try:
-            with _translate_errors(op, key):
-                result = await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
-        except types.StoreError as error:
-            self._errors[error.code or type(error).__name__] += 1
-            self._last_error = (error.code or type(error).__name__, time.time())
-            if isinstance(error, types.NoSuchBucket):
-                self._note_bucket_missing(error)
-            raise
+        with self.ledger.attempt(op, key, sent=sent) as attempt:
+            try:
+                with _translate_errors(op, key):
+                    result = await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
+            except types.StoreError as error:
+                self._errors[error.code or type(error).__name__] += 1
+                self._last_error = (error.code or type(error).__name__, time.time())
+                if isinstance(error, types.NoSuchBucket):
+                    self._note_bucket_missing(error)
+                raise
+            received = result.size if isinstance(result, _Received) else 0
+            attempt.done(status=getattr(result, "status", 200), received=received,
+                         request_id=getattr(result, "request_id", "") or "")
+        self._bytes_in += received
+        self._bytes_out += sent
         self._last_success_at = time.time()
         if self._bucket_missing:
             self._bucket_missing = False
@@ -705,14 +726,14 @@ class ObjectStore:
         return {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity", **self.headers.for_download()}
 
     def _get_into_blocking(self, key: str, offset: int, buf: memoryview, if_match: str | None,
-                           version_id: str | None) -> int:
+                           version_id: str | None) -> _Received:
         headers, params = _pinned(self._download_headers(), if_match, version_id)
         try:
             result = self._bucket.get_object(key, byte_range=(offset, offset + len(buf) - 1), headers=headers,
                                              params=params)
         except oss2.exceptions.ServerError as exc:
             if exc.status == 416:
-                return 0
+                return _Received(0, 0, 416, exc.request_id)
             raise
         raw = result.resp.response.raw
         try:
@@ -720,7 +741,7 @@ class ObjectStore:
             while to_skip:
                 skipped = raw.read(min(to_skip, _READ_CHUNK))
                 if not skipped:
-                    return 0
+                    return _Received(0, offset - to_skip, result.status, result.request_id)
                 to_skip -= len(skipped)
             filled = 0
             while filled < len(buf):
@@ -730,7 +751,8 @@ class ObjectStore:
                 filled += count
             if filled < len(buf) or result.status == 200:
                 self._release(result.resp.response)
-            return filled
+            skipped = offset if result.status == 200 else 0
+            return _Received(filled, filled + skipped, result.status, result.request_id)
         except BaseException:
             result.resp.response.close()
             raise
@@ -762,18 +784,18 @@ class ObjectStore:
         if len(buf) == 0:
             return 0
         view = memoryview(buf).cast("B")
-        count = await self._call("GetObject", key, self._get_into_blocking, key, offset, view, if_match, version_id)
-        self._bytes_in += count
-        return count
+        received = await self._call("GetObject", key, self._get_into_blocking, key, offset, view, if_match,
+                                    version_id)
+        return received.value
 
-    def _get_rest_blocking(self, key: str, offset: int, if_match: str | None, version_id: str | None) -> bytes:
+    def _get_rest_blocking(self, key: str, offset: int, if_match: str | None, version_id: str | None) -> _Received:
         headers, params = _pinned(self._download_headers(), if_match, version_id)
         byte_range = (offset, None) if offset else None
         try:
             result = self._bucket.get_object(key, byte_range=byte_range, headers=headers, params=params)
         except oss2.exceptions.ServerError as exc:
             if exc.status == 416:
-                return b""
+                return _Received(b"", 0, 416, exc.request_id)
             raise
         response = result.resp.response
         try:
@@ -789,7 +811,7 @@ class ObjectStore:
             if filled < length:
                 raise urllib3.exceptions.IncompleteRead(filled, length - filled)
             skip = offset if result.status == 200 else 0  # a server that ignored Range sent it all
-            return bytes(buf[skip:]) if skip else bytes(buf)
+            return _Received(bytes(buf[skip:]) if skip else bytes(buf), length, result.status, result.request_id)
         except BaseException:
             response.close()
             raise
@@ -803,9 +825,8 @@ class ObjectStore:
             count = await self.get_into(key, offset, memoryview(buf), if_match=if_match, version_id=version_id)
             del buf[count:]
             return bytes(buf)
-        data = await self._call("GetObject", key, self._get_rest_blocking, key, offset, if_match, version_id)
-        self._bytes_in += len(data)
-        return data
+        received = await self._call("GetObject", key, self._get_rest_blocking, key, offset, if_match, version_id)
+        return received.value
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -817,8 +838,7 @@ class ObjectStore:
         async def attempt() -> ObjectInfo:
             body = make_body()
             result = await self._attempt("PutObject", key, functools.partial(
-                self._bucket.put_object, key, body, headers=request_headers))
-            self._bytes_out += size
+                self._bucket.put_object, key, body, headers=request_headers), sent=size)
             expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
             crc = self._verify_crc("PutObject", key, expected, result.headers, result.request_id)
             return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
@@ -943,8 +963,8 @@ class ObjectStore:
         async def attempt() -> PartInfo:
             body = make_body()
             result = await self._attempt("UploadPart", key, functools.partial(
-                self._bucket.upload_part, key, upload_id, part_number, body, headers=self.headers.for_upload()))
-            self._bytes_out += size
+                self._bucket.upload_part, key, upload_id, part_number, body, headers=self.headers.for_upload()),
+                sent=size)
             expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
             crc = self._verify_crc("UploadPart", key, expected, result.headers, result.request_id)
             return PartInfo(part_number=part_number, etag=_strip_etag(result.etag), size=size,

@@ -146,6 +146,8 @@ OPTION_CASES = [
     ("symlink_in_meta", "symlink_in_meta", True),
     ("open_check_window=0", "open_check_window", 0.0),
     ("open_check_window=2.5", "open_check_window", 2.5),
+    ("metrics_listen=127.0.0.1:9810", "metrics_listen", "127.0.0.1:9810"),
+    ("metrics_listen=[::1]:9810", "metrics_listen", "[::1]:9810"),
 ]
 
 
@@ -198,6 +200,9 @@ def test_every_ossfs_option_of_the_reference_is_accepted():
 MALFORMED = [
     ("uid=abc", "uid"),
     ("uid=-1", "uid"),
+    ("metrics_listen=9810", "metrics_listen"),
+    ("metrics_listen=localhost:0", "metrics_listen"),
+    ("metrics_listen=:80", "metrics_listen"),
     ("uid=4294967295", "uid"),
     ("gid=1.5", "gid"),
     ("umask=999", "umask"),
