@@ -71,6 +71,11 @@ def _is_decimal(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _shown(text: str) -> str:
+    """`text` for a one-line message: non-printable characters (newlines, controls) as escapes."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def _bad(name: str, value: str, expected: str) -> UsageError:
     return UsageError(f"invalid value {value!r} for option '{name}': expected {expected}")
 
@@ -762,10 +767,10 @@ def parse_options(items: Iterable[str]) -> MountOptions:
             if name in MOUNT_GENERIC_OPTIONS or item.startswith(MOUNT_GENERIC_PREFIXES):
                 ignored.append(name)
                 continue
-            raise UsageError(f"unknown option '{name}' ({HELP_HINT})")
+            raise UsageError(f"unknown option '{_shown(name)}' ({HELP_HINT})")
         if spec.form == FLAG:
             if has_value:
-                raise UsageError(f"option '{name}' takes no value (got '{item}'); write just '{name}'")
+                raise UsageError(f"option '{name}' takes no value (got '{_shown(item)}'); write just '{name}'")
             value: object = spec.flag_value
         elif not has_value and spec.form == EITHER:
             value = spec.parse(name, spec.bare) if spec.parse is not None else spec.flag_value
@@ -878,7 +883,7 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
             only_positionals = True
         elif arg in ("-o", "--options"):
             if i >= len(args):
-                raise UsageError(f"'{arg}' needs an argument: -o OPT[,OPT...]")
+                raise UsageError(f"'{_shown(arg)}' needs an argument: -o OPT[,OPT...]")
             raw.option_items += split_option_string(args[i])
             i += 1
         elif arg.startswith("-o"):
@@ -899,7 +904,7 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
                 raise UsageError(f"--ready-fd needs a file descriptor number, got {value!r}")
             raw.ready_fd = int(value)
         else:
-            raise UsageError(f"unknown flag '{arg}' ({HELP_HINT})")
+            raise UsageError(f"unknown flag '{_shown(arg)}' ({HELP_HINT})")
     return raw
 
 
@@ -918,7 +923,7 @@ def _bucket_from(positionals: list[str], options: MountOptions, count: int, usag
             source = positionals[0]
             if source in PLACEHOLDER_SOURCES or parse_bucket_spec(source) == parse_bucket_spec(options.bucket):
                 return (*parse_bucket_spec(options.bucket), positionals[1:])
-            raise UsageError(f"the bucket is given twice, as {source!r} and as bucket={options.bucket}: "
+            raise UsageError(f"the bucket is given twice, as {source!r} and as bucket={options.bucket!r}: "
                              "keep one")
     elif len(positionals) == count + 1:
         return (*parse_bucket_spec(positionals[0]), positionals[1:])

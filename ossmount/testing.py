@@ -504,6 +504,118 @@ class TlsProxy:
         self._listener.close()
 
 
+class ScriptedHttpServer:
+    """A loopback HTTP/1.1 server whose every answer the test writes: for hostile or broken servers (malformed
+    XML, truncated or huge bodies, odd encodings) that the real server would never send.
+
+        def answer(request: ScriptedRequest) -> bytes:
+            return http_response(200, b"<ListBucketResult>...", {"Content-Type": "application/xml"})
+
+        with ScriptedHttpServer(answer) as server:
+            store = ObjectStore.create(endpoint=server.endpoint, ...)
+
+    Each connection serves one request (the answer should carry `Connection: close`; `http_response` adds it) and
+    is closed after the answer's bytes are sent, so a truncated body ends the connection as a dropped one would.
+    `answer` may be replaced between requests; `requests` lists every request seen."""
+
+    def __init__(self, answer: "Callable[[ScriptedRequest], bytes]"):
+        import socket
+        import threading
+
+        self.answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.requests: list[ScriptedRequest] = []
+
+    @property
+    def port(self) -> int:
+        return self._listener.getsockname()[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept_loop(self) -> None:
+        import socket
+
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            with client:
+                try:
+                    client.settimeout(10)
+                    request = self._read_request(client)
+                    if request is None:
+                        continue
+                    self.requests.append(request)
+                    client.sendall(self.answer(request))
+                    client.shutdown(socket.SHUT_WR)
+                except OSError:
+                    continue
+
+    @staticmethod
+    def _read_request(client: Any) -> "ScriptedRequest | None":
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = client.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0") or 0)
+        while len(body) < length:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        parsed = urllib.parse.urlsplit(target)
+        return ScriptedRequest(method, parsed.path, dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)),
+                               headers, body)
+
+    def __enter__(self) -> "ScriptedHttpServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
+
+
+class ScriptedRequest:
+    """One request a ScriptedHttpServer received: method, path, query (dict), headers (lower-case names), body."""
+
+    def __init__(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes):
+        self.method, self.path, self.query, self.headers, self.body = method, path, query, headers, body
+
+    def __repr__(self) -> str:
+        return f"ScriptedRequest({self.method} {self.path} {self.query})"
+
+
+def http_response(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
+                  content_length: int | None = None) -> bytes:
+    """The bytes of an HTTP/1.1 response with `Connection: close` and `Content-Length` (`content_length`
+    overrides it, e.g. to announce more than is sent; None: len(body)) unless `headers` set Transfer-Encoding."""
+    fields = {"Connection": "close", "x-oss-request-id": "scripted", **(headers or {})}
+    if not any(name.lower() == "transfer-encoding" for name in fields):
+        fields["Content-Length"] = str(len(body) if content_length is None else content_length)
+    head = f"HTTP/1.1 {status} {http.client.responses.get(status, 'Status')}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in fields.items()) + "\r\n"
+    return head.encode("latin-1") + body
+
+
 # --------------------------------------------------------------------------------------------------
 # The shared-mount daemon as a subprocess (daemon and CSI tests)
 

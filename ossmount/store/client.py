@@ -13,6 +13,11 @@ Theory of operation:
     connection is never left with unread bytes.
   * oss2, requests and urllib3 exceptions become `ossmount.store.types` errors in `_translate_errors`
     (the one mapping table); retries happen in `RetryPolicy.run` (the one retry loop).
+  * Answers oss2 parses (listings, multipart, bucket info) are untrusted input: a body oss2 cannot parse
+    (malformed or truncated XML, a missing or non-numeric field, an undecodable encoding) or one larger than
+    `_MAX_PARSED_BODY` once decoded becomes a TransientError with code InvalidResponse (`_Bucket`), retried like a
+    5xx and then EIO; expat's limits refuse entity-expansion bombs. A listing whose keys or common prefixes lie
+    outside the requested prefix, or whose continuation token does not move, is refused the same way.
   * Statistics are updated only from the trio thread, so they need no lock.
   * Option-driven headers (ACL, storage class, SSE, request payer, traffic limits, ahbe_conf) and the copy
     strategy (nocopyapi, norenameapi, noshallowcopyapi) come from `RequestHeaders` and `CopyPolicy`
@@ -61,6 +66,8 @@ MAX_KEY_BYTES = 1023
 # When an abandoned GET has at most this many unread bytes, reading them keeps the connection pooled.
 _DRAIN_LIMIT = 256 * 1024
 _READ_CHUNK = 1024 * 1024
+# The largest answer body parsed as XML: a full listing page of 1,000 keys of 1,023 bytes, url-encoded, is < 4 MiB.
+_MAX_PARSED_BODY = 64 * 1024 * 1024
 
 # OSS error codes and what they become. Anything not listed falls back to the HTTP status (below).
 _AUTH_CODES = frozenset(
@@ -180,10 +187,49 @@ def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.
         )
     if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
         return _transport_error(exc, where=where, key=key)
+    if isinstance(exc, _InvalidResponse):
+        return types.TransientError(f"{where}: the server's answer is not usable ({exc})", code="InvalidResponse",
+                                    request_id=exc.request_id, key=key)
     if isinstance(exc, ConfigError):  # the credentials provider could not produce credentials (ram_role)
         return types.TransientError(f"{where}: no credentials to sign with: {exc}", code="CredentialsUnavailable",
                                     key=key)
     return None
+
+
+class _InvalidResponse(Exception):
+    """The server's answer could not be parsed (raised by `_Bucket`, mapped by `error_from_oss`)."""
+
+    def __init__(self, reason: str, request_id: str = ""):
+        super().__init__(reason)
+        self.request_id = request_id
+
+
+class _Bucket(oss2.Bucket):
+    """oss2.Bucket whose parsing of answers fails with `_InvalidResponse` rather than whatever the parser met."""
+
+    @staticmethod
+    def _parse_result(resp: Any, parse_func: Callable[[Any, bytes], Any], klass: Any) -> Any:
+        result = klass(resp)
+        body = _read_bounded(resp, _MAX_PARSED_BODY)
+        try:
+            parse_func(result, body)
+        except Exception as exc:  # noqa: BLE001 - any parser failure means the same: an unusable answer
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise _InvalidResponse(f"{type(exc).__name__}: {detail}", resp.request_id) from exc
+        return result
+
+
+def _read_bounded(resp: Any, limit: int) -> bytes:
+    """The whole (decoded) body of an oss2 response, or _InvalidResponse once it exceeds `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := resp.read(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            resp.response.close()
+            raise _InvalidResponse(f"the answer is larger than {limit} bytes", resp.request_id)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _code_for_status(status: int) -> str:
@@ -648,6 +694,12 @@ class ObjectStore:
                 # Without a delimiter OSS may omit NextMarker; the last key returned is the marker then.
                 last = max([o.key for o in result.object_list] + list(result.prefix_list), default="")
                 next_token = result.next_marker or last or None
+        stray = next((k for k in [o.key for o in result.object_list] + list(result.prefix_list)
+                      if not k.startswith(prefix)), None)
+        if stray is not None:
+            raise types.TransientError(f"{'ListObjectsV2' if v2 else 'ListObjects'} {prefix!r}: the server's answer "
+                                       f"is not usable (it lists {stray!r}, outside the prefix)",
+                                       code="InvalidResponse", request_id=result.request_id, key=prefix)
         objects = [
             ObjectInfo(
                 key=o.key, size=int(o.size), etag=_strip_etag(o.etag), mtime=float(o.last_modified),
@@ -670,6 +722,11 @@ class ObjectStore:
             prefixes.extend(page.prefixes)
             if page.next_token is None:
                 return objects, prefixes
+            if token is not None and (page.next_token == token or (not v2 and page.next_token < token)):
+                # V2 tokens are opaque but must change; V1 markers are keys and must grow (OSS lists in order)
+                raise types.TransientError(f"{'ListObjectsV2' if v2 else 'ListObjects'} {prefix!r}: the server's "
+                                           f"answer is not usable (the listing does not advance past {token!r})",
+                                           code="InvalidResponse", key=prefix)
             token = page.next_token
 
     async def bucket_info(self) -> dict:
