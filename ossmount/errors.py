@@ -11,6 +11,8 @@ Exit codes (stable; the CSI node plugin and mount(8) branch on them):
   7  mount failed (mountpoint missing or not empty, FUSE unavailable, readiness timeout)
 """
 
+import argparse
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -34,6 +36,14 @@ class QuietError(Exception):
 
 class UsageError(QuietError):
     exit_code = EXIT_USAGE
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for ossmount's subcommands: a bad command line is a UsageError (one line naming `--help`, exit 2)
+    rather than argparse's usage block and exit."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 class ConfigError(QuietError):
