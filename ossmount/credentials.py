@@ -59,6 +59,8 @@ ENV_SESSION_TOKEN = "OSS_SESSION_TOKEN"
 # ossfs's names for the same three, read when ours are not set.
 OSSFS_ENV_NAMES = {ENV_ACCESS_KEY_ID: "OSSACCESSKEYID", ENV_ACCESS_KEY_SECRET: "OSSSECRETACCESSKEY",
                    ENV_SESSION_TOKEN: "OSSSESSIONTOKEN"}
+# Every variable that can carry a secret: the mount process removes them from its environment once read.
+SECRET_ENV_NAMES = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SESSION_TOKEN, *OSSFS_ENV_NAMES.values())
 FORBIDDEN_MODE_BITS = 0o137  # anything beyond rw-r-----
 ENV_ECS_METADATA_ENDPOINT = "OSSMOUNT_ECS_METADATA_ENDPOINT"
 DEFAULT_ECS_METADATA_ENDPOINT = "http://100.100.100.200"
@@ -257,6 +259,17 @@ def credentials_from_environ(environ: Mapping[str, str]) -> Credentials | None:
         token = environ.get(token_name, "").strip() or None
         return Credentials(access_key_id, secret, token, "environment")
     return None
+
+
+def take_environment_credentials() -> dict[str, str]:
+    """The credential variables (SECRET_ENV_NAMES) of this process's environment, removed from it for good:
+    from os.environ, libc's environ (so no child inherits them) and the block /proc/PID/environ shows
+    (`ossmount.procenv`). Resolve credentials from the returned mapping (merged over os.environ)."""
+    from ossmount import procenv
+
+    taken = {name: os.environ[name] for name in SECRET_ENV_NAMES if name in os.environ}
+    procenv.forget(SECRET_ENV_NAMES)
+    return taken
 
 
 def resolve_credentials(

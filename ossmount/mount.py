@@ -5,13 +5,24 @@ Without `-f` the command re-runs itself as a detached child (`... -f --ready-fd 
 `{"state": "ready", "pid": PID}` or `{"state": "error", "code": EXIT_CODE, "reason": OSS_CODE, "message": "..."}`
 (`reason` only when OSS or the network named one). The child runs the mount-time check before `pyfuse3.init`,
 so bad credentials never leave a mount behind. Credentials never travel in argv: the child resolves them again
-from the same passwd_file or environment; a passwd file or credentials directory is re-read when it changes.
+from the same passwd_file; a passwd file or credentials directory is re-read when it changes.
+
+Credentials in the environment (OSS_ACCESS_KEY_ID, ... and ossfs's OSSACCESSKEYID, ...) are taken out of it as
+the command starts (`credentials.take_environment_credentials`: os.environ, libc's environ and the block
+/proc/PID/environ shows), so neither the mount process nor anything it starts shows them. The detached parent
+hands them to the child on a pipe (`--credentials-fd N`, one JSON object), never in its environment.
 
 Runtime flags (for daemons and services; the shared-mount daemon passes all of them):
   --log-file PATH         log there instead of stderr (= -o logfile=PATH), rotated when it reaches
                           --log-max-size (default 10M) keeping --log-backups old files (default 2: PATH.1, PATH.2)
   --status-file PATH      write the status document (`ossmount.status`) there every --status-interval
                           seconds (default 5) and at unmount
+  --credentials-fd N      (internal) read credential environment variables from fd N, as the parent sends them
+
+A dead mount on MOUNTPOINT (its process was killed: statvfs answers ENOTCONN) is unmounted lazily, logged, and
+mounted over again (`-o dead_mount=remount`, the default: an fstab or automount retry just works); with
+`-o dead_mount=fail`, or when this user may not unmount it, the command fails with exit 7 naming
+`fusermount3 -u MOUNTPOINT`. Nothing is lost: the dead mount's process, and its unwritten data, are gone already.
 
 Unmount (`umount`, `fusermount3 -u`) ends `pyfuse3.main`; every dirty file is then flushed and the
 process exits 0. SIGTERM/SIGINT flush, unmount and exit 0 too.
@@ -72,6 +83,7 @@ class RuntimeFlags:
     log_backups: int = LOG_FILE_BACKUPS
     status_file: str | None = None
     status_interval: float = DEFAULT_STATUS_INTERVAL
+    credentials_fd: int | None = None
 
 
 def _number(convert, minimum: float):
@@ -101,6 +113,7 @@ _RUNTIME_FLAGS = {  # flag: (RuntimeFlags field, parser returning None for a bad
     "--log-backups": ("log_backups", _number(int, 0), "a number of old files (>= 0)"),
     "--status-file": ("status_file", lambda text: text or None, "a file path"),
     "--status-interval": ("status_interval", _number(float, 0.1), "a number of seconds (>= 0.1)"),
+    "--credentials-fd": ("credentials_fd", _number(int, 0), "a file descriptor number"),
 }
 
 
@@ -128,9 +141,13 @@ def split_runtime_flags(argv: list[str]) -> tuple[list[str], RuntimeFlags]:
 
 def main(argv: list[str]) -> int:
     """Entry point of `ossmount mount`."""
+    from ossmount.credentials import take_environment_credentials
     from ossmount.options import format_options_help, parse_mount_args
 
+    secrets = take_environment_credentials()
     mount_argv, flags = split_runtime_flags(argv)
+    if flags.credentials_fd is not None:
+        secrets.update(_read_credentials_fd(flags.credentials_fd))
     args = parse_mount_args(mount_argv)
     if args.show_help:
         print(USAGE)
@@ -143,7 +160,7 @@ def main(argv: list[str]) -> int:
         if _already_mounted(args) is not None:
             return EXIT_OK
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
-        return _spawn_and_wait(argv, debug=args.debug)
+        return _spawn_and_wait(argv, debug=args.debug, secrets=secrets)
     try:
         setup_logging(args.debug, args.options.log_level, **log_style, log_file=log_file,
                       max_bytes=flags.log_max_bytes, backups=flags.log_backups)
@@ -154,7 +171,7 @@ def main(argv: list[str]) -> int:
             return EXIT_OK
         check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
         try:
-            trio.run(_serve, args, flags)
+            trio.run(_serve, args, flags, {**os.environ, **secrets})
         except BaseExceptionGroup as group:
             raise single_quiet_error(group) from None
     except QuietError as exc:
@@ -233,15 +250,42 @@ def check_tmpdir(path: str | None) -> None:
         raise ConfigError(f"tmpdir {path} is not writable by this user")
 
 
-def _spawn_and_wait(argv: list[str], *, debug: bool) -> int:
+def _read_credentials_fd(fd: int) -> dict[str, str]:
+    """The credential variables the parent sent on `fd` (one JSON object of SECRET_ENV_NAMES), fd closed."""
+    from ossmount.credentials import SECRET_ENV_NAMES
+
+    try:
+        with open(fd, "rb") as pipe:
+            document = json.loads(pipe.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--credentials-fd {fd}: cannot read the credentials the parent sent ({exc})") from None
+    if not isinstance(document, dict) or not all(
+            name in SECRET_ENV_NAMES and isinstance(value, str) for name, value in document.items()):
+        raise UsageError(f"--credentials-fd {fd}: expected a JSON object of {', '.join(SECRET_ENV_NAMES)}")
+    return document
+
+
+def _spawn_and_wait(argv: list[str], *, debug: bool, secrets: dict[str, str]) -> int:
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "ossmount", "mount", *argv, "-f", "--ready-fd", str(write_end)]
+    pass_fds = [write_end]
+    if secrets:
+        secrets_read, secrets_write = os.pipe()
+        command += ["--credentials-fd", str(secrets_read)]
+        pass_fds.append(secrets_read)
     output = None if debug else subprocess.DEVNULL
     child = subprocess.Popen(
-        command, pass_fds=(write_end,), start_new_session=True, stdin=subprocess.DEVNULL,
+        command, pass_fds=pass_fds, start_new_session=True, stdin=subprocess.DEVNULL,
         stdout=output, stderr=output, close_fds=True,
     )
     os.close(write_end)
+    if secrets:
+        os.close(secrets_read)
+        try:
+            with open(secrets_write, "wb") as pipe:
+                pipe.write(json.dumps(secrets).encode())
+        except OSError:
+            pass  # the child is gone already; its readiness report (or its absence) says why
     try:
         line = _read_line(read_end, child, READY_TIMEOUT)
     finally:
@@ -288,7 +332,7 @@ def _report(fd: int, report: dict) -> None:
         pass
 
 
-async def _serve(args, flags: RuntimeFlags) -> None:
+async def _serve(args, flags: RuntimeFlags, environ: dict[str, str]) -> None:
     import pyfuse3
 
     from ossmount.check import check_target
@@ -303,10 +347,11 @@ async def _serve(args, flags: RuntimeFlags) -> None:
     if opts.ignored:
         log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
     check_tmpdir(opts.tmpdir)
-    store = open_store(args.bucket, opts, prefix=args.prefix, max_connections=max(16, opts.parallel_count * 2))
+    store = open_store(args.bucket, opts, prefix=args.prefix, environ=environ,
+                       max_connections=max(16, opts.parallel_count * 2))
     log.info("checking oss://%s/%s at %s before mounting on %s", args.bucket, args.prefix, opts.url, args.mountpoint)
     await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
-    check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
+    check_mountpoint(args.mountpoint, opts)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
     config = FsConfig.from_options(opts, args.prefix)

@@ -350,6 +350,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("enable_unsigned_payload", "enable_unsigned_payload", "sigv4: do not hash bodies; V4 requests "
                "always carry x-oss-content-sha256: UNSIGNED-PAYLOAD, the only value OSS accepts, so this is the "
                "behaviour anyway (ignored with sigv1, as ossfs does)", default_text="on with sigv4"),
+    OptionSpec("ca_bundle", "ca_bundle", "trust only the certificate authorities in this PEM file (or c_rehash "
+               "directory) for the https endpoint, e.g. a private CA; else $REQUESTS_CA_BUNDLE or $CURL_CA_BUNDLE",
+               _parse_path, default_text="system store + certifi"),
     OptionSpec("no_check_certificate", "no_check_certificate", "INSECURE: accept any TLS certificate of the "
                "endpoint", default_text="off"),
     OptionSpec("ssl_verify_hostname", "ssl_verify_hostname", "0: INSECURE, accept a trusted TLS certificate "
@@ -622,6 +625,7 @@ class MountOptions:
     sigv4: bool = False
     region: str | None = None
     enable_unsigned_payload: bool = False
+    ca_bundle: str | None = None
     no_check_certificate: bool = False
     ssl_verify_hostname: str = "2"
     connect_timeout: float = 300.0

@@ -401,12 +401,18 @@ def _current(provider: CredentialsProvider | None) -> Callable[[], Credentials] 
 
 
 class _Transport(requests.adapters.HTTPAdapter):
-    """The connection pool: TLS verification as configured (no_check_certificate, ssl_verify_hostname=0) and an
-    optional service path (servicepath=) put in front of every URL path, after signing (a reverse proxy strips it
-    before OSS sees the request, so the signature covers /bucket/key)."""
+    """The connection pool: TLS verification as configured (trusted CAs, no_check_certificate,
+    ssl_verify_hostname=0) and an optional service path (servicepath=) put in front of every URL path, after
+    signing (a reverse proxy strips it before OSS sees the request, so the signature covers /bucket/key).
 
-    def __init__(self, pool_size: int, *, verify_tls: bool, verify_hostname: bool, service_path: str):
-        self._verify_tls = verify_tls
+    Trust: `ca_bundle` (a PEM file or hashed directory) alone when given; otherwise the system's store (an
+    `ssl.create_default_context()`, so $SSL_CERT_FILE/$SSL_CERT_DIR apply) plus certifi's bundle, which requests
+    adds to every connection. The environment's REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE are not consulted here: the
+    caller decides (ossmount.storeconfig.tls_trust)."""
+
+    def __init__(self, pool_size: int, *, verify_tls: bool, verify_hostname: bool, service_path: str,
+                 ca_bundle: str | None = None):
+        self._verify: bool | str = (ca_bundle or True) if verify_tls else False
         self._verify_hostname = verify_hostname
         self._service_path = "/" + service_path.strip("/") if service_path.strip("/") else ""
         super().__init__(pool_connections=pool_size, pool_maxsize=pool_size)
@@ -414,11 +420,12 @@ class _Transport(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         if not self._verify_hostname:
             kwargs["assert_hostname"] = False
+        if self._verify is True:
+            kwargs["ssl_context"] = ssl.create_default_context()
         super().init_poolmanager(*args, **kwargs)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if not self._verify_tls:
-            kwargs["verify"] = False  # also over REQUESTS_CA_BUNDLE, which requests would prefer
+        kwargs["verify"] = self._verify  # requests would put REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE there
         if self._service_path and request.url:
             parts = urllib.parse.urlsplit(request.url)
             request.url = urllib.parse.urlunsplit(parts._replace(path=self._service_path + parts.path))
@@ -528,6 +535,7 @@ class ObjectStore:
         verify_hostname: bool = True,
         service_path: str = "",
         path_style: bool = False,
+        ca_bundle: str | None = None,
     ) -> "ObjectStore":
         """A store for `bucket` at `endpoint` ("http[s]://host[:port]").
 
@@ -537,7 +545,8 @@ class ObjectStore:
         each read on the socket, `connect_timeout` each TCP connect (seconds). With `sigv4`, `region` (e.g.
         "cn-hangzhou") is required. `headers` and `copy_policy`: what the mount options add to requests and how
         copies are made (headers.py). `list_max_keys` (1..1000) is each LIST page's max-keys. `verify_tls=False`
-        accepts any certificate and `verify_hostname=False` any host name in a trusted one (both insecure).
+        accepts any certificate and `verify_hostname=False` any host name in a trusted one (both insecure);
+        `ca_bundle` (a PEM file or hashed directory) replaces the trusted authorities (see `_Transport`).
         `service_path` is put in front of every URL path (a reverse proxy's prefix); an IP or localhost endpoint,
         or `path_style`, addresses the bucket in the path instead of the host name.
         """
@@ -549,14 +558,14 @@ class ObjectStore:
             raise ValueError("list_max_keys must be 1..1000")
         pool_size = max_connections + 2
         transport = _Transport(pool_size, verify_tls=verify_tls, verify_hostname=verify_hostname,
-                               service_path=service_path)
+                               service_path=service_path, ca_bundle=ca_bundle)
         session = oss2.Session(pool_size=pool_size, adapter=transport)
         if not verify_tls or not verify_hostname:
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS %s of %s are not verified: anyone on the path can read and change the data",
                         "certificates" if not verify_tls else "host names", endpoint)
         with _translate_errors("create", bucket):  # an invalid endpoint or bucket name: InvalidArgument
-            oss_bucket = oss2.Bucket(
+            oss_bucket = _Bucket(
                 _Signer(_current(credentials), sigv4, headers), endpoint, bucket, session=session,
                 connect_timeout=(connect_timeout, timeout), app_name=headers.user_agent or USER_AGENT,
                 enable_crc=False, region=region, is_path_style=path_style,

@@ -101,6 +101,7 @@ OPTION_CASES = [
     ("endpoint=oss-cn-shanghai-internal.aliyuncs.com", "region", "cn-shanghai"),
     ("enable_unsigned_payload", "enable_unsigned_payload", True),
     ("no_check_certificate", "no_check_certificate", True),
+    ("ca_bundle=/etc/ssl/private-ca.pem", "ca_bundle", "/etc/ssl/private-ca.pem"),
     ("ssl_verify_hostname=0", "ssl_verify_hostname", "0"),
     ("connect_timeout=300", "connect_timeout", 300.0),
     ("readwrite_timeout=2.5", "readwrite_timeout", 2.5),
