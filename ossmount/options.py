@@ -467,6 +467,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                _int_parser(MULTIPART_THRESHOLD_MIN_MIB, MULTIPART_SIZE_MAX_MIB, _MIB), default_text="512"),
     # -- the process ---------------------------------------------------------------------------------------
     OptionSpec("nonempty", "nonempty", "allow mounting over a non-empty directory", default_text="off"),
+    OptionSpec("dead_mount", "dead_mount", "mounting where a FUSE mount died (its process was killed: "
+               "'Transport endpoint is not connected'): remount unmounts the dead mount lazily (logged) and mounts "
+               "again, as fstab and automount retries expect; fail refuses with exit 7 naming fusermount3 -u",
+               _choice_parser("remount", "fail"), default_text="remount"),
     OptionSpec("dbglevel", "dbglevel", "log level: " + "|".join(DEBUG_LEVELS), _parse_dbglevel,
                default_text="crit"),
     OptionSpec("logfile", "log_file", "write the log to this file instead of stderr, rotated when it reaches "
@@ -639,6 +643,7 @@ class MountOptions:
     use_session_token: bool = False
     public_bucket: bool = False
     nonempty: bool = False
+    dead_mount: str = "remount"  # or "fail"
     dbglevel: str = "crit"
     log_file: str | None = None
     no_time_stamp_msg: bool = False

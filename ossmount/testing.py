@@ -417,16 +417,64 @@ class FakeEcsMetadata:
         self._thread.join(timeout=10)
 
 
-class TlsProxy:
+class _LoopbackServer:
+    """A TCP listener on 127.0.0.1 (random port) whose accept loop runs in a thread while the `with` block lasts,
+    handing each connection to `_handle(client)` (which owns it from then on)."""
+
+    scheme = "http"
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._listener.getsockname()[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def _accept_loop(self) -> None:
+        import socket
+
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            self._handle(client)
+
+    def _handle(self, client: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
+
+
+class TlsProxy(_LoopbackServer):
     """TLS in front of a plain-HTTP server (the local OSS server speaks HTTP only), for TLS option tests.
 
     It makes a self-signed certificate for `host_name` with the openssl command (`cert_path` can then be trusted,
     e.g. through REQUESTS_CA_BUNDLE) and forwards every decrypted connection to `backend` ("host", port)."""
 
+    scheme = "https"
+
     def __init__(self, backend: tuple[str, int], workdir: str | os.PathLike[str], host_name: str = "oss.example"):
-        import socket
         import ssl
-        import threading
 
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -439,43 +487,25 @@ class TlsProxy:
         self._backend = backend
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(self.cert_path, self.key_path)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._threads: list[Any] = []
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return self._listener.getsockname()[1]
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def _accept_loop(self) -> None:
+    def _handle(self, client: Any) -> None:
         import socket
         import ssl
         import threading
 
-        self._listener.settimeout(0.2)
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                return
-            try:
-                client.settimeout(30)
-                secure = self._context.wrap_socket(client, server_side=True)
-                backend = socket.create_connection(self._backend, timeout=30)
-            except (ssl.SSLError, OSError):
-                client.close()
-                continue
-            for source, target in ((secure, backend), (backend, secure)):
-                thread = threading.Thread(target=self._pump, args=(source, target), daemon=True)
-                thread.start()
-                self._threads.append(thread)
+        try:
+            client.settimeout(30)
+            secure = self._context.wrap_socket(client, server_side=True)
+            backend = socket.create_connection(self._backend, timeout=30)
+        except (ssl.SSLError, OSError):
+            client.close()
+            return
+        for source, target in ((secure, backend), (backend, secure)):
+            thread = threading.Thread(target=self._pump, args=(source, target), daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     @staticmethod
     def _pump(source: Any, target: Any) -> None:
@@ -494,17 +524,8 @@ class TlsProxy:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "TlsProxy":
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=10)
-        self._listener.close()
-
-
-class ScriptedHttpServer:
+class ScriptedHttpServer(_LoopbackServer):
     """A loopback HTTP/1.1 server whose every answer the test writes: for hostile or broken servers (malformed
     XML, truncated or huge bodies, odd encodings) that the real server would never send.
 
@@ -519,45 +540,24 @@ class ScriptedHttpServer:
     `answer` may be replaced between requests; `requests` lists every request seen."""
 
     def __init__(self, answer: "Callable[[ScriptedRequest], bytes]"):
-        import socket
-        import threading
-
         self.answer = answer
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self.requests: list[ScriptedRequest] = []
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return self._listener.getsockname()[1]
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept_loop(self) -> None:
+    def _handle(self, client: Any) -> None:
         import socket
 
-        self._listener.settimeout(0.2)
-        while not self._stopping.is_set():
+        with client:
             try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
+                client.settimeout(10)
+                request = self._read_request(client)
+                if request is None:
+                    return
+                self.requests.append(request)
+                client.sendall(self.answer(request))
+                client.shutdown(socket.SHUT_WR)
             except OSError:
                 return
-            with client:
-                try:
-                    client.settimeout(10)
-                    request = self._read_request(client)
-                    if request is None:
-                        continue
-                    self.requests.append(request)
-                    client.sendall(self.answer(request))
-                    client.shutdown(socket.SHUT_WR)
-                except OSError:
-                    continue
 
     @staticmethod
     def _read_request(client: Any) -> "ScriptedRequest | None":
@@ -583,15 +583,6 @@ class ScriptedHttpServer:
         parsed = urllib.parse.urlsplit(target)
         return ScriptedRequest(method, parsed.path, dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)),
                                headers, body)
-
-    def __enter__(self) -> "ScriptedHttpServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=10)
-        self._listener.close()
 
 
 class ScriptedRequest:

@@ -76,6 +76,8 @@ OPTION_CASES = [
     ("parallel_count=16", "parallel_count", 16),
     ("region=cn-shanghai", "region", "cn-shanghai"),
     ("nonempty", "nonempty", True),
+    ("dead_mount=fail", "dead_mount", "fail"),
+    ("dead_mount=remount", "dead_mount", "remount"),
     ("dbglevel=info", "dbglevel", "info"),
     ("dbglevel=DEBUG", "dbglevel", "debug"),
     ("dbglevel=warning", "dbglevel", "warn"),
