@@ -28,6 +28,7 @@ from ossmount.credentials import (
 )
 from ossmount.errors import EXIT_CONFIG, ConfigError, QuietError, UsageError
 from ossmount.fs import wtf8
+from ossmount.fs.names import NAME_MAX, split_listing, unshowable_reason
 from ossmount.mount import split_runtime_flags
 from ossmount.options import (
     MOUNT_GENERIC_OPTIONS,
@@ -414,7 +415,8 @@ def test_an_invalid_listing_is_retried_then_eio():
 _key_bytes = st.one_of(
     st.binary(min_size=1, max_size=1023),
     st.lists(st.sampled_from([b"", b".", b"..", b"a", b"\x00", b"\xff", b"\xe0\x80", b" ", b"%", b"\xef\xbf\xbd",
-                              b"\xee\x80\x80", "é".encode(), b"x" * 255, b"y" * 256]),
+                              "\ue000".encode(), "\ue02f".encode(), "\ue02e\ue02e".encode(), "\ue0e9".encode(),
+                              "é".encode(), b"x" * 255, b"y" * 256]),
              min_size=1, max_size=8).map(b"/".join).filter(lambda k: 0 < len(k) <= 1023),
     st.integers(1, 1023).map(lambda n: b"k" * n),
 )
@@ -422,32 +424,57 @@ _key_bytes = st.one_of(
 
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(keys=st.lists(_key_bytes, min_size=1, max_size=5))
-def test_fuzz_listed_keys(scripted, keys):
+@given(dir_prefix=st.sampled_from(["", "d/", "a b/caf\u00e9/"]), keys=st.lists(_key_bytes, min_size=1, max_size=6))
+def test_fuzz_listed_keys(scripted, dir_prefix, keys):
     """Keys of any bytes (every value 0..255, invalid UTF-8 too), any length up to 1,023 and any component shape
-    ('', '.', '..', '//', trailing '/') as OSS sends them (url-encoded): each arrives as a str key, and every one
-    maps to a name the kernel can take (use_wtf8 or not) without an exception."""
-    wire = [urllib.parse.quote_from_bytes(key, safe="") for key in keys]
-    body = listing_xml([_contents(k) for k in wire], [w + "%2F" for w in wire[:2]]).encode()
-    result = _list(_serving(scripted, _answer_with(body)))
+    ('', '.', '..', '//', trailing '/', over NAME_MAX) as OSS sends them (url-encoded), listed under a directory:
+    each arrives as a str key, and the directory shows (fs.names.split_listing, what readdir uses) only valid,
+    distinct names the kernel can take, with or without use_wtf8, and names a reason for every key it hides."""
+    full = [dir_prefix.encode() + key for key in keys]
+    full = [key for key in full if len(key) <= 1023]
+    assume(full)
+    wire = [urllib.parse.quote_from_bytes(key, safe="") for key in full]
+    common = sorted({dir_prefix + key[len(dir_prefix.encode()):].decode("utf-8", "replace").partition("/")[0] + "/"
+                     for key in full if b"/" in key[len(dir_prefix.encode()):]})
+    body = listing_xml([_contents(k) for k in wire], [urllib.parse.quote(p, safe="") for p in common]).encode()
+    result = _list(_serving(scripted, _answer_with(body)), prefix=dir_prefix)
     assert isinstance(result, types.ListPage), result
-    assert len(result.objects) == len(keys)
-    for info, raw in zip(result.objects, keys):
+    assert len(result.objects) == len(full)
+    for info, raw in zip(result.objects, full):
         try:
             assert info.key.encode("utf-8") == raw  # valid UTF-8 arrives exactly
         except AssertionError:
             assert "\ufffd" in info.key  # OSS keys are UTF-8; other bytes can only be shown replaced
-        for component in info.key.split("/"):
-            assert isinstance(wtf8.name_to_kernel(component), bytes)
-            assert isinstance(os.fsencode(component), bytes)
+    listing = split_listing(dir_prefix, [(o.key, o) for o in result.objects], result.prefixes)
+    assert not set(listing.files) & listing.dirs
+    for name in listing.names:
+        assert unshowable_reason(name) is None and "/" not in name and name not in ("", ".", "..")
+        assert 0 < len(os.fsencode(name)) <= NAME_MAX and b"\0" not in os.fsencode(name)
+        for shown in (wtf8.name_to_kernel(name), os.fsencode(name)):  # with and without use_wtf8
+            assert shown and b"/" not in shown and b"\0" not in shown and shown not in (b".", b"..")
+    hidden = {key for key, reason in listing.hidden if reason}
+    for info in result.objects:
+        if info.key == dir_prefix:
+            continue  # the directory's own marker
+        first, slash, _ = info.key[len(dir_prefix):].partition("/")
+        assert first in listing.names or info.key in hidden or (dir_prefix + first + "/") in hidden, info.key
 
 
 @FUZZ
 @given(st.binary(min_size=1, max_size=255).filter(lambda n: b"/" not in n and b"\0" not in n))
 def test_fuzz_wtf8_names_round_trip(raw):
     """use_wtf8: any name the kernel gives becomes a valid UTF-8 key component and is shown with its bytes (except
-    names that really hold U+E000..U+E0FF, shown as the bytes those stand for, as s3fs does)."""
-    assume(not any(0xE000 <= ord(c) <= 0xE0FF for c in raw.decode("utf-8", "ignore")))
+    names that really hold U+E080..U+E0FF, shown as the bytes those stand for, as s3fs does)."""
+    assume(not any(0xE080 <= ord(c) <= 0xE0FF for c in raw.decode("utf-8", "ignore")))
     component = wtf8.name_from_kernel(raw)
     component.encode("utf-8")  # valid: OSS would take it
     assert wtf8.name_to_kernel(component) == raw
+
+
+def test_regression_wtf8_private_use_code_points_below_0x80_stay_themselves():
+    """Found by test_fuzz_listed_keys: with use_wtf8, a key holding U+E000 or U+E02F was shown with a NUL or a '/'
+    in its name (s3fs's decoding turns all of U+E000..U+E0FF into bytes), which the kernel refuses."""
+    assert wtf8.name_to_kernel("a\ue02fb") == "a\ue02fb".encode()
+    assert wtf8.name_to_kernel("\ue000") == "\ue000".encode()
+    assert wtf8.name_to_kernel(wtf8.name_from_kernel(b"caf\xe9")) == b"caf\xe9"  # what the encoding makes
+    assert wtf8.name_from_kernel("\ue02f".encode()) == "\ue02f"
