@@ -19,7 +19,7 @@ import sys
 import tempfile
 import traceback
 
-from ossmount.errors import EXIT_CONFIG, EXIT_INTERNAL, QuietError, UsageError, exception_leaves
+from ossmount.errors import EXIT_CONFIG, EXIT_INTERNAL, QuietError, UsageError, exception_leaves, one_line
 
 _TOP_LEVEL_FLAGS = ("-h", "--help", "-V", "--version")
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
@@ -116,12 +116,6 @@ def _unexpected(exc: BaseException) -> str:
     except OSError:
         return f"{summary} (unexpected: please report it with the command that failed)"
     return f"{summary} (unexpected: the traceback is in {path}; please report it)"
-
-
-def one_line(message: str) -> str:
-    """`message` as one line: line breaks and other control characters (from a path or value the user gave)
-    become escapes."""
-    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in message)
 
 
 def _is_output_failure(exc: OSError) -> bool:

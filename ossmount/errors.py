@@ -50,6 +50,12 @@ class ConfigError(QuietError):
     exit_code = EXIT_CONFIG
 
 
+def one_line(message: str) -> str:
+    """`message` as one line: line breaks and other control characters (from a path or value the user gave)
+    become escapes such as '\\n'."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+
+
 def exception_leaves(exc: BaseException) -> list[BaseException]:
     """The exceptions inside `exc`, depth first, with ExceptionGroups flattened away (trio nurseries always wrap)."""
     if isinstance(exc, BaseExceptionGroup):

@@ -22,7 +22,7 @@ import urllib.parse
 from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable
 
-from ossmount.errors import UsageError
+from ossmount.errors import UsageError, one_line
 
 DEFAULT_URL = "https://oss-cn-hangzhou.aliyuncs.com"
 DEFAULT_MIME_PATH = "/etc/mime.types"
@@ -69,11 +69,6 @@ HELP_HINT = "see `ossmount --help` for the list of options"
 def _is_decimal(text: str) -> bool:
     """ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses."""
     return text.isascii() and text.isdigit()
-
-
-def _shown(text: str) -> str:
-    """`text` for a one-line message: non-printable characters (newlines, controls) as escapes."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _bad(name: str, value: str, expected: str) -> UsageError:
@@ -776,10 +771,10 @@ def parse_options(items: Iterable[str]) -> MountOptions:
             if name in MOUNT_GENERIC_OPTIONS or item.startswith(MOUNT_GENERIC_PREFIXES):
                 ignored.append(name)
                 continue
-            raise UsageError(f"unknown option '{_shown(name)}' ({HELP_HINT})")
+            raise UsageError(f"unknown option '{one_line(name)}' ({HELP_HINT})")
         if spec.form == FLAG:
             if has_value:
-                raise UsageError(f"option '{name}' takes no value (got '{_shown(item)}'); write just '{name}'")
+                raise UsageError(f"option '{name}' takes no value (got '{one_line(item)}'); write just '{name}'")
             value: object = spec.flag_value
         elif not has_value and spec.form == EITHER:
             value = spec.parse(name, spec.bare) if spec.parse is not None else spec.flag_value
@@ -892,7 +887,7 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
             only_positionals = True
         elif arg in ("-o", "--options"):
             if i >= len(args):
-                raise UsageError(f"'{_shown(arg)}' needs an argument: -o OPT[,OPT...]")
+                raise UsageError(f"'{one_line(arg)}' needs an argument: -o OPT[,OPT...]")
             raw.option_items += split_option_string(args[i])
             i += 1
         elif arg.startswith("-o"):
@@ -913,7 +908,7 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
                 raise UsageError(f"--ready-fd needs a file descriptor number, got {value!r}")
             raw.ready_fd = int(value)
         else:
-            raise UsageError(f"unknown flag '{_shown(arg)}' ({HELP_HINT})")
+            raise UsageError(f"unknown flag '{one_line(arg)}' ({HELP_HINT})")
     return raw
 
 

@@ -10,8 +10,9 @@ ossfs defaults apply: connect_timeout 300 s, readwrite_timeout 120 s, retries 5 
 TLS trust (`tls_trust`): https endpoints are always verified (certificate chain and host name) unless
 no_check_certificate / ssl_verify_hostname=0 relax it. The trusted authorities are, first found: `-o ca_bundle=`,
 $REQUESTS_CA_BUNDLE (Python's requests), $CURL_CA_BUNDLE (what s3fs and ossfs honour through libcurl); each
-replaces the defaults, as curl's --cacert does. Without one: the system's store (OpenSSL's default paths, so $SSL_CERT_FILE and
-$SSL_CERT_DIR apply and a CA added with update-ca-certificates is trusted) plus certifi's Mozilla bundle.
+replaces the defaults, as curl's --cacert does. Without one: the system's store (OpenSSL's default paths, so
+$SSL_CERT_FILE and $SSL_CERT_DIR apply and a CA added with update-ca-certificates is trusted) plus certifi's
+Mozilla bundle.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from ossmount.errors import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
+from ossmount.cli import SUBCOMMANDS
 from ossmount.mount import FUSE_CONF
 from tests.fuse.conftest import as_user, fuse_for_users, is_mounted  # noqa: F401 - fuse_for_users: the fixture
 
@@ -49,7 +50,8 @@ def assert_one_line(result: subprocess.CompletedProcess, code: int) -> str:
     return lines[0]
 
 
-def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 60,
+        **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*OSSMOUNT, *argv], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, **kwargs)
 
@@ -251,6 +253,18 @@ def test_error_path_is_one_line(setup, argv, code):
     result = run(setup.format(argv), cwd=setup.root)
     assert_one_line(result, code)
     assert not is_mounted(setup.root / "mnt")
+
+
+@pytest.mark.parametrize("subcommand", sorted(SUBCOMMANDS))
+def test_every_subcommand_refuses_an_unknown_flag_in_one_line(setup, subcommand):
+    """Also for subcommands added later: an unknown flag is one usage line, exit 2."""
+    assert_one_line(run([subcommand, "--no-such-flag-anywhere"], cwd=setup.root), EXIT_USAGE)
+
+
+def test_every_subcommand_has_its_error_paths_listed():
+    """A new subcommand needs its error paths in CASES (this list is what 'every error path' means)."""
+    covered = {argv[0] if argv and argv[0] in SUBCOMMANDS else "mount" for _, argv, _ in CASES}
+    assert covered >= set(SUBCOMMANDS), sorted(set(SUBCOMMANDS) - covered)
 
 
 def test_messages_name_the_cause(setup):

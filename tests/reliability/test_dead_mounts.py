@@ -17,7 +17,8 @@ import pytest
 
 from ossmount.errors import EXIT_MOUNT
 from ossmount.testing import wait_for
-from tests.fuse.conftest import Mount, as_user, is_mounted, make_mount, mounts_on  # noqa: F401 - make_mount: the fixture
+from tests.fuse.conftest import make_mount  # noqa: F401 - the fixture
+from tests.fuse.conftest import Mount, as_user, is_mounted, mounts_on
 from tests.reliability.test_cli_errors import assert_one_line
 
 
