@@ -478,3 +478,12 @@ def test_regression_wtf8_private_use_code_points_below_0x80_stay_themselves():
     assert wtf8.name_to_kernel("\ue000") == "\ue000".encode()
     assert wtf8.name_to_kernel(wtf8.name_from_kernel(b"caf\xe9")) == b"caf\xe9"  # what the encoding makes
     assert wtf8.name_from_kernel("\ue02f".encode()) == "\ue02f"
+
+
+def test_server_credentials_file_with_a_byte_order_mark(tmp_path):
+    """`ossmount serve --credentials FILE` reads the file as the client reads its passwd file."""
+    from ossmount.server.core.auth import CredentialStore
+
+    path = tmp_path / "credentials"
+    path.write_bytes(codecs.BOM_UTF8 + b"AK:" + SECRET.encode() + b"\r\n")
+    assert CredentialStore.from_file(str(path)).first().access_key_id == "AK"
