@@ -138,8 +138,8 @@ def explain(error: types.StoreError, *, endpoint: str, bucket: str, prefix: str,
     if code == "TLSError":
         reason = str(error.args[0]).split("TLS failed: ", 1)[-1]
         return CheckError(f"TLSError: the TLS connection to {endpoint} failed ({reason}); trust its certificate "
-                          "authority, or (insecure) add -o no_check_certificate or -o ssl_verify_hostname=0",
-                          EXIT_UNREACHABLE, code)
+                          "authority with -o ca_bundle=FILE (a PEM file), or (insecure) add -o no_check_certificate "
+                          "or -o ssl_verify_hostname=0", EXIT_UNREACHABLE, code)
     if isinstance(error, types.EndpointUnreachable):
         reason = str(error.args[0]).split("endpoint unreachable: ", 1)[-1]
         return CheckError(f"ConnectionError: cannot reach {endpoint} ({reason}); check url= and the network "

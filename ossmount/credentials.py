@@ -8,6 +8,9 @@ Rules (ossfs-compatible):
      `-o public_bucket=1` reads none (requests are not signed). `-o use_session_token` requires an STS token.
   2. A passwd file holds `BUCKET:AK:SK` or `AK:SK` lines; `#` comments and blank lines are skipped. A line
      for this bucket wins over a bare `AK:SK` line, which wins over lines for other buckets (never used).
+     Files as editors save them are read alike: a UTF-8 byte-order mark (Notepad), UTF-16 with its mark, CRLF
+     line ends, spaces or tabs around lines and fields. Keys are visible ASCII (they travel in HTTP headers): a
+     stray character (a non-breaking space pasted with the key) is refused naming the file and line.
   3. A passwd file readable or writable beyond 0640 (`mode & 0o137`) is refused, as ossfs does.
   4. Secrets never appear in a repr, a log line or an error message: errors name the file and line only.
 
@@ -33,12 +36,14 @@ looking fails, the previous credentials stay in use while they can (the reason i
 from __future__ import annotations
 
 import calendar
+import codecs
 import json
 import logging
 import os
 import stat
 import threading
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -54,6 +59,8 @@ ENV_SESSION_TOKEN = "OSS_SESSION_TOKEN"
 # ossfs's names for the same three, read when ours are not set.
 OSSFS_ENV_NAMES = {ENV_ACCESS_KEY_ID: "OSSACCESSKEYID", ENV_ACCESS_KEY_SECRET: "OSSSECRETACCESSKEY",
                    ENV_SESSION_TOKEN: "OSSSESSIONTOKEN"}
+# Every variable that can carry a secret: the mount process removes them from its environment once read.
+SECRET_ENV_NAMES = (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SESSION_TOKEN, *OSSFS_ENV_NAMES.values())
 FORBIDDEN_MODE_BITS = 0o137  # anything beyond rw-r-----
 ENV_ECS_METADATA_ENDPOINT = "OSSMOUNT_ECS_METADATA_ENDPOINT"
 DEFAULT_ECS_METADATA_ENDPOINT = "http://100.100.100.200"
@@ -87,6 +94,9 @@ class Credentials:
     def __post_init__(self) -> None:
         if not self.access_key_id or not self.access_key_secret:
             raise ConfigError(f"credentials from {self.source or 'unknown source'}: empty access key id or secret")
+        problem = unsendable_field(self.access_key_id, self.access_key_secret, self.security_token)
+        if problem is not None:
+            raise ConfigError(f"credentials from {self.source or 'unknown source'}: {problem}")
 
     def __repr__(self) -> str:
         token = ", security_token=***" if self.security_token else ""
@@ -109,6 +119,37 @@ class Credentials:
         return self
 
 
+_FIELD_NAMES = ("access key id", "access key secret", "security token")
+
+
+def unsendable_field(access_key_id: str, secret: str, token: str | None = None) -> str | None:
+    """Why these credentials cannot be sent (a field holds something other than visible ASCII: it would not fit
+    an HTTP header or a signature), or None. Never quotes a value."""
+    for name, value in zip(_FIELD_NAMES, (access_key_id, secret, token or "")):
+        bad = next((char for char in value if not "!" <= char <= "~"), None)
+        if bad is not None:
+            return (f"the {name} contains {_describe_char(bad)}; keys are visible ASCII (a character pasted along "
+                    "with the key?)")
+    return None
+
+
+def _describe_char(char: str) -> str:
+    if char in " \t":
+        return "a space" if char == " " else "a tab"
+    return f"the character U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')})"
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Text of a credentials file as editors save it: UTF-8 with or without a byte-order mark, or UTF-16 with its
+    mark (Notepad's "Unicode"). ConfigError naming `source` (and no content) otherwise."""
+    try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"credentials file {source} is not UTF-8 text") from None
+
+
 def check_file_mode(path: str | os.PathLike[str], mode: int) -> None:
     """Refuse a passwd file whose permission bits go beyond 0640."""
     bits = stat.S_IMODE(mode)
@@ -128,35 +169,37 @@ def parse_passwd_text(text: str, bucket: str, *, source: str) -> Credentials | N
     bucket_match: Credentials | None = None
     default_match: Credentials | None = None
     for number, raw_line in enumerate(text.splitlines(), start=1):
-        line = raw_line.strip()
+        line = raw_line.strip().lstrip("\ufeff").strip()  # a mark left mid-file by concatenating files
         if not line or line.startswith("#"):
             continue
         where = f"{source}:{number}"
-        fields_ = line.split(":")
+        fields_ = [f.strip() for f in line.split(":")]
         if len(fields_) == 2:
-            ak, sk = (f.strip() for f in fields_)
+            ak, sk = fields_
             if not ak or not sk:
                 raise ConfigError(f"{where}: empty access key id or secret (expected AK:SK or BUCKET:AK:SK)")
-            if default_match is None:
-                default_match = Credentials(ak, sk, None, source)
         elif len(fields_) == 3:
-            line_bucket, ak, sk = (f.strip() for f in fields_)
+            line_bucket, ak, sk = fields_
             if not line_bucket or not ak or not sk:
                 raise ConfigError(f"{where}: empty field (expected AK:SK or BUCKET:AK:SK)")
-            if line_bucket == bucket and bucket_match is None:
-                bucket_match = Credentials(ak, sk, None, source)
         else:
             raise ConfigError(f"{where}: malformed line with {len(fields_)} fields (expected AK:SK or BUCKET:AK:SK)")
+        problem = unsendable_field(ak, sk)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
+        if len(fields_) == 2 and default_match is None:
+            default_match = Credentials(ak, sk, None, source)
+        elif len(fields_) == 3 and fields_[0] == bucket and bucket_match is None:
+            bucket_match = Credentials(ak, sk, None, source)
     return bucket_match or default_match
 
 
 def _read_secret_file(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read credentials file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"credentials file {path} is not UTF-8 text") from None
+    return decode_text(data, str(path)).strip()
 
 
 def read_passwd_file(path: str | os.PathLike[str], bucket: str) -> Credentials | None:
@@ -216,6 +259,17 @@ def credentials_from_environ(environ: Mapping[str, str]) -> Credentials | None:
         token = environ.get(token_name, "").strip() or None
         return Credentials(access_key_id, secret, token, "environment")
     return None
+
+
+def take_environment_credentials() -> dict[str, str]:
+    """The credential variables (SECRET_ENV_NAMES) of this process's environment, removed from it for good:
+    from os.environ, libc's environ (so no child inherits them) and the block /proc/PID/environ shows
+    (`ossmount.procenv`). Resolve credentials from the returned mapping (merged over os.environ)."""
+    from ossmount import procenv
+
+    taken = {name: os.environ[name] for name in SECRET_ENV_NAMES if name in os.environ}
+    procenv.forget(SECRET_ENV_NAMES)
+    return taken
 
 
 def resolve_credentials(

@@ -7,14 +7,13 @@ mount, shows the tree with `ls -l`, shows what OSS now holds, then unmounts and 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-from ossmount.errors import EXIT_MOUNT, QuietError
+from ossmount.errors import EXIT_MOUNT, ArgumentParser, QuietError
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -28,7 +27,7 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def main(argv: list[str]) -> int:
     """Run the demo; `--keep` leaves the bucket mounted until Enter is pressed."""
-    parser = argparse.ArgumentParser(prog="ossmount demo", description=__doc__)
+    parser = ArgumentParser(prog="ossmount demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="stay mounted until Enter is pressed")
     args = parser.parse_args(argv)
 

@@ -11,6 +11,8 @@ Exit codes (stable; the CSI node plugin and mount(8) branch on them):
   7  mount failed (mountpoint missing or not empty, FUSE unavailable, readiness timeout)
 """
 
+import argparse
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -36,8 +38,22 @@ class UsageError(QuietError):
     exit_code = EXIT_USAGE
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for ossmount's subcommands: a bad command line is a UsageError (one line naming `--help`, exit 2)
+    rather than argparse's usage block and exit."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 class ConfigError(QuietError):
     exit_code = EXIT_CONFIG
+
+
+def one_line(message: str) -> str:
+    """`message` as one line: line breaks and other control characters (from a path or value the user gave)
+    become escapes such as '\\n'."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
 
 
 def exception_leaves(exc: BaseException) -> list[BaseException]:

@@ -13,14 +13,13 @@ helpers/mount.fuse.ossmount in the source tree is `render_helper(None)` and help
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
 import tempfile
 from pathlib import Path
 
-from ossmount.errors import ConfigError
+from ossmount.errors import ArgumentParser, ConfigError
 from ossmount.ops.updatedb import UPDATEDB_CONF, prune_updatedb
 
 HELPER_NAME = "mount.fuse.ossmount"
@@ -175,7 +174,7 @@ def _install(directory: Path, name: str, text: str, mode: int) -> Path:
 
 def main(argv: list[str]) -> int:
     """`ossmount install-helper [--prefix DIR]`: install the helper and print its path."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="ossmount install-helper",
         description="Install mount.fuse.ossmount so `mount -t fuse.ossmount` and fstab lines work, or with "
                     "--systemd the ossmount daemon's unit.",

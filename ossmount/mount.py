@@ -5,7 +5,12 @@ Without `-f` the command re-runs itself as a detached child (`... -f --ready-fd 
 `{"state": "ready", "pid": PID}` or `{"state": "error", "code": EXIT_CODE, "reason": OSS_CODE, "message": "..."}`
 (`reason` only when OSS or the network named one). The child runs the mount-time check before `pyfuse3.init`,
 so bad credentials never leave a mount behind. Credentials never travel in argv: the child resolves them again
-from the same passwd_file or environment; a passwd file or credentials directory is re-read when it changes.
+from the same passwd_file; a passwd file or credentials directory is re-read when it changes.
+
+Credentials in the environment (OSS_ACCESS_KEY_ID, ... and ossfs's OSSACCESSKEYID, ...) are taken out of it as
+the command starts (`credentials.take_environment_credentials`: os.environ, libc's environ and the block
+/proc/PID/environ shows), so neither the mount process nor anything it starts shows them. The detached parent
+hands them to the child on a pipe (`--credentials-fd N`, one JSON object), never in its environment.
 
 Runtime flags (for daemons and services; the shared-mount daemon passes all of them):
   --log-file PATH         log there instead of stderr (= -o logfile=PATH), rotated when it reaches
@@ -14,10 +19,16 @@ Runtime flags (for daemons and services; the shared-mount daemon passes all of t
                           seconds (default 5) and at unmount
   --control-socket PATH   the control socket of `ossmount stats` (default: next to the status file, else in
                           the runtime dir; see ossmount.ops.control)
+  --credentials-fd N      (internal) read credential environment variables from fd N, as the parent sends them
 
 Logs (ossmount.ops.logs): logfile=/--log-file, else stderr in the foreground, else (detached) syslog, else a
 file under /var/log/ossmount. SIGUSR1 makes the log one level more verbose, SIGHUP restores dbglevel= and
 reopens the log file.
+
+A dead mount on MOUNTPOINT (its process was killed: statvfs answers ENOTCONN) is unmounted lazily, logged, and
+mounted over again (`-o dead_mount=remount`, the default: an fstab or automount retry just works); with
+`-o dead_mount=fail`, or when this user may not unmount it, the command fails with exit 7 naming
+`fusermount3 -u MOUNTPOINT`. Nothing is lost: the dead mount's process, and its unwritten data, are gone already.
 
 Unmount (`umount`, `fusermount3 -u`) ends `pyfuse3.main`; every dirty file is then flushed and the
 process exits 0. SIGTERM/SIGINT flush, unmount and exit 0 too.
@@ -25,8 +36,8 @@ process exits 0. SIGTERM/SIGINT flush, unmount and exit 0 too.
 Mounting twice (see ossmount.mounttable): when MOUNTPOINT already is an ossmount mount of the same bucket,
 prefix and options, the command succeeds at once without a second process (fstab/automount retries; the
 readiness report then names the pid already serving it); any other FUSE mount there is refused with exit 7
-naming it and the pid serving it; a dead FUSE mount (ENOTCONN: its process is gone) is refused with the
-command that clears it.
+naming it and the pid serving it, and so is one that does not answer statfs; a dead FUSE mount (ENOTCONN: its
+process is gone) is replaced as described above (`clear_dead_mount`, run before those checks).
 """
 
 from __future__ import annotations
@@ -38,24 +49,33 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from ossmount import mounttable
+from ossmount.daemon.mountinfo import MountTable
 from ossmount.logsafety import LOG_FILE_BACKUPS, LOG_FILE_MAX_BYTES, setup_logging
 from ossmount.errors import EXIT_MOUNT, EXIT_OK, ConfigError, QuietError, UsageError, single_quiet_error
 from ossmount.status import DEFAULT_STATUS_INTERVAL
+
+if TYPE_CHECKING:
+    from ossmount.options import MountOptions
 
 log = logging.getLogger("ossmount.mount")
 
 READY_TIMEOUT = 30.0
 READ_AHEAD_KB = 1024
+FUSE_DEVICE = "/dev/fuse"
+FUSE_CONF = "/etc/fuse.conf"
+_STACKED_MOUNTS_MAX = 8  # dead mounts stacked on one mountpoint that are cleared before giving up
 
 
 class MountError(QuietError):
@@ -80,6 +100,7 @@ class RuntimeFlags:
     status_interval: float = DEFAULT_STATUS_INTERVAL
     control_socket: str | None = None
     detached: bool = False  # the child of a mount without -f (set by `_spawn_and_wait`): logs go to syslog
+    credentials_fd: int | None = None
 
 
 def _number(convert, minimum: float):
@@ -110,6 +131,7 @@ _RUNTIME_FLAGS = {  # flag: (RuntimeFlags field, parser returning None for a bad
     "--status-file": ("status_file", lambda text: text or None, "a file path"),
     "--status-interval": ("status_interval", _number(float, 0.1), "a number of seconds (>= 0.1)"),
     "--control-socket": ("control_socket", lambda text: text or None, "a socket path"),
+    "--credentials-fd": ("credentials_fd", _number(int, 0), "a file descriptor number"),
 }
 DETACHED_FLAG = "--detached"
 
@@ -141,9 +163,13 @@ def split_runtime_flags(argv: list[str]) -> tuple[list[str], RuntimeFlags]:
 
 def main(argv: list[str]) -> int:
     """Entry point of `ossmount mount`."""
+    from ossmount.credentials import take_environment_credentials
     from ossmount.options import format_options_help, parse_mount_args
 
+    secrets = take_environment_credentials()
     mount_argv, flags = split_runtime_flags(argv)
+    if flags.credentials_fd is not None:
+        secrets.update(_read_credentials_fd(flags.credentials_fd))
     args = parse_mount_args(mount_argv)
     if args.show_help:
         print(USAGE)
@@ -155,8 +181,8 @@ def main(argv: list[str]) -> int:
         setup_logging(args.debug, args.options.log_level, **log_style)
         if _already_mounted(args) is not None:
             return EXIT_OK
-        check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
-        return _spawn_and_wait(argv, debug=args.debug)
+        check_mountpoint(args.mountpoint, args.options)
+        return _spawn_and_wait(argv, debug=args.debug, secrets=secrets)
     try:
         log_target = _setup_mount_logging(args, flags, log_file, log_style)
         serving = _already_mounted(args)
@@ -164,9 +190,9 @@ def main(argv: list[str]) -> int:
             if args.ready_fd is not None:
                 _report(args.ready_fd, {"state": "ready", "pid": serving})
             return EXIT_OK
-        check_mountpoint(args.mountpoint, nonempty=args.options.nonempty)
+        check_mountpoint(args.mountpoint, args.options)
         try:
-            trio.run(_serve, args, flags, log_target)
+            trio.run(_serve, args, flags, log_target, {**os.environ, **secrets})
         except BaseExceptionGroup as group:
             raise single_quiet_error(group) from None
     except QuietError as exc:
@@ -210,6 +236,7 @@ def _already_mounted(args) -> int | None:
     """The pid serving MOUNTPOINT when it is a live ossmount mount of this very bucket, prefix and options (one
     line says so), else None; any other FUSE mount there is a MountError naming it (see the module docstring)."""
     path = args.mountpoint
+    clear_dead_mount(path, remount=args.options.dead_mount == "remount")
     entry = mounttable.mount_at(path)
     if entry is None or not entry.fstype.startswith("fuse"):
         return None
@@ -231,7 +258,8 @@ def _already_mounted(args) -> int | None:
 
 def _check_alive(path: str) -> None:
     """A MountError when the FUSE mount at `path` has no process any more, or does not answer (statvfs in a
-    worker thread: a stat may be answered from the kernel's attribute cache, and a wedged server hangs it)."""
+    worker thread: a stat may be answered from the kernel's attribute cache, and a wedged server hangs it). A dead
+    mount found before was cleared by `clear_dead_mount`; this refuses one that died in between."""
     state = mounttable.probe(path)
     if state == "ENOTCONN":
         raise MountError(f"mountpoint {path} is a dead FUSE mount (Transport endpoint is not connected: its "
@@ -241,19 +269,100 @@ def _check_alive(path: str) -> None:
                          f"{mounttable.PROBE_TIMEOUT:.0f} s): unmount it first (umount -l {path})")
 
 
-def check_mountpoint(path: str, *, nonempty: bool) -> None:
-    """The mountpoint exists, is a directory, is not a FUSE mount already, and is empty unless `nonempty`."""
+def check_mountpoint(path: str, options: "MountOptions") -> None:
+    """The mountpoint exists, is a directory this user can enter, is not a FUSE mount already, and is empty unless
+    `nonempty`. A dead FUSE mount on it is unmounted first (`clear_dead_mount`, per `dead_mount=`)."""
+    clear_dead_mount(path, remount=options.dead_mount == "remount")
     entry = mounttable.mount_at(path)
     if entry is not None and entry.fstype.startswith("fuse"):
         _check_alive(path)
         raise MountError(f"mountpoint {path} is already mounted ({entry.fstype} of {entry.source}): unmount it "
                          f"first (umount {path})")
-    if not os.path.exists(path):
-        raise MountError(f"mountpoint {path} does not exist: create it with mkdir -p {path}")
-    if not os.path.isdir(path):
-        raise MountError(f"mountpoint {path} is not a directory")
-    if not nonempty and os.listdir(path):
-        raise MountError(f"mountpoint {path} is not empty: empty it or add -o nonempty")
+    try:
+        info = os.stat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            raise MountError(f"mountpoint {path} is not a directory")
+        if not options.nonempty and os.listdir(path):
+            raise MountError(f"mountpoint {path} is not empty: empty it or add -o nonempty")
+        if os.geteuid() != 0:
+            _check_user_may_mount(path, options)
+    except FileNotFoundError:
+        raise MountError(f"mountpoint {path} does not exist: create it with mkdir -p {path}") from None
+    except OSError as exc:
+        raise MountError(f"mountpoint {path}: {exc.strerror}"
+                         + (" (this user may not enter it)" if exc.errno == errno.EACCES else "")) from None
+
+
+def _check_user_may_mount(path: str, options: "MountOptions") -> None:
+    """What fusermount3 would refuse a non-root user, said before libfuse prints its own lines to stderr."""
+    if not os.access(FUSE_DEVICE, os.R_OK | os.W_OK):
+        raise MountError(f"this user (uid {os.getuid()}) cannot open {FUSE_DEVICE}: mount as root, or make it "
+                         "usable (mode 0666, as Debian ships it)")
+    if not os.access(path, os.W_OK):
+        raise MountError(f"mountpoint {path} is not writable by this user (uid {os.getuid()}), so fusermount3 will "
+                         "not mount there: use a directory you own, or mount as root")
+    if options.allow_other and not _fuse_conf_allows_other():
+        raise MountError(f"allow_other needs the line user_allow_other in {FUSE_CONF} when a non-root user mounts: "
+                         "add it (as root) or mount as root")
+
+
+def _fuse_conf_allows_other() -> bool:
+    try:
+        with open(FUSE_CONF) as conf:
+            return any(line.split("#", 1)[0].strip() == "user_allow_other" for line in conf)
+    except OSError:
+        return False
+
+
+def clear_dead_mount(path: str, *, remount: bool = True) -> None:
+    """If `path` is a FUSE mount whose process is gone (statvfs answers ENOTCONN, probed in a thread so that a wedged
+    mount cannot hang us; stat may still answer from cached attributes), unmount it lazily and log it, or with
+    `remount=False` raise MountError naming the command that does. MountError too if it cannot be unmounted
+    (another user's mount) or `path` lies inside a dead mount. Stacked dead mounts are cleared one by one."""
+    for _ in range(_STACKED_MOUNTS_MAX):
+        if mounttable.probe(path) not in ("ENOTCONN", "ECONNABORTED"):
+            return  # not dead; a live, wedged or missing mountpoint is the other checks' business
+        where = mounttable.resolve(path)
+        try:
+            table = MountTable.read()
+        except (OSError, ValueError):
+            table = MountTable([])
+        entry = table.top(where)
+        if entry is None:
+            holder = max((e.mount_point for e in table.entries if where.startswith(e.mount_point.rstrip("/") + "/")),
+                         key=len, default="MOUNTPOINT")
+            raise MountError(f"mountpoint {path} lies inside a dead FUSE mount at {holder} (Transport endpoint is "
+                             f"not connected: its process is gone): unmount it with fusermount3 -u {holder}")
+        what = f"a dead FUSE mount ({entry.describe()}: Transport endpoint is not connected, its process is gone)"
+        if not remount:
+            raise MountError(f"mountpoint {path} is {what}: unmount it with fusermount3 -u {path} "
+                             "(or mount with -o dead_mount=remount)")
+        problem = _unmount_lazily(where)
+        if problem is not None:
+            raise MountError(f"mountpoint {path} is {what} and this user cannot unmount it ({problem}): run "
+                             f"fusermount3 -u {path} as its owner or as root")
+        log.warning("mountpoint %s was %s: unmounted it lazily; mounting again", path, what)
+    raise MountError(f"mountpoint {path} still is a dead FUSE mount after {_STACKED_MOUNTS_MAX} lazy unmounts: "
+                     f"unmount it with fusermount3 -u {path}")
+
+
+def _unmount_lazily(path: str) -> str | None:
+    """umount2(MNT_DETACH) as root, fusermount3 -u -z (the mount's owner) otherwise; None, or why it failed."""
+    from ossmount.daemon import system
+
+    if os.geteuid() == 0:
+        try:
+            system.unmount(path, detach=True)
+            return None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    try:
+        result = subprocess.run(["fusermount3", "-u", "-z", path], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if result.returncode == 0:
+        return None
+    return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
 
 
 def check_tmpdir(path: str | None) -> None:
@@ -266,15 +375,42 @@ def check_tmpdir(path: str | None) -> None:
         raise ConfigError(f"tmpdir {path} is not writable by this user")
 
 
-def _spawn_and_wait(argv: list[str], *, debug: bool) -> int:
+def _read_credentials_fd(fd: int) -> dict[str, str]:
+    """The credential variables the parent sent on `fd` (one JSON object of SECRET_ENV_NAMES), fd closed."""
+    from ossmount.credentials import SECRET_ENV_NAMES
+
+    try:
+        with open(fd, "rb") as pipe:
+            document = json.loads(pipe.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--credentials-fd {fd}: cannot read the credentials the parent sent ({exc})") from None
+    if not isinstance(document, dict) or not all(
+            name in SECRET_ENV_NAMES and isinstance(value, str) for name, value in document.items()):
+        raise UsageError(f"--credentials-fd {fd}: expected a JSON object of {', '.join(SECRET_ENV_NAMES)}")
+    return document
+
+
+def _spawn_and_wait(argv: list[str], *, debug: bool, secrets: dict[str, str]) -> int:
     read_end, write_end = os.pipe()
     command = [sys.executable, "-m", "ossmount", "mount", *argv, "-f", "--ready-fd", str(write_end), DETACHED_FLAG]
+    pass_fds = [write_end]
+    if secrets:
+        secrets_read, secrets_write = os.pipe()
+        command += ["--credentials-fd", str(secrets_read)]
+        pass_fds.append(secrets_read)
     output = None if debug else subprocess.DEVNULL
     child = subprocess.Popen(
-        command, pass_fds=(write_end,), start_new_session=True, stdin=subprocess.DEVNULL,
+        command, pass_fds=pass_fds, start_new_session=True, stdin=subprocess.DEVNULL,
         stdout=output, stderr=output, close_fds=True,
     )
     os.close(write_end)
+    if secrets:
+        os.close(secrets_read)
+        try:
+            with open(secrets_write, "wb") as pipe:
+                pipe.write(json.dumps(secrets).encode())
+        except OSError:
+            pass  # the child is gone already; its readiness report (or its absence) says why
     try:
         line = _read_line(read_end, child, READY_TIMEOUT)
     finally:
@@ -321,7 +457,7 @@ def _report(fd: int, report: dict) -> None:
         pass
 
 
-async def _serve(args, flags: RuntimeFlags, log_target) -> None:
+async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str]) -> None:
     import pyfuse3
 
     from ossmount.check import check_target
@@ -338,12 +474,13 @@ async def _serve(args, flags: RuntimeFlags, log_target) -> None:
     if opts.ignored:
         log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
     check_tmpdir(opts.tmpdir)
-    store = open_store(args.bucket, opts, prefix=args.prefix, max_connections=max(16, opts.parallel_count * 2))
+    store = open_store(args.bucket, opts, prefix=args.prefix, environ=environ,
+                       max_connections=max(16, opts.parallel_count * 2))
     operator = MountOperator(args, flags, store, log_target)
     log.info("checking oss://%s/%s at %s before mounting on %s", args.bucket, args.prefix, opts.url, args.mountpoint)
     with charging(MOUNT_CHECK, "check"):
         await check_target(store, args.prefix, v2=opts.list_objects_v2, bucket_info=False)
-    check_mountpoint(args.mountpoint, nonempty=opts.nonempty)
+    check_mountpoint(args.mountpoint, opts)
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
     config = FsConfig.from_options(opts, args.prefix)

@@ -11,8 +11,8 @@ Two sources:
 
 The rule built on them (ossmount.mount): mounting where an ossmount mount of the same bucket, prefix and
 options is live succeeds without a second process (fstab/automount retries); any other FUSE mount there
-is refused with exit 7 naming it and its pid; a dead FUSE mount (ENOTCONN) is refused with the command
-that clears it.
+is refused with exit 7 naming it and its pid; a dead FUSE mount (ENOTCONN) is unmounted lazily and mounted
+over (or refused with the command that clears it, with dead_mount=fail).
 """
 
 from __future__ import annotations

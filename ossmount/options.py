@@ -22,7 +22,7 @@ import urllib.parse
 from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable
 
-from ossmount.errors import UsageError
+from ossmount.errors import UsageError, one_line
 
 DEFAULT_URL = "https://oss-cn-hangzhou.aliyuncs.com"
 DEFAULT_MIME_PATH = "/etc/mime.types"
@@ -359,6 +359,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("enable_unsigned_payload", "enable_unsigned_payload", "sigv4: do not hash bodies; V4 requests "
                "always carry x-oss-content-sha256: UNSIGNED-PAYLOAD, the only value OSS accepts, so this is the "
                "behaviour anyway (ignored with sigv1, as ossfs does)", default_text="on with sigv4"),
+    OptionSpec("ca_bundle", "ca_bundle", "trust only the certificate authorities in this PEM file (or c_rehash "
+               "directory) for the https endpoint, e.g. a private CA; else $REQUESTS_CA_BUNDLE or $CURL_CA_BUNDLE",
+               _parse_path, default_text="system store + certifi"),
     OptionSpec("no_check_certificate", "no_check_certificate", "INSECURE: accept any TLS certificate of the "
                "endpoint", default_text="off"),
     OptionSpec("ssl_verify_hostname", "ssl_verify_hostname", "0: INSECURE, accept a trusted TLS certificate "
@@ -473,6 +476,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                _int_parser(MULTIPART_THRESHOLD_MIN_MIB, MULTIPART_SIZE_MAX_MIB, _MIB), default_text="512"),
     # -- the process ---------------------------------------------------------------------------------------
     OptionSpec("nonempty", "nonempty", "allow mounting over a non-empty directory", default_text="off"),
+    OptionSpec("dead_mount", "dead_mount", "mounting where a FUSE mount died (its process was killed: "
+               "'Transport endpoint is not connected'): remount unmounts the dead mount lazily (logged) and mounts "
+               "again, as fstab and automount retries expect; fail refuses with exit 7 naming fusermount3 -u",
+               _choice_parser("remount", "fail"), default_text="remount"),
     OptionSpec("dbglevel", "dbglevel", "log level: " + "|".join(DEBUG_LEVELS), _parse_dbglevel,
                default_text="crit"),
     OptionSpec("logfile", "log_file", "write the log to this file instead of stderr, rotated when it reaches "
@@ -634,6 +641,7 @@ class MountOptions:
     sigv4: bool = False
     region: str | None = None
     enable_unsigned_payload: bool = False
+    ca_bundle: str | None = None
     no_check_certificate: bool = False
     ssl_verify_hostname: str = "2"
     connect_timeout: float = 300.0
@@ -647,6 +655,7 @@ class MountOptions:
     use_session_token: bool = False
     public_bucket: bool = False
     nonempty: bool = False
+    dead_mount: str = "remount"  # or "fail"
     dbglevel: str = "crit"
     log_file: str | None = None
     no_time_stamp_msg: bool = False
@@ -780,10 +789,10 @@ def parse_options(items: Iterable[str]) -> MountOptions:
             if name in MOUNT_GENERIC_OPTIONS or item.startswith(MOUNT_GENERIC_PREFIXES):
                 ignored.append(name)
                 continue
-            raise UsageError(f"unknown option '{name}' ({HELP_HINT})")
+            raise UsageError(f"unknown option '{one_line(name)}' ({HELP_HINT})")
         if spec.form == FLAG:
             if has_value:
-                raise UsageError(f"option '{name}' takes no value (got '{item}'); write just '{name}'")
+                raise UsageError(f"option '{name}' takes no value (got '{one_line(item)}'); write just '{name}'")
             value: object = spec.flag_value
         elif not has_value and spec.form == EITHER:
             value = spec.parse(name, spec.bare) if spec.parse is not None else spec.flag_value
@@ -896,7 +905,7 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
             only_positionals = True
         elif arg in ("-o", "--options"):
             if i >= len(args):
-                raise UsageError(f"'{arg}' needs an argument: -o OPT[,OPT...]")
+                raise UsageError(f"'{one_line(arg)}' needs an argument: -o OPT[,OPT...]")
             raw.option_items += split_option_string(args[i])
             i += 1
         elif arg.startswith("-o"):
@@ -917,7 +926,7 @@ def _scan_argv(argv: list[str], *, allow_foreground: bool) -> _RawArgs:
                 raise UsageError(f"--ready-fd needs a file descriptor number, got {value!r}")
             raw.ready_fd = int(value)
         else:
-            raise UsageError(f"unknown flag '{arg}' ({HELP_HINT})")
+            raise UsageError(f"unknown flag '{one_line(arg)}' ({HELP_HINT})")
     return raw
 
 
@@ -936,7 +945,7 @@ def _bucket_from(positionals: list[str], options: MountOptions, count: int, usag
             source = positionals[0]
             if source in PLACEHOLDER_SOURCES or parse_bucket_spec(source) == parse_bucket_spec(options.bucket):
                 return (*parse_bucket_spec(options.bucket), positionals[1:])
-            raise UsageError(f"the bucket is given twice, as {source!r} and as bucket={options.bucket}: "
+            raise UsageError(f"the bucket is given twice, as {source!r} and as bucket={options.bucket!r}: "
                              "keep one")
     elif len(positionals) == count + 1:
         return (*parse_bucket_spec(positionals[0]), positionals[1:])

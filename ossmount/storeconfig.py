@@ -6,12 +6,20 @@ check`, the shared-mount daemon's checks and the demo use it). Files the options
 (exit 3) naming the option.
 
 ossfs defaults apply: connect_timeout 300 s, readwrite_timeout 120 s, retries 5 (attempts per request).
+
+TLS trust (`tls_trust`): https endpoints are always verified (certificate chain and host name) unless
+no_check_certificate / ssl_verify_hostname=0 relax it. The trusted authorities are, first found: `-o ca_bundle=`,
+$REQUESTS_CA_BUNDLE (Python's requests), $CURL_CA_BUNDLE (what s3fs and ossfs honour through libcurl); each
+replaces the defaults, as curl's --cacert does. Without one: the system's store (OpenSSL's default paths, so
+$SSL_CERT_FILE and $SSL_CERT_DIR apply and a CA added with update-ca-certificates is trusted) plus certifi's
+Mozilla bundle.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import ssl
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ossmount import USER_AGENT
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENV_SSE_KMS_ID = "OSSSSEKMSID"  # ossfs: the key id of use_sse=kmsid
+CA_BUNDLE_ENV_NAMES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # after ca_bundle=, first set wins (requests' order)
 
 
 def store_credentials(bucket: str, options: "MountOptions", environ: Mapping[str, str] = os.environ, *,
@@ -89,6 +98,32 @@ def store_copy_policy(options: "MountOptions") -> CopyPolicy:
     )
 
 
+def tls_trust(options: "MountOptions", environ: Mapping[str, str] = os.environ) -> str | None:
+    """The CA bundle (PEM file or hashed directory) https requests trust, or None for the system store plus
+    certifi (module docstring). ConfigError (exit 3) names a bundle that cannot be read or holds no certificate."""
+    if options.ca_bundle:
+        path, origin = options.ca_bundle, "ca_bundle="
+    else:
+        origin = next((name for name in CA_BUNDLE_ENV_NAMES if environ.get(name)), None)
+        if origin is None:
+            return None
+        path, origin = environ[origin], "$" + origin
+    try:
+        if os.path.isdir(path):
+            ssl.create_default_context(capath=path)
+        else:
+            context = ssl.create_default_context(cafile=path)
+            if not context.get_ca_certs():
+                raise ssl.SSLError("no CA certificate in it")
+    except FileNotFoundError:
+        raise ConfigError(f"CA bundle {path} ({origin}) does not exist") from None
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(f"CA bundle {path} ({origin}) is not usable: {reason}; give a PEM file of CA "
+                          "certificates") from None
+    return path
+
+
 def open_store(bucket: str, options: "MountOptions", *, prefix: str = "", environ: Mapping[str, str] = os.environ,
                source: "CredentialsProvider | None" = None, **tuning: Any) -> ObjectStore:
     """The store a mount of `bucket[:/prefix]` with `options` talks to (the mount, `ossmount check`, the daemon's
@@ -106,5 +141,6 @@ def open_store(bucket: str, options: "MountOptions", *, prefix: str = "", enviro
         region=options.effective_region, sigv4=options.sigv4, headers=store_headers(options, prefix, environ),
         copy_policy=store_copy_policy(options), list_max_keys=options.list_object_max_keys,
         verify_tls=not options.no_check_certificate, verify_hostname=options.ssl_verify_hostname != "0",
+        ca_bundle=None if options.no_check_certificate else tls_trust(options, environ),
         service_path=options.servicepath, path_style=options.path_style, **tuning,
     )

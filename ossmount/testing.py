@@ -443,16 +443,64 @@ class FakeEcsMetadata:
         self._thread.join(timeout=10)
 
 
-class TlsProxy:
+class _LoopbackServer:
+    """A TCP listener on 127.0.0.1 (random port) whose accept loop runs in a thread while the `with` block lasts,
+    handing each connection to `_handle(client)` (which owns it from then on)."""
+
+    scheme = "http"
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._listener.getsockname()[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def _accept_loop(self) -> None:
+        import socket
+
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            self._handle(client)
+
+    def _handle(self, client: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
+
+
+class TlsProxy(_LoopbackServer):
     """TLS in front of a plain-HTTP server (the local OSS server speaks HTTP only), for TLS option tests.
 
     It makes a self-signed certificate for `host_name` with the openssl command (`cert_path` can then be trusted,
     e.g. through REQUESTS_CA_BUNDLE) and forwards every decrypted connection to `backend` ("host", port)."""
 
+    scheme = "https"
+
     def __init__(self, backend: tuple[str, int], workdir: str | os.PathLike[str], host_name: str = "oss.example"):
-        import socket
         import ssl
-        import threading
 
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -465,43 +513,25 @@ class TlsProxy:
         self._backend = backend
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(self.cert_path, self.key_path)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._threads: list[Any] = []
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return self._listener.getsockname()[1]
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def _accept_loop(self) -> None:
+    def _handle(self, client: Any) -> None:
         import socket
         import ssl
         import threading
 
-        self._listener.settimeout(0.2)
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                return
-            try:
-                client.settimeout(30)
-                secure = self._context.wrap_socket(client, server_side=True)
-                backend = socket.create_connection(self._backend, timeout=30)
-            except (ssl.SSLError, OSError):
-                client.close()
-                continue
-            for source, target in ((secure, backend), (backend, secure)):
-                thread = threading.Thread(target=self._pump, args=(source, target), daemon=True)
-                thread.start()
-                self._threads.append(thread)
+        try:
+            client.settimeout(30)
+            secure = self._context.wrap_socket(client, server_side=True)
+            backend = socket.create_connection(self._backend, timeout=30)
+        except (ssl.SSLError, OSError):
+            client.close()
+            return
+        for source, target in ((secure, backend), (backend, secure)):
+            thread = threading.Thread(target=self._pump, args=(source, target), daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     @staticmethod
     def _pump(source: Any, target: Any) -> None:
@@ -520,14 +550,87 @@ class TlsProxy:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "TlsProxy":
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=10)
-        self._listener.close()
+class ScriptedHttpServer(_LoopbackServer):
+    """A loopback HTTP/1.1 server whose every answer the test writes: for hostile or broken servers (malformed
+    XML, truncated or huge bodies, odd encodings) that the real server would never send.
+
+        def answer(request: ScriptedRequest) -> bytes:
+            return http_response(200, b"<ListBucketResult>...", {"Content-Type": "application/xml"})
+
+        with ScriptedHttpServer(answer) as server:
+            store = ObjectStore.create(endpoint=server.endpoint, ...)
+
+    Each connection serves one request (the answer should carry `Connection: close`; `http_response` adds it) and
+    is closed after the answer's bytes are sent, so a truncated body ends the connection as a dropped one would.
+    `answer` may be replaced between requests; `requests` lists every request seen."""
+
+    def __init__(self, answer: "Callable[[ScriptedRequest], bytes]"):
+        self.answer = answer
+        self.requests: list[ScriptedRequest] = []
+        super().__init__()
+
+    def _handle(self, client: Any) -> None:
+        import socket
+
+        with client:
+            try:
+                client.settimeout(10)
+                request = self._read_request(client)
+                if request is None:
+                    return
+                self.requests.append(request)
+                client.sendall(self.answer(request))
+                client.shutdown(socket.SHUT_WR)
+            except OSError:
+                return
+
+    @staticmethod
+    def _read_request(client: Any) -> "ScriptedRequest | None":
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = client.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0") or 0)
+        while len(body) < length:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        parsed = urllib.parse.urlsplit(target)
+        return ScriptedRequest(method, parsed.path, dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True)),
+                               headers, body)
+
+
+class ScriptedRequest:
+    """One request a ScriptedHttpServer received: method, path, query (dict), headers (lower-case names), body."""
+
+    def __init__(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes):
+        self.method, self.path, self.query, self.headers, self.body = method, path, query, headers, body
+
+    def __repr__(self) -> str:
+        return f"ScriptedRequest({self.method} {self.path} {self.query})"
+
+
+def http_response(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
+                  content_length: int | None = None) -> bytes:
+    """The bytes of an HTTP/1.1 response with `Connection: close` and `Content-Length` (`content_length`
+    overrides it, e.g. to announce more than is sent; None: len(body)) unless `headers` set Transfer-Encoding."""
+    fields = {"Connection": "close", "x-oss-request-id": "scripted", **(headers or {})}
+    if not any(name.lower() == "transfer-encoding" for name in fields):
+        fields["Content-Length"] = str(len(body) if content_length is None else content_length)
+    head = f"HTTP/1.1 {status} {http.client.responses.get(status, 'Status')}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in fields.items()) + "\r\n"
+    return head.encode("latin-1") + body
 
 
 # --------------------------------------------------------------------------------------------------

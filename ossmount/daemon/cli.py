@@ -21,18 +21,13 @@ from ossmount.daemon.decisions import RestartPolicy
 from ossmount.daemon.manager import DaemonConfig, VolumeManager
 from ossmount.daemon.recovery import probe_loop, reconcile
 from ossmount.daemon.server import ApiServer, open_unix_listener
-from ossmount.errors import ConfigError, UsageError, single_quiet_error
+from ossmount.errors import ArgumentParser, ConfigError, UsageError, single_quiet_error
 from ossmount.logsafety import setup_logging
 
 log = logging.getLogger("ossmount.daemon")
 
 DEFAULT_SOCKET = "/run/ossmount/ossmountd.sock"
 DEFAULT_RUN_DIR = "/run/ossmount"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and exit code 2, like every other ossmount command
-        raise UsageError(f"{message} (see ossmount daemon --help)")
 
 
 def _positive(kind):
@@ -47,7 +42,7 @@ def _positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ossmount daemon", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="ossmount daemon", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--socket", default=DEFAULT_SOCKET, help=f"API socket (default {DEFAULT_SOCKET})")
     add("--socket-mode", default="0600", type=lambda t: int(t, 8), help="socket permissions, octal (default 0600)")

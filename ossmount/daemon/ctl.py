@@ -22,6 +22,7 @@ from typing import Any
 from ossmount.credentials import resolve_credentials
 from ossmount.daemon.client import DEFAULT_SOCKET, DaemonClient, DaemonClientError, credentials_from
 from ossmount.errors import (
+    ArgumentParser,
     EXIT_AUTH,
     EXIT_BUCKET,
     EXIT_INTERNAL,
@@ -47,11 +48,6 @@ CTL_EXIT_CODES = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"{message} (see ossmount ctl --help)")
-
-
 def _add_spec_flags(parser: argparse.ArgumentParser, *, source_flag: bool) -> None:
     if source_flag:
         parser.add_argument("--source", metavar="BUCKET[:/PREFIX]",
@@ -71,10 +67,10 @@ def _add_spec_flags(parser: argparse.ArgumentParser, *, source_flag: bool) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ossmount ctl", description="Call the ossmount daemon's API.")
+    parser = ArgumentParser(prog="ossmount ctl", description="Call the ossmount daemon's API.")
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help=f"daemon socket (default {DEFAULT_SOCKET})")
     parser.add_argument("--json", action="store_true", help="print the daemon's JSON answer")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     commands.add_parser("volumes", help="list the volumes")
     commands.add_parser("volume", help="one volume as JSON").add_argument("volume_id")
     commands.add_parser("health", help="the daemon's health")

@@ -192,8 +192,13 @@ class VolumeManager:
     def __init__(self, config: DaemonConfig, nursery: trio.Nursery, *, environ: dict[str, str] | None = None):
         self.config = config
         self.run_dir = RunDir(config.run_dir)
-        self.run_dir.create()
-        os.makedirs(config.mount_dir, mode=0o700, exist_ok=True)
+        try:
+            self.run_dir.create()
+            os.makedirs(config.mount_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the daemon's directories under {config.run_dir} and "
+                              f"{config.mount_dir}: {exc.strerror} ({exc.filename}); choose another --run-dir "
+                              "or --mnt-dir") from None
         self.volumes: dict[str, Volume] = {}
         self.nursery = nursery
         self.environ = dict(os.environ if environ is None else environ)

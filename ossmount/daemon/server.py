@@ -52,8 +52,11 @@ async def open_unix_listener(path: str, mode: int) -> trio.SocketListener:
     if len(os.fsencode(path)) > 107:
         raise ConfigError(f"socket path {path} is longer than 107 bytes (the unix socket limit); choose a shorter one")
     directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the socket's directory {directory}: {exc.strerror}; choose another "
+                          "--socket") from None
     if os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise ConfigError(f"{path} exists and is not a socket; remove it or choose another --socket")

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ossmount import __version__, mounttable
-from ossmount.errors import EXIT_OK, ConfigError, UsageError
+from ossmount.errors import EXIT_OK, ArgumentParser, ConfigError, UsageError
 from ossmount.logsafety import REDACTED, redact
 from ossmount.ops import control, updatedb
 
@@ -420,7 +420,7 @@ def kernel_messages() -> str:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="ossmount diagnose",
         description="Collect versions, mounts, options, statistics, log tails, kernel messages and connectivity "
                     "checks into one archive without secrets, with a summary of the problems found.")

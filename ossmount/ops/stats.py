@@ -39,7 +39,7 @@ import sys
 import time
 from typing import Any
 
-from ossmount.errors import EXIT_OK
+from ossmount.errors import EXIT_OK, ArgumentParser
 from ossmount.ops import control
 
 STATS_VERSION = 1
@@ -249,7 +249,7 @@ def render_text(doc: dict, by: str = "process") -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="ossmount stats",
         description="Show what a running mount does: OSS requests by operation and by calling process, bytes, "
                     "cache hit rates, dirty files and uploads, the last errors. Only the mount's owner and root "

@@ -17,7 +17,7 @@ import sys
 
 import trio
 
-from ossmount.errors import ConfigError, UsageError
+from ossmount.errors import ArgumentParser, ConfigError, UsageError
 from ossmount.server.http import CORE_THREADS, FrontLimits
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -25,13 +25,8 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 log = logging.getLogger("ossmount.server")
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit(2) itself
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="ossmount serve", description="Run the OSS-compatible local server.")
+    parser = ArgumentParser(prog="ossmount serve", description="Run the OSS-compatible local server.")
     parser.add_argument("--data-dir", required=True, help="directory holding the sqlite metadata and blobs")
     parser.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to bind (port 0 = any)")
     parser.add_argument("--credentials", required=True, metavar="FILE",

@@ -13,6 +13,11 @@ Theory of operation:
     connection is never left with unread bytes.
   * oss2, requests and urllib3 exceptions become `ossmount.store.types` errors in `_translate_errors`
     (the one mapping table); retries happen in `RetryPolicy.run` (the one retry loop).
+  * Answers oss2 parses (listings, multipart, bucket info) are untrusted input: a body oss2 cannot parse
+    (malformed or truncated XML, a missing or non-numeric field, an undecodable encoding) or one larger than
+    `_MAX_PARSED_BODY` once decoded becomes a TransientError with code InvalidResponse (`_Bucket`), retried like a
+    5xx and then EIO; expat's limits refuse entity-expansion bombs. A listing whose keys or common prefixes lie
+    outside the requested prefix, or whose continuation token does not move, is refused the same way.
   * Statistics are updated only from the trio thread, so they need no lock.
   * Option-driven headers (ACL, storage class, SSE, request payer, traffic limits, ahbe_conf) and the copy
     strategy (nocopyapi, norenameapi, noshallowcopyapi) come from `RequestHeaders` and `CopyPolicy`
@@ -62,6 +67,8 @@ MAX_KEY_BYTES = 1023
 # When an abandoned GET has at most this many unread bytes, reading them keeps the connection pooled.
 _DRAIN_LIMIT = 256 * 1024
 _READ_CHUNK = 1024 * 1024
+# The largest answer body parsed as XML: a full listing page of 1,000 keys of 1,023 bytes, url-encoded, is < 4 MiB.
+_MAX_PARSED_BODY = 64 * 1024 * 1024
 
 # OSS error codes and what they become. Anything not listed falls back to the HTTP status (below).
 _AUTH_CODES = frozenset(
@@ -181,10 +188,49 @@ def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.
         )
     if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
         return _transport_error(exc, where=where, key=key)
+    if isinstance(exc, _InvalidResponse):
+        return types.TransientError(f"{where}: the server's answer is not usable ({exc})", code="InvalidResponse",
+                                    request_id=exc.request_id, key=key)
     if isinstance(exc, ConfigError):  # the credentials provider could not produce credentials (ram_role)
         return types.TransientError(f"{where}: no credentials to sign with: {exc}", code="CredentialsUnavailable",
                                     key=key)
     return None
+
+
+class _InvalidResponse(Exception):
+    """The server's answer could not be parsed (raised by `_Bucket`, mapped by `error_from_oss`)."""
+
+    def __init__(self, reason: str, request_id: str = ""):
+        super().__init__(reason)
+        self.request_id = request_id
+
+
+class _Bucket(oss2.Bucket):
+    """oss2.Bucket whose parsing of answers fails with `_InvalidResponse` rather than whatever the parser met."""
+
+    @staticmethod
+    def _parse_result(resp: Any, parse_func: Callable[[Any, bytes], Any], klass: Any) -> Any:
+        result = klass(resp)
+        body = _read_bounded(resp, _MAX_PARSED_BODY)
+        try:
+            parse_func(result, body)
+        except Exception as exc:  # noqa: BLE001 - any parser failure means the same: an unusable answer
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise _InvalidResponse(f"{type(exc).__name__}: {detail}", resp.request_id) from exc
+        return result
+
+
+def _read_bounded(resp: Any, limit: int) -> bytes:
+    """The whole (decoded) body of an oss2 response, or _InvalidResponse once it exceeds `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := resp.read(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            resp.response.close()
+            raise _InvalidResponse(f"the answer is larger than {limit} bytes", resp.request_id)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _code_for_status(status: int) -> str:
@@ -356,12 +402,18 @@ def _current(provider: CredentialsProvider | None) -> Callable[[], Credentials] 
 
 
 class _Transport(requests.adapters.HTTPAdapter):
-    """The connection pool: TLS verification as configured (no_check_certificate, ssl_verify_hostname=0) and an
-    optional service path (servicepath=) put in front of every URL path, after signing (a reverse proxy strips it
-    before OSS sees the request, so the signature covers /bucket/key)."""
+    """The connection pool: TLS verification as configured (trusted CAs, no_check_certificate,
+    ssl_verify_hostname=0) and an optional service path (servicepath=) put in front of every URL path, after
+    signing (a reverse proxy strips it before OSS sees the request, so the signature covers /bucket/key).
 
-    def __init__(self, pool_size: int, *, verify_tls: bool, verify_hostname: bool, service_path: str):
-        self._verify_tls = verify_tls
+    Trust: `ca_bundle` (a PEM file or hashed directory) alone when given; otherwise the system's store (an
+    `ssl.create_default_context()`, so $SSL_CERT_FILE/$SSL_CERT_DIR apply) plus certifi's bundle, which requests
+    adds to every connection. The environment's REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE are not consulted here: the
+    caller decides (ossmount.storeconfig.tls_trust)."""
+
+    def __init__(self, pool_size: int, *, verify_tls: bool, verify_hostname: bool, service_path: str,
+                 ca_bundle: str | None = None):
+        self._verify: bool | str = (ca_bundle or True) if verify_tls else False
         self._verify_hostname = verify_hostname
         self._service_path = "/" + service_path.strip("/") if service_path.strip("/") else ""
         super().__init__(pool_connections=pool_size, pool_maxsize=pool_size)
@@ -369,11 +421,12 @@ class _Transport(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         if not self._verify_hostname:
             kwargs["assert_hostname"] = False
+        if self._verify is True:
+            kwargs["ssl_context"] = ssl.create_default_context()
         super().init_poolmanager(*args, **kwargs)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if not self._verify_tls:
-            kwargs["verify"] = False  # also over REQUESTS_CA_BUNDLE, which requests would prefer
+        kwargs["verify"] = self._verify  # requests would put REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE there
         if self._service_path and request.url:
             parts = urllib.parse.urlsplit(request.url)
             request.url = urllib.parse.urlunsplit(parts._replace(path=self._service_path + parts.path))
@@ -495,6 +548,7 @@ class ObjectStore:
         verify_hostname: bool = True,
         service_path: str = "",
         path_style: bool = False,
+        ca_bundle: str | None = None,
     ) -> "ObjectStore":
         """A store for `bucket` at `endpoint` ("http[s]://host[:port]").
 
@@ -504,7 +558,8 @@ class ObjectStore:
         each read on the socket, `connect_timeout` each TCP connect (seconds). With `sigv4`, `region` (e.g.
         "cn-hangzhou") is required. `headers` and `copy_policy`: what the mount options add to requests and how
         copies are made (headers.py). `list_max_keys` (1..1000) is each LIST page's max-keys. `verify_tls=False`
-        accepts any certificate and `verify_hostname=False` any host name in a trusted one (both insecure).
+        accepts any certificate and `verify_hostname=False` any host name in a trusted one (both insecure);
+        `ca_bundle` (a PEM file or hashed directory) replaces the trusted authorities (see `_Transport`).
         `service_path` is put in front of every URL path (a reverse proxy's prefix); an IP or localhost endpoint,
         or `path_style`, addresses the bucket in the path instead of the host name.
         """
@@ -516,14 +571,14 @@ class ObjectStore:
             raise ValueError("list_max_keys must be 1..1000")
         pool_size = max_connections + 2
         transport = _Transport(pool_size, verify_tls=verify_tls, verify_hostname=verify_hostname,
-                               service_path=service_path)
+                               service_path=service_path, ca_bundle=ca_bundle)
         session = oss2.Session(pool_size=pool_size, adapter=transport)
         if not verify_tls or not verify_hostname:
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS %s of %s are not verified: anyone on the path can read and change the data",
                         "certificates" if not verify_tls else "host names", endpoint)
         with _translate_errors("create", bucket):  # an invalid endpoint or bucket name: InvalidArgument
-            oss_bucket = oss2.Bucket(
+            oss_bucket = _Bucket(
                 _Signer(_current(credentials), sigv4, headers), endpoint, bucket, session=session,
                 connect_timeout=(connect_timeout, timeout), app_name=headers.user_agent or USER_AGENT,
                 enable_crc=False, region=region, is_path_style=path_style,
@@ -669,6 +724,12 @@ class ObjectStore:
                 # Without a delimiter OSS may omit NextMarker; the last key returned is the marker then.
                 last = max([o.key for o in result.object_list] + list(result.prefix_list), default="")
                 next_token = result.next_marker or last or None
+        stray = next((k for k in [o.key for o in result.object_list] + list(result.prefix_list)
+                      if not k.startswith(prefix)), None)
+        if stray is not None:
+            raise types.TransientError(f"{'ListObjectsV2' if v2 else 'ListObjects'} {prefix!r}: the server's answer "
+                                       f"is not usable (it lists {stray!r}, outside the prefix)",
+                                       code="InvalidResponse", request_id=result.request_id, key=prefix)
         objects = [
             ObjectInfo(
                 key=o.key, size=int(o.size), etag=_strip_etag(o.etag), mtime=float(o.last_modified),
@@ -691,6 +752,11 @@ class ObjectStore:
             prefixes.extend(page.prefixes)
             if page.next_token is None:
                 return objects, prefixes
+            if token is not None and (page.next_token == token or (not v2 and page.next_token < token)):
+                # V2 tokens are opaque but must change; V1 markers are keys and must grow (OSS lists in order)
+                raise types.TransientError(f"{'ListObjectsV2' if v2 else 'ListObjects'} {prefix!r}: the server's "
+                                           f"answer is not usable (the listing does not advance past {token!r})",
+                                           code="InvalidResponse", key=prefix)
             token = page.next_token
 
     async def bucket_info(self) -> dict:

@@ -12,6 +12,7 @@ import itertools
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,14 @@ def is_mounted(path: Path) -> bool:
         mountpoints = [line.split(" ")[4] for line in table]
     # mountinfo escapes space, tab, newline and backslash as octal.
     return any(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), mp) == target for mp in mountpoints)
+
+
+def mounts_on(path) -> list[str]:
+    """The types of the mounts stacked on `path`, bottom first (read from mountinfo, independently of ossmount:
+    a stat would fail on a dead mount)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == target]
 
 
 class Mount:
@@ -210,3 +219,27 @@ def as_user(uid: int, *command: str, input: bytes | None = None) -> subprocess.C
     """Run `command` as `uid` (same gid, no supplementary groups)."""
     return subprocess.run(["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", *command],
                           capture_output=True, input=input, timeout=60)
+
+
+@pytest.fixture
+def fuse_for_users(test_user):
+    """/dev/fuse usable by the test user, as on a standard Debian system (0666): some containers create it
+    0600, so as root it is opened up for the test and its original mode restored afterwards. Non-root
+    mounts also need a setuid-root fusermount3, which cannot be arranged here: without one, skip."""
+    fusermount = shutil.which("fusermount3")
+    info = os.stat(fusermount)
+    if not (info.st_mode & stat.S_ISUID and info.st_uid == 0):
+        pytest.skip(f"{fusermount} is not setuid root (mode {stat.S_IMODE(info.st_mode):o}, owner uid "
+                    f"{info.st_uid}): a non-root user cannot mount FUSE filesystems here")
+    original_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    accessible = as_user(test_user, "test", "-r", "/dev/fuse", "-a", "-w", "/dev/fuse").returncode == 0
+    if not accessible and os.geteuid() != 0:
+        pytest.skip(f"/dev/fuse is mode {original_mode:o} and this test is not root, so it cannot make it "
+                    f"usable by uid {test_user}")
+    if not accessible:
+        os.chmod("/dev/fuse", 0o666)
+    try:
+        yield
+    finally:
+        if not accessible:
+            os.chmod("/dev/fuse", original_mode)

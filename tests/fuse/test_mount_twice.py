@@ -2,8 +2,9 @@
 
 The rule (README "Mounting twice"): the same bucket, prefix and options succeed at once with no second
 process (fstab and automount retries); anything else on a FUSE mountpoint is refused with exit 7 and one
-line naming the existing mount and its pid; a dead mount (its process killed: ENOTCONN) is refused with
-the command that clears it, never with a traceback.
+line naming the existing mount and its pid; a dead mount (its process killed: ENOTCONN) is replaced (see
+tests/reliability/test_dead_mounts.py) or, with dead_mount=fail, refused with the command that clears it, never
+with a traceback.
 """
 
 from __future__ import annotations
@@ -18,14 +19,7 @@ import pytest
 
 from ossmount.errors import EXIT_MOUNT
 
-from .conftest import is_mounted, new_bucket
-
-
-def mounts_on(path) -> list[str]:
-    """The types of the mounts stacked on `path` (read from mountinfo here, independently of ossmount)."""
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == target]
+from .conftest import is_mounted, mounts_on, new_bucket
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess:
@@ -71,7 +65,7 @@ def test_another_mount_on_the_mountpoint_is_refused_naming_the_existing_one(make
 
 
 def test_a_dead_mount_is_refused_with_the_command_that_clears_it(make_mount):
-    mount = make_mount()
+    mount = make_mount("dead_mount=fail")
     mount.process.send_signal(signal.SIGKILL)
     mount.process.wait(timeout=30)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 
 import pytest
@@ -86,30 +85,6 @@ def test_foreign_file_is_0640_and_other_users_are_refused(make_mount, test_user)
     assert mode_of(mount.path / "secret") == 0o640
     result = as_user(test_user, "cat", str(mount.path / "secret"))
     assert result.returncode != 0 and b"Permission denied" in result.stderr
-
-
-@pytest.fixture
-def fuse_for_users(test_user):
-    """/dev/fuse usable by the test user, as on a standard Debian system (0666): some containers create it
-    0600, so as root it is opened up for the test and its original mode restored afterwards. Non-root
-    mounts also need a setuid-root fusermount3, which cannot be arranged here: without one, skip."""
-    fusermount = shutil.which("fusermount3")
-    info = os.stat(fusermount)
-    if not (info.st_mode & stat.S_ISUID and info.st_uid == 0):
-        pytest.skip(f"{fusermount} is not setuid root (mode {stat.S_IMODE(info.st_mode):o}, owner uid "
-                    f"{info.st_uid}): a non-root user cannot mount FUSE filesystems here")
-    original_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
-    accessible = as_user(test_user, "test", "-r", "/dev/fuse", "-a", "-w", "/dev/fuse").returncode == 0
-    if not accessible and os.geteuid() != 0:
-        pytest.skip(f"/dev/fuse is mode {original_mode:o} and this test is not root, so it cannot make it "
-                    f"usable by uid {test_user}")
-    if not accessible:
-        os.chmod("/dev/fuse", 0o666)
-    try:
-        yield
-    finally:
-        if not accessible:
-            os.chmod("/dev/fuse", original_mode)
 
 
 def test_non_root_user_mounts_and_owns_the_tree(fuse_for_users, make_mount, test_user):

@@ -242,12 +242,15 @@ async def test_tls_verification_can_be_relaxed(local_server, fresh_bucket_name, 
             await over_tls().get_bytes("tls")
         assert "CERTIFICATE_VERIFY_FAILED" in str(untrusted.value)
         assert await over_tls(verify_tls=False).get_bytes("tls") == b"over tls"
-        # A trusted certificate issued for another name: refused unless the host name check is off.
+        # The environment's bundles are the caller's business (storeconfig.tls_trust), not the store's.
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(proxy.cert_path))
+        with pytest.raises(types.StoreError):
+            await over_tls(verify_hostname=False).get_bytes("tls")
+        # A trusted certificate issued for another name: refused unless the host name check is off.
         with pytest.raises(types.StoreError) as mismatch:
-            await over_tls().get_bytes("tls")
+            await over_tls(ca_bundle=str(proxy.cert_path)).get_bytes("tls")
         assert "CERTIFICATE_VERIFY_FAILED" in str(mismatch.value) or "hostname" in str(mismatch.value).lower()
-        assert await over_tls(verify_hostname=False).get_bytes("tls") == b"over tls"
+        assert await over_tls(ca_bundle=str(proxy.cert_path), verify_hostname=False).get_bytes("tls") == b"over tls"
 
 
 async def test_service_path_prefixes_every_request(tmp_path):

@@ -123,7 +123,7 @@ class CredentialStore:
         Raises ConfigError (one line, naming the file and line) for an unreadable file, a malformed line,
         a duplicate key id or a file with no credentials at all."""
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:  # a byte-order mark (Notepad) is not part of the key
                 text = f.read()
         except OSError as e:
             raise ConfigError(f"cannot read credentials file {path}: {e.strerror or e}") from e
