@@ -22,7 +22,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from ossmount import USER_AGENT
 from ossmount.testing import wait_for
 
-from .test_ownership import fuse_for_users  # noqa: F401 - a fixture
 
 PSEUDO = ("[mount]", "[unmount]", "[background]", "[kernel]", "[other processes]")
 
