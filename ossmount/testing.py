@@ -142,6 +142,13 @@ class AdminClient:
     def reset_requests(self) -> None:
         self.call("POST", "requests/reset")
 
+    def connections(self) -> dict[str, int]:
+        """Client connections: accepted (since the last reset), open now, peak (most open at once since then)."""
+        return self.call("GET", "connections")
+
+    def reset_connections(self) -> None:
+        self.call("POST", "connections/reset")
+
     def set_faults(self, rules: Iterable[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
         return self.call("PUT", "faults", {"seed": seed, "rules": list(rules)})
 
