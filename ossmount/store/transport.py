@@ -138,16 +138,19 @@ def tls_context(*, verify: bool = True, verify_hostname: bool = True, ca_bundle:
 
 
 class BodySource(Protocol):
-    """A request body read piece by piece (`FileBody`): `length` bytes in all."""
+    """A request body read piece by piece (`FileBody`): `length` bytes in all, from the start again after
+    `restart()` (the transport restarts it before each send, so a replay sends it whole)."""
 
     length: int
 
     def read_into(self, view: memoryview) -> int: ...
 
+    def restart(self) -> None: ...
+
 
 class FileBody:
     """`size` bytes of an open file from `offset`, read with pread (several parts of one file can be sent at once)
-    and CRC-64 summed as they are read; `restart()` before each attempt."""
+    and CRC-64 summed as they are read; `restart()` goes back to the start (the transport calls it before each send)."""
 
     def __init__(self, fileobj, offset: int, size: int):
         self._file = fileobj
@@ -542,11 +545,14 @@ class Transport:
                 await channel.send_all(head, timeout)
                 await channel.send_all(body, timeout)
         else:
+            body.restart()  # a replay on a new connection (a stale one) sends the body from its start
             await channel.send_all(head, timeout)
             buffer = memoryview(bytearray(min(_FILE_CHUNK, max(body.length, 1))))
             sent = 0
             while sent < body.length:
                 count = body.read_into(buffer)
+                if count <= 0:
+                    raise ProtocolError(f"the request body ended {body.length - sent} bytes early", sent=sent > 0)
                 await channel.send_all(buffer[:count], timeout)
                 sent += count
 

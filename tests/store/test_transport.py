@@ -13,6 +13,7 @@ from typing import Callable
 import pytest
 import trio
 
+from ossmount.crc64 import crc64
 from ossmount.credentials import Credentials
 from ossmount.store import ObjectStore, RetryPolicy, types
 from ossmount.store import transport as http
@@ -26,13 +27,14 @@ TIMEOUTS = http.Timeouts(connect=5, read=10)
 class KeepAliveScript:
     """A loopback HTTP server that answers each request with the next of `answers` (raw response bytes, or a
     callable taking the request head and returning them, or None to close the connection without answering), on
-    kept-alive connections, one thread per connection. `connections` counts accepted ones; `heads` records each
-    request head."""
+    kept-alive connections, one thread per connection. `connections` counts accepted ones; `heads` and `bodies`
+    record each request's head and body."""
 
     def __init__(self, answers: list[bytes | Callable[[bytes], bytes] | None]):
         self.answers = list(answers)
         self.connections = 0
         self.heads: list[bytes] = []
+        self.bodies: list[bytes] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self._stop = threading.Event()
@@ -71,6 +73,7 @@ class KeepAliveScript:
                                if line.lower().startswith(b"content-length:")), 0)
                 while len(buffered) < length:
                     buffered += client.recv(65536)
+                self.bodies.append(buffered[:length])
                 buffered = buffered[length:]
                 self.heads.append(head)
                 answer = self.answers.pop(0) if self.answers else None
@@ -234,6 +237,25 @@ async def test_an_idle_connection_the_server_closed_is_replaced():
         # the second request's answer is None: the server closes; GET is replayed once on a new connection
         assert await fetch(transport) == (200, b"two")
     assert server.connections == 2
+
+
+async def test_a_file_body_replayed_on_a_new_connection_is_sent_whole(tmp_path):
+    """A PUT from a file whose reused connection is closed under it goes again, from the body's first byte (a replay
+    that resumed at the file's end once sent nothing forever)."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "body"
+    path.write_bytes(data)
+    with KeepAliveScript([ok(b"one"), None, ok(b"")]) as server, open(path, "rb") as fileobj:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        assert await fetch(transport) == (200, b"one")
+        body = http.FileBody(fileobj, 0, len(data))
+        headers = [(b"host", b"127.0.0.1"), (b"content-length", str(len(data)).encode())]
+        with trio.fail_after(60):  # a bound, not a speed assertion: without the restart it never ends
+            async with await transport.request(b"PUT", b"/b/k", headers, body, TIMEOUTS) as response:
+                assert response.status == 200
+    assert server.connections == 2
+    assert server.bodies[1:] == [data, data]  # the one the server dropped, then the replay
+    assert body.crc == crc64(data)
 
 
 async def test_a_post_on_a_connection_closed_under_it_is_not_replayed():
