@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ossmount.testing import LocalServer, wait_for
+from ossmount.testing import LocalServer, LoopbackServer, wait_for
 from tests.fuse.conftest import Mount, new_bucket
 
 if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
@@ -115,12 +115,12 @@ def run_under_faults(server: LocalServer, tmp_path: Path, *, files: int, fio_mib
         verified = subprocess.run(["fio", *common, "--rw=read", "--verify_only=1"], capture_output=True,
                                   text=True, timeout=1800)
         assert verified.returncode == 0 and "verify" not in verified.stderr.lower(), verified.stdout + verified.stderr
-        compared = subprocess.run(["diff", "-r", str(source), str(mount.path / "copy" / "source")],
+        compared = subprocess.run(["diff", "-r", str(source), str(mount.path / "copy")],
                                   capture_output=True, text=True, timeout=1800)
         assert compared.returncode == 0, compared.stdout + compared.stderr
         same_modes = all(
-            (path.stat().st_mode, path.stat().st_mtime) == ((mount.path / "copy" / "source" / path.relative_to(
-                source)).stat().st_mode, (mount.path / "copy" / "source" / path.relative_to(source)).stat().st_mtime)
+            (path.stat().st_mode, path.stat().st_mtime) == ((mount.path / "copy" / path.relative_to(
+                source)).stat().st_mode, (mount.path / "copy" / path.relative_to(source)).stat().st_mtime)
             for path in source.rglob("*.bin"))
         assert same_modes
         fired = sum(rule["fired"] for rule in server.admin.faults()["rules"][:4])
@@ -153,22 +153,26 @@ def test_twenty_percent_faults_full_size(fault_server, tmp_path):
 # -- a server that answers nothing ------------------------------------------------------------------------------------
 
 
-class SwitchableProxy:
+class SwitchableProxy(LoopbackServer):
     """TCP in front of `backend`: forwards both ways until `go_silent()`, after which it accepts connections and
     forwards nothing in either direction (a server that answers nothing) until `answer_again()`."""
 
     def __init__(self, backend: tuple[str, int]):
+        super().__init__()
         self.backend = backend
         self.silent = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self._stop = threading.Event()
         self._sockets: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+    def _handle(self, client: socket.socket) -> None:
+        self._sockets.append(client)
+        try:
+            upstream = socket.create_connection(self.backend, timeout=10)
+        except OSError:
+            client.close()
+            return
+        self._sockets.append(upstream)
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
     def go_silent(self) -> None:
         self.silent.set()
@@ -176,26 +180,10 @@ class SwitchableProxy:
     def answer_again(self) -> None:
         self.silent.clear()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                continue
-            self._sockets.append(client)
-            try:
-                upstream = socket.create_connection(self.backend, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            self._sockets.append(upstream)
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
-
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         source.settimeout(0.1)
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 if self.silent.is_set():
                     time.sleep(0.05)  # hold whatever arrives: nothing goes through, nothing is closed
                     continue
@@ -215,14 +203,8 @@ class SwitchableProxy:
                 except OSError:
                     pass
 
-    def __enter__(self) -> "SwitchableProxy":
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._listener.close()
+        super().__exit__(*exc_info)
         for sock in self._sockets:
             sock.close()
 

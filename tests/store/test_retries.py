@@ -8,7 +8,6 @@ import errno
 import os
 import random
 import socket
-import threading
 
 import pytest
 import trio
@@ -17,6 +16,7 @@ from ossmount.crc64 import crc64
 from ossmount.credentials import Credentials
 from ossmount.store import ObjectStore, RetryPolicy, types
 from ossmount.store.retry import operation_deadline
+from ossmount.testing import LoopbackServer
 
 from .conftest import make_store
 
@@ -183,37 +183,20 @@ async def test_seeded_fault_mix_never_reaches_the_caller(local_server, fresh_buc
 # -- a server that answers nothing ------------------------------------------------------------------------------------
 
 
-class SilentServer:
+class SilentServer(LoopbackServer):
     """Accepts TCP connections and never answers (nor closes them)."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
+        super().__init__()
         self.held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.held.append(self.listener.accept()[0])
-            except OSError:
-                continue
-
-    def __enter__(self) -> "SilentServer":
-        self._thread.start()
-        return self
+    def _handle(self, client: socket.socket) -> None:
+        self.held.append(client)
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        super().__exit__(*exc_info)
         for sock in self.held:
             sock.close()
-        self.listener.close()
 
 
 async def test_a_silent_server_fails_each_call_after_its_attempts():

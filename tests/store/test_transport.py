@@ -17,43 +17,29 @@ from ossmount.crc64 import crc64
 from ossmount.credentials import Credentials
 from ossmount.store import ObjectStore, RetryPolicy, types
 from ossmount.store import transport as http
-from ossmount.testing import TlsProxy
+from ossmount.testing import LoopbackServer, TlsProxy
 
 from .conftest import make_store
 
 TIMEOUTS = http.Timeouts(connect=5, read=10)
 
 
-class KeepAliveScript:
+class KeepAliveScript(LoopbackServer):
     """A loopback HTTP server that answers each request with the next of `answers` (raw response bytes, or a
     callable taking the request head and returning them, or None to close the connection without answering), on
     kept-alive connections, one thread per connection. `connections` counts accepted ones; `heads` and `bodies`
     record each request's head and body."""
 
     def __init__(self, answers: list[bytes | Callable[[bytes], bytes] | None]):
+        super().__init__()
         self.answers = list(answers)
         self.connections = 0
         self.heads: list[bytes] = []
         self.bodies: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    @property
-    def port(self) -> int:
-        return self._listener.getsockname()[1]
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+    def _handle(self, client: socket.socket) -> None:
+        self.connections += 1
+        threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         buffered = b""
@@ -87,15 +73,6 @@ class KeepAliveScript:
                     return
                 if b"connection: close" in answer.lower():
                     return
-
-    def __enter__(self) -> "KeepAliveScript":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._listener.close()
 
 
 def ok(body: bytes = b"hello", extra: str = "") -> bytes:
