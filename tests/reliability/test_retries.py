@@ -109,11 +109,11 @@ def run_under_faults(server: LocalServer, tmp_path: Path, *, files: int, fio_mib
         common = ["--name=verify", f"--filename={fio_file}", f"--size={fio_mib}M", "--bs=1M", "--ioengine=psync",
                   "--verify=crc32c", "--verify_fatal=1", "--randseed=1130"]
         written = subprocess.run(["fio", *common, "--rw=write", "--do_verify=0"], capture_output=True, text=True,
-                                 timeout=1800)
+                                 timeout=1800, cwd=tmp_path)  # fio leaves its verify state file in its cwd
         assert written.returncode == 0, written.stdout + written.stderr
         drop_page_cache()  # what follows reads from OSS, through the faults
         verified = subprocess.run(["fio", *common, "--rw=read", "--verify_only=1"], capture_output=True,
-                                  text=True, timeout=1800)
+                                  text=True, timeout=1800, cwd=tmp_path)
         assert verified.returncode == 0 and "verify" not in verified.stderr.lower(), verified.stdout + verified.stderr
         compared = subprocess.run(["diff", "-r", str(source), str(mount.path / "copy")],
                                   capture_output=True, text=True, timeout=1800)
