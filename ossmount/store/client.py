@@ -79,6 +79,11 @@ _MAX_PARSED_BODY = 64 * 1024 * 1024
 _MAX_ERROR_BODY = 64 * 1024
 _SKIP_CHUNK = 1024 * 1024
 
+# The operations whose bodies are object data: the ledger's bytes sent and received (metrics, `ossmount stats`) count
+# these, not the XML of listings and multipart calls (README "Prometheus metrics").
+_DATA_SENT = frozenset({"PutObject", "UploadPart"})
+_DATA_RECEIVED = frozenset({"GetObject"})
+
 # OSS error codes and what they become. Anything not listed falls back to the HTTP status (below).
 _AUTH_CODES = frozenset(
     {
@@ -572,7 +577,7 @@ class ObjectStore:
         status = 0
         response: http.Response | None = None
         body_out = _body_length(request.body)
-        with self.ledger.attempt(op, key, sent=body_out) as attempt:
+        with self.ledger.attempt(op, key, sent=body_out if op in _DATA_SENT else 0) as attempt:
             try:
                 try:
                     timeouts, cut = self._attempt_timeouts(op, key)
@@ -605,7 +610,8 @@ class ObjectStore:
                 if error is exc:
                     raise
                 raise error from exc
-            attempt.done(status=status, received=response.received if response is not None else 0,
+            attempt.done(status=status, received=response.received if response is not None and op in _DATA_RECEIVED
+                         else 0,
                          request_id=response.request_id if response is not None else "")
         self._last_success_at = time.time()
         note_success()
