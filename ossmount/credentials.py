@@ -16,8 +16,9 @@ Rules (ossfs-compatible):
 
 Credentials providers (the store's `CredentialsProvider` protocol, `ossmount.store.client`): an object whose
 `current()` returns the `Credentials` to sign the next request with, and whose `access_key_id`, `reloads` and
-`reload_error` describe it for messages and the status file. The store calls `current()` from worker threads for
-every request it signs, so rotation needs no remount. Three kinds:
+`reload_error` describe it for messages and the status file. The store asks `current_nowait()` on its event loop
+for every request it signs (and `current()` in a worker thread when that would need the network), so rotation
+needs no remount. Three kinds:
 
   * `Credentials`: fixed keys (the environment, a request's keys); `current()` is the credentials themselves.
   * `FileCredentials`: a passwd file or credentials directory (`AccessKeyId`/`AccessKeySecret`/`SecurityToken`/
@@ -116,6 +117,9 @@ class Credentials:
 
     def current(self) -> "Credentials":
         """Fixed credentials are their own provider."""
+        return self
+
+    def current_nowait(self) -> "Credentials":
         return self
 
 
@@ -341,6 +345,16 @@ class RefreshingCredentials:
             self._credentials, self.reload_error = fresh, None
             return fresh
 
+    def current_nowait(self) -> Credentials | None:
+        """What `current()` returns when that needs no network request now, else None: the store signs on its event
+        loop and runs `current()` in a worker thread only then. Local files count as no network (a stat per call,
+        a read when they changed)."""
+        if self.fetches_over_network and (self._credentials is None or self._due()):
+            return None
+        return self.current()
+
+    fetches_over_network: ClassVar[bool] = False
+
     def _due(self) -> bool:
         """Whether to fetch again (called under the lock before every answer)."""
         raise NotImplementedError
@@ -488,6 +502,8 @@ class EcsRamRoleCredentials(RefreshingCredentials):
     (ConfigError, naming the role and the cause). Metadata requests use a hardened-mode session token when the
     service hands one out, and go without otherwise.
     """
+
+    fetches_over_network = True
 
     def __init__(self, role: str | None, *, endpoint: str | None = None, clock: Callable[[], float] = time.time,
                  timeout: float = ECS_REQUEST_TIMEOUT):

@@ -366,12 +366,15 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "endpoint", default_text="off"),
     OptionSpec("ssl_verify_hostname", "ssl_verify_hostname", "0: INSECURE, accept a trusted TLS certificate "
                "issued for another host name; 2: check the name", _choice_parser("0", "2"), default_text="2"),
-    OptionSpec("connect_timeout", "connect_timeout", "seconds to wait for a TCP connection", _seconds_parser(
-        positive=True), default_text="300"),
-    OptionSpec("readwrite_timeout", "readwrite_timeout", "seconds to wait for data on a connection",
-               _seconds_parser(positive=True), default_text="120"),
-    OptionSpec("retries", "retries", "attempts of a failed request (timeouts, 5xx, throttling) before it fails",
-               _int_parser(1, 100), default_text="5"),
+    OptionSpec("connect_timeout", "connect_timeout", "seconds to wait for a TCP connection (and TLS handshake)",
+               _seconds_parser(positive=True), default_text="300"),
+    OptionSpec("readwrite_timeout", "readwrite_timeout", "seconds to wait for data on a connection (a request that "
+               "makes no progress for that long fails and is retried)", _seconds_parser(positive=True),
+               default_text="120"),
+    OptionSpec("retries", "retries", "retries of a failed request after its first attempt (5xx, connection failures, "
+               "timeouts; throttling and reads resumed mid-body are retried until the deadline); an operation fails "
+               "with EIO after (retries + 1) x readwrite_timeout seconds without a successful request",
+               _int_parser(0, 100), default_text="5"),
     OptionSpec("requester_pays", "requester_pays", "send x-oss-request-payer: requester (Requester Pays buckets)",
                default_text="off"),
     OptionSpec("noua", "user_agent", "send no User-Agent header", flag_value=False, default_text="off"),

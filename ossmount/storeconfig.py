@@ -5,7 +5,9 @@ check`, the shared-mount daemon's checks and the demo use it). Files the options
 ($OSSSSEKMSID, $OSSMOUNT_ECS_METADATA_ENDPOINT, the credential variables) are read here; problems are ConfigError
 (exit 3) naming the option.
 
-ossfs defaults apply: connect_timeout 300 s, readwrite_timeout 120 s, retries 5 (attempts per request).
+ossfs defaults apply: connect_timeout 300 s, readwrite_timeout 120 s, retries 5 (`retry_policy`: a request is
+retried 5 times after its first attempt, and an operation fails once it has spent (retries + 1) x readwrite_timeout
+seconds failing without a successful request).
 
 TLS trust (`tls_trust`): https endpoints are always verified (certificate chain and host name) unless
 no_check_certificate / ssl_verify_hostname=0 relax it. The trusted authorities are, first found: `-o ca_bundle=`,
@@ -124,6 +126,11 @@ def tls_trust(options: "MountOptions", environ: Mapping[str, str] = os.environ) 
     return path
 
 
+def retry_policy(options: "MountOptions") -> RetryPolicy:
+    """retries= (retries after the first attempt) and the deadline they make with readwrite_timeout= (store.retry)."""
+    return RetryPolicy(max_attempts=options.retries + 1, deadline=(options.retries + 1) * options.readwrite_timeout)
+
+
 def open_store(bucket: str, options: "MountOptions", *, prefix: str = "", environ: Mapping[str, str] = os.environ,
                source: "CredentialsProvider | None" = None, **tuning: Any) -> ObjectStore:
     """The store a mount of `bucket[:/prefix]` with `options` talks to (the mount, `ossmount check`, the daemon's
@@ -135,7 +142,7 @@ def open_store(bucket: str, options: "MountOptions", *, prefix: str = "", enviro
         log.info("enable_unsigned_payload has no effect with sigv1 (as in ossfs)")
     tuning.setdefault("timeout", options.readwrite_timeout)
     tuning.setdefault("connect_timeout", options.connect_timeout)
-    tuning.setdefault("retry", RetryPolicy(max_attempts=options.retries))
+    tuning.setdefault("retry", retry_policy(options))
     return ObjectStore.create(
         endpoint=options.url, bucket=bucket, credentials=store_credentials(bucket, options, environ, source=source),
         region=options.effective_region, sigv4=options.sigv4, headers=store_headers(options, prefix, environ),

@@ -142,6 +142,13 @@ class AdminClient:
     def reset_requests(self) -> None:
         self.call("POST", "requests/reset")
 
+    def connections(self) -> dict[str, int]:
+        """Client connections: accepted (since the last reset), open now, peak (most open at once since then)."""
+        return self.call("GET", "connections")
+
+    def reset_connections(self) -> None:
+        self.call("POST", "connections/reset")
+
     def set_faults(self, rules: Iterable[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
         return self.call("PUT", "faults", {"seed": seed, "rules": list(rules)})
 
@@ -443,7 +450,7 @@ class FakeEcsMetadata:
         self._thread.join(timeout=10)
 
 
-class _LoopbackServer:
+class LoopbackServer:
     """A TCP listener on 127.0.0.1 (random port) whose accept loop runs in a thread while the `with` block lasts,
     handing each connection to `_handle(client)` (which owns it from then on)."""
 
@@ -491,7 +498,7 @@ class _LoopbackServer:
         self._listener.close()
 
 
-class TlsProxy(_LoopbackServer):
+class TlsProxy(LoopbackServer):
     """TLS in front of a plain-HTTP server (the local OSS server speaks HTTP only), for TLS option tests.
 
     It makes a self-signed certificate for `host_name` with the openssl command (`cert_path` can then be trusted,
@@ -551,7 +558,7 @@ class TlsProxy(_LoopbackServer):
                     pass
 
 
-class ScriptedHttpServer(_LoopbackServer):
+class ScriptedHttpServer(LoopbackServer):
     """A loopback HTTP/1.1 server whose every answer the test writes: for hostile or broken servers (malformed
     XML, truncated or huge bodies, odd encodings) that the real server would never send.
 

@@ -1,7 +1,8 @@
 """The pyfuse3 glue: unpack each request, make one `Filesystem` call, answer in pyfuse3 types.
 
 Every handler goes through `_fuse_errors`, the one place an exception becomes `FUSEError`: pyfuse3
-ends the whole filesystem if anything else escapes a handler.
+ends the whole filesystem if anything else escapes a handler. It also runs each handler as one operation whose
+requests share the store's deadline (store/retry.py `operation_deadline`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ossmount.fs import wtf8
 from ossmount.fs.errors import FsError, errno_for
 from ossmount.fs.filesystem import Entry, Filesystem
 from ossmount.ops.accounting import FuseCalls
+from ossmount.store.retry import operation_deadline
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ def _fuse_errors(method):
     async def wrapper(self, *args, **kwargs):
         with self.calls.serving(name, args, kwargs) as call:  # whom the OSS requests are charged to; timing
             try:
-                return call.result(await method(self, *args, **kwargs))
+                with operation_deadline(self.deadline):  # the operation's failure budget (store/retry.py rule 6)
+                    return call.result(await method(self, *args, **kwargs))
             except pyfuse3.FUSEError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the single conversion point
@@ -92,6 +95,7 @@ class Operations(pyfuse3.Operations):
         super().__init__()
         self.fs = fs
         self.calls = calls or FuseCalls()
+        self.deadline = getattr(fs.store, "operation_deadline", None)
         use_wtf8 = fs.config.use_wtf8
         self._name_in = wtf8.name_from_kernel if use_wtf8 else os.fsdecode
         self._name_out = wtf8.name_to_kernel if use_wtf8 else os.fsencode

@@ -389,7 +389,8 @@ def _conflicts(tmpdir: str | None) -> list[str]:
 
 
 def versions() -> str:
-    import oss2
+    import importlib.metadata
+
     import pyfuse3
     import trio
 
@@ -403,7 +404,7 @@ def versions() -> str:
     return "\n".join([
         f"ossmount {__version__}", f"Python {sys.version.split()[0]} ({sys.executable})",
         f"pyfuse3 {getattr(pyfuse3, '__version__', '?')}", f"libfuse: {fusermount.strip()}",
-        f"trio {trio.__version__}", f"oss2 {oss2.__version__}",
+        f"trio {trio.__version__}", f"oss2 {importlib.metadata.version('oss2')}",
         f"kernel {platform.release()} ({platform.machine()})", f"OS {release}", f"host {socket.gethostname()}",
         f"time {datetime.datetime.now(datetime.timezone.utc).isoformat()}", ""])
 

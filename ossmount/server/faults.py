@@ -240,6 +240,32 @@ class RequestCounters:
         self._counts.clear()
 
 
+class ConnectionCounters:
+    """Client connections that carried OSS requests (admin API calls are not counted): `accepted` since the last
+    reset, `open` now, and `peak` (most open at once since the last reset). Tests read them to see connection reuse
+    and pool limits."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.open = 0
+        self.peak = 0
+
+    def opened(self) -> None:
+        self.accepted += 1
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+
+    def closed(self) -> None:
+        self.open -= 1
+
+    def snapshot(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "open": self.open, "peak": self.peak}
+
+    def reset(self) -> None:
+        self.accepted = 0
+        self.peak = self.open
+
+
 def loggable_headers(headers: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """Request headers (lowercase names) without those carrying credentials, and the names of those left out."""
     kept = {name: value for name, value in headers.items() if name not in UNLOGGED_HEADERS}
@@ -316,6 +342,7 @@ class AdminApi:
     counters: RequestCounters = field(default_factory=RequestCounters)
     requests: RequestLog = field(default_factory=RequestLog)
     fsck: Callable[..., list[str]] | None = None
+    connections: ConnectionCounters = field(default_factory=ConnectionCounters)
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> AdminReply:
         """Answer one admin request; `path` is the part after the admin prefix, without query."""
@@ -331,6 +358,8 @@ class AdminApi:
             ("POST", "counters/reset"): self.counters.reset,
             ("GET", "requests"): self.requests.snapshot,
             ("POST", "requests/reset"): self.requests.reset,
+            ("GET", "connections"): self.connections.snapshot,
+            ("POST", "connections/reset"): self.connections.reset,
             ("GET", "faults"): self.faults.describe,
             ("DELETE", "faults"): self.faults.clear,
             ("POST", "faults/release"): self.faults.release_held,

@@ -228,6 +228,7 @@ class _Channel:
         self.limits = limits
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
         self.eof = False  # the peer closed its side
+        self.counted = False
 
     async def _recv(self, deadline: float, timeout: type[Exception]) -> bytes:
         with trio.move_on_at(deadline):
@@ -500,6 +501,8 @@ class HttpFront:
         except Exception:
             log.exception("internal error on an HTTP connection")
         finally:
+            if channel.counted:
+                self.admin.connections.closed()
             channel.sock.close()
 
     async def _send_bad_request(self, channel: _Channel, exc: h11.RemoteProtocolError) -> None:
@@ -529,6 +532,9 @@ class HttpFront:
         route = self.core.classify(Request(method, target, headers))
         op, bucket, key = route.op, route.bucket, route.key
         self.admin.counters.count(op)
+        if not channel.counted:  # connections that carry OSS requests (not admin calls) are counted
+            channel.counted = True
+            self.admin.connections.opened()
         plan = self.admin.faults.decide(op)
         traffic_limit = traffic_limit_of(op, headers)
         if plan.delay_seconds:

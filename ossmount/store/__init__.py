@@ -18,6 +18,7 @@ from ossmount.store.types import (
     PartInfo,
     PreconditionFailed,
     StoreError,
+    Throttled,
     TransientError,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "RetryPolicy",
     "StoreError",
     "StoreStatistics",
+    "Throttled",
     "TransientError",
     "error_from_oss",
 ]

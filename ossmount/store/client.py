@@ -1,60 +1,69 @@
-"""`ObjectStore`: the async object-store client, and the only module that imports oss2.
+"""`ObjectStore`: the async object-store client for one bucket.
 
 Theory of operation:
-  * Every oss2 call is blocking; it runs in a worker thread via `trio.to_thread.run_sync` under one
-    `CapacityLimiter` (`max_connections`). All requests share one `oss2.Session` whose urllib3 pool holds
-    at least as many connections as the limiter has tokens, so no connection is ever discarded for lack
-    of pool room.
-  * oss2's own CRC adapter is off (`enable_crc=False`): it runs crcmod at ~400 MiB/s over every byte.
-    Uploads compute CRC-64/XZ with fastcrc and compare it with `x-oss-hash-crc64ecma`; a multipart
-    object's CRC is checked against the combination of its part CRCs.
-  * GET bodies are read with `raw.readinto` straight into the caller's buffer (no 8 KiB iteration);
-    a response abandoned before its end is drained when the rest is small, else closed, so the pooled
-    connection is never left with unread bytes.
-  * oss2, requests and urllib3 exceptions become `ossmount.store.types` errors in `_translate_errors`
-    (the one mapping table); retries happen in `RetryPolicy.run` (the one retry loop).
-  * Answers oss2 parses (listings, multipart, bucket info) are untrusted input: a body oss2 cannot parse
-    (malformed or truncated XML, a missing or non-numeric field, an undecodable encoding) or one larger than
-    `_MAX_PARSED_BODY` once decoded becomes a TransientError with code InvalidResponse (`_Bucket`), retried like a
-    5xx and then EIO; expat's limits refuse entity-expansion bombs. A listing whose keys or common prefixes lie
-    outside the requested prefix, or whose continuation token does not move, is refused the same way.
-  * Statistics are updated only from the trio thread, so they need no lock.
-  * Option-driven headers (ACL, storage class, SSE, request payer, traffic limits, ahbe_conf) and the copy
-    strategy (nocopyapi, norenameapi, noshallowcopyapi) come from `RequestHeaders` and `CopyPolicy`
-    (headers.py). Credentials are read at signing time from a provider, so rotated STS credentials (ram_role,
-    a credentials directory) sign the next request without a remount; None signs nothing (public_bucket=1).
+  * Requests go over `store/transport.py` (the one module that puts them on the wire): kept-alive HTTP/1.1
+    connections on trio sockets, at most `max_connections` at once, no worker thread per request. Each request is
+    built here (`wire.OssRequest`: addressing, option-driven headers), signed with oss2's own V1/V4 signer with the
+    credentials current at that moment (`wire.Signer`), and its answer parsed here (oss2's XML parsers for
+    listings and multipart answers, bounded in size).
+  * `ObjectStore._attempt` is the one place where every request attempt starts and ends: request counters,
+    statistics, the request ledger (`ossmount.ops.accounting`), the bucket-outage watch and the translation of
+    failures into `ossmount.store.types` errors (`error_from_oss`, the one mapping table) all happen there.
+    Retries happen in `RetryPolicy.run` (retry.py, the one policy), which also sets each attempt's time budget.
+  * CRC-64/XZ (fastcrc) of every upload is compared with OSS's `x-oss-hash-crc64ecma`; a multipart object's CRC
+    is checked against the combination of its part CRCs.
+  * GET bodies are received straight into the caller's buffer (`recv_into` on plain connections). A GET that fails
+    in the middle of its body resumes from the byte it reached, pinned to the version it started on (`If-Match`
+    its ETag, or the caller's pin), instead of starting over; such a failure does not use up an attempt.
+  * Large PUT/UploadPart bodies stream from the caller's buffer or from a file (`transport.FileBody`: pread, one
+    reused buffer, CRC as it goes) without whole-body copies.
+  * A retry after an answer was lost can meet the effect of the first attempt: CompleteMultipartUpload then gets
+    NoSuchUpload and AbortMultipartUpload NoSuchUpload; the first is accepted when the object now has the size and
+    CRC-64 the parts make, the second always (the upload is gone either way).
+  * Statistics are updated only on the trio thread, so they need no lock.
+  * Option-driven headers (ACL, storage class, SSE, request payer, traffic limits, ahbe_conf, User-Agent/noua)
+    and the copy strategy (nocopyapi, norenameapi, noshallowcopyapi) come from `RequestHeaders` and `CopyPolicy`
+    (headers.py). Credentials are read from a provider for every request, so rotated STS credentials (ram_role, a
+    credentials directory) sign the next request without a remount; None signs nothing (public_bucket=1).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
-import copy
+import email.utils
 import functools
 import logging
-import os
 import socket
 import ssl
 import time
 import urllib.parse
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, NamedTuple, Protocol, TypeVar
+from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
 
 import oss2
 import oss2.exceptions
+import oss2.models
+import oss2.utils
+import oss2.xml_utils
 import requests
 import trio
 import urllib3.exceptions
 
-from ossmount import USER_AGENT
+from ossmount.crc64 import crc64, crc64_concat
 from ossmount.errors import ConfigError
 from ossmount.ops.accounting import RequestLedger
+from ossmount.store import transport as http
 from ossmount.store import types
-from ossmount.crc64 import crc64, crc64_concat
 from ossmount.store.headers import CopyPolicy, RequestHeaders, merge_headers
-from ossmount.store.retry import RetryPolicy
+from ossmount.store.listing import Listing, ListingError, parse_listing
+from ossmount.store.retry import DeadlineExceeded, RetryPolicy, attempt_time_left, note_success
 from ossmount.store.types import ListPage, ObjectInfo, PartInfo
+from ossmount.store.wire import Addressing, OssRequest, Signer
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +73,16 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 META_PREFIX = "x-oss-meta-"
 MAX_DELETE_BATCH = 1000
 MAX_KEY_BYTES = 1023
-# When an abandoned GET has at most this many unread bytes, reading them keeps the connection pooled.
-_DRAIN_LIMIT = 256 * 1024
-_READ_CHUNK = 1024 * 1024
-# The largest answer body parsed as XML: a full listing page of 1,000 keys of 1,023 bytes, url-encoded, is < 4 MiB.
+# The largest answer body parsed as XML (a full listing page of 1,000 keys of 1,023 bytes, url-encoded, is < 4 MiB),
+# and the largest error document read.
 _MAX_PARSED_BODY = 64 * 1024 * 1024
+_MAX_ERROR_BODY = 64 * 1024
+_SKIP_CHUNK = 1024 * 1024
+
+# The operations whose bodies are object data: the ledger's bytes sent and received (metrics, `ossmount stats`) count
+# these, not the XML of listings and multipart calls (README "Prometheus metrics").
+_DATA_SENT = frozenset({"PutObject", "UploadPart"})
+_DATA_RECEIVED = frozenset({"GetObject"})
 
 # OSS error codes and what they become. Anything not listed falls back to the HTTP status (below).
 _AUTH_CODES = frozenset(
@@ -82,17 +96,8 @@ _AUTH_CODES = frozenset(
         "AccessForbidden",
     }
 )
-_TRANSIENT_CODES = frozenset(
-    {
-        "QpsLimitExceeded",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "SlowDown",
-        "TooManyRequests",
-        "ConnectionReset",
-    }
-)
+_THROTTLING_CODES = frozenset({"QpsLimitExceeded", "ServiceUnavailable", "SlowDown", "TooManyRequests"})
+_TRANSIENT_CODES = frozenset({"InternalError", "RequestTimeout", "ConnectionReset"})
 _CODE_TO_ERROR: Mapping[str, type[types.StoreError]] = {
     "NoSuchKey": types.NoSuchKey,
     "NoSuchBucket": types.NoSuchBucket,
@@ -105,13 +110,15 @@ _CODE_TO_ERROR: Mapping[str, type[types.StoreError]] = {
     "EntityTooLarge": types.EntityTooLarge,
     "KeyTooLong": types.NameTooLong,
     **{code: types.AccessDenied for code in _AUTH_CODES},
+    **{code: types.Throttled for code in _THROTTLING_CODES},
     **{code: types.TransientError for code in _TRANSIENT_CODES},
 }
 _STATUS_TO_ERROR: Mapping[int, type[types.StoreError]] = {
     403: types.AccessDenied,
     404: types.NoSuchKey,
     412: types.PreconditionFailed,
-    429: types.TransientError,
+    429: types.Throttled,
+    503: types.Throttled,
 }
 
 
@@ -126,11 +133,13 @@ class Credentials(Protocol):
 class CredentialsProvider(Protocol):
     """Where each request's credentials come from: fixed `Credentials`, `FileCredentials` (a passwd file or
     credentials directory re-read when it changes) or `EcsRamRoleCredentials` (ram_role), all in
-    `ossmount.credentials`. `current()` is called from a worker thread for every request signed, so rotated
-    credentials sign the next request; it must be cheap while nothing changed and raises ConfigError when no
-    credentials can be had (the request then fails with CredentialsUnavailable). `access_key_id` (for messages),
-    `reloads` (how often new credentials were picked up) and `reload_error` (why the last attempt failed, the
-    previous ones still in use) are read without I/O, except that a file provider may look at the file."""
+    `ossmount.credentials`. For every request it signs, the store asks `current_nowait()` on its event loop: the
+    credentials, or None when getting them needs the network (then `current()` runs in a worker thread). A provider
+    without `current_nowait` is always asked `current()` in a worker thread. Either must be cheap while nothing
+    changed and raises ConfigError when no credentials can be had (the request then fails with
+    CredentialsUnavailable). `access_key_id` (for messages), `reloads` (how often new credentials were picked up)
+    and `reload_error` (why the last attempt failed, the previous ones still in use) are read without I/O, except
+    that a file provider may look at the file."""
 
     @property
     def access_key_id(self) -> str: ...
@@ -153,15 +162,20 @@ class StoreStatistics:
     last_success_at: float | None = None  # wall clock of the last attempt that succeeded
     last_error: str | None = None  # code of the last attempt that failed, and when
     last_error_at: float | None = None
+    connections_opened: int = 0  # TCP (TLS) connections opened; the rest of the requests reused one
+    resumed_reads: int = 0  # GETs that resumed after a failure mid-body instead of starting over
 
 
 def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.StoreError | None:
-    """The `StoreError` for an oss2 / requests / urllib3 / socket exception, or None if it is none of those.
+    """The `StoreError` for an OSS error answer (as oss2 exceptions), a transport failure (ossmount's transport,
+    requests, urllib3, socket) or a credentials failure; None if it is none of those.
 
-    This is the one table from OSS error codes and transport failures to ossmount's exceptions. Messages
-    carry the OSS code and message but never the request headers or the string-to-sign.
+    This is the one table from OSS error codes and transport failures to ossmount's exceptions. Messages carry the
+    OSS code and message but never the request headers or the string-to-sign.
     """
     where = f"{op} {key!r}" if key else op
+    if isinstance(exc, types.StoreError):
+        return exc
     if isinstance(exc, oss2.exceptions.RequestError):
         return _transport_error(exc.exception, where=where, key=key)
     if isinstance(exc, oss2.exceptions.ClientError):
@@ -173,10 +187,7 @@ def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.
         status = exc.status
         error_class = _CODE_TO_ERROR.get(code)
         if error_class is None:
-            if status >= 500:
-                error_class = types.TransientError
-            else:
-                error_class = _STATUS_TO_ERROR.get(status, types.StoreError)
+            error_class = _STATUS_TO_ERROR.get(status) or (types.TransientError if status >= 500 else types.StoreError)
         if error_class is types.NoSuchKey and code == "" and not key:
             error_class = types.NoSuchBucket
         if code == "InvalidObjectName" and len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
@@ -184,75 +195,58 @@ def error_from_oss(exc: BaseException, *, op: str = "", key: str = "") -> types.
         message = exc.message or (code if code else f"HTTP {status}")
         return error_class(
             f"{where}: {message}", code=code or _code_for_status(status), status=status,
-            request_id=exc.request_id, key=key,
+            request_id=exc.request_id, key=key, retry_after=_retry_after(exc.headers),
         )
-    if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
-        return _transport_error(exc, where=where, key=key)
-    if isinstance(exc, _InvalidResponse):
+    if isinstance(exc, http.BodyTooLarge) or isinstance(exc, _InvalidResponse):
         return types.TransientError(f"{where}: the server's answer is not usable ({exc})", code="InvalidResponse",
-                                    request_id=exc.request_id, key=key)
+                                    request_id=getattr(exc, "request_id", ""), key=key)
+    if isinstance(exc, (http.TransportError, requests.RequestException, urllib3.exceptions.HTTPError, OSError,
+                        trio.BrokenResourceError)):
+        return _transport_error(exc, where=where, key=key)
     if isinstance(exc, ConfigError):  # the credentials provider could not produce credentials (ram_role)
         return types.TransientError(f"{where}: no credentials to sign with: {exc}", code="CredentialsUnavailable",
                                     key=key)
     return None
 
 
-class _InvalidResponse(Exception):
-    """The server's answer could not be parsed (raised by `_Bucket`, mapped by `error_from_oss`)."""
-
-    def __init__(self, reason: str, request_id: str = ""):
-        super().__init__(reason)
-        self.request_id = request_id
-
-
-class _Bucket(oss2.Bucket):
-    """oss2.Bucket whose parsing of answers fails with `_InvalidResponse` rather than whatever the parser met."""
-
-    @staticmethod
-    def _parse_result(resp: Any, parse_func: Callable[[Any, bytes], Any], klass: Any) -> Any:
-        result = klass(resp)
-        body = _read_bounded(resp, _MAX_PARSED_BODY)
-        try:
-            parse_func(result, body)
-        except Exception as exc:  # noqa: BLE001 - any parser failure means the same: an unusable answer
-            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise _InvalidResponse(f"{type(exc).__name__}: {detail}", resp.request_id) from exc
-        return result
-
-
-def _read_bounded(resp: Any, limit: int) -> bytes:
-    """The whole (decoded) body of an oss2 response, or _InvalidResponse once it exceeds `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := resp.read(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            resp.response.close()
-            raise _InvalidResponse(f"the answer is larger than {limit} bytes", resp.request_id)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _code_for_status(status: int) -> str:
-    return {403: "AccessDenied", 404: "NotFound", 429: "TooManyRequests"}.get(status, f"HTTP{status}")
+    return {403: "AccessDenied", 404: "NotFound", 429: "TooManyRequests", 503: "ServiceUnavailable"}.get(
+        status, f"HTTP{status}")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(when - time.time(), 0.0)
 
 
 def _transport_error(exc: BaseException, *, where: str, key: str) -> types.StoreError:
     """Connection-level failures: refused/unresolvable/connect-timeout is unreachable, the rest transient."""
     chain = list(_exception_chain(exc))
-    if any(isinstance(e, (ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError)) for e in chain):
+    if any(isinstance(e, (ssl.SSLError, http.TlsFailure, requests.exceptions.SSLError, urllib3.exceptions.SSLError))
+           for e in chain):
         return types.EndpointUnreachable(f"{where}: TLS failed: {_describe(chain)}", code="TLSError", status=-2,
                                          key=key)
     if any(
-        isinstance(e, (requests.exceptions.ConnectTimeout, urllib3.exceptions.NewConnectionError,
-                       urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError, socket.gaierror))
+        isinstance(e, (http.ConnectFailed, http.ConnectTimeout, requests.exceptions.ConnectTimeout,
+                       urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+                       ConnectionRefusedError, socket.gaierror))
         for e in chain
     ):
         reason = _describe(chain)
         return types.EndpointUnreachable(f"{where}: endpoint unreachable: {reason}", code="ConnectionError",
                                          status=-2, key=key)
-    if any(isinstance(e, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError,
-                          socket.timeout)) for e in chain):
+    if any(isinstance(e, (http.ReadTimeout, requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError,
+                          TimeoutError, socket.timeout)) for e in chain):
         return types.TransientError(f"{where}: read timed out", code="RequestTimeout", status=-2, key=key)
     return types.TransientError(f"{where}: connection failed: {_describe(chain)}", code="ConnectionReset",
                                 status=-2, key=key)
@@ -273,22 +267,19 @@ def _exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
 
 
 def _describe(chain: list[BaseException]) -> str:
+    if isinstance(chain[0], http.TransportError):
+        return str(chain[0])
     innermost = chain[-1]
     text = str(innermost) or type(innermost).__name__
     return text.split(": ", 1)[-1] if "Connection" in type(innermost).__name__ else text
 
 
-@contextlib.contextmanager
-def _translate_errors(op: str, key: str = "") -> Iterator[None]:
-    try:
-        yield
-    except types.StoreError:
-        raise
-    except Exception as exc:
-        store_error = error_from_oss(exc, op=op, key=key)
-        if store_error is None:
-            raise
-        raise store_error from exc
+class _InvalidResponse(Exception):
+    """The server's answer could not be parsed (mapped by `error_from_oss` to InvalidResponse)."""
+
+    def __init__(self, reason: str, request_id: str = ""):
+        super().__init__(reason)
+        self.request_id = request_id
 
 
 def _decode_header_value(value: str) -> str:
@@ -352,87 +343,6 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
     )
 
 
-class _ProviderAdapter(oss2.credentials.CredentialsProvider):
-    """oss2's view of our credentials: asked at every signing, so a rotated key is used at once."""
-
-    def __init__(self, current: Callable[[], Credentials]):
-        self._current = current
-
-    def get_credentials(self) -> oss2.credentials.Credentials:
-        credentials = self._current()
-        return oss2.credentials.Credentials(credentials.access_key_id, credentials.access_key_secret,
-                                            credentials.security_token or "")
-
-
-class _Signer:
-    """The `auth` of every oss2 request: adds the headers every request carries (headers.py rule 1), removes the
-    User-Agent when there is none to send, then signs with the credentials current at that moment (V1 or V4),
-    or not at all for anonymous access."""
-
-    def __init__(self, current: Callable[[], Credentials] | None, sigv4: bool, headers: RequestHeaders):
-        self._anonymous = current is None
-        provider = _ProviderAdapter(current) if current is not None else None
-        self._auth = (oss2.ProviderAuthV4(provider) if sigv4 else oss2.ProviderAuth(provider)) if provider else None
-        self._sigv4 = sigv4
-        self._every_request = headers.every_request()
-        self._no_user_agent = headers.user_agent is None
-
-    def auth_version(self) -> str:
-        return oss2.AUTH_VERSION_4 if self._sigv4 else oss2.AUTH_VERSION_1
-
-    def _prepare(self, req: Any) -> None:
-        req.headers.update(self._every_request)
-        if self._no_user_agent:
-            req.headers["User-Agent"] = urllib3.util.SKIP_HEADER  # requests would add python-requests/x.y
-
-    def _sign_request(self, req: Any, bucket_name: str, key: str) -> None:
-        self._prepare(req)
-        if self._auth is not None:
-            self._auth._sign_request(req, bucket_name, key)
-
-    def _sign_url(self, req: Any, bucket_name: str, key: str, expires: int, *args: Any, **kwargs: Any) -> str:
-        self._prepare(req)
-        if self._auth is None:
-            return oss2.AnonymousAuth()._sign_url(req, bucket_name, key, expires)
-        return self._auth._sign_url(req, bucket_name, key, expires, *args, **kwargs)
-
-
-def _current(provider: CredentialsProvider | None) -> Callable[[], Credentials] | None:
-    return None if provider is None else provider.current
-
-
-class _Transport(requests.adapters.HTTPAdapter):
-    """The connection pool: TLS verification as configured (trusted CAs, no_check_certificate,
-    ssl_verify_hostname=0) and an optional service path (servicepath=) put in front of every URL path, after
-    signing (a reverse proxy strips it before OSS sees the request, so the signature covers /bucket/key).
-
-    Trust: `ca_bundle` (a PEM file or hashed directory) alone when given; otherwise the system's store (an
-    `ssl.create_default_context()`, so $SSL_CERT_FILE/$SSL_CERT_DIR apply) plus certifi's bundle, which requests
-    adds to every connection. The environment's REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE are not consulted here: the
-    caller decides (ossmount.storeconfig.tls_trust)."""
-
-    def __init__(self, pool_size: int, *, verify_tls: bool, verify_hostname: bool, service_path: str,
-                 ca_bundle: str | None = None):
-        self._verify: bool | str = (ca_bundle or True) if verify_tls else False
-        self._verify_hostname = verify_hostname
-        self._service_path = "/" + service_path.strip("/") if service_path.strip("/") else ""
-        super().__init__(pool_connections=pool_size, pool_maxsize=pool_size)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        if not self._verify_hostname:
-            kwargs["assert_hostname"] = False
-        if self._verify is True:
-            kwargs["ssl_context"] = ssl.create_default_context()
-        super().init_poolmanager(*args, **kwargs)
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        kwargs["verify"] = self._verify  # requests would put REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE there
-        if self._service_path and request.url:
-            parts = urllib.parse.urlsplit(request.url)
-            request.url = urllib.parse.urlunsplit(parts._replace(path=self._service_path + parts.path))
-        return super().send(request, **kwargs)
-
-
 def _pinned(headers: dict[str, str], if_match: str | None, version_id: str | None
             ) -> tuple[dict[str, str], dict[str, str] | None]:
     """`headers` and the query parameters that pin a GET to one version: `?versionId=` when the bucket keeps
@@ -440,89 +350,91 @@ def _pinned(headers: dict[str, str], if_match: str | None, version_id: str | Non
     if version_id:
         return headers, {"versionId": version_id}
     if if_match:
-        headers = {**headers, "If-Match": f'"{if_match}"'}
+        headers = {**headers, "if-match": f'"{if_match}"'}
     return headers, None
 
 
-class _Received(NamedTuple):
-    """A GET's answer as `_attempt` accounts it: the value for the caller, body bytes, HTTP status, request id."""
+class _Answer:
+    """A finished answer as oss2's result classes and error parser read it."""
 
-    value: Any
-    size: int
-    status: int
-    request_id: str
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes, request_id: str):
+        self.status = status
+        self.headers = _Headers(headers)
+        self.request_id = request_id
+        self._body = body
+
+    def read(self, amount: int | None = None) -> bytes:
+        body = self._body if amount is None else self._body[:amount]
+        self._body = self._body[len(body):]
+        return body
 
 
-class _FileSlice:
-    """A read-only view of `size` bytes of a file from `offset`, computing CRC-64 as requests streams it.
+class _Headers(dict):
+    """Response headers (stored with lower-case names) looked up case-insensitively, as oss2 expects."""
 
-    `__len__` gives requests the Content-Length; reads use `os.pread` when the file has a descriptor, so
-    several parts of one file can upload concurrently without sharing a file position.
-    """
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
 
-    def __init__(self, fileobj: BinaryIO, offset: int, size: int):
-        self._file = fileobj
-        self._offset = offset
-        self._size = size
-        self._position = 0
-        self.crc = 0
-        try:
-            self._fd: int | None = fileobj.fileno()
-        except (AttributeError, OSError, ValueError):
-            self._fd = None
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
 
-    def __len__(self) -> int:
-        return self._size - self._position
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
 
-    def read(self, amount: int = -1) -> bytes:
-        remaining = self._size - self._position
-        if amount is None or amount < 0 or amount > remaining:
-            amount = remaining
-        amount = min(amount, _READ_CHUNK)
-        if amount <= 0:
-            return b""
-        if self._fd is not None:
-            chunk = os.pread(self._fd, amount, self._offset + self._position)
-        else:
-            self._file.seek(self._offset + self._position)
-            chunk = self._file.read(amount)
-        if not chunk:
-            raise OSError(f"file ended {remaining} bytes before the announced size")
-        self._position += len(chunk)
-        self.crc = crc64(chunk, self.crc)
-        return chunk
+
+def _decoded(body: bytes, encoding: str | None, limit: int, request_id: str) -> bytes:
+    """`body` undone of its Content-Encoding (gzip, deflate), at most `limit` bytes once decoded."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise _InvalidResponse(f"unknown Content-Encoding {encoding!r}", request_id)
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32 if encoding != "deflate" else zlib.MAX_WBITS)
+    try:
+        decoded = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _InvalidResponse(f"the {encoding} body does not decompress: {exc}", request_id) from None
+    if len(decoded) > limit or inflater.unconsumed_tail:
+        raise _InvalidResponse(f"the answer is larger than {limit} bytes", request_id)
+    return decoded
 
 
 class ObjectStore:
-    """Async facade over one OSS bucket (see the module docstring for the threading and error rules).
+    """Async client of one OSS bucket (see the module docstring for the rules).
 
     Build it with `ObjectStore.create(...)`. Every method is a trio checkpoint and raises only
     `ossmount.store.types.StoreError` subclasses for OSS or network failures.
     """
 
-    def __init__(self, bucket: oss2.Bucket, *, endpoint: str, bucket_name: str, region: str | None,
-                 sigv4: bool, credentials: CredentialsProvider | None, retry: RetryPolicy,
-                 net_limiter: trio.CapacityLimiter, headers: RequestHeaders = RequestHeaders(),
-                 copy_policy: CopyPolicy = CopyPolicy(), list_max_keys: int = 1000,
+    def __init__(self, transport: http.Transport, addressing: Addressing, *, endpoint: str, bucket_name: str,
+                 region: str | None, sigv4: bool, credentials: CredentialsProvider | None, retry: RetryPolicy,
+                 headers: RequestHeaders = RequestHeaders(), copy_policy: CopyPolicy = CopyPolicy(),
+                 list_max_keys: int = 1000, timeouts: http.Timeouts = http.Timeouts(5.0, 30.0),
                  ledger: RequestLedger | None = None):
-        self._bucket = bucket
+        self._transport = transport
         # Every attempt, charged to the FUSE caller that caused it (shared by `with_retry` copies).
         self.ledger = ledger if ledger is not None else RequestLedger()
+        self._addressing = addressing
         self.endpoint = endpoint
         self.bucket_name = bucket_name
         self.region = region
         self.sigv4 = sigv4
         self._credentials = credentials
+        self._signer = Signer(bucket_name, sigv4=sigv4, region=region)
         self.retry = retry
         self.headers = headers
         self.copy_policy = copy_policy
         self.list_max_keys = list_max_keys
-        self._net_limiter = net_limiter
+        self.timeouts = timeouts
+        self._every_request = {name.lower(): value for name, value in headers.every_request().items()}
+        if headers.user_agent is not None:
+            self._every_request["user-agent"] = headers.user_agent
         self._requests: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
         self._bytes_in = 0
         self._bytes_out = 0
         self._retries = 0
+        self._resumed_reads = 0
         self._last_success_at: float | None = None
         self._last_error: tuple[str, float] | None = None
         self._bucket_missing = False
@@ -552,16 +464,19 @@ class ObjectStore:
     ) -> "ObjectStore":
         """A store for `bucket` at `endpoint` ("http[s]://host[:port]").
 
-        `credentials`: a `CredentialsProvider` asked at every signing (fixed `Credentials` are one; a
+        `credentials`: a `CredentialsProvider` asked for every request signed (fixed `Credentials` are one; a
         `security_token` selects STS; rotation needs no new store), or None for unsigned requests (a public
-        bucket). Signatures are V1, or V4 with `sigv4`, in `_Signer` (the one place). `timeout` bounds
-        each read on the socket, `connect_timeout` each TCP connect (seconds). With `sigv4`, `region` (e.g.
-        "cn-hangzhou") is required. `headers` and `copy_policy`: what the mount options add to requests and how
-        copies are made (headers.py). `list_max_keys` (1..1000) is each LIST page's max-keys. `verify_tls=False`
-        accepts any certificate and `verify_hostname=False` any host name in a trusted one (both insecure);
-        `ca_bundle` (a PEM file or hashed directory) replaces the trusted authorities (see `_Transport`).
-        `service_path` is put in front of every URL path (a reverse proxy's prefix); an IP or localhost endpoint,
-        or `path_style`, addresses the bucket in the path instead of the host name.
+        bucket). Signatures are V1, or V4 with `sigv4` (oss2's signers, wire.py). `timeout` bounds each wait for
+        data on a connection (readwrite_timeout), `connect_timeout` each TCP connect and TLS handshake (seconds).
+        With `sigv4`, `region` (e.g. "cn-hangzhou") is required. `max_connections` bounds the connections (and so
+        the requests) in flight. `headers` and `copy_policy`: what the mount options add to requests and how copies
+        are made (headers.py). `list_max_keys` (1..1000) is each LIST page's max-keys. `verify_tls=False` accepts
+        any certificate and `verify_hostname=False` any host name in a trusted one (both insecure); `ca_bundle`
+        (a PEM file or hashed directory) replaces the trusted authorities (`transport.tls_context`, the one place
+        TLS is configured; the environment is the caller's business). `service_path` is put in front of every URL
+        path (a reverse proxy's prefix); an IP or localhost endpoint, or `path_style`, addresses the bucket in the
+        path instead of the host name. InvalidArgument for an unusable endpoint or bucket name, ConfigError for an
+        unreadable CA bundle.
         """
         if sigv4 and not region:
             raise ValueError("sigv4 needs a region")
@@ -569,24 +484,28 @@ class ObjectStore:
             raise ValueError("max_connections must be at least 1")
         if not 1 <= list_max_keys <= 1000:
             raise ValueError("list_max_keys must be 1..1000")
-        pool_size = max_connections + 2
-        transport = _Transport(pool_size, verify_tls=verify_tls, verify_hostname=verify_hostname,
-                               service_path=service_path, ca_bundle=ca_bundle)
-        session = oss2.Session(pool_size=pool_size, adapter=transport)
-        if not verify_tls or not verify_hostname:
+        if not oss2.utils.is_valid_bucket_name(bucket):
+            raise types.InvalidArgument(f"create {bucket!r}: the bucket name is invalid", code="ClientError",
+                                        key=bucket)
+        try:
+            addressing = Addressing(endpoint, bucket, path_style=path_style, service_path=service_path)
+        except ValueError as exc:
+            raise types.InvalidArgument(f"create {bucket!r}: {exc}", code="ClientError", key=bucket) from None
+        context = None
+        if addressing.tls:
+            try:
+                context = http.tls_context(verify=verify_tls, verify_hostname=verify_hostname, ca_bundle=ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"CA bundle {ca_bundle} is not usable: {getattr(exc, 'strerror', None) or exc}"
+                                  ) from None
+        if addressing.tls and (not verify_tls or not verify_hostname):
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
             log.warning("TLS %s of %s are not verified: anyone on the path can read and change the data",
                         "certificates" if not verify_tls else "host names", endpoint)
-        with _translate_errors("create", bucket):  # an invalid endpoint or bucket name: InvalidArgument
-            oss_bucket = _Bucket(
-                _Signer(_current(credentials), sigv4, headers), endpoint, bucket, session=session,
-                connect_timeout=(connect_timeout, timeout), app_name=headers.user_agent or USER_AGENT,
-                enable_crc=False, region=region, is_path_style=path_style,
-            )
-        return cls(oss_bucket, endpoint=endpoint, bucket_name=bucket, region=region, sigv4=sigv4,
-                   credentials=credentials, retry=retry or RetryPolicy(),
-                   net_limiter=trio.CapacityLimiter(max_connections), headers=headers, copy_policy=copy_policy,
-                   list_max_keys=list_max_keys)
+        transport = http.Transport(addressing.host, addressing.port, tls=context, max_connections=max_connections)
+        return cls(transport, addressing, endpoint=endpoint, bucket_name=bucket, region=region, sigv4=sigv4,
+                   credentials=credentials, retry=retry or RetryPolicy(), headers=headers, copy_policy=copy_policy,
+                   list_max_keys=list_max_keys, timeouts=http.Timeouts(connect=connect_timeout, read=timeout))
 
     @property
     def credentials(self) -> CredentialsProvider | None:
@@ -598,53 +517,160 @@ class ObjectStore:
         """The AccessKey ID requests are signed with ("anonymous" for unsigned requests); for messages."""
         return "anonymous" if self._credentials is None else self._credentials.access_key_id
 
+    @property
+    def operation_deadline(self) -> float | None:
+        """Seconds an operation (a FUSE request) may spend failing without one successful request before it fails
+        (retry.py rule 6): the retry policy's deadline."""
+        return self.retry.deadline
+
     def with_retry(self, retry: RetryPolicy, *, connect_timeout: float | None = None,
                    timeout: float | None = None) -> "ObjectStore":
-        """A store sharing this one's connections and limiter but retrying per `retry` (own statistics), and
-        with other timeouts (seconds) if given: mount-time checks must fail fast whatever connect_timeout says."""
-        bucket = self._bucket
-        if connect_timeout is not None or timeout is not None:
-            current_connect, current_read = bucket.timeout if isinstance(bucket.timeout, tuple) else (bucket.timeout,) * 2
-            bucket = copy.copy(bucket)
-            bucket.timeout = (connect_timeout or current_connect, timeout or current_read)
-        return ObjectStore(bucket, endpoint=self.endpoint, bucket_name=self.bucket_name, region=self.region,
-                           sigv4=self.sigv4, credentials=self._credentials, retry=retry,
-                           net_limiter=self._net_limiter, headers=self.headers, copy_policy=self.copy_policy,
-                           list_max_keys=self.list_max_keys, ledger=self.ledger)
+        """A store sharing this one's connections but retrying per `retry` (own statistics), and with other
+        timeouts (seconds) if given: mount-time checks must fail fast whatever connect_timeout says."""
+        timeouts = http.Timeouts(connect=connect_timeout or self.timeouts.connect, read=timeout or self.timeouts.read)
+        return ObjectStore(self._transport, self._addressing, endpoint=self.endpoint, bucket_name=self.bucket_name,
+                           region=self.region, sigv4=self.sigv4, credentials=self._credentials, retry=retry,
+                           headers=self.headers, copy_policy=self.copy_policy, list_max_keys=self.list_max_keys,
+                           timeouts=timeouts, ledger=self.ledger)
 
     def update_credentials(self, credentials: CredentialsProvider | None) -> None:
         """Sign later requests with other credentials or another provider; requests in flight keep the old ones.
-        (Rotation needs no call: a provider's `current()` is asked for every request.)"""
-        self._bucket.auth = _Signer(_current(credentials), self.sigv4, self.headers)
+        (Rotation needs no call: a provider is asked for every request.)"""
         self._credentials = credentials
 
-    # -- plumbing ---------------------------------------------------------------------------------
+    def url(self, key: str) -> str:
+        """The URL a request for `key` goes to (addressing and service path applied)."""
+        return self._addressing.url(key)
 
-    async def _attempt(self, op: str, key: str, fn: Callable[[], T], *, sent: int = 0) -> T:
-        """One request attempt: the only place a request starts (statistics, and the ledger that charges it to
-        the FUSE caller, `ossmount.ops.accounting`). `sent`: body bytes it uploads."""
+    def close(self) -> None:
+        """Close the idle connections (a store stays usable: later requests open new ones)."""
+        self._transport.close()
+
+    # -- the one place each request attempt starts and ends -------------------------------------------
+
+    async def _credentials_now(self) -> Any:
+        provider = self._credentials
+        if provider is None:
+            return None
+        nowait = getattr(provider, "current_nowait", None)
+        found = nowait() if nowait is not None else None
+        if found is None:
+            found = await trio.to_thread.run_sync(provider.current)
+        return found
+
+    def _attempt_timeouts(self, op: str, key: str) -> tuple[http.Timeouts, bool]:
+        """This attempt's timeouts, cut to what the call's and the operation's deadlines leave (retry.py rule 5)."""
+        left = attempt_time_left()
+        if left is None or (left >= self.timeouts.connect and left >= self.timeouts.read):
+            return self.timeouts, False
+        if left <= 0:
+            raise DeadlineExceeded(f"{op} {key!r}: the operation's deadline ran out" if key
+                                   else f"{op}: the operation's deadline ran out", code="RequestTimeout", key=key)
+        return http.Timeouts(connect=min(self.timeouts.connect, left), read=min(self.timeouts.read, left)), True
+
+    async def _attempt(self, op: str, key: str, request: OssRequest,
+                       handle: Callable[[http.Response], Awaitable[T]], accept: tuple[int, ...] = ()) -> T:
+        """Send `request` once and return `handle(response)` for a 2xx answer (or one of the `accept` statuses);
+        raise the StoreError of anything else. Every request attempt of the store starts and ends here (statistics,
+        and the ledger that charges it to the FUSE caller, `ossmount.ops.accounting`)."""
         self._requests[op] += 1
-        with self.ledger.attempt(op, key, sent=sent) as attempt:
+        status = 0
+        response: http.Response | None = None
+        body_out = _body_length(request.body)
+        with self.ledger.attempt(op, key, sent=body_out if op in _DATA_SENT else 0) as attempt:
             try:
-                with _translate_errors(op, key):
-                    result = await trio.to_thread.run_sync(fn, limiter=self._net_limiter)
-            except types.StoreError as error:
-                self._errors[error.code or type(error).__name__] += 1
-                self._last_error = (error.code or type(error).__name__, time.time())
-                if isinstance(error, types.NoSuchBucket):
-                    self._note_bucket_missing(error)
-                raise
-            received = result.size if isinstance(result, _Received) else 0
-            attempt.done(status=getattr(result, "status", 200), received=received,
-                         request_id=getattr(result, "request_id", "") or "")
-        self._bytes_in += received
-        self._bytes_out += sent
+                try:
+                    timeouts, cut = self._attempt_timeouts(op, key)
+                    request.headers.update(self._every_request)
+                    self._signer.sign(request, await self._credentials_now())
+                    head = self._head(request, body_out)
+                    response = await self._transport.request(request.method.encode(), head[0], head[1],
+                                                             request.body, timeouts)
+                    status = response.status
+                    if log.isEnabledFor(logging.DEBUG):  # secrets in the headers are redacted by the log handler
+                        log.debug("%s %s %s -> %d (request id %s); request headers: %s", op, request.method,
+                                  head[0].decode(), status, response.request_id, request.headers)
+                    if not 200 <= status < 300 and status not in accept:
+                        raise await self._error_answer(op, key, response)
+                    result = await handle(response)
+                except (http.ReadTimeout, http.ConnectTimeout) as exc:
+                    if cut:
+                        raise DeadlineExceeded(f"{op} {key!r}: the operation's deadline ran out ({exc})" if key else
+                                               f"{op}: the operation's deadline ran out ({exc})",
+                                               code="RequestTimeout", status=-2, key=key) from exc
+                    raise
+                finally:
+                    if response is not None:
+                        response.release()
+            except Exception as exc:
+                error = error_from_oss(exc, op=op, key=key)
+                if error is None:
+                    raise
+                self._note_failure(error)
+                if error is exc:
+                    raise
+                raise error from exc
+            attempt.done(status=status, received=response.received if response is not None and op in _DATA_RECEIVED
+                         else 0,
+                         request_id=response.request_id if response is not None else "")
         self._last_success_at = time.time()
+        note_success()
         if self._bucket_missing:
             self._bucket_missing = False
             for _, on_back in self._bucket_watchers:
                 on_back()
         return result
+
+    def _note_failure(self, error: types.StoreError) -> None:
+        code = error.code or type(error).__name__
+        self._errors[code] += 1
+        self._last_error = (code, time.time())
+        if isinstance(error, types.NoSuchBucket):
+            self._note_bucket_missing(error)
+
+    def _head(self, request: OssRequest, body_length: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The request-target and the header list of `request`, as h11 takes them."""
+        fields = [(b"host", self._addressing.host_header.encode("ascii"))]
+        try:
+            for name, value in request.headers.items():
+                fields.append((name.encode("ascii"), value.encode("latin-1")))
+        except UnicodeEncodeError as exc:
+            raise types.InvalidArgument(f"header values must be Latin-1 text: {exc.object!r}",
+                                        code="InvalidArgument") from None
+        if request.body is not None or request.method in ("PUT", "POST"):
+            fields.append((b"content-length", str(body_length).encode()))
+        return self._addressing.target(request).encode("ascii"), fields
+
+    async def _error_answer(self, op: str, key: str, response: http.Response) -> types.StoreError:
+        """The StoreError of a non-2xx answer (its error document read, bounded, as oss2 parses it)."""
+        try:
+            body = await response.read(_MAX_ERROR_BODY)
+        except http.BodyTooLarge:
+            body = b""
+        answer = _Answer(response.status, response.headers, body, response.request_id)
+        error = error_from_oss(oss2.exceptions.make_exception(answer), op=op, key=key)
+        assert error is not None
+        return error
+
+    async def _call(self, op: str, key: str, make_request: Callable[[], OssRequest],
+                    handle: Callable[[http.Response], Awaitable[T]], *, idempotent: bool = True,
+                    accept: tuple[int, ...] = ()) -> T:
+        return await self.retry.run(lambda: self._attempt(op, key, make_request(), handle, accept),
+                                    idempotent=idempotent, on_retry=self._note_retry)
+
+    def _note_retry(self, error: types.TransientError, failures: int, delay: float) -> None:
+        self._retries += 1
+        log.info("retrying after %s (failure %d, sleeping %.2fs)", error, failures, delay)
+
+    def statistics(self) -> StoreStatistics:
+        """Requests, bytes, retries, errors and connections so far (a frozen snapshot)."""
+        last_error, last_error_at = self._last_error or (None, None)
+        return StoreStatistics(requests=dict(self._requests), bytes_in=self._bytes_in,
+                               bytes_out=self._bytes_out, retries=self._retries, errors=dict(self._errors),
+                               last_success_at=self._last_success_at, last_error=last_error,
+                               last_error_at=last_error_at,
+                               connections_opened=self._transport.statistics.connections_opened,
+                               resumed_reads=self._resumed_reads)
 
     # -- bucket outages ---------------------------------------------------------------------------
 
@@ -666,24 +692,6 @@ class ObjectStore:
         for on_missing, _ in self._bucket_watchers:
             on_missing(error)
 
-    async def _call(self, op: str, key: str, fn: Callable[..., T], *args: Any, idempotent: bool = True,
-                    **kwargs: Any) -> T:
-        call = functools.partial(fn, *args, **kwargs)
-        return await self.retry.run(lambda: self._attempt(op, key, call), idempotent=idempotent,
-                                    on_retry=self._note_retry)
-
-    def _note_retry(self, error: types.TransientError, failed_attempts: int, delay: float) -> None:
-        self._retries += 1
-        log.info("retrying after %s (attempt %d failed, sleeping %.2fs)", error, failed_attempts, delay)
-
-    def statistics(self) -> StoreStatistics:
-        """Requests, bytes, retries and errors so far (a frozen snapshot)."""
-        last_error, last_error_at = self._last_error or (None, None)
-        return StoreStatistics(requests=dict(self._requests), bytes_in=self._bytes_in,
-                               bytes_out=self._bytes_out, retries=self._retries, errors=dict(self._errors),
-                               last_success_at=self._last_success_at, last_error=last_error,
-                               last_error_at=last_error_at)
-
     def _verify_crc(self, op: str, key: str, expected: int, headers: Mapping[str, str], request_id: str) -> int | None:
         reported = headers.get("x-oss-hash-crc64ecma")
         if reported is None:
@@ -695,12 +703,46 @@ class ObjectStore:
             )
         return expected
 
+    # -- answers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _body(response: http.Response) -> bytes:
+        """The whole body of an answer to be parsed, which is untrusted: more than `_MAX_PARSED_BODY` bytes (after
+        any Content-Encoding) is _InvalidResponse (TransientError InvalidResponse)."""
+        try:
+            body = await response.read(_MAX_PARSED_BODY)
+        except http.BodyTooLarge:
+            raise _InvalidResponse(f"the answer is larger than {_MAX_PARSED_BODY} bytes",
+                                   response.request_id) from None
+        return _decoded(body, response.headers.get("content-encoding"), _MAX_PARSED_BODY, response.request_id)
+
+    @classmethod
+    async def _parsed(cls, response: http.Response, parse: Callable[[Any, bytes], Any], klass: Any) -> Any:
+        """An oss2 result `klass` filled by oss2's XML parser `parse` from the answer's body (`_body`); anything the
+        parser cannot take is _InvalidResponse."""
+        body = await cls._body(response)
+        result = klass(_Answer(response.status, response.headers, b"", response.request_id))
+        try:
+            parse(result, body)
+        except Exception as exc:  # noqa: BLE001 - any parser failure means the same: an unusable answer
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise _InvalidResponse(f"{type(exc).__name__}: {detail}", response.request_id) from exc
+        return result
+
+    @staticmethod
+    async def _headers_only(response: http.Response) -> http.Response:
+        """For answers whose body means nothing to us (read and dropped, bounded, so the connection is reused)."""
+        await response.read(_MAX_PARSED_BODY)
+        return response
+
     # -- metadata ---------------------------------------------------------------------------------
 
     async def head(self, key: str) -> ObjectInfo:
         """HeadObject: size, etag, mtime, content type, user metadata, version id. NoSuchKey if absent."""
-        result = await self._call("HeadObject", key, self._bucket.head_object, key)
-        return _object_info_from_headers(key, result.headers)
+        async def handle(response: http.Response) -> ObjectInfo:
+            return _object_info_from_headers(key, response.headers)
+
+        return await self._call("HeadObject", key, lambda: OssRequest("HEAD", key), handle)
 
     async def list_page(self, prefix: str, *, delimiter: str = "/", token: str | None = None,
                         max_keys: int | None = None, v2: bool = True) -> ListPage:
@@ -709,36 +751,32 @@ class ObjectStore:
         if max_keys is None:
             max_keys = self.list_max_keys
         if v2:
-            result = await self._call(
-                "ListObjectsV2", prefix, self._bucket.list_objects_v2, prefix=prefix, delimiter=delimiter,
-                continuation_token=token or "", max_keys=max_keys, encoding_type="url",
-            )
-            next_token = result.next_continuation_token if result.is_truncated else None
+            op = "ListObjectsV2"
+            params = {"list-type": "2", "prefix": prefix, "delimiter": delimiter, "continuation-token": token or "",
+                      "max-keys": str(max_keys), "encoding-type": "url"}
         else:
-            result = await self._call(
-                "ListObjects", prefix, self._bucket.list_objects, prefix=prefix, delimiter=delimiter,
-                marker=token or "", max_keys=max_keys,
-            )
-            next_token = None
-            if result.is_truncated:
-                # Without a delimiter OSS may omit NextMarker; the last key returned is the marker then.
-                last = max([o.key for o in result.object_list] + list(result.prefix_list), default="")
-                next_token = result.next_marker or last or None
-        stray = next((k for k in [o.key for o in result.object_list] + list(result.prefix_list)
-                      if not k.startswith(prefix)), None)
-        if stray is not None:
-            raise types.TransientError(f"{'ListObjectsV2' if v2 else 'ListObjects'} {prefix!r}: the server's answer "
-                                       f"is not usable (it lists {stray!r}, outside the prefix)",
-                                       code="InvalidResponse", request_id=result.request_id, key=prefix)
-        objects = [
-            ObjectInfo(
-                key=o.key, size=int(o.size), etag=_strip_etag(o.etag), mtime=float(o.last_modified),
-                object_type=o.type or "Normal", storage_class=o.storage_class or "Standard",
-                restore=o.restore_info, from_listing=True,
-            )
-            for o in result.object_list
-        ]
-        return ListPage(objects=objects, prefixes=list(result.prefix_list), next_token=next_token or None)
+            op = "ListObjects"
+            params = {"prefix": prefix, "delimiter": delimiter, "marker": token or "", "max-keys": str(max_keys),
+                      "encoding-type": "url"}
+
+        async def handle(response: http.Response) -> Listing:
+            body = await self._body(response)
+            try:
+                listing = parse_listing(body, v2=v2)
+            except ListingError as exc:
+                raise _InvalidResponse(str(exc), response.request_id) from None
+            stray = next((k for k in [o.key for o in listing.objects] + listing.prefixes
+                          if not k.startswith(prefix)), None)
+            if stray is not None:
+                raise _InvalidResponse(f"it lists {stray!r}, outside the prefix", response.request_id)
+            return listing
+
+        listing = await self._call(op, prefix, lambda: OssRequest("GET", params=params), handle)
+        next_token = listing.next_token
+        if listing.truncated and not next_token and not v2:
+            # Without a delimiter OSS may omit NextMarker; the last key returned is the marker then.
+            next_token = max([o.key for o in listing.objects] + listing.prefixes, default="") or None
+        return ListPage(objects=listing.objects, prefixes=listing.prefixes, next_token=next_token or None)
 
     async def list_all(self, prefix: str, *, delimiter: str = "/", v2: bool = True
                        ) -> tuple[list[ObjectInfo], list[str]]:
@@ -761,7 +799,11 @@ class ObjectStore:
 
     async def bucket_info(self) -> dict:
         """GetBucketInfo as a plain dict (name, location, storage class, creation date, ACL, ...)."""
-        result = await self._call("GetBucketInfo", "", self._bucket.get_bucket_info)
+        async def handle(response: http.Response) -> Any:
+            return await self._parsed(response, oss2.xml_utils.parse_get_bucket_info,
+                                      oss2.models.GetBucketInfoResult)
+
+        result = await self._call("GetBucketInfo", "", lambda: OssRequest("GET", params={"bucketInfo": ""}), handle)
         return {
             "name": result.name,
             "location": result.location,
@@ -775,7 +817,11 @@ class ObjectStore:
 
     async def bucket_stat(self) -> dict:
         """GetBucketStat: `storage_bytes`, `object_count`, `multipart_upload_count` (for statfs)."""
-        result = await self._call("GetBucketStat", "", self._bucket.get_bucket_stat)
+        async def handle(response: http.Response) -> Any:
+            return await self._parsed(response, oss2.xml_utils.parse_get_bucket_stat,
+                                      oss2.models.GetBucketStatResult)
+
+        result = await self._call("GetBucketStat", "", lambda: OssRequest("GET", params={"stat": ""}), handle)
         return {
             "storage_bytes": int(result.storage_size_in_bytes or 0),
             "object_count": int(result.object_count or 0),
@@ -789,98 +835,29 @@ class ObjectStore:
         return merge_headers(_metadata_headers(content_type, meta), self.headers.for_write(key))
 
     def _download_headers(self) -> dict[str, str]:
-        return {"x-oss-range-behavior": "standard", "Accept-Encoding": "identity", **self.headers.for_download()}
+        return {"x-oss-range-behavior": "standard", "accept-encoding": "identity", **self.headers.for_download()}
 
-    def _get_into_blocking(self, key: str, offset: int, buf: memoryview, if_match: str | None,
-                           version_id: str | None) -> _Received:
+    def _get_request(self, key: str, first: int, last: int | None, if_match: str | None,
+                     version_id: str | None) -> OssRequest:
         headers, params = _pinned(self._download_headers(), if_match, version_id)
-        try:
-            result = self._bucket.get_object(key, byte_range=(offset, offset + len(buf) - 1), headers=headers,
-                                             params=params)
-        except oss2.exceptions.ServerError as exc:
-            if exc.status == 416:
-                return _Received(0, 0, 416, exc.request_id)
-            raise
-        raw = result.resp.response.raw
-        try:
-            to_skip = offset if result.status == 200 else 0  # a server that ignored Range sent it all
-            while to_skip:
-                skipped = raw.read(min(to_skip, _READ_CHUNK))
-                if not skipped:
-                    return _Received(0, offset - to_skip, result.status, result.request_id)
-                to_skip -= len(skipped)
-            filled = 0
-            while filled < len(buf):
-                count = raw.readinto(buf[filled:])
-                if not count:
-                    break
-                filled += count
-            if filled < len(buf) or result.status == 200:
-                self._release(result.resp.response)
-            skipped = offset if result.status == 200 else 0
-            return _Received(filled, filled + skipped, result.status, result.request_id)
-        except BaseException:
-            result.resp.response.close()
-            raise
-
-    @staticmethod
-    def _release(response: requests.Response) -> None:
-        """Drain a short unread tail (the connection goes back to the pool) or close the connection."""
-        raw = response.raw
-        remaining = None
-        length = response.headers.get("content-length")
-        if length is not None:
-            remaining = int(length) - raw.tell()
-        if remaining is not None and 0 <= remaining <= _DRAIN_LIMIT:
-            try:
-                while raw.read(65536):
-                    pass
-                return
-            except Exception:  # noqa: BLE001 - draining is an optimisation; closing is always correct
-                pass
-        response.close()
+        if first or last is not None:
+            headers["range"] = f"bytes={first}-{'' if last is None else last}"
+        return OssRequest("GET", key, params=params, headers=headers)
 
     async def get_into(self, key: str, offset: int, buf: memoryview, *, if_match: str | None = None,
                        version_id: str | None = None) -> int:
         """Ranged GET of [offset, offset+len(buf)) into `buf`; returns bytes read (short at EOF, 0 past it).
 
         `version_id` reads that version (versioned buckets); otherwise `if_match` (an ETag) makes the GET fail
-        with PreconditionFailed when the object is no longer that version.
+        with PreconditionFailed when the object is no longer that version. A GET cut off mid-body resumes from the
+        byte it reached, pinned to the version its first answer came from.
         """
         if len(buf) == 0:
             return 0
-        view = memoryview(buf).cast("B")
-        received = await self._call("GetObject", key, self._get_into_blocking, key, offset, view, if_match,
-                                    version_id)
-        return received.value
-
-    def _get_rest_blocking(self, key: str, offset: int, if_match: str | None, version_id: str | None) -> _Received:
-        headers, params = _pinned(self._download_headers(), if_match, version_id)
-        byte_range = (offset, None) if offset else None
-        try:
-            result = self._bucket.get_object(key, byte_range=byte_range, headers=headers, params=params)
-        except oss2.exceptions.ServerError as exc:
-            if exc.status == 416:
-                return _Received(b"", 0, 416, exc.request_id)
-            raise
-        response = result.resp.response
-        try:
-            length = int(response.headers["content-length"])
-            buf = bytearray(length)
-            view = memoryview(buf)
-            filled = 0
-            while filled < length:
-                count = response.raw.readinto(view[filled:])
-                if not count:
-                    break
-                filled += count
-            if filled < length:
-                raise urllib3.exceptions.IncompleteRead(filled, length - filled)
-            skip = offset if result.status == 200 else 0  # a server that ignored Range sent it all
-            return _Received(bytes(buf[skip:]) if skip else bytes(buf), length, result.status, result.request_id)
-        except BaseException:
-            response.close()
-            raise
+        read = _RangedRead(self, key, offset, memoryview(buf).cast("B"), if_match, version_id)
+        count = await self._call("GetObject", key, read.request, read.handle, accept=(416,))
+        self._bytes_in += count
+        return count
 
     async def get_bytes(self, key: str, offset: int = 0, length: int | None = None, *, if_match: str | None = None,
                         version_id: str | None = None) -> bytes:
@@ -891,25 +868,31 @@ class ObjectStore:
             count = await self.get_into(key, offset, memoryview(buf), if_match=if_match, version_id=version_id)
             del buf[count:]
             return bytes(buf)
-        received = await self._call("GetObject", key, self._get_rest_blocking, key, offset, if_match, version_id)
-        return received.value
+        read = _RangedRead(self, key, offset, None, if_match, version_id)
+        await self._call("GetObject", key, read.request, read.handle, accept=(416,))
+        data = bytes(read.buffer or b"")
+        self._bytes_in += len(data)
+        return data
 
     # -- writes -----------------------------------------------------------------------------------
 
     async def _put_body(self, key: str, make_body: Callable[[], Any], size: int,
                         request_headers: dict[str, str], meta: Mapping[str, str] | None) -> ObjectInfo:
-        """PutObject of a body made afresh for each attempt (bytes, or a `_FileSlice` that CRCs as it is read)."""
+        """PutObject of a body made afresh for each attempt (bytes, or a FileBody that CRCs as it is read)."""
         request_headers = {**request_headers, **self.headers.for_upload()}
 
         async def attempt() -> ObjectInfo:
             body = make_body()
-            result = await self._attempt("PutObject", key, functools.partial(
-                self._bucket.put_object, key, body, headers=request_headers), sent=size)
-            expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
-            crc = self._verify_crc("PutObject", key, expected, result.headers, result.request_id)
-            return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
-                              mtime=_response_time(result.headers), content_type=_content_type(request_headers),
-                              meta=dict(meta or {}), crc64=crc, version_id=result.headers.get("x-oss-version-id"))
+            expected_crc = None if isinstance(body, http.FileBody) else crc64(body)
+            answer: dict[str, str] = {}
+            await self._attempt("PutObject", key, OssRequest("PUT", key, headers=request_headers, body=body),
+                                functools.partial(_keep_headers, answer))
+            self._bytes_out += size
+            expected = body.crc if isinstance(body, http.FileBody) else expected_crc
+            crc = self._verify_crc("PutObject", key, expected, answer, answer.get("x-oss-request-id", ""))
+            return ObjectInfo(key=key, size=size, etag=_strip_etag(answer.get("etag")), mtime=_response_time(answer),
+                              content_type=_content_type(request_headers), meta=dict(meta or {}), crc64=crc,
+                              version_id=answer.get("x-oss-version-id"))
 
         return await self.retry.run(attempt, on_retry=self._note_retry)
 
@@ -917,7 +900,7 @@ class ObjectStore:
                   meta: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
                   forbid_overwrite: bool = False) -> ObjectInfo:
         """PutObject of an in-memory body; CRC-64 verified. AlreadyExists with `forbid_overwrite`."""
-        body = bytes(data) if not isinstance(data, bytes) else data
+        body = data if isinstance(data, bytes) else memoryview(data).cast("B")
         request_headers = self._write_headers(key, content_type, meta)
         request_headers.update(headers or {})
         if forbid_overwrite:
@@ -927,8 +910,12 @@ class ObjectStore:
     async def put_file(self, key: str, fileobj: BinaryIO, size: int, *, content_type: str | None = None,
                        meta: Mapping[str, str] | None = None, offset: int = 0) -> ObjectInfo:
         """PutObject streamed from `size` bytes of `fileobj` starting at `offset`; CRC-64 verified."""
-        return await self._put_body(key, lambda: _FileSlice(fileobj, offset, size), size,
+        return await self._put_body(key, lambda: http.FileBody(fileobj, offset, size), size,
                                     self._write_headers(key, content_type, meta), meta)
+
+    def _copy_source(self, src_key: str, version_id: str | None = None) -> str:
+        source = f"/{self.bucket_name}/{urllib.parse.quote(src_key, safe='')}"
+        return f"{source}?versionId={version_id}" if version_id else source
 
     async def copy(self, src_key: str, dst_key: str, *, content_type: str | None = None,
                    meta: Mapping[str, str] | None = None, size: int | None = None) -> str:
@@ -941,7 +928,7 @@ class ObjectStore:
         if policy.copies_by_rewrite(src_key, dst_key):
             return await self._copy_by_rewrite(src_key, dst_key, content_type=content_type, meta=meta, size=size)
         if not policy.shallow_copy:
-            content_type, meta, size = await self._copy_source(src_key, content_type, meta, size)
+            content_type, meta, size = await self._copy_source_info(src_key, content_type, meta, size)
             if policy.copies_in_parts(size):
                 return await self._assemble(
                     dst_key, content_type, meta, size, policy.multipart_copy_size,
@@ -952,12 +939,13 @@ class ObjectStore:
         else:
             headers = self._write_headers(dst_key, content_type, meta)
             headers["x-oss-metadata-directive"] = "REPLACE"
-        result = await self._call("CopyObject", dst_key, self._bucket.copy_object, self.bucket_name, src_key,
-                                  dst_key, headers=headers)
-        return _strip_etag(result.etag)
+        headers["x-oss-copy-source"] = self._copy_source(src_key)
+        response = await self._call("CopyObject", dst_key, lambda: OssRequest("PUT", dst_key, headers=headers),
+                                    self._headers_only)
+        return _strip_etag(response.headers.get("etag"))
 
-    async def _copy_source(self, src_key: str, content_type: str | None, meta: Mapping[str, str] | None,
-                           size: int | None) -> tuple[str | None, Mapping[str, str], int]:
+    async def _copy_source_info(self, src_key: str, content_type: str | None, meta: Mapping[str, str] | None,
+                                size: int | None) -> tuple[str | None, Mapping[str, str], int]:
         """What a copy made by parts needs of its source: the size and, when `meta` is None (keep the source's),
         its Content-Type and metadata; one HEAD when the caller did not know them."""
         if size is None or meta is None:
@@ -987,7 +975,7 @@ class ObjectStore:
                                meta: Mapping[str, str] | None, size: int | None) -> str:
         """A copy without the copy API: download the source and upload it (multipart above `rewrite_part_size`,
         one part in memory at a time). `meta=None` carries the source's Content-Type and metadata over."""
-        content_type, meta, size = await self._copy_source(src_key, content_type, meta, size)
+        content_type, meta, size = await self._copy_source_info(src_key, content_type, meta, size)
         part_size = self.copy_policy.rewrite_part_size
         if size <= part_size:
             data = await self.get_bytes(src_key, 0, size) if size else b""
@@ -1007,33 +995,52 @@ class ObjectStore:
 
     async def delete(self, key: str) -> None:
         """DeleteObject (succeeds if the key is already gone, as OSS does)."""
-        await self._call("DeleteObject", key, self._bucket.delete_object, key)
+        await self._call("DeleteObject", key, lambda: OssRequest("DELETE", key), self._headers_only)
 
     async def delete_many(self, keys: list[str]) -> None:
         """DeleteMultipleObjects in batches of 1000."""
         for start in range(0, len(keys), MAX_DELETE_BATCH):
             batch = keys[start:start + MAX_DELETE_BATCH]
-            await self._call("DeleteMultipleObjects", batch[0], self._bucket.batch_delete_objects, batch)
+            body = oss2.xml_utils.to_batch_delete_objects_request(batch, False)
+            headers = {"content-md5": oss2.utils.content_md5(body)}
+            await self._call("DeleteMultipleObjects", batch[0],
+                             lambda: OssRequest("POST", params={"delete": "", "encoding-type": "url"},
+                                                headers=headers, body=body),
+                             self._headers_only)
 
     # -- multipart --------------------------------------------------------------------------------
 
     async def init_multipart(self, key: str, *, content_type: str | None = None,
                              meta: Mapping[str, str] | None = None) -> str:
         """InitiateMultipartUpload; returns the upload id."""
-        result = await self._call("InitiateMultipartUpload", key, self._bucket.init_multipart_upload, key,
-                                  headers=self._write_headers(key, content_type, meta))
+        headers = self._write_headers(key, content_type, meta)
+
+        async def handle(response: http.Response) -> Any:
+            return await self._parsed(response, oss2.xml_utils.parse_init_multipart_upload,
+                                      oss2.models.InitMultipartUploadResult)
+
+        result = await self._call("InitiateMultipartUpload", key,
+                                  lambda: OssRequest("POST", key, params={"uploads": ""}, headers=headers), handle)
+        if not result.upload_id:
+            raise types.TransientError(f"InitiateMultipartUpload {key!r}: the server's answer is not usable (no "
+                                       "UploadId)", code="InvalidResponse", request_id=result.request_id, key=key)
         return result.upload_id
 
     async def _upload_part_body(self, key: str, upload_id: str, part_number: int,
                                 make_body: Callable[[], Any], size: int) -> PartInfo:
+        params = {"uploadId": upload_id, "partNumber": str(part_number)}
+        headers = self.headers.for_upload()
+
         async def attempt() -> PartInfo:
             body = make_body()
-            result = await self._attempt("UploadPart", key, functools.partial(
-                self._bucket.upload_part, key, upload_id, part_number, body, headers=self.headers.for_upload()),
-                sent=size)
-            expected = body.crc if isinstance(body, _FileSlice) else crc64(body)
-            crc = self._verify_crc("UploadPart", key, expected, result.headers, result.request_id)
-            return PartInfo(part_number=part_number, etag=_strip_etag(result.etag), size=size,
+            expected_crc = None if isinstance(body, http.FileBody) else crc64(body)
+            answer: dict[str, str] = {}
+            await self._attempt("UploadPart", key, OssRequest("PUT", key, params=params, headers=headers, body=body),
+                                functools.partial(_keep_headers, answer))
+            self._bytes_out += size
+            expected = body.crc if isinstance(body, http.FileBody) else expected_crc
+            crc = self._verify_crc("UploadPart", key, expected, answer, answer.get("x-oss-request-id", ""))
+            return PartInfo(part_number=part_number, etag=_strip_etag(answer.get("etag")), size=size,
                             crc64=crc if crc is not None else expected)
 
         return await self.retry.run(attempt, on_retry=self._note_retry)
@@ -1041,14 +1048,14 @@ class ObjectStore:
     async def upload_part(self, key: str, upload_id: str, part_number: int,
                           data: bytes | bytearray | memoryview) -> PartInfo:
         """UploadPart from memory; CRC-64 verified."""
-        body = bytes(data) if not isinstance(data, bytes) else data
+        body = data if isinstance(data, bytes) else memoryview(data).cast("B")
         return await self._upload_part_body(key, upload_id, part_number, lambda: body, len(body))
 
     async def upload_part_from_file(self, key: str, upload_id: str, part_number: int, fileobj: BinaryIO,
                                     offset: int, size: int) -> PartInfo:
         """UploadPart streamed from `size` bytes of `fileobj` at `offset` (pread: safe to run in parallel)."""
         return await self._upload_part_body(key, upload_id, part_number,
-                                            lambda: _FileSlice(fileobj, offset, size), size)
+                                            lambda: http.FileBody(fileobj, offset, size), size)
 
     async def upload_part_copy(self, src_key: str, byte_range: tuple[int, int], key: str, upload_id: str,
                                part_number: int, *, source_if_match: str | None = None,
@@ -1060,36 +1067,190 @@ class ObjectStore:
         `x-oss-copy-source-if-match`, so a replaced source fails with PreconditionFailed instead of copying
         bytes of a version the caller never saw (the download of a forbidden copy is pinned alike).
         """
+        first, last = byte_range
         if not self.copy_policy.part_copy:
-            first, last = byte_range
             data = await self.get_bytes(src_key, first, last - first + 1, if_match=source_if_match,
                                         version_id=source_version_id)
             return await self.upload_part(key, upload_id, part_number, data)
-        headers = {"x-oss-copy-source-if-match": f'"{source_if_match}"'} if source_if_match and not source_version_id \
-            else None
-        params = {"versionId": source_version_id} if source_version_id else None
-        result = await self._call("UploadPartCopy", key, self._bucket.upload_part_copy, self.bucket_name,
-                                  src_key, byte_range, key, upload_id, part_number, headers=headers, params=params)
-        first, last = byte_range
-        crc = result.headers.get("x-oss-hash-crc64ecma")
-        return PartInfo(part_number=part_number, etag=_strip_etag(result.etag), size=last - first + 1,
-                        crc64=int(crc) if crc else None)
+        headers = {"x-oss-copy-source": self._copy_source(src_key, source_version_id),
+                   "x-oss-copy-source-range": f"bytes={first}-{last}"}
+        if source_if_match and not source_version_id:
+            headers["x-oss-copy-source-if-match"] = f'"{source_if_match}"'
+        params = {"uploadId": upload_id, "partNumber": str(part_number)}
+        response = await self._call("UploadPartCopy", key,
+                                    lambda: OssRequest("PUT", key, params=params, headers=headers),
+                                    self._headers_only)
+        crc = response.headers.get("x-oss-hash-crc64ecma")
+        return PartInfo(part_number=part_number, etag=_strip_etag(response.headers.get("etag")),
+                        size=last - first + 1, crc64=int(crc) if crc else None)
 
     async def complete_multipart(self, key: str, upload_id: str, parts: list[PartInfo]) -> ObjectInfo:
-        """CompleteMultipartUpload; the object CRC is checked against the combined part CRCs when known."""
+        """CompleteMultipartUpload; the object CRC is checked against the combined part CRCs when known.
+
+        A retry that finds the upload gone (NoSuchUpload: an earlier attempt completed it and its answer was lost)
+        is a success when the object has the size and CRC-64 of the parts."""
         ordered = sorted(parts, key=lambda p: p.part_number)
-        oss_parts = [oss2.models.PartInfo(p.part_number, p.etag) for p in ordered]
-        result = await self._call("CompleteMultipartUpload", key, self._bucket.complete_multipart_upload, key,
-                                  upload_id, oss_parts)
+        body = oss2.xml_utils.to_complete_upload_request([oss2.models.PartInfo(p.part_number, p.etag)
+                                                          for p in ordered])
         size = sum(p.size for p in ordered)
-        crc = None
+        expected = None
         if all(p.crc64 is not None for p in ordered):
             expected = crc64_concat([(p.crc64, p.size) for p in ordered])  # type: ignore[misc]
-            crc = self._verify_crc("CompleteMultipartUpload", key, expected, result.headers, result.request_id)
-        return ObjectInfo(key=key, size=size, etag=_strip_etag(result.etag),
-                          mtime=_response_time(result.headers), crc64=crc,
-                          object_type="Multipart", version_id=result.headers.get("x-oss-version-id"))
+        attempts = 0
+
+        async def attempt() -> http.Response:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return await self._attempt("CompleteMultipartUpload", key,
+                                           OssRequest("POST", key, params={"uploadId": upload_id}, body=body),
+                                           self._headers_only)
+            except types.StoreError as error:
+                if attempts > 1 and error.code == "NoSuchUpload" and expected is not None:
+                    done = await self._completed_earlier(key, size, expected)
+                    if done is not None:
+                        return done
+                raise
+
+        response = await self.retry.run(attempt, on_retry=self._note_retry)
+        headers = response.headers
+        crc = None
+        if expected is not None:
+            crc = self._verify_crc("CompleteMultipartUpload", key, expected, headers, headers.get(
+                "x-oss-request-id", ""))
+        return ObjectInfo(key=key, size=size, etag=_strip_etag(headers.get("etag")), mtime=_response_time(headers),
+                          crc64=crc, object_type="Multipart", version_id=headers.get("x-oss-version-id"))
+
+    async def _completed_earlier(self, key: str, size: int, crc: int) -> Any:
+        """The object's headers (as an answer) if it is the one the parts make, else None."""
+        info = await self.head(key)
+        if info.size != size or info.crc64 != crc:
+            return None
+        return _Completed(info)
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        """AbortMultipartUpload."""
-        await self._call("AbortMultipartUpload", key, self._bucket.abort_multipart_upload, key, upload_id)
+        """AbortMultipartUpload (an upload already gone — NoSuchUpload on a retry — counts as aborted)."""
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                await self._attempt("AbortMultipartUpload", key,
+                                    OssRequest("DELETE", key, params={"uploadId": upload_id}), self._headers_only)
+            except types.StoreError as error:
+                if not (attempts > 1 and error.code == "NoSuchUpload"):
+                    raise
+
+        await self.retry.run(attempt, on_retry=self._note_retry)
+
+
+async def _keep_headers(into: dict[str, str], response: http.Response) -> None:
+    """An answer whose headers are all that matters: kept in `into`, the (small) body read and dropped."""
+    await response.read(_MAX_PARSED_BODY)
+    into.update(response.headers)
+
+
+def _body_length(body: Any) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, http.FileBody):
+        return body.length
+    return len(body)
+
+
+class _Completed:
+    """What complete_multipart reads of an answer, for an upload an earlier attempt completed."""
+
+    def __init__(self, info: ObjectInfo):
+        self.headers = {"etag": info.etag, "x-oss-hash-crc64ecma": str(info.crc64),
+                        **({"x-oss-version-id": info.version_id} if info.version_id else {})}
+        if info.mtime:
+            self.headers["date"] = email.utils.formatdate(info.mtime, usegmt=True)
+
+
+class _RangedRead:
+    """One GetObject of `buf`'s length from `offset` (or, with `buf` None, everything from `offset` to the end),
+    over as many attempts as it takes: each attempt asks for the bytes not yet received, pinned to the version
+    the first answer came from, and a failure after some progress is marked `made_progress` (retry.py rule 3)."""
+
+    def __init__(self, store: ObjectStore, key: str, offset: int, buf: memoryview | None, if_match: str | None,
+                 version_id: str | None):
+        self.store = store
+        self.key = key
+        self.offset = offset
+        self.view = buf
+        self.buffer: bytearray | None = None
+        self.if_match = if_match
+        self.version_id = version_id
+        self.filled = 0
+        self.total: int | None = None if buf is None else len(buf)  # bytes wanted in all (None: not known yet)
+        self.attempts = 0
+
+    def request(self) -> OssRequest:
+        self.attempts += 1
+        if self.attempts > 1 and self.filled:
+            self.store._resumed_reads += 1
+        first = self.offset + self.filled
+        last = None if self.view is None else self.offset + len(self.view) - 1
+        return self.store._get_request(self.key, first, last, self.if_match, self.version_id)
+
+    async def handle(self, response: http.Response) -> int:
+        if response.status == 416:  # the range starts at or past the end: nothing (more) to read
+            await response.read(_MAX_ERROR_BODY)
+            if self.view is None and self.buffer is None:
+                self.buffer = bytearray()
+            return self.filled
+        if self.if_match is None and self.version_id is None:
+            self.if_match = _strip_etag(response.headers.get("etag")) or None  # resume this version, no other
+        skip = 0
+        if response.status == 200 and (self.offset + self.filled):
+            skip = self.offset + self.filled  # a server that ignored Range sent it all
+        before = self.filled
+        try:
+            await self._skip(response, skip)
+            if self.view is None:
+                self._grow(response)
+            view = self.view if self.view is not None else memoryview(self.buffer)  # type: ignore[arg-type]
+            end = len(view)
+            while self.filled < end:
+                count = await response.read_into(view[self.filled:])
+                if not count:
+                    break
+                self.filled += count
+        except Exception as exc:
+            if self.filled > before:
+                error = error_from_oss(exc, op="GetObject", key=self.key)
+                if error is not None and error.retryable:
+                    error.made_progress = True
+                    raise error from exc
+            raise
+        if self.view is None and self.buffer is not None and self.filled < len(self.buffer):
+            raise types.TransientError(f"GetObject {self.key!r}: the body ended {len(self.buffer) - self.filled} "
+                                       "bytes early", code="ConnectionReset", status=-2, key=self.key)
+        return self.filled
+
+    def _grow(self, response: http.Response) -> None:
+        """With no caller buffer: the first answer says how much there is (Content-Length of the rest)."""
+        length = response.content_length
+        if length is None:
+            raise types.TransientError(f"GetObject {self.key!r}: the answer has no Content-Length",
+                                       code="InvalidResponse", key=self.key)
+        if response.status == 200:
+            length -= self.offset + self.filled
+        if self.buffer is None:
+            self.buffer = bytearray(self.filled + max(length, 0))
+        elif len(self.buffer) != self.filled + length:
+            raise types.TransientError(f"GetObject {self.key!r}: the object changed size while it was read",
+                                       code="InvalidResponse", key=self.key)
+
+    @staticmethod
+    async def _skip(response: http.Response, count: int) -> None:
+        if not count:
+            return
+        scratch = memoryview(bytearray(min(count, _SKIP_CHUNK)))
+        while count:
+            got = await response.read_into(scratch[:min(count, len(scratch))])
+            if not got:
+                return
+            count -= got

@@ -1,38 +1,117 @@
-"""Retries and their timing for the object store, in one class.
+"""Retries, their timing and the deadlines of requests and operations, in one place.
 
 Rules:
-  * Only `TransientError` (5xx, throttling, connection refused/reset, timeouts, CRC mismatch) is retried;
-    every other `StoreError` is final on the first attempt.
-  * Only operations the caller marks idempotent are retried. PUT of a whole body, ranged GET, HEAD, LIST,
-    DELETE, CopyObject, UploadPart and CompleteMultipartUpload are safe to repeat; AppendObject-style
-    operations are not.
-  * Delays grow exponentially from `base_delay`, capped at `max_delay`, with "equal jitter" (a uniform
-    draw from the upper half of the step) so that many clients do not retry in lockstep.
-  * `deadline` bounds the whole operation (first attempt to last retry) in seconds: a retry whose sleep
-    would end past it is not attempted and the last error is raised.
-  * Time comes from `trio.current_time()`, so tests drive it with `trio.testing.MockClock`.
+  1. Only `TransientError` is retried: 5xx, throttling (503, 429), connection refused/reset (before or in the
+     middle of an answer), timeouts, an unusable answer, a CRC-64 mismatch. Every other `StoreError` (403, 404,
+     400, 409, 412, ...) is final at the first attempt, with its own errno.
+  2. Only operations the caller marks idempotent are retried (all of the store's are: a whole-body PUT, ranged
+     GET, HEAD, LIST, DELETE, CopyObject, UploadPart, CompleteMultipartUpload are safe to repeat).
+  3. `max_attempts` attempts in all (the mount gives it `retries` + 1: ossfs's `retries` are retries). Two kinds of
+     failure do not use one up, because they are no sign of a broken request: throttling (503, 429: real OSS
+     throttles in bursts), retried until the deadline; and a failure after which the next attempt resumes where
+     this one got to (a GET cut off mid-body, `error.made_progress`).
+  4. Backoff is exponential with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the n-th
+     consecutive failure sleeps uniform(0, min(max_delay, base_delay * 2**(n-1))) seconds. A `Retry-After` the
+     server sent (503/429) is honoured: the sleep is at least that long.
+  5. `deadline` bounds one store call, first attempt to last retry, in seconds: no attempt starts after it, every
+     attempt's timeouts are cut to what is left of it (`attempt_time_left()`), and a retry whose sleep would end
+     past it is not made.
+  6. An operation (one FUSE request, `operation_deadline()`) may make many calls. It fails once it has spent
+     `seconds` failing — in attempts that failed and in the sleeps between them — without one successful request;
+     a success gives it the whole budget again, so a long upload that keeps making progress never hits it, and a
+     server that answers nothing fails every operation within it. Work started on behalf of the operation (tasks
+     it spawns) shares its budget until the operation returns; after that, such tasks have only their own calls'
+     deadlines.
+  7. Time comes from `trio.current_time()`, so tests drive it with `trio.testing.MockClock`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import random
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Iterator, TypeVar
 
 import trio
 
-from ossmount.store.types import TransientError
+from ossmount.store.types import Throttled, TransientError
 
 T = TypeVar("T")
 
 
+class OperationDeadline:
+    """The failure budget of one filesystem operation (rule 6): `seconds` of failing without a success."""
+
+    def __init__(self, seconds: float):
+        if seconds <= 0:
+            raise ValueError("an operation deadline must be positive")
+        self.seconds = seconds
+        self.failing = 0.0  # seconds spent failing since the last success
+        self.active = True
+
+    def time_left(self) -> float:
+        return self.seconds - self.failing
+
+    def failed_for(self, seconds: float) -> None:
+        self.failing += max(seconds, 0.0)
+
+    def succeeded(self) -> None:
+        self.failing = 0.0
+
+
+_operation: contextvars.ContextVar[OperationDeadline | None] = contextvars.ContextVar(
+    "ossmount_operation_deadline", default=None)
+_attempt_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "ossmount_attempt_deadline", default=None)
+
+
+@contextlib.contextmanager
+def operation_deadline(seconds: float | None) -> Iterator[OperationDeadline | None]:
+    """Run the body as one operation whose requests share a failure budget of `seconds` (rule 6); None: no budget.
+    The FUSE glue wraps every request handler in it."""
+    if seconds is None:
+        yield None
+        return
+    operation = OperationDeadline(seconds)
+    token = _operation.set(operation)
+    try:
+        yield operation
+    finally:
+        operation.active = False
+        _operation.reset(token)
+
+
+def current_operation() -> OperationDeadline | None:
+    """The deadline of the operation the calling task works for, if it is still running."""
+    operation = _operation.get()
+    return operation if operation is not None and operation.active else None
+
+
+def attempt_time_left() -> float | None:
+    """Seconds the current attempt may take (rules 5 and 6), None when nothing bounds it. Inside `RetryPolicy.run`."""
+    deadline = _attempt_deadline.get()
+    return None if deadline is None else max(deadline - trio.current_time(), 0.0)
+
+
+def note_success() -> None:
+    """A request succeeded: the operation it works for gets its whole failure budget back (rule 6)."""
+    operation = current_operation()
+    if operation is not None:
+        operation.succeeded()
+
+
+class DeadlineExceeded(TransientError):
+    """An attempt was cut short because the call's or the operation's deadline ran out."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently the store retries a failed idempotent request."""
+    """How often and how patiently the store retries a failed idempotent request (module rules)."""
 
-    max_attempts: int = 3
+    max_attempts: int = 6
     base_delay: float = 0.1
-    max_delay: float = 2.0
+    max_delay: float = 5.0
     deadline: float | None = 60.0
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
@@ -49,10 +128,10 @@ class RetryPolicy:
         """One attempt only: for checks that must answer fast and for non-idempotent operations."""
         return cls(max_attempts=1, deadline=None)
 
-    def backoff(self, failed_attempts: int) -> float:
-        """Seconds to sleep after the `failed_attempts`-th consecutive failure (1-based)."""
-        step = min(self.max_delay, self.base_delay * (2 ** (failed_attempts - 1)))
-        return self.rng.uniform(step / 2, step)
+    def backoff(self, failures: int) -> float:
+        """Seconds to sleep after the `failures`-th consecutive failure (1-based), full jitter (rule 4)."""
+        step = min(self.max_delay, self.base_delay * (2 ** min(failures - 1, 62)))
+        return self.rng.uniform(0, step)
 
     async def run(
         self,
@@ -61,22 +140,44 @@ class RetryPolicy:
         idempotent: bool = True,
         on_retry: Callable[[TransientError, int, float], None] | None = None,
     ) -> T:
-        """Await `attempt()` until it succeeds, raises a non-transient error, or the policy gives up.
+        """Await `attempt()` until it succeeds, raises a non-transient error, or the policy gives up (rules 1-6).
 
-        `on_retry(error, failed_attempts, delay)` is called before each sleep (for statistics and logs).
-        """
+        `on_retry(error, failures, delay)` is called before each sleep (for statistics and logs)."""
         started = trio.current_time()
-        failed = 0
+        call_deadline = None if self.deadline is None else started + self.deadline
+        counted = 0  # failures that use up an attempt (rule 3)
+        failures = 0  # consecutive failures, for the backoff
         while True:
+            operation = current_operation()
+            attempt_deadline = call_deadline
+            now = trio.current_time()
+            if operation is not None:
+                operation_end = now + operation.time_left()
+                attempt_deadline = operation_end if attempt_deadline is None else min(attempt_deadline, operation_end)
+            token = _attempt_deadline.set(attempt_deadline)
             try:
-                return await attempt()
+                result = await attempt()
             except TransientError as error:
-                failed += 1
-                if not idempotent or failed >= self.max_attempts:
+                now_failed = trio.current_time()
+                if operation is not None:
+                    operation.failed_for(now_failed - now)
+                failures += 1
+                if not getattr(error, "made_progress", False) and not (
+                        isinstance(error, Throttled) and self.deadline is not None):
+                    counted += 1
+                if getattr(error, "made_progress", False):
+                    failures = 1
+                if not idempotent or counted >= self.max_attempts or isinstance(error, DeadlineExceeded):
                     raise
-                delay = self.backoff(failed)
-                if self.deadline is not None and trio.current_time() + delay - started > self.deadline:
+                delay = max(self.backoff(failures), error.retry_after or 0.0)
+                if attempt_deadline is not None and now_failed + delay >= attempt_deadline:
                     raise
                 if on_retry is not None:
-                    on_retry(error, failed, delay)
+                    on_retry(error, failures, delay)
                 await trio.sleep(delay)
+                if operation is not None:
+                    operation.failed_for(delay)
+            else:
+                return result
+            finally:
+                _attempt_deadline.reset(token)

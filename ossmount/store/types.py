@@ -57,12 +57,15 @@ class StoreError(Exception):
     errno: int = _errno.EIO
     retryable: bool = False
 
-    def __init__(self, message: str, *, code: str = "", status: int = 0, request_id: str = "", key: str = ""):
+    def __init__(self, message: str, *, code: str = "", status: int = 0, request_id: str = "", key: str = "",
+                 retry_after: float | None = None):
         super().__init__(message)
         self.code = code
         self.status = status
         self.request_id = request_id
         self.key = key
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After), if it did
+        self.made_progress = False  # a retry resumes where this attempt got to (store.retry rule 3)
 
     def __str__(self) -> str:
         parts = [super().__str__()]
@@ -133,6 +136,11 @@ class TransientError(StoreError):
 
     errno = _errno.EIO
     retryable = True
+
+
+class Throttled(TransientError):
+    """503 (ServiceUnavailable, SlowDown, QpsLimitExceeded) or 429: the service asks us to slow down. Retried until
+    the deadline without using up an attempt (store.retry rule 3), honouring `retry_after`."""
 
 
 class EndpointUnreachable(TransientError):

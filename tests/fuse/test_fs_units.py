@@ -83,7 +83,12 @@ def test_operations_never_let_other_exceptions_escape():
 
     from ossmount.fs.operations import _fuse_errors
 
+    from ossmount.ops.accounting import FuseCalls
+
     class Broken:
+        calls = FuseCalls()  # what Operations has: the accounting of FUSE calls and the operation deadline
+        deadline = None
+
         @_fuse_errors
         async def getattr(self, inode, ctx=None):
             raise KeyError("bug")

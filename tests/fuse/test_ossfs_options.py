@@ -428,15 +428,15 @@ def test_bucket_option_replaces_the_first_argument(local_server, tmp_path):
 
 
 def test_retries_and_readwrite_timeout_shape_the_retries(make_mount):
-    mount = make_mount("retries=1")
+    mount = make_mount("retries=1")  # ossfs's retries: retries after the first attempt (throttling 503s do not count)
     (mount.path / "once").write_bytes(b"")
-    mount.server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 503,
-                                    "code": "ServiceUnavailable", "count": 5}])
+    mount.server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 500,
+                                    "code": "InternalError", "count": 5}])
     try:
         with pytest.raises(OSError) as failure:
-            (mount.path / "once").write_bytes(b"not retried")
+            (mount.path / "once").write_bytes(b"retried once")
         assert failure.value.errno == errno.EIO
-        assert len(records(mount, "PutObject", key="once")) == 2  # the create, then one attempt only
+        assert len(records(mount, "PutObject", key="once")) == 3  # the create, then the first attempt and one retry
     finally:
         mount.server.admin.clear_faults()
 

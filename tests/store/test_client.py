@@ -406,17 +406,39 @@ async def test_retries_after_a_reset_mid_body(store, local_server):
     assert store.statistics().retries == 1
 
 
-async def test_gives_up_after_max_attempts_of_503(store, local_server):
+async def test_gives_up_after_max_attempts_of_500(store, local_server):
+    await store.put("broken", b"x")
+    local_server.admin.set_faults([{"op": "HeadObject", "action": "error", "status": 500,
+                                    "code": "InternalError", "count": None}])
+    try:
+        with pytest.raises(types.TransientError) as info:
+            await store.head("broken")
+    finally:
+        local_server.admin.clear_faults()
+    assert info.value.code == "InternalError"
+    assert store.statistics().requests["HeadObject"] == 3
+
+
+async def test_throttling_is_retried_until_the_deadline_not_the_attempt_count(local_server, fresh_bucket_name):
+    """503/429 use up no attempt (real OSS throttles in bursts): retried past max_attempts, bounded by the deadline."""
+    store = make_store(local_server, fresh_bucket_name,
+                       retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, deadline=1.0))
     await store.put("busy", b"x")
     local_server.admin.set_faults([{"op": "HeadObject", "action": "error", "status": 503,
                                     "code": "QpsLimitExceeded", "count": None}])
     try:
-        with pytest.raises(types.TransientError) as info:
+        with pytest.raises(types.Throttled) as info:
             await store.head("busy")
     finally:
         local_server.admin.clear_faults()
-    assert info.value.code in ("QpsLimitExceeded", "HTTP503", "")
-    assert store.statistics().requests["HeadObject"] == 3
+    assert info.value.code == "QpsLimitExceeded"
+    assert store.statistics().requests["HeadObject"] > 3
+    local_server.admin.set_faults([{"op": "HeadObject", "action": "error", "status": 429, "code": "TooManyRequests",
+                                    "count": 5}])
+    try:
+        assert (await store.head("busy")).size == 1
+    finally:
+        local_server.admin.clear_faults()
 
 
 async def test_crc_mismatch_is_detected_and_retried(store, monkeypatch):

@@ -1,4 +1,4 @@
-"""The one table from oss2/requests/urllib3 failures to ossmount.store.types errors."""
+"""The one table from OSS error answers and transport failures to ossmount.store.types errors."""
 
 import socket
 
@@ -29,8 +29,11 @@ def server_error(status, code, message="msg", request_id="req-1"):
     (400, "InvalidArgument", types.InvalidArgument),
     (400, "EntityTooLarge", types.EntityTooLarge),
     (400, "KeyTooLong", types.NameTooLong),
-    (503, "QpsLimitExceeded", types.TransientError),
-    (503, "ServiceUnavailable", types.TransientError),
+    (503, "QpsLimitExceeded", types.Throttled),
+    (503, "ServiceUnavailable", types.Throttled),
+    (503, "SlowDown", types.Throttled),
+    (503, "", types.Throttled),
+    (429, "", types.Throttled),
     (500, "InternalError", types.TransientError),
     (502, "", types.TransientError),
     (404, "", types.NoSuchKey),  # HEAD without x-oss-err: no body, no code

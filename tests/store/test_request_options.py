@@ -270,5 +270,8 @@ def test_path_style_addresses_the_bucket_in_the_path():
     virtual = ObjectStore.create(endpoint="http://oss.example:9000", bucket="bkt", credentials=credentials)
     path = ObjectStore.create(endpoint="http://oss.example:9000", bucket="bkt", credentials=credentials,
                               path_style=True)
-    assert virtual._bucket._make_url("bkt", "k") == "http://bkt.oss.example:9000/k"
-    assert path._bucket._make_url("bkt", "k") == "http://oss.example:9000/bkt/k"
+    assert virtual.url("k") == "http://bkt.oss.example:9000/k"
+    assert path.url("k") == "http://oss.example:9000/bkt/k"
+    assert path.url("a/b c") == "http://oss.example:9000/bkt/a%2Fb%20c"
+    assert ObjectStore.create(endpoint="http://127.0.0.1:9000", bucket="bkt", credentials=credentials).url("k") \
+        == "http://127.0.0.1:9000/bkt/k"

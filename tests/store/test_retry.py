@@ -68,23 +68,25 @@ async def test_non_idempotent_operations_are_not_retried(autojump_clock):
     assert len(attempt.started) == 1
 
 
-async def test_backoff_grows_exponentially_with_jitter_and_cap(autojump_clock):
+async def test_backoff_grows_exponentially_with_full_jitter_and_cap(autojump_clock):
     policy = RetryPolicy(max_attempts=6, base_delay=0.1, max_delay=0.5, deadline=None, rng=random.Random(7))
     attempt = Flaky(*[transient() for _ in range(5)])
     await policy.run(attempt)
     gaps = [b - a for a, b in zip(attempt.started, attempt.started[1:])]
     steps = [0.1, 0.2, 0.4, 0.5, 0.5]
     for gap, step in zip(gaps, steps):
-        assert step / 2 - 1e-9 <= gap <= step + 1e-9
+        assert 0 <= gap <= step + 1e-9
+    draws = [policy.backoff(4) for _ in range(2000)]  # full jitter: uniform over the whole step
+    assert min(draws) < 0.05 and max(draws) > 0.35
 
 
 async def test_deadline_stops_retrying(autojump_clock):
-    policy = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=1.0, deadline=3.0)
+    policy = RetryPolicy(max_attempts=100, base_delay=1.0, max_delay=1.0, deadline=3.0, rng=random.Random(3))
     attempt = Flaky(*[transient() for _ in range(100)])
     with pytest.raises(types.TransientError):
         await policy.run(attempt)
     assert trio.current_time() - attempt.started[0] <= 3.0
-    assert 3 <= len(attempt.started) <= 7
+    assert 3 <= len(attempt.started) < 100
 
 
 async def test_no_retries_policy_makes_one_attempt(autojump_clock):
@@ -99,3 +101,97 @@ def test_invalid_policies_are_refused():
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(deadline=0)
+
+
+def throttled(retry_after=None):
+    return types.Throttled("slow down", code="SlowDown", status=503, retry_after=retry_after)
+
+
+async def test_retry_after_is_honoured(autojump_clock):
+    attempt = Flaky(throttled(retry_after=7.0))
+    await RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, deadline=60).run(attempt)
+    assert attempt.started[1] - attempt.started[0] >= 7.0
+
+
+async def test_a_retry_after_past_the_deadline_fails_now(autojump_clock):
+    attempt = Flaky(throttled(retry_after=120.0))
+    with pytest.raises(types.Throttled):
+        await RetryPolicy(max_attempts=3, deadline=60).run(attempt)
+    assert len(attempt.started) == 1 and trio.current_time() - attempt.started[0] < 1
+
+
+async def test_throttling_uses_up_no_attempt_but_the_deadline_bounds_it(autojump_clock):
+    attempt = Flaky(*[throttled() for _ in range(10)])
+    assert await RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=1.0, deadline=60).run(attempt) == "ok"
+    assert len(attempt.started) == 11
+    endless = Flaky(*[throttled() for _ in range(10_000)])
+    with pytest.raises(types.Throttled):
+        await RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=1.0, deadline=30).run(endless)
+    assert trio.current_time() - endless.started[0] <= 30
+
+
+async def test_failures_that_made_progress_use_up_no_attempt(autojump_clock):
+    def progressed():
+        error = types.TransientError("cut off mid-body", code="ConnectionReset")
+        error.made_progress = True
+        return error
+
+    attempt = Flaky(progressed(), progressed(), progressed(), transient())
+    assert await RetryPolicy(max_attempts=2, base_delay=0.01).run(attempt) == "ok"
+    assert len(attempt.started) == 5
+
+
+async def test_operation_deadline_bounds_all_calls_of_an_operation(autojump_clock):
+    """An operation of several calls against a dead endpoint fails within its one budget (rule 6)."""
+    from ossmount.store.retry import attempt_time_left, operation_deadline
+
+    budgets = []
+
+    async def dead():
+        budgets.append(attempt_time_left())
+        await trio.sleep(min(4.0, attempt_time_left()))  # a read timeout of 4 s, cut to what is left
+        raise transient()
+
+    policy = RetryPolicy(max_attempts=100, base_delay=0.5, max_delay=0.5, deadline=60)
+    start = trio.current_time()
+    with operation_deadline(10.0):
+        for _ in range(5):
+            with pytest.raises(types.TransientError):
+                await policy.run(dead)
+    assert trio.current_time() - start <= 10.0 + 1e-6
+    assert min(budgets) <= 0.5
+
+
+async def test_a_success_gives_the_operation_its_whole_budget_again(autojump_clock):
+    from ossmount.store.retry import note_success, operation_deadline
+
+    async def slow_failure():
+        await trio.sleep(3)
+        raise transient()
+
+    policy = RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0, deadline=60)
+    with operation_deadline(5.0) as operation:
+        with pytest.raises(types.TransientError):
+            await policy.run(slow_failure)  # 2 x 3 s: capped at 5 s of failing
+        assert operation.time_left() <= 0.0 + 1e-9
+        note_success()
+        assert operation.time_left() == 5.0
+
+
+async def test_tasks_of_a_finished_operation_keep_only_their_own_deadline(autojump_clock):
+    from ossmount.store.retry import current_operation, operation_deadline
+
+    seen = []
+    async with trio.open_nursery() as nursery:
+        with operation_deadline(1.0):
+            send, receive = trio.open_memory_channel(1)
+
+            async def background():
+                await receive.receive()
+                seen.append(current_operation())
+
+            nursery.start_soon(background)
+            await trio.sleep(0)
+            assert current_operation() is not None
+        await send.send(None)
+    assert seen == [None]

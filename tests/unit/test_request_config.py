@@ -256,10 +256,15 @@ def test_open_store_maps_timeouts_retries_and_transport(tmp_path):
                              "readwrite_timeout=9.5", "retries=4", "list_object_max_keys=50",
                              "servicepath=/oss", "nocopyapi"])
     store = open_store("bkt", options, environ={})
-    assert store._bucket.timeout == (7.0, 9.5)
-    assert store.retry.max_attempts == 4 and store.list_max_keys == 50
+    assert (store.timeouts.connect, store.timeouts.read) == (7.0, 9.5)
+    assert store.retry.max_attempts == 5 and store.list_max_keys == 50  # retries are retries: 4 + the first attempt
+    assert store.retry.deadline == store.operation_deadline == 5 * 9.5
     assert not store.copy_policy.copy_api
     default = open_store("bkt", parse_options([f"passwd_file={passwd}", "url=http://127.0.0.1:9"]), environ={})
-    assert default._bucket.timeout == (300.0, 120.0) and default.retry.max_attempts == 5
+    assert (default.timeouts.connect, default.timeouts.read) == (300.0, 120.0)
+    assert default.retry.max_attempts == 6 and default.retry.deadline == 720.0
     quick = open_store("bkt", options, environ={}, connect_timeout=3.0, timeout=8.0)  # ossmount check's
-    assert quick._bucket.timeout == (3.0, 8.0)
+    assert (quick.timeouts.connect, quick.timeouts.read) == (3.0, 8.0)
+    once = open_store("bkt", parse_options([f"passwd_file={passwd}", "url=http://127.0.0.1:9", "retries=0"]),
+                      environ={})
+    assert once.retry.max_attempts == 1
