@@ -340,7 +340,8 @@ class Namespace:
         meta = change(dict(node.info.meta))
         content_type = node.info.content_type or FILE_CONTENT_TYPE
         if not upload_pending:
-            await self.store.update_meta(node.key, content_type=content_type, meta=meta)
+            await self.store.update_meta(node.key, content_type=content_type, meta=meta,
+                                         http_headers=node.info.http_headers)
         self.cache.put_local(path, dataclasses.replace(node, info=dataclasses.replace(node.info, meta=meta)))
 
     async def readlink(self, inode: int) -> str:
@@ -618,7 +619,8 @@ class Namespace:
         new_key = self.key(new)
         meta = self._moved_meta(dict(node.info.meta))
         content_type = self.mime.content_type_for(new.rpartition("/")[2])
-        etag = await self.store.copy(node.key, new_key, content_type=content_type, meta=meta, size=node.info.size)
+        etag = await self.store.copy(node.key, new_key, content_type=content_type, meta=meta, size=node.info.size,
+                                     http_headers=node.info.http_headers)
         await self.store.delete(node.key)
         # As a local delete plus create: both parents' cached listings stay valid (no LIST, no HEADs).
         info = dataclasses.replace(node.info, key=new_key, etag=etag or node.info.etag, mtime=self.clock(),

@@ -340,6 +340,7 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
         restore=headers.get("x-oss-restore"),
         crc64=int(crc) if crc else None,
         version_id=headers.get("x-oss-version-id"),
+        http_headers={name: headers[name] for name in types.CARRIED_HEADERS if headers.get(name)},
     )
 
 
@@ -918,26 +919,31 @@ class ObjectStore:
         return f"{source}?versionId={version_id}" if version_id else source
 
     async def copy(self, src_key: str, dst_key: str, *, content_type: str | None = None,
-                   meta: Mapping[str, str] | None = None, size: int | None = None) -> str:
+                   meta: Mapping[str, str] | None = None, size: int | None = None,
+                   http_headers: Mapping[str, str] | None = None) -> str:
         """Copy an object within the bucket; returns the new ETag. `meta=None` keeps the source metadata.
+        With `meta`, `http_headers` (the source's ObjectInfo.http_headers: Cache-Control, Content-Encoding, ...)
+        are sent with it, as ossfs does, so replacing the metadata does not drop them.
 
         CopyObject, unless the copy policy says otherwise (headers.py rule 4): part by part for a large object
         with noshallowcopyapi, by download and upload without the copy API. `size` (the source's, if known)
         saves a HEAD when the strategy depends on it."""
         policy = self.copy_policy
         if policy.copies_by_rewrite(src_key, dst_key):
-            return await self._copy_by_rewrite(src_key, dst_key, content_type=content_type, meta=meta, size=size)
+            return await self._copy_by_rewrite(src_key, dst_key, content_type=content_type, meta=meta, size=size,
+                                               http_headers=http_headers)
         if not policy.shallow_copy:
             content_type, meta, size = await self._copy_source_info(src_key, content_type, meta, size)
             if policy.copies_in_parts(size):
                 return await self._assemble(
                     dst_key, content_type, meta, size, policy.multipart_copy_size,
                     lambda upload_id, number, first, last: self.upload_part_copy(src_key, (first, last), dst_key,
-                                                                                 upload_id, number))
+                                                                                 upload_id, number),
+                    http_headers)
         if meta is None:
             headers = {"x-oss-metadata-directive": "COPY", **self.headers.for_write(dst_key)}
         else:
-            headers = self._write_headers(dst_key, content_type, meta)
+            headers = merge_headers(http_headers or {}, self._write_headers(dst_key, content_type, meta))
             headers["x-oss-metadata-directive"] = "REPLACE"
         headers["x-oss-copy-source"] = self._copy_source(src_key)
         response = await self._call("CopyObject", dst_key, lambda: OssRequest("PUT", dst_key, headers=headers),
@@ -956,10 +962,11 @@ class ObjectStore:
         return content_type, meta, size
 
     async def _assemble(self, key: str, content_type: str | None, meta: Mapping[str, str], size: int,
-                        part_size: int, make_part: Callable[[str, int, int, int], Awaitable[PartInfo]]) -> str:
+                        part_size: int, make_part: Callable[[str, int, int, int], Awaitable[PartInfo]],
+                        http_headers: Mapping[str, str] | None = None) -> str:
         """One multipart upload of `size` bytes in `part_size` parts, `make_part(upload_id, number, first, last)`
         each (inclusive byte range), one at a time; aborted on any failure. Returns the new ETag."""
-        upload_id = await self.init_multipart(key, content_type=content_type, meta=meta)
+        upload_id = await self.init_multipart(key, content_type=content_type, meta=meta, http_headers=http_headers)
         try:
             parts = [await make_part(upload_id, number, start, min(start + part_size, size) - 1)
                      for number, start in enumerate(range(0, size, part_size), start=1)]
@@ -972,26 +979,27 @@ class ObjectStore:
         return info.etag
 
     async def _copy_by_rewrite(self, src_key: str, dst_key: str, *, content_type: str | None,
-                               meta: Mapping[str, str] | None, size: int | None) -> str:
+                               meta: Mapping[str, str] | None, size: int | None,
+                               http_headers: Mapping[str, str] | None) -> str:
         """A copy without the copy API: download the source and upload it (multipart above `rewrite_part_size`,
         one part in memory at a time). `meta=None` carries the source's Content-Type and metadata over."""
         content_type, meta, size = await self._copy_source_info(src_key, content_type, meta, size)
         part_size = self.copy_policy.rewrite_part_size
         if size <= part_size:
             data = await self.get_bytes(src_key, 0, size) if size else b""
-            return (await self.put(dst_key, data, content_type=content_type, meta=meta)).etag
+            return (await self.put(dst_key, data, content_type=content_type, meta=meta, headers=http_headers)).etag
 
         async def part(upload_id: str, number: int, first: int, last: int) -> PartInfo:
             data = await self.get_bytes(src_key, first, last - first + 1)
             return await self.upload_part(dst_key, upload_id, number, data)
 
-        return await self._assemble(dst_key, content_type, meta, size, part_size, part)
+        return await self._assemble(dst_key, content_type, meta, size, part_size, part, http_headers)
 
     async def update_meta(self, key: str, *, content_type: str | None, meta: Mapping[str, str],
-                          size: int | None = None) -> None:
+                          size: int | None = None, http_headers: Mapping[str, str] | None = None) -> None:
         """Replace the object's Content-Type and user metadata: CopyObject onto itself, so no data moves (unless
         the copy policy forbids the copy API: then the object is downloaded and uploaded again)."""
-        await self.copy(key, key, content_type=content_type, meta=meta, size=size)
+        await self.copy(key, key, content_type=content_type, meta=meta, size=size, http_headers=http_headers)
 
     async def delete(self, key: str) -> None:
         """DeleteObject (succeeds if the key is already gone, as OSS does)."""
@@ -1011,9 +1019,10 @@ class ObjectStore:
     # -- multipart --------------------------------------------------------------------------------
 
     async def init_multipart(self, key: str, *, content_type: str | None = None,
-                             meta: Mapping[str, str] | None = None) -> str:
-        """InitiateMultipartUpload; returns the upload id."""
-        headers = self._write_headers(key, content_type, meta)
+                             meta: Mapping[str, str] | None = None,
+                             http_headers: Mapping[str, str] | None = None) -> str:
+        """InitiateMultipartUpload; returns the upload id. `http_headers` as for `copy`."""
+        headers = merge_headers(http_headers or {}, self._write_headers(key, content_type, meta))
 
         async def handle(response: http.Response) -> Any:
             return await self._parsed(response, oss2.xml_utils.parse_init_multipart_upload,

@@ -32,6 +32,14 @@ class ObjectInfo:
     crc64: int | None = None
     from_listing: bool = False
     version_id: str | None = None  # x-oss-version-id, set only in a versioning-enabled (or suspended) bucket
+    # The standard HTTP headers the object carries (CARRIED_HEADERS, lowercase names), from HeadObject: a
+    # CopyObject with REPLACE (chmod, chown, utimens, xattrs, rename) sends them again so they are not lost.
+    http_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+# Headers an object keeps until a write replaces them, and that CopyObject with `x-oss-metadata-directive:
+# REPLACE` would drop unless sent again (OSS CopyObject doc; ossfs/s3fs send every header of the source's HEAD).
+CARRIED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
 
 
 @dataclass(frozen=True)

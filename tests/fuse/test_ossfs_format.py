@@ -6,6 +6,7 @@ oss2 are what ossfs writes, and what the mount writes is checked against what os
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -257,3 +258,29 @@ def test_statfs_inode_counts_are_ossfs_ones(mount):
     st = os.statvfs(mount.path)
     assert st.f_files == st.f_ffree == st.f_favail == 2**54 - 1
     assert st.f_namemax == 255
+
+
+# ---- standard headers survive metadata changes ----------------------------------------------------------
+
+CARRIED = {"Cache-Control": "max-age=600, public", "Content-Disposition": 'attachment; filename="report.csv"',
+           "Content-Encoding": "gzip", "Content-Language": "de-DE", "Expires": "Wed, 21 Oct 2037 07:28:00 GMT"}
+
+
+@pytest.mark.parametrize("change", ["chmod", "chown", "touch", "setfattr", "mv"])
+def test_metadata_changes_keep_the_objects_standard_headers(make_mount, change):
+    """A CopyObject with REPLACE drops every header it is not sent; ossfs sends the source's HEAD headers back,
+    so a chmod (or chown, utimens, xattr, rename) of an object a web app uploaded keeps its Cache-Control,
+    Content-Disposition, Content-Encoding, Content-Language and Expires."""
+    mount = make_mount(prefix="h/")
+    body = gzip.compress(b"a,b\n1,2\n")
+    bucket_of(mount).put_object("h/asset.csv", body, headers=CARRIED)
+    path = mount.path / "asset.csv"
+    commands = {"chmod": ["chmod", "600", str(path)], "chown": ["chown", "1234:1234", str(path)],
+                "touch": ["touch", "-d", "2024-01-02", str(path)],
+                "setfattr": ["setfattr", "-n", "user.owner", "-v", "ops", str(path)],
+                "mv": ["mv", str(path), str(mount.path / "moved.csv")]}
+    subprocess.run(commands[change], check=True)
+    key = "moved.csv" if change == "mv" else "asset.csv"
+    headers = head(mount, key).headers
+    assert {name: headers.get(name) for name in CARRIED} == CARRIED
+    assert (mount.path / key).read_bytes() == body  # the stored bytes, not decoded
