@@ -641,10 +641,7 @@ class FileContent:
 
     def _drop_spool(self) -> None:
         if self._spool is not None:
-            if self._spool.path:
-                self._spool.remove()
-            else:
-                self._spool.close()
+            self._spool.remove()
             self._spool = None
         if self._entry is not None:
             self._entry.discard()

@@ -166,7 +166,8 @@ class SpoolFile:
         os.fsync(self._fd)
 
     def remove(self) -> None:
-        """Close and delete a named spool file (its data is on OSS or kept elsewhere)."""
+        """Close the spool file and delete it if it is named (its data is on OSS or kept elsewhere); an unnamed one
+        is gone once closed."""
         self.close()
         if self.path is not None:
             try:

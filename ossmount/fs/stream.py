@@ -752,10 +752,7 @@ class StreamUpload:
                 self._give(part.run.memory)
                 part.run = None
         if self.spool is not None:
-            if self.spool.path:
-                self.spool.remove()
-            else:
-                self.spool.close()
+            self.spool.remove()
             self.spool = None
 
     def abandon(self) -> None:

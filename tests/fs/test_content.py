@@ -21,6 +21,7 @@ from ossmount.fs.content import ContentManager
 from ossmount.fs.errors import FsError
 from ossmount.fs.reader import ReadaheadConfig
 from ossmount.store.types import InvalidObjectState, StoreError
+from tests.fs.model import Write, run_against_model
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -302,14 +303,6 @@ async def test_open_with_truncate_discards_old_bytes(store, oss_bucket, nursery,
     await manager.release(content)
 
 
-class Write:
-    def __init__(self, offset, data):
-        self.offset, self.data = offset, data
-
-    def __repr__(self):
-        return f"Write({self.offset}, <{len(self.data)} bytes>)"
-
-
 operation = st.one_of(
     st.builds(Write, st.integers(0, 900 * KiB), st.integers(1, 300 * KiB).map(lambda n: os.urandom(n))),
     st.tuples(st.just("truncate"), st.integers(0, 900 * KiB)),
@@ -327,25 +320,7 @@ async def test_any_sequence_of_operations_matches_a_bytearray(store, oss_bucket,
     async with trio.open_nursery() as nursery:
         manager = manager_for(store, nursery, tmp_path, multipart_size=256 * KiB, parallel_count=2)
         content = await manager.open(key, size=initial_size, etag=etag_of(oss_bucket, key), headers=headers())
-        for op in operations:
-            if isinstance(op, Write):
-                await content.write(op.offset, op.data)
-                if op.offset > len(model):
-                    model.extend(bytes(op.offset - len(model)))
-                model[op.offset : op.offset + len(op.data)] = op.data
-            elif op == "flush":
-                await content.flush()
-                assert oss_bucket.get_object(key).read() == bytes(model)
-            elif op[0] == "truncate":
-                await content.truncate(op[1])
-                del model[op[1] :]
-                model.extend(bytes(op[1] - len(model)))
-            else:
-                _, offset, length = op
-                assert bytes(await content.read(offset, length)) == bytes(model[offset : offset + length])
-            assert content.size == len(model)
-        await content.flush()
-        assert oss_bucket.get_object(key).read() == bytes(model)
+        await run_against_model(content, model, operations, oss_bucket, key)
         await manager.release(content)
         nursery.cancel_scope.cancel()
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ossmount.fs.content import ContentManager
 from ossmount.fs.journal import Session
 from ossmount.store.types import StoreError
+from tests.fs.model import Append, Write, run_against_model
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -280,22 +281,6 @@ async def test_rename_of_a_streaming_file_lands_its_data_first(store, oss_bucket
     await manager.release(content)
 
 
-class Write:
-    def __init__(self, offset, data):
-        self.offset, self.data = offset, data
-
-    def __repr__(self):
-        return f"Write({self.offset}, <{len(self.data)} bytes>)"
-
-
-class Append:
-    def __init__(self, data):
-        self.data = data
-
-    def __repr__(self):
-        return f"Append(<{len(self.data)} bytes>)"
-
-
 operations = st.lists(st.one_of(
     st.builds(Append, st.integers(1, 300 * KiB).map(os.urandom)),
     st.builds(Append, st.integers(1, 300 * KiB).map(os.urandom)),
@@ -314,26 +299,7 @@ async def test_any_writes_into_a_streamed_file_match_a_bytearray(store, oss_buck
     async with trio.open_nursery() as nursery:
         manager = manager_for(store, nursery, tmp_path, parallel_count=2, write_budget=6 * PART)
         content = await new_file(manager, key)
-        for op in operations:
-            if isinstance(op, (Write, Append)):
-                offset = len(model) if isinstance(op, Append) else op.offset
-                await content.write(offset, op.data)
-                if offset > len(model):
-                    model.extend(bytes(offset - len(model)))
-                model[offset:offset + len(op.data)] = op.data
-            elif op == "flush":
-                await content.flush()
-                assert oss_bucket.get_object(key).read() == bytes(model)
-            elif op[0] == "truncate":
-                await content.truncate(op[1])
-                del model[op[1]:]
-                model.extend(bytes(op[1] - len(model)))
-            else:
-                _, offset, length = op
-                assert bytes(await content.read(offset, length)) == bytes(model[offset:offset + length])
-            assert content.size == len(model)
-        await content.flush()
-        assert oss_bucket.get_object(key).read() == bytes(model)
+        await run_against_model(content, model, operations, oss_bucket, key)
         await manager.release(content)
         assert manager.statistics().write_buffered_bytes == 0
         nursery.cancel_scope.cancel()

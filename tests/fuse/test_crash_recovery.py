@@ -86,20 +86,35 @@ def close_in_thread(fd: int) -> tuple[threading.Thread, list]:
     return thread, outcome
 
 
-def test_data_kept_after_a_failed_close_survives_kill_9(local_server, make_mount, tmpdir_option):
-    mount = make_mount(f"tmpdir={tmpdir_option},retries=1")
-    bucket = local_server.oss2_bucket(mount.bucket)
-    (mount.path / "kept.txt").write_bytes(b"")
+def create_and_write(path: Path, data: bytes) -> int:
+    """Create `path` as `cp` does (an empty file first), write `data` in 1 MiB writes; the descriptor, still open."""
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_WRONLY)
+    for offset in range(0, len(data), MiB):
+        os.write(fd, data[offset:offset + MiB])
+    return fd
+
+
+def fail_close_then_crash(local_server, mount, tmpdir: Path, name: str, data: bytes) -> None:
+    """Create `name`, write `data` and close it while every PutObject fails (close is EIO: the data is kept), then
+    kill -9 the mount and let the server answer again."""
+    (mount.path / name).write_bytes(b"")
     local_server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 500, "code": "InternalError"}])
-    fd = os.open(mount.path / "kept.txt", os.O_WRONLY)
-    os.write(fd, b"acknowledged with EIO, so it must be kept")
+    fd = os.open(mount.path / name, os.O_WRONLY)
+    os.write(fd, data)
     with pytest.raises(OSError) as refused:
         os.close(fd)
     assert refused.value.errno == errno.EIO
-    [record] = records(tmpdir_option)
-    assert record["state"] == "failed" and record["key"] == "kept.txt"
+    [record] = records(tmpdir)
+    assert record["state"] == "failed" and record["key"] == name
     crash(mount)
     local_server.admin.clear_faults()
+
+
+def test_data_kept_after_a_failed_close_survives_kill_9(local_server, make_mount, tmpdir_option):
+    mount = make_mount(f"tmpdir={tmpdir_option},retries=1")
+    bucket = local_server.oss2_bucket(mount.bucket)
+    fail_close_then_crash(local_server, mount, tmpdir_option, "kept.txt", b"acknowledged with EIO, so it must be kept")
     assert bucket.get_object("kept.txt").read() == b""
     mount.start()
     uploaded = wait_for(lambda: bucket.get_object("kept.txt").read(), lambda body: body != b"", timeout=30)
@@ -114,13 +129,10 @@ def test_a_streamed_file_whose_close_failed_survives_kill_9(local_server, make_m
     mount = make_mount(f"tmpdir={tmpdir_option},retries=1,multipart_size=1")
     bucket = local_server.oss2_bucket(mount.bucket)
     data = os.urandom(3 * MiB + 12345)
-    (mount.path / "parts.bin").write_bytes(b"")
     # Two parts go up while the file is written, every later part fails: close is EIO, the upload stays open with
     # the two parts, every other byte is in the spool.
     local_server.admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "skip": 2}])
-    fd = os.open(mount.path / "parts.bin", os.O_WRONLY)
-    for offset in range(0, len(data), MiB):
-        os.write(fd, data[offset:offset + MiB])
+    fd = create_and_write(mount.path / "parts.bin", data)
     with pytest.raises(OSError) as refused:
         os.close(fd)
     assert refused.value.errno == errno.EIO
@@ -138,14 +150,7 @@ def test_a_streamed_file_whose_close_failed_survives_kill_9(local_server, make_m
 def test_kept_data_of_an_object_changed_since_is_set_aside_not_uploaded(local_server, make_mount, tmpdir_option):
     mount = make_mount(f"tmpdir={tmpdir_option},retries=1")
     bucket = local_server.oss2_bucket(mount.bucket)
-    (mount.path / "shared.txt").write_bytes(b"")
-    local_server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 500, "code": "InternalError"}])
-    fd = os.open(mount.path / "shared.txt", os.O_WRONLY)
-    os.write(fd, b"the writer's version")
-    with pytest.raises(OSError):
-        os.close(fd)
-    crash(mount)
-    local_server.admin.clear_faults()
+    fail_close_then_crash(local_server, mount, tmpdir_option, "shared.txt", b"the writer's version")
     bucket.put_object("shared.txt", b"another client's newer version")
     mount.start()
     [aside] = wait_for(lambda: kept_aside(tmpdir_option), lambda found: len(found) == 1, timeout=30)
@@ -161,10 +166,7 @@ def test_kill_9_during_the_upload_at_close_then_the_next_mount_finishes_it(local
     mount = make_mount(f"tmpdir={tmpdir_option},multipart_size=1")
     bucket = local_server.oss2_bucket(mount.bucket)
     data = os.urandom(4 * MiB + 5)
-    (mount.path / "slow.bin").write_bytes(b"")
-    fd = os.open(mount.path / "slow.bin", os.O_WRONLY)
-    for offset in range(0, len(data), MiB):
-        os.write(fd, data[offset:offset + MiB])
+    fd = create_and_write(mount.path / "slow.bin", data)
     # Uploads at close crawl (64 KiB/s): the close is in progress when the mount is killed.
     local_server.admin.set_faults([{"op": "UploadPart", "action": "bandwidth", "bytes_per_second": 65536}])
     thread, outcome = close_in_thread(fd)
@@ -335,14 +337,7 @@ def test_ossmount_cleanup_leaves_uploads_this_machine_still_owns(local_server, m
 def test_ossmount_recover_uploads_what_a_dead_mount_kept(local_server, make_mount, tmpdir_option):
     mount = make_mount(f"tmpdir={tmpdir_option},retries=1")
     bucket = local_server.oss2_bucket(mount.bucket)
-    (mount.path / "a.txt").write_bytes(b"")
-    local_server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 500, "code": "InternalError"}])
-    fd = os.open(mount.path / "a.txt", os.O_WRONLY)
-    os.write(fd, b"recovered by the command")
-    with pytest.raises(OSError):
-        os.close(fd)
-    crash(mount)
-    local_server.admin.clear_faults()
+    fail_close_then_crash(local_server, mount, tmpdir_option, "a.txt", b"recovered by the command")
     result = _cli(local_server, mount, tmpdir_option, "recover", mount.bucket)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{mount.bucket}: uploaded   a.txt" in result.stdout
