@@ -220,7 +220,7 @@ async def test_a_failed_part_is_kept_and_retried_in_the_background(store, oss_bu
     # one part in flight at a time: the two parts that go up before the faults are parts 2 and 3
     manager = manager_for(store, nursery, tmp_path, session=True, parallel_count=1)
     content = await new_file(manager, "flaky.bin")
-    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "code": "ServiceUnavailable",
+    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
                        "skip": 2, "count": None}])
     data = random.Random(7).randbytes(6 * PART + 9)
     await content.write(0, data)  # two parts go up, the others fail: their bytes go to the spool
@@ -251,7 +251,8 @@ async def test_unlinked_while_streaming_aborts_its_upload_and_keeps_its_local_by
     content = await new_file(manager, "tmpfile")
     await content.write(0, random.Random(8).randbytes(4 * PART))
     await wait_until(lambda: counts(admin, "UploadPart")["UploadPart"] >= 2)
-    admin.set_faults([{"op": "AbortMultipartUpload", "action": "error", "status": 503, "count": 3}])
+    admin.set_faults([{"op": "AbortMultipartUpload", "action": "error", "status": 500, "code": "InternalError",
+                       "count": 3}])
     oss_bucket.delete_object("tmpfile")
     manager.unlinked("tmpfile")
     await content.write(4 * PART, b"still works")

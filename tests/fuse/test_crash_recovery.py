@@ -131,7 +131,8 @@ def test_a_streamed_file_whose_close_failed_survives_kill_9(local_server, make_m
     data = os.urandom(3 * MiB + 12345)
     # Two parts go up while the file is written, every later part fails: close is EIO, the upload stays open with
     # the two parts, every other byte is in the spool.
-    local_server.admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "skip": 2}])
+    local_server.admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
+                                    "skip": 2}])
     fd = create_and_write(mount.path / "parts.bin", data)
     with pytest.raises(OSError) as refused:
         os.close(fd)
@@ -218,11 +219,12 @@ def test_a_failed_close_is_retried_in_the_background(local_server, make_mount, t
     mount = make_mount(f"tmpdir={tmpdir_option},retries=1")
     bucket = local_server.oss2_bucket(mount.bucket)
     (mount.path / "later.txt").write_bytes(b"")
-    local_server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 503, "count": 1}])
+    local_server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 500, "code": "InternalError"}])
     fd = os.open(mount.path / "later.txt", os.O_WRONLY)
     os.write(fd, b"lands without another close")
     with pytest.raises(OSError):
         os.close(fd)
+    local_server.admin.clear_faults()  # the server is back: the kept data lands without another flush
     body = wait_for(lambda: bucket.get_object("later.txt").read(), lambda b: b != b"", timeout=30)
     assert body == b"lands without another close"
     wait_for(lambda: records(tmpdir_option), lambda found: not found, timeout=30)
@@ -235,7 +237,8 @@ def test_a_failed_abort_is_retried_in_the_background(local_server, make_mount, t
     for _ in range(3):
         os.write(fd, os.urandom(MiB))
     wait_for(lambda: uploads(bucket), lambda found: len(found) == 1, timeout=30)
-    local_server.admin.set_faults([{"op": "AbortMultipartUpload", "action": "error", "status": 503, "count": 3}])
+    local_server.admin.set_faults([{"op": "AbortMultipartUpload", "action": "error", "status": 500,
+                                    "code": "InternalError", "count": 3}])
     os.unlink(mount.path / "scratch.bin")  # the open file's upload is abandoned: its abort fails 3 times
     assert os.pread(fd, 4, 2 * MiB) != b""  # the open handle still reads what was kept locally
     wait_for(lambda: uploads(bucket), lambda found: not found, timeout=60)
@@ -321,7 +324,8 @@ def test_ossmount_cleanup_leaves_uploads_this_machine_still_owns(local_server, m
     """A record kept for a retry names its upload: cleanup must not abort it (recovery completes it)."""
     mount = make_mount(f"tmpdir={tmpdir_option},retries=1,multipart_size=1")
     bucket = local_server.oss2_bucket(mount.bucket)
-    local_server.admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "skip": 1}])
+    local_server.admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
+                                    "skip": 1}])
     fd = os.open(mount.path / "owned.bin", os.O_WRONLY | os.O_CREAT, 0o644)
     for _ in range(3):
         os.write(fd, os.urandom(MiB))
