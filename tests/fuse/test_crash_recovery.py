@@ -168,8 +168,8 @@ def test_kill_9_during_the_upload_at_close_then_the_next_mount_finishes_it(local
     bucket = local_server.oss2_bucket(mount.bucket)
     data = os.urandom(4 * MiB + 5)
     fd = create_and_write(mount.path / "slow.bin", data)
-    # Uploads at close crawl (64 KiB/s): the close is in progress when the mount is killed.
-    local_server.admin.set_faults([{"op": "UploadPart", "action": "bandwidth", "bytes_per_second": 65536}])
+    # The server holds back its answers to the uploads at close: the close is in progress when the mount is killed.
+    local_server.admin.set_faults([{"op": "UploadPart", "action": "delay", "delay_ms": 60_000}])
     thread, outcome = close_in_thread(fd)
     found = wait_for(lambda: records(tmpdir_option),
                      lambda found: any(r.get("state") == "committing" for r in found), timeout=30)
