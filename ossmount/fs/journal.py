@@ -47,6 +47,7 @@ import hashlib
 import json
 import logging
 import os
+import pwd
 import secrets
 import shutil
 import urllib.parse
@@ -63,18 +64,35 @@ MAX_ID_LENGTH = 200
 STATES = ("dirty", "committing", "failed", "streaming", "aborting")
 
 
-def spool_root(tmpdir: str | None, *, uid: int | None = None, environ: Mapping[str, str] = os.environ) -> str:
+def spool_root(tmpdir: str | None, *, uid: int | None = None, environ: Mapping[str, str] = os.environ,
+               home: str | None = None) -> str:
     """Where a mount's spool lives: under `-o tmpdir=DIR` when given (DIR/ossmount-spool-UID, so users sharing /tmp
     stay apart), else /var/lib/ossmount/spool for root (FHS: state that survives a reboot), else the user's XDG
-    state directory ($XDG_STATE_HOME, default ~/.local/state) /ossmount/spool."""
+    state directory ($XDG_STATE_HOME, default HOME/.local/state, HOME from the password database: $HOME may still
+    name another user's home) /ossmount/spool, or /var/tmp/ossmount-spool-UID for a user without a home of their
+    own. `home` overrides the password database (tests)."""
     uid = os.getuid() if uid is None else uid
     if tmpdir:
         return os.path.join(tmpdir, f"ossmount-spool-{uid}")
     if uid == 0:
         return ROOT_SPOOL_ROOT
-    state = environ.get("XDG_STATE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"),
-                                                          ".local", "state")
-    return os.path.join(state, "ossmount", "spool")
+    state = environ.get("XDG_STATE_HOME")
+    if state:
+        return os.path.join(state, "ossmount", "spool")
+    home = _own_home(uid) if home is None else home
+    if home:
+        return os.path.join(home, ".local", "state", "ossmount", "spool")
+    return f"/var/tmp/ossmount-spool-{uid}"
+
+
+def _own_home(uid: int) -> str | None:
+    """The home directory of `uid` from the password database, if it exists and belongs to `uid`."""
+    try:
+        home = pwd.getpwuid(uid).pw_dir
+        owner = os.stat(home).st_uid
+    except (KeyError, OSError):
+        return None
+    return home if owner == uid else None
 
 
 def mount_id(bucket: str, prefix: str = "") -> str:
@@ -179,10 +197,18 @@ class Session:
         """A new session directory under root/mount, locked; `describe` goes to session.json. OSError if the
         directory cannot be made (the caller says which option to change)."""
         parent = os.path.join(root, mount)
-        os.makedirs(parent, mode=0o700, exist_ok=True)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
         path = os.path.join(parent, f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}")
-        os.mkdir(path, 0o700)
+        for attempt in range(3):
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            if os.lstat(root).st_uid != os.getuid():
+                raise PermissionError(errno.EPERM, "the spool directory belongs to another user", root)
+            try:
+                os.mkdir(path, 0o700)
+                break
+            except FileNotFoundError:  # another mount's unmount removed the empty directories meanwhile
+                if attempt == 2:
+                    raise
         fd = os.open(os.path.join(path, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         session = cls(path, fd)
@@ -277,9 +303,12 @@ class Session:
         return not kept
 
     def remove(self) -> None:
-        """Delete the session directory and, if it is then empty, its mount id directory."""
+        """Delete the session directory and, if they are then empty, its mount id directory and the spool root (a
+        clean unmount leaves nothing behind)."""
         shutil.rmtree(self.path, ignore_errors=True)
-        try:
-            os.rmdir(os.path.dirname(self.path))
-        except OSError:
-            pass
+        parent = os.path.dirname(self.path)
+        for directory in (parent, os.path.dirname(parent)):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return

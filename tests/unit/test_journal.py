@@ -15,8 +15,10 @@ def test_where_the_spool_lives():
     assert spool_root("/data/tmp", uid=0) == "/data/tmp/ossmount-spool-0"
     assert spool_root("/data/tmp", uid=1000) == "/data/tmp/ossmount-spool-1000"
     assert spool_root(None, uid=0) == "/var/lib/ossmount/spool"
-    assert spool_root(None, uid=1000, environ={"HOME": "/home/u"}) == "/home/u/.local/state/ossmount/spool"
-    assert spool_root(None, uid=1000, environ={"XDG_STATE_HOME": "/s", "HOME": "/home/u"}) == "/s/ossmount/spool"
+    assert spool_root(None, uid=1000, environ={}, home="/home/u") == "/home/u/.local/state/ossmount/spool"
+    assert spool_root(None, uid=1000, environ={"XDG_STATE_HOME": "/s"}, home="/home/u") == "/s/ossmount/spool"
+    # $HOME is not trusted (it may still be root's); a user without a home of their own gets /var/tmp
+    assert spool_root(None, uid=4242424, environ={"HOME": "/root"}) == "/var/tmp/ossmount-spool-4242424"
 
 
 def test_mount_ids_name_bucket_and_prefix_readably_and_stay_short():
