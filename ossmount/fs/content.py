@@ -144,28 +144,6 @@ MERGE_DISTANCE = 1024 * 1024  # fetching up to 1 MiB twice costs less than one m
 
 
 @dataclass(frozen=True)
-class DirtyContent:
-    """One key with data not yet on OSS (for `ossmount stats` and the status file).
-
-    state: "writing" (spooled changes, no commit asked), "streaming" (parts going up while written),
-    "committing" (a flush/fsync/close is uploading it), "failed" (the last upload failed; retried in the
-    background). Sizes in bytes; `next_retry_in` in seconds (failed only)."""
-
-    key: str
-    size: int
-    state: str
-    open_handles: int
-    upload_id: str | None = None
-    parts_uploaded: int = 0
-    parts_in_flight: int = 0
-    memory_bytes: int = 0
-    spool_path: str | None = None
-    attempts: int = 0
-    last_error: str | None = None
-    next_retry_in: float | None = None
-
-
-@dataclass(frozen=True)
 class ContentStatistics:
     bytes_read: int
     bytes_written: int
@@ -183,15 +161,17 @@ class ContentStatistics:
     prefetch_buffered_bytes: int
     write_buffered_bytes: int = 0  # written data held in memory by streaming uploads
     aborts_pending: int = 0  # AbortMultipartUpload that failed and is retried in the background
-    dirty: tuple[DirtyContent, ...] = ()
 
 
 @dataclass(frozen=True)
 class DirtyFile:
     """A file whose bytes are not all on OSS yet (`ContentManager.dirty_files`); times are epoch seconds.
 
-    `state`: "dirty" (changed, not uploading), "uploading" (an upload in flight) or "failed" (the last upload
-    failed with `error_code`; the bytes are kept for the next flush)."""
+    `state`: "dirty" (changed, no commit asked; a file written from its start may have parts going up already),
+    "uploading" (a flush/fsync/close is uploading it) or "failed" (the last upload failed with `error_code`; the
+    bytes are kept and retried in the background, next in `next_retry_in` seconds). Of a streamed file: its
+    multipart `upload_id`, parts uploaded and in flight, and the written bytes it holds in memory; `spool_path`:
+    its spool file, if it has one."""
 
     key: str
     size: int
@@ -204,6 +184,13 @@ class DirtyFile:
     error_request_id: str | None = None
     failed_at: float | None = None
     error: str | None = None
+    upload_id: str | None = None
+    parts_uploaded: int = 0
+    parts_in_flight: int = 0
+    memory_bytes: int = 0
+    spool_path: str | None = None
+    attempts: int = 0
+    next_retry_in: float | None = None
 
 
 class FileContent:
@@ -726,26 +713,26 @@ class FileContent:
             self._drop_spool()
         self._reader.invalidate()
 
-    def progress(self) -> DirtyContent:
-        """This content as `ContentStatistics.dirty` shows it."""
+    def progress(self) -> DirtyFile:
+        """This content as `ContentManager.dirty_files` shows it."""
         stream = self._stream or self._commit
-        if self._commit is not None and self._commit.failed is not None or self._flush_failure is not None:
+        failure = self.failure
+        if failure is not None and self.uploading_since is None:
             state = "failed"
-        elif self._commit is not None:
-            state = "committing"
-        elif self._stream is not None:
-            state = "streaming"
-        else:
-            state = "writing"
+        elif self.uploading_since is not None or self._commit is not None:
+            state = "uploading"
+        else:  # a file being streamed too: its parts in flight are not a commit
+            state = "dirty"
         details = stream.progress() if stream is not None else {}
-        error = (self._commit.failed if self._commit is not None else None) or self._flush_failure
         spool = (stream.spool if stream is not None else None) or self._spool
-        return DirtyContent(
-            key=self.key, size=self.size, state=state, open_handles=self._refs,
+        return DirtyFile(
+            key=self.key, size=self.size, dirty_bytes=self.dirty_bytes, dirty_since=self.dirty_since, state=state,
+            open_handles=max(self._refs, 0), uploading_since=self.uploading_since,
+            error_code=failure.code if failure else None, error_request_id=failure.request_id if failure else None,
+            failed_at=self.failed_at, error=str(failure) if failure else None,
             upload_id=details.get("upload_id"), parts_uploaded=details.get("parts_uploaded", 0),
             parts_in_flight=details.get("parts_in_flight", 0), memory_bytes=details.get("memory", 0),
             spool_path=spool.path if spool is not None else None, attempts=self._attempts,
-            last_error=str(error) if error is not None else None,
             next_retry_in=None if self._retry_at is None else max(0.0, self._retry_at - trio.current_time()),
         )
 
@@ -1113,18 +1100,8 @@ class ContentManager:
 
     def dirty_files(self) -> list[DirtyFile]:
         """Every content with bytes not yet on OSS or an upload in flight, oldest change first."""
-        found = []
-        for content in self._all():
-            if not (content.dirty or content.uploading_since is not None):
-                continue
-            failure = content.failure
-            state = "uploading" if content.uploading_since is not None else "failed" if failure else "dirty"
-            found.append(DirtyFile(
-                key=content.key, size=content.size, dirty_bytes=content.dirty_bytes,
-                dirty_since=content.dirty_since, state=state, open_handles=max(content._refs, 0),
-                uploading_since=content.uploading_since, error_code=failure.code if failure else None,
-                error_request_id=failure.request_id if failure else None, failed_at=content.failed_at,
-                error=str(failure) if failure else None))
+        found = [content.progress() for content in self._all()
+                 if content.dirty or content.uploading_since is not None]
         return sorted(found, key=lambda f: f.dirty_since or 0.0)
 
     def statistics(self) -> ContentStatistics:
@@ -1136,7 +1113,6 @@ class ContentManager:
             prefetch_buffered_bytes=self._budget.used,
             write_buffered_bytes=self._write_budget.used,
             aborts_pending=len(self._aborts),
-            dirty=tuple(content.progress() for content in contents if content.dirty),
         )
 
 

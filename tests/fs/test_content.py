@@ -445,7 +445,7 @@ async def test_failed_streamed_upload_is_kept_open_and_lands_later(store, oss_bu
     # The upload stays open (what it holds is part of the kept data); every byte not in it is in the spool.
     assert ops_since_reset(admin, "AbortMultipartUpload", "CompleteMultipartUpload") == {
         "AbortMultipartUpload": 0, "CompleteMultipartUpload": 0}
-    [dirty] = manager.statistics().dirty
+    [dirty] = manager.dirty_files()
     assert dirty.state == "failed" and dirty.key == "parts" and dirty.attempts == 1
     await manager.release(content)
     assert manager.get("parts") is content

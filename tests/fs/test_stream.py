@@ -200,7 +200,7 @@ async def test_flush_does_not_hold_the_file_while_it_uploads(store, oss_bucket, 
 
     async with trio.open_nursery() as race:
         race.start_soon(flush)
-        await wait_until(lambda: manager.statistics().dirty and manager.statistics().dirty[0].state == "committing")
+        await wait_until(lambda: manager.dirty_files() and manager.dirty_files()[0].state == "uploading")
         # While the upload is held up by the server: writes, reads and the size answer at once.
         with trio.fail_after(10):
             await content.write(len(data), b"more")
@@ -227,7 +227,7 @@ async def test_a_failed_part_is_kept_and_retried_in_the_background(store, oss_bu
     with pytest.raises(StoreError):
         await content.flush()
     assert content.dirty
-    [dirty] = manager.statistics().dirty
+    [dirty] = manager.dirty_files()
     assert dirty.state == "failed" and dirty.spool_path is not None and os.path.getsize(dirty.spool_path) > 0
     [record] = records(manager)  # what a crash now would leave for the next mount
     assert record["state"] == "failed" and record["key"] == "flaky.bin" and record["size"] == len(data)
