@@ -437,7 +437,7 @@ async def test_failed_streamed_upload_is_kept_open_and_lands_later(store, oss_bu
     data = random_bytes(2 * MiB + 5, seed=8)
     manager = manager_for(store, nursery, tmp_path, multipart_size=1 * MiB)
     content = await manager.open("parts", size=0, etag="", new=True, headers=headers())
-    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "code": "ServiceUnavailable",
+    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
                        "probability": 1.0, "count": None}])
     await content.write(0, data)
     with pytest.raises(StoreError):
@@ -465,7 +465,7 @@ async def test_failed_spooled_multipart_is_aborted_and_flush_all_retries(store, 
     manager = manager_for(store, nursery, tmp_path, multipart_size=1 * MiB)
     content = await manager.open("parts", size=len(original), etag=etag_of(oss_bucket, "parts"), headers=headers())
     await content.write(5, b"patch")  # a write into an existing object: spooled, uploaded at flush
-    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "code": "ServiceUnavailable",
+    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
                        "probability": 1.0, "count": None}])
     with pytest.raises(StoreError):
         await content.flush()

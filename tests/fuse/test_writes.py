@@ -192,7 +192,7 @@ def test_failed_multipart_is_eio_and_retried_at_unmount(local_server, make_mount
     data = random.Random(3).randbytes(2 * MiB + 7)
     target = mount.path / "parts.bin"
     target.write_bytes(b"")
-    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "code": "ServiceUnavailable",
+    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
                        "probability": 1.0, "count": None}])
     fd = os.open(target, os.O_WRONLY)
     os.write(fd, data)
