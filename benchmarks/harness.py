@@ -66,6 +66,8 @@ WORKLOADS = [
     Workload("reread", "MiB/s", "second read of the same file on the same mount, no cache drop (second epoch)", "fio"),
     Workload("seq_write", "MiB/s", "sequential write of a new big file, bs=1M, through fsync+close and until the "
              "object is on the server (fio/seq_write.fio)", "fio"),
+    Workload("close_after_write", "%", "time close() takes after a sequential write of a new big file (1 MiB "
+             "writes, no fsync), in % of the time the writes took (lower is better)", "meta"),
     Workload("rand_read_4k", "MiB/s", "random 4 KiB reads in the big object (fio/rand_read.fio)", "fio"),
     Workload("rand_read_256k", "MiB/s", "random 256 KiB reads in the big object (fio/rand_read.fio)", "fio"),
     Workload("ttfb", "ms", "time to first byte: one cold open + 1-byte read of the big object per run (fio/ttfb.fio)",
@@ -80,7 +82,7 @@ WORKLOADS = [
     Workload("find", "s", "find over the 3-level tree on a fresh mount", "meta"),
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
-QUICK_WORKLOADS = ["seq_read_1j", "seq_write", "rand_read_4k", "ttfb", "small_read", "ls_l_cold", "ls_l_warm",
+QUICK_WORKLOADS = ["seq_read_1j", "seq_write", "close_after_write", "rand_read_4k", "ttfb", "small_read", "ls_l_cold", "ls_l_warm",
                    "stat", "create_delete", "find"]
 QUICK_SCALE = 1 / 16
 
@@ -257,6 +259,25 @@ class Runner:
         elapsed = time.perf_counter() - started
         os.unlink(client.mountpoint / key)
         return self.scale.big / MiB / elapsed, m
+
+    def close_after_write(self, client):
+        """The writes and the close of a new big file timed apart: close() is the commit (ossmount uploads the
+        last parts; s3fs the whole file)."""
+        key = f"close-{client.name}.bin"
+        path = client.mountpoint / key
+        block = os.urandom(MiB)
+        with Measurement(self.server, client.pid) as m:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            started = time.perf_counter()
+            for _ in range(self.scale.big // MiB):
+                os.write(fd, block)
+            written = time.perf_counter()
+            os.close(fd)
+            closed = time.perf_counter()
+            if client.fuse and client.name != "ramfs":
+                wait_for_object(self.server, key, self.scale.big)
+        os.unlink(path)
+        return (closed - written) / (written - started) * 100, m
 
     def _small_dir(self, client) -> Path:
         path = client.mountpoint / f"small-{client.name}"

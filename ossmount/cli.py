@@ -1,6 +1,7 @@
 """The single `ossmount` entry point: `ossmount [mount] ...`, `ossmount serve ...`, `ossmount check ...`.
 
-Each subcommand lives in its own module and exposes `main(argv) -> int`; this module only dispatches and
+Each subcommand lives in its own module and exposes `main(argv) -> int` (or the function SUBCOMMANDS
+names after a colon); this module only dispatches and
 turns every failure into one line on stderr plus an exit code (ossmount.errors), never a traceback:
   * `QuietError`: its message and exit code;
   * anything else (a bug, or an OS error no check foresaw): one line naming it, exit 1, with the traceback saved
@@ -35,11 +36,15 @@ SUBCOMMANDS = {
     "daemon": "ossmount.daemon.cli",
     "ctl": "ossmount.daemon.ctl",
     "csi": "ossmount.csi.cli",
+    "cleanup": "ossmount.maintenance:cleanup_main",
+    "recover": "ossmount.maintenance:recover_main",
 }
 
 USAGE = """\
 usage: ossmount [mount] BUCKET[:/PREFIX] MOUNTPOINT [-o OPT[,OPT...]]... [-f] [-d]
        ossmount check BUCKET[:/PREFIX] -o url=... [-o ...]
+       ossmount cleanup BUCKET[:/PREFIX] -o url=... [-o ...] [--older-than HOURS] [--dry-run] [--all]
+       ossmount recover [BUCKET[:/PREFIX]] [-o url=...,tmpdir=...]
        ossmount serve --data-dir DIR --listen HOST:PORT --credentials FILE [--bucket NAME]...
        ossmount daemon [--socket PATH] [--run-dir DIR] [--allowed-target-prefix P]... [--metrics-listen H:P]
        ossmount ctl [--socket PATH] {volumes,volume,health,metrics,stage,publish,unpublish,unstage,rotate-credentials} ...
@@ -101,8 +106,9 @@ def _dispatch(args: list[str]) -> int:
     name = args[0] if args[0] in SUBCOMMANDS else "mount"
     if name == args[0]:
         args = args[1:]
-    module = importlib.import_module(SUBCOMMANDS[name])
-    return module.main(args)
+    module_name, _, function = SUBCOMMANDS[name].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, function or "main")(args)
 
 
 def _unexpected(exc: BaseException) -> str:

@@ -47,12 +47,10 @@ import json
 import logging
 import os
 import select
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 from dataclasses import dataclass
@@ -469,6 +467,7 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
     from ossmount.fs.operations import Operations
     from ossmount.ops.accounting import MOUNT_CHECK, UNMOUNT, charging
     from ossmount.ops.service import MountOperator
+    from ossmount.fs.recovery import Recovery
 
     opts = args.options
     if opts.ignored:
@@ -485,20 +484,27 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
     config = FsConfig.from_options(opts, args.prefix)
     status = _status_reporter(args, flags, store, operator)
-    spool_dir = tempfile.mkdtemp(prefix="ossmount-spool-", dir=opts.tmpdir)
+    session, dead = open_spool_session(args.bucket, args.prefix, opts, args.mountpoint)
+    store.upload_marker = session.name
     mountpoint = mounttable.resolve(args.mountpoint)  # before mounting: never resolved through our own mount
     terminated = False
     unmounted_by_kernel = False
     try:
         async with trio.open_nursery() as nursery:
+            conflict_dir = conflict_dir_for(opts.tmpdir)
             contents = ContentManager(
-                store, spool_dir=spool_dir, multipart_size=opts.multipart_size_bytes,
+                store, session=session, multipart_size=opts.multipart_size_bytes,
                 parallel_count=opts.parallel_count, nursery=nursery,
-                multipart_threshold=opts.multipart_threshold_bytes, conflict_dir=conflict_dir_for(opts.tmpdir),
+                multipart_threshold=opts.multipart_threshold_bytes, conflict_dir=conflict_dir,
             )
             fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
             operator.telemetry.attach(fs, contents)
             await operator.start(nursery)
+            recovery = Recovery(store, conflict_dir=conflict_dir, part_size=opts.multipart_size_bytes,
+                                parallel_count=opts.parallel_count, threshold=opts.multipart_threshold_bytes,
+                                done=lambda key: (contents.recovered(key), contents.uploaded(key)))
+            for key in recovery.keys(dead):  # opens of these keys wait for their recovery
+                contents.recovering(key)
             try:
                 pyfuse3.init(Operations(fs, operator.calls), args.mountpoint, set(args.fuse_options))
             except RuntimeError as exc:
@@ -506,7 +512,7 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                 raise MountError(f"cannot mount on {args.mountpoint}: {exc} (is /dev/fuse available?)") from None
             log.info("mounted %s on %s", args.fsname, args.mountpoint)
             try:
-                async with trio.open_nursery() as session:
+                async with trio.open_nursery() as serving:
 
                     async def watch_signals() -> None:
                         nonlocal terminated
@@ -517,16 +523,17 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                                 pyfuse3.terminate()
                                 return
 
-                    session.start_soon(watch_signals)
-                    session.start_soon(_announce_ready, args, mountpoint, operator.record())
+                    serving.start_soon(watch_signals)
+                    serving.start_soon(_announce_ready, args, mountpoint, operator.record())
+                    nursery.start_soon(_after_crashes, store, args.prefix, opts, recovery, dead, contents)
                     if status is not None:
-                        session.start_soon(status.run, flags.status_interval)
+                        serving.start_soon(status.run, flags.status_interval)
                     try:
                         await pyfuse3.main()
                     finally:
                         mounttable.remove_record(mountpoint)
                     unmounted_by_kernel = not terminated
-                    session.cancel_scope.cancel()
+                    serving.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True):
                     try:
@@ -540,10 +547,59 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                     pyfuse3.close(unmount=not unmounted_by_kernel)
             nursery.cancel_scope.cancel()
     finally:
-        shutil.rmtree(spool_dir, ignore_errors=True)
+        for other in dead:
+            other.release()
+        if not session.close():
+            log.error("data that could not be uploaded is kept in %s; the next mount of %s (or `ossmount recover`) "
+                      "uploads it", session.path, args.fsname)
         if status is not None:
             status.write("unmounted")
     log.info("unmounted %s", args.mountpoint)
+
+
+def open_spool_session(bucket: str, prefix: str, opts, mountpoint: str = ""):
+    """This mount's spool session (fs/journal.py) and the dead sessions of earlier mounts of the same bucket and
+    prefix (locked: recovered by this process). ConfigError when the spool directory cannot be created."""
+    from ossmount.fs.journal import Session, mount_id, spool_root
+
+    root = spool_root(opts.tmpdir)
+    name = mount_id(bucket, prefix)
+    try:
+        dead = Session.dead(root, name)
+        session = Session.create(root, name, {"bucket": bucket, "prefix": prefix, "endpoint": opts.url,
+                                              "mountpoint": mountpoint})
+    except OSError as exc:
+        raise ConfigError(f"cannot use the spool directory {os.path.join(root, name)}: {exc.strerror}; choose "
+                          "another with -o tmpdir=DIR") from None
+    return session, dead
+
+
+async def _after_crashes(store, prefix: str, opts, recovery, dead, contents) -> None:
+    """In the background once mounted: recover what dead mounts of this bucket and prefix left in the spool, then
+    abort the stale incomplete multipart uploads under the prefix (stale_upload_hours)."""
+    from ossmount.fs.journal import mount_id, spool_root
+    from ossmount.fs.recovery import abort_stale_uploads, owned_uploads
+    from ossmount.store.types import StoreError
+
+    if dead:
+        await recovery.run(dead)  # it logs what it does, key by key
+    if opts.stale_upload_hours == float("inf"):
+        return
+    names, upload_ids = owned_uploads(spool_root(opts.tmpdir), mount_id(store.bucket_name, prefix),
+                                      own=contents._session)
+    try:
+        report = await abort_stale_uploads(store, prefix, older_than=opts.stale_upload_hours * 3600,
+                                           owned_names=names, owned_ids=upload_ids)
+    except StoreError as exc:
+        log.warning("could not list incomplete multipart uploads under /%s to abort stale ones: %s", prefix, exc)
+        return
+    for upload in report.stale:
+        if upload.upload_id not in report.failed:
+            log.warning("aborted the incomplete multipart upload %s of %s that an earlier mount started (initiated "
+                        "%s)", upload.upload_id, upload.key, time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                            time.gmtime(upload.initiated)))
+    for upload_id, reason in report.failed.items():
+        log.warning("could not abort the stale multipart upload %s: %s", upload_id, reason)
 
 
 def _status_reporter(args, flags: RuntimeFlags, store, operator):

@@ -126,6 +126,19 @@ def _seconds_parser(*, positive: bool = False, never: bool = False) -> Callable[
     return parse
 
 
+def _hours_parser(name: str, value: str) -> float:
+    """Hours as a number >= 0, or -1 (never: math.inf)."""
+    if value.strip() == "-1":
+        return math.inf
+    try:
+        hours = float(value)
+    except ValueError:
+        raise _bad(name, value, "a number of hours >= 0, or -1 (never)") from None
+    if not 0 <= hours < math.inf:
+        raise _bad(name, value, "a number of hours >= 0, or -1 (never)")
+    return hours
+
+
 def _parse_path(name: str, value: str) -> str:
     if not value or "\0" in value:
         raise _bad(name, value, "a file path")
@@ -446,9 +459,13 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                default_text="5"),
     OptionSpec("parallel_upload", "parallel_count", "parallel_count, as older ossfs names it",
                _int_parser(1, PARALLEL_COUNT_MAX), default_text="5"),
-    OptionSpec("tmpdir", "tmpdir", "directory for the spool files of open files being written, and for a writer's bytes kept aside "
-               "when another client changed the file (must exist)",
-               _parse_path, default_text="$TMPDIR or /tmp"),
+    OptionSpec("tmpdir", "tmpdir", "directory (must exist) for the spool (DIR/ossmount-spool-UID: dirty data and its "
+               "journal, kept across a crash for the next mount) and for a writer's bytes kept aside "
+               "(DIR/ossmount-conflicts-UID)", _parse_path,
+               default_text="/var/lib/ossmount/spool (root), ~/.local/state/ossmount/spool"),
+    OptionSpec("stale_upload_hours", "stale_upload_hours", "at mount, incomplete multipart uploads under the prefix "
+               "that ossmount started, initiated more than this many hours ago and owned by no live mount of this "
+               "machine, are aborted (0: all of them; -1: none)", _hours_parser, default_text="24"),
     OptionSpec("default_acl", "default_acl", "x-oss-object-acl of every object written (default: the bucket's)",
                _choice_parser("private", "public-read", "public-read-write", "default"), default_text="not sent"),
     OptionSpec("storage_class", "storage_class", "x-oss-storage-class of every object written",
@@ -511,7 +528,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     _noop("max_cache_size", _DISK_CACHE, _int_parser(0, None, _MIB)),
     _noop("free_space_ratio", _DISK_CACHE, _int_parser(0, 100, " (percent)")),
     _noop("fake_diskfree", _DISK_CACHE, _int_parser(0, None, _MIB)),
-    _noop("max_dirty_data", "dirty data is uploaded on flush/close, never earlier",
+    _noop("max_dirty_data", "files written from their start are uploaded part by part as they are written; "
+          "other dirty data is spooled to disk and uploaded on flush/close",
           lambda name, value: -1 if value.strip() == "-1" else _int_parser(50, None, _MIB)(name, value)),
     _noop("direct_read", "ossmount always reads straight from OSS with its own prefetching"),
     _noop("direct_read_chunk_size", "reads are sized by ossmount's prefetch window", _int_parser(1, 32, _MIB)),
@@ -629,6 +647,7 @@ class MountOptions:
     nomultipart: bool = False
     parallel_count: int = 5
     tmpdir: str | None = None
+    stale_upload_hours: float = 24.0  # math.inf: never abort at mount
     default_acl: str | None = None
     storage_class: str | None = None
     use_sse: str | None = None  # "AES256", "KMS", "KMS:<key id>" or "KMS:$OSSSSEKMSID"

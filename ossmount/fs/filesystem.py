@@ -91,11 +91,14 @@ class Filesystem:
         raise FsError(errno.ENOTSUP)
 
     async def unlink(self, parent_inode: int, name: str) -> None:
+        await self.contents.settle(self.ns.key(self.ns.child(parent_inode, name)), publish=False)
         path, node = await self.ns.unlink(parent_inode, name)
         self.files.unlinked(node.key)
         await self.ns.keep_directory(parent_of(path))
 
     async def rename(self, old_parent: int, old_name: str, new_parent: int, new_name: str, flags: int) -> None:
+        # An upload is bound to its key: what is streaming or committing to the old name lands before the copy.
+        await self.contents.settle(self.ns.key(self.ns.child(old_parent, old_name)), publish=True)
         old, new, moved = await self.ns.rename(old_parent, old_name, new_parent, new_name, flags)
         self.files.moved(old, new, moved)
         if old != new:
@@ -170,6 +173,9 @@ class Filesystem:
 
     async def flush(self, fh: int) -> None:
         await self.files.flush(fh)
+
+    async def fsync(self, fh: int) -> None:
+        await self.files.flush(fh, sync=True)
 
     async def release(self, fh: int) -> None:
         await self.files.release(fh)

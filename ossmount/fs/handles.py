@@ -77,6 +77,7 @@ class OpenFiles:
         self._read_failures_logged: set[int] = set()  # id() of contents whose failed read was logged
         # Set by the FUSE glue: tell the kernel to drop the attributes it cached for an inode.
         self.attrs_stale: Callable[[int], None] = lambda inode: None
+        contents.uploaded = self._uploaded_in_background
 
     # ---- the handle table -----------------------------------------------------------------------
 
@@ -245,9 +246,26 @@ class OpenFiles:
         handle.data_changed = True
         return await handle.content.write(offset, data)
 
-    async def flush(self, fh: int) -> None:
-        """flush/fsync/close: upload the file if it has unflushed data; an upload failure is EIO."""
+    def _uploaded_in_background(self, key: str) -> None:
+        """A background retry (or recovery) put a new version of `key` on OSS: what the caches say is stale."""
+        prefix = self.ns.config.prefix
+        if key.startswith(prefix):
+            self.ns.cache.invalidate(key[len(prefix):])
+
+    async def flush(self, fh: int, *, sync: bool = False) -> None:
+        """flush/fsync/close: upload the file if it has unflushed data; an upload failure is EIO. The close of a
+        read-only handle while another handle has the file open for writing only retries an upload that failed
+        before: the writer's own close commits its data (a reader must not cut a streaming upload short)."""
         handle = self.handle(fh)
+        if not (sync or handle.writable) and any(other.writable and other.content is handle.content
+                                                 for other in self._handles.values()):
+            content = handle.content
+            if content.needs_retry:
+                try:
+                    await content.retry()
+                except StoreError as exc:
+                    raise FsError(errno.EIO) from exc
+            return
         touched = handle.data_changed
         handle.data_changed = False
         try:

@@ -198,7 +198,7 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def fsync(self, fh, datasync):
-        await self.fs.flush(fh)
+        await self.fs.fsync(fh)
 
     @_fuse_errors
     async def release(self, fh):

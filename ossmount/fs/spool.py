@@ -1,8 +1,9 @@
 """Local staging of dirty file contents: a sparse spool file plus the set of byte ranges it holds.
 
-`RangeSet` is pure (no I/O) and property-tested. `SpoolFile` is one unlinked temporary file per open
-key under the mount's spool directory, written with `os.pwrite` and read with `os.pread`, so a file
-larger than memory never needs more than one request's worth of RAM.
+`RangeSet` is pure (no I/O) and property-tested. `SpoolFile` is one sparse file per dirty key in the
+mount's spool session directory (journal.py), named so that it survives a crash of the mount (its journal
+record says what it holds), written with `os.pwrite` and read with `os.pread`, so a file larger than memory
+never needs more than one request's worth of RAM. Without a name it is an unlinked temporary file.
 
 The spool's length always equals the file's logical size (`ftruncate` on create, grow and shrink), so
 holes read back as zeros. Which bytes of the spool are authoritative is tracked by the owner
@@ -13,11 +14,28 @@ ranges below it that were written or downloaded.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import errno
+import logging
 import os
 import tempfile
 from typing import Iterator
 
+log = logging.getLogger(__name__)
+
 CHUNK_LIMIT = 8 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def spool_errors(key: str) -> Iterator[None]:
+    """A failing spool file (disk full, file size limit) is the writer's errno (ENOSPC, EFBIG), not a bug: FsError."""
+    try:
+        yield
+    except OSError as exc:
+        from ossmount.fs.errors import FsError
+
+        log.error("spool file of %s: %s", key, exc)
+        raise FsError(exc.errno or errno.EIO, f"spool file of {key}: {exc.strerror}") from exc
 
 
 class RangeSet:
@@ -107,21 +125,55 @@ def merge_close_ranges(ranges: list[tuple[int, int]], distance: int, limit: int)
 
 
 class SpoolFile:
-    """An unlinked sparse temporary file; its length is kept equal to the content's logical size."""
+    """A sparse file (mode 0600) whose offsets are the object's; its owner keeps its length equal to the content's
+    logical size. `name`: created as `spool_dir/name` and kept until `remove()` (crash recovery reads it); without
+    a name, an unlinked temporary file."""
 
-    def __init__(self, spool_dir: str, size: int):
-        fd, path = tempfile.mkstemp(prefix="ossmount-spool-", dir=spool_dir)
+    def __init__(self, spool_dir: str, size: int, *, name: str | None = None):
+        if name is None:
+            fd, path = tempfile.mkstemp(prefix="ossmount-spool-", dir=spool_dir)
+        else:
+            path = os.path.join(spool_dir, name)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.unlink(path)
+            if name is None:
+                os.unlink(path)
             os.ftruncate(fd, size)
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
+        self.path: str | None = None if name is None else path
+
+    @classmethod
+    def reopen(cls, path: str) -> "SpoolFile":
+        """An existing named spool file (crash recovery); OSError if it is gone."""
+        spool = cls.__new__(cls)
+        spool._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        spool.path = path
+        return spool
 
     @property
     def fd(self) -> int:
         return self._fd
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def sync(self) -> None:
+        """fsync: the bytes survive a crash of the machine, not only of the process."""
+        os.fsync(self._fd)
+
+    def remove(self) -> None:
+        """Close the spool file and delete it if it is named (its data is on OSS or kept elsewhere); an unnamed one
+        is gone once closed."""
+        self.close()
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
     @property
     def closed(self) -> bool:
@@ -151,6 +203,19 @@ class SpoolFile:
     def resize(self, size: int) -> None:
         os.ftruncate(self._fd, size)
 
+    def zero(self, start: int, end: int) -> None:
+        """Make [start, end) read as zeros (a hole where the filesystem can punch one)."""
+        if end <= start:
+            return
+        try:
+            _punch_hole(self._fd, start, end - start)
+            return
+        except OSError:
+            pass
+        block = bytes(min(end - start, 1024 * 1024))
+        for offset in range(start, end, len(block)):
+            self.pwrite(offset, memoryview(block)[: min(len(block), end - offset)])
+
     def open_reader(self):
         """A fresh binary file object positioned at 0, for streaming the whole spool to an upload.
 
@@ -165,3 +230,20 @@ class SpoolFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+_libc = None
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> None:
+    """fallocate(PUNCH_HOLE | KEEP_SIZE): [offset, offset+length) reads as zeros and takes no disk; OSError where the
+    filesystem does not support it."""
+    global _libc
+    import ctypes
+
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    keep_size, punch_hole = 0x01, 0x02
+    if _libc.fallocate(fd, keep_size | punch_hole, ctypes.c_long(offset), ctypes.c_long(length)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))

@@ -44,6 +44,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
+from xml.etree import ElementTree
 
 import oss2
 import oss2.exceptions
@@ -71,6 +72,10 @@ T = TypeVar("T")
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 META_PREFIX = "x-oss-meta-"
+# x-oss-meta-ossmount-upload: set at every InitiateMultipartUpload (see `init_multipart`), so that `ossmount cleanup`
+# can tell the incomplete uploads ossmount started from other tools'. It stays on the completed object (OSS keeps the
+# Initiate's metadata) until the next metadata change, and is never shown: `_object_info_from_headers` drops it.
+UPLOAD_MARKER = "ossmount-upload"
 MAX_DELETE_BATCH = 1000
 MAX_KEY_BYTES = 1023
 # The largest answer body parsed as XML (a full listing page of 1,000 keys of 1,023 bytes, url-encoded, is < 4 MiB),
@@ -109,6 +114,7 @@ _CODE_TO_ERROR: Mapping[str, type[types.StoreError]] = {
     "InvalidRange": types.InvalidArgument,
     "EntityTooLarge": types.EntityTooLarge,
     "KeyTooLong": types.NameTooLong,
+    "NoSuchUpload": types.NoSuchUpload,
     **{code: types.AccessDenied for code in _AUTH_CODES},
     **{code: types.Throttled for code in _THROTTLING_CODES},
     **{code: types.TransientError for code in _TRANSIENT_CODES},
@@ -324,7 +330,7 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
     meta = {}
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered.startswith(META_PREFIX):
+        if lowered.startswith(META_PREFIX) and lowered != META_PREFIX + UPLOAD_MARKER:
             meta[lowered[len(META_PREFIX):]] = _decode_header_value(value)
     crc = headers.get("x-oss-hash-crc64ecma")
     last_modified = headers.get("last-modified")
@@ -439,6 +445,7 @@ class ObjectStore:
         self._last_success_at: float | None = None
         self._last_error: tuple[str, float] | None = None
         self._bucket_missing = False
+        self.upload_marker = "ossmount"  # the value of x-oss-meta-ossmount-upload (a mount sets its session id)
         self._bucket_watchers: list[tuple[Callable[[types.StoreError], None], Callable[[], None]]] = []
 
     @classmethod
@@ -878,18 +885,20 @@ class ObjectStore:
     # -- writes -----------------------------------------------------------------------------------
 
     async def _put_body(self, key: str, make_body: Callable[[], Any], size: int,
-                        request_headers: dict[str, str], meta: Mapping[str, str] | None) -> ObjectInfo:
-        """PutObject of a body made afresh for each attempt (bytes, or a FileBody that CRCs as it is read)."""
+                        request_headers: dict[str, str], meta: Mapping[str, str] | None,
+                        known_crc: int | None = None) -> ObjectInfo:
+        """PutObject of a body made afresh for each attempt (bytes, `_Buffers`, or a FileBody that CRCs as it is
+        read); `known_crc` is the body's CRC-64 when the caller computed it already."""
         request_headers = {**request_headers, **self.headers.for_upload()}
 
         async def attempt() -> ObjectInfo:
             body = make_body()
-            expected_crc = None if isinstance(body, http.FileBody) else crc64(body)
+            expected_crc = _expected_crc(body, known_crc)
             answer: dict[str, str] = {}
             await self._attempt("PutObject", key, OssRequest("PUT", key, headers=request_headers, body=body),
                                 functools.partial(_keep_headers, answer))
             self._bytes_out += size
-            expected = body.crc if isinstance(body, http.FileBody) else expected_crc
+            expected = body.crc if expected_crc is None else expected_crc
             crc = self._verify_crc("PutObject", key, expected, answer, answer.get("x-oss-request-id", ""))
             return ObjectInfo(key=key, size=size, etag=_strip_etag(answer.get("etag")), mtime=_response_time(answer),
                               content_type=_content_type(request_headers), meta=dict(meta or {}), crc64=crc,
@@ -897,16 +906,18 @@ class ObjectStore:
 
         return await self.retry.run(attempt, on_retry=self._note_retry)
 
-    async def put(self, key: str, data: bytes | bytearray | memoryview, *, content_type: str | None = None,
+    async def put(self, key: str, data: Any, *, content_type: str | None = None,
                   meta: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
-                  forbid_overwrite: bool = False) -> ObjectInfo:
-        """PutObject of an in-memory body; CRC-64 verified. AlreadyExists with `forbid_overwrite`."""
-        body = data if isinstance(data, bytes) else memoryview(data).cast("B")
+                  forbid_overwrite: bool = False, crc64: int | None = None) -> ObjectInfo:
+        """PutObject of an in-memory body: one buffer, or a list of buffers sent one after the other without being
+        joined; CRC-64 verified (`crc64`: the body's, when the caller computed it as the data arrived).
+        AlreadyExists with `forbid_overwrite`."""
         request_headers = self._write_headers(key, content_type, meta)
         request_headers.update(headers or {})
         if forbid_overwrite:
             request_headers["x-oss-forbid-overwrite"] = "true"
-        return await self._put_body(key, lambda: body, len(body), request_headers, meta)
+        return await self._put_body(key, lambda: _memory_body(data), _memory_length(data), request_headers, meta,
+                                    crc64)
 
     async def put_file(self, key: str, fileobj: BinaryIO, size: int, *, content_type: str | None = None,
                        meta: Mapping[str, str] | None = None, offset: int = 0) -> ObjectInfo:
@@ -1021,8 +1032,11 @@ class ObjectStore:
     async def init_multipart(self, key: str, *, content_type: str | None = None,
                              meta: Mapping[str, str] | None = None,
                              http_headers: Mapping[str, str] | None = None) -> str:
-        """InitiateMultipartUpload; returns the upload id. `http_headers` as for `copy`."""
-        headers = merge_headers(http_headers or {}, self._write_headers(key, content_type, meta))
+        """InitiateMultipartUpload; returns the upload id. `http_headers` as for `copy`. The upload carries
+        x-oss-meta-ossmount-upload: `upload_marker` (UPLOAD_MARKER), by which `list_multipart_uploads` recognises
+        it."""
+        marked = {**(meta or {}), UPLOAD_MARKER: self.upload_marker}
+        headers = merge_headers(http_headers or {}, self._write_headers(key, content_type, marked))
 
         async def handle(response: http.Response) -> Any:
             return await self._parsed(response, oss2.xml_utils.parse_init_multipart_upload,
@@ -1036,29 +1050,70 @@ class ObjectStore:
         return result.upload_id
 
     async def _upload_part_body(self, key: str, upload_id: str, part_number: int,
-                                make_body: Callable[[], Any], size: int) -> PartInfo:
+                                make_body: Callable[[], Any], size: int, known_crc: int | None = None) -> PartInfo:
         params = {"uploadId": upload_id, "partNumber": str(part_number)}
         headers = self.headers.for_upload()
 
         async def attempt() -> PartInfo:
             body = make_body()
-            expected_crc = None if isinstance(body, http.FileBody) else crc64(body)
+            expected_crc = _expected_crc(body, known_crc)
             answer: dict[str, str] = {}
             await self._attempt("UploadPart", key, OssRequest("PUT", key, params=params, headers=headers, body=body),
                                 functools.partial(_keep_headers, answer))
             self._bytes_out += size
-            expected = body.crc if isinstance(body, http.FileBody) else expected_crc
+            expected = body.crc if expected_crc is None else expected_crc
             crc = self._verify_crc("UploadPart", key, expected, answer, answer.get("x-oss-request-id", ""))
             return PartInfo(part_number=part_number, etag=_strip_etag(answer.get("etag")), size=size,
                             crc64=crc if crc is not None else expected)
 
         return await self.retry.run(attempt, on_retry=self._note_retry)
 
-    async def upload_part(self, key: str, upload_id: str, part_number: int,
-                          data: bytes | bytearray | memoryview) -> PartInfo:
-        """UploadPart from memory; CRC-64 verified."""
-        body = data if isinstance(data, bytes) else memoryview(data).cast("B")
-        return await self._upload_part_body(key, upload_id, part_number, lambda: body, len(body))
+    async def upload_part(self, key: str, upload_id: str, part_number: int, data: Any, *,
+                          crc64: int | None = None) -> PartInfo:
+        """UploadPart from memory: one buffer, or a list of buffers sent without being joined; CRC-64 verified
+        (`crc64`: the body's, when the caller computed it as the data arrived)."""
+        return await self._upload_part_body(key, upload_id, part_number, lambda: _memory_body(data),
+                                            _memory_length(data), crc64)
+
+    async def list_multipart_uploads(self, prefix: str = "") -> list[types.MultipartUpload]:
+        """Every incomplete multipart upload of keys under `prefix` (ListMultipartUploads, following its pages),
+        with the metadata given at Initiate where the listing carries it (`MultipartUpload.meta`)."""
+        uploads: list[types.MultipartUpload] = []
+        key_marker = upload_id_marker = ""
+        while True:
+            params = {"uploads": "", "prefix": prefix, "key-marker": key_marker,
+                      "upload-id-marker": upload_id_marker, "max-uploads": "1000", "encoding-type": "url"}
+
+            async def handle(response: http.Response) -> Any:
+                body = await self._body(response)
+                try:
+                    return _parse_uploads(body)
+                except Exception as exc:  # noqa: BLE001 - any parser failure means an unusable answer
+                    raise _InvalidResponse(f"{type(exc).__name__}: {exc}"[:200], response.request_id) from exc
+
+            page, next_key, next_id = await self._call(
+                "ListMultipartUploads", prefix, lambda: OssRequest("GET", params=dict(params)), handle)
+            uploads.extend(page)
+            if next_key is None:
+                return uploads
+            key_marker, upload_id_marker = next_key, next_id or ""
+
+    async def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
+        """The parts uploaded so far to `upload_id` (ListParts, every page), in part-number order."""
+        parts: list[PartInfo] = []
+        marker = ""
+        while True:
+            params = {"uploadId": upload_id, "part-number-marker": marker}
+
+            async def handle(response: http.Response) -> Any:
+                return await self._parsed(response, oss2.xml_utils.parse_list_parts, oss2.models.ListPartsResult)
+
+            result = await self._call("ListParts", key, lambda: OssRequest("GET", key, params=dict(params)), handle)
+            parts.extend(PartInfo(part_number=p.part_number, etag=_strip_etag(p.etag), size=int(p.size or 0))
+                         for p in result.parts)
+            if not result.is_truncated or not result.next_marker:
+                return parts
+            marker = str(result.next_marker)
 
     async def upload_part_from_file(self, key: str, upload_id: str, part_number: int, fileobj: BinaryIO,
                                     offset: int, size: int) -> PartInfo:
@@ -1160,10 +1215,88 @@ async def _keep_headers(into: dict[str, str], response: http.Response) -> None:
     into.update(response.headers)
 
 
+class _Buffers:
+    """A request body of several buffers (a `transport.BodySource`): sent one after the other through the
+    transport's send buffer, never joined into one."""
+
+    def __init__(self, buffers: Any):
+        self._views = [memoryview(buffer).cast("B") for buffer in buffers]
+        self.length = sum(len(view) for view in self._views)
+        self._index = self._offset = 0
+
+    def restart(self) -> None:
+        self._index = self._offset = 0
+
+    def read_into(self, view: memoryview) -> int:
+        count = 0
+        while count < len(view) and self._index < len(self._views):
+            source = self._views[self._index]
+            take = min(len(view) - count, len(source) - self._offset)
+            view[count:count + take] = source[self._offset:self._offset + take]
+            count += take
+            self._offset += take
+            if self._offset == len(source):
+                self._index, self._offset = self._index + 1, 0
+        return count
+
+    def crc(self) -> int:
+        crc = 0
+        for view in self._views:
+            crc = crc64(view, crc)
+        return crc
+
+
+def _memory_body(data: Any) -> Any:
+    """A list/tuple of buffers as `_Buffers`; one buffer as it is (bytes) or as a flat memoryview."""
+    if isinstance(data, (list, tuple)):
+        return _Buffers(data)
+    return data if isinstance(data, bytes) else memoryview(data).cast("B")
+
+
+def _memory_length(data: Any) -> int:
+    if isinstance(data, (list, tuple)):
+        return sum(memoryview(buffer).nbytes for buffer in data)
+    return memoryview(data).nbytes
+
+
+def _expected_crc(body: Any, known: int | None) -> int | None:
+    """The CRC-64 the server must report: `known`, else computed now (None for a FileBody: it sums as it is
+    read)."""
+    if known is not None:
+        return known
+    if isinstance(body, http.FileBody):
+        return None
+    if isinstance(body, _Buffers):
+        return body.crc()
+    return crc64(body)
+
+
+def _parse_uploads(body: bytes) -> tuple[list[types.MultipartUpload], str | None, str | None]:
+    """A ListMultipartUploads page: the uploads, and (next key marker, next upload id marker) or (None, None)."""
+    root = ElementTree.fromstring(body)
+    encoded = (root.findtext("EncodingType") or "") == "url"
+
+    def text(node: Any, tag: str) -> str:
+        value = node.findtext(tag) or ""
+        return urllib.parse.unquote(value) if encoded else value
+
+    uploads = []
+    for node in root.findall("Upload"):
+        initiated = node.findtext("Initiated") or ""
+        meta = {text(item, "Name").lower().removeprefix(META_PREFIX): text(item, "Value")
+                for item in node.findall("UserMeta")}
+        uploads.append(types.MultipartUpload(key=text(node, "Key"), upload_id=node.findtext("UploadId") or "",
+                                             initiated=float(oss2.utils.iso8601_to_unixtime(initiated))
+                                             if initiated else 0.0, meta=meta))
+    if (root.findtext("IsTruncated") or "").lower() != "true":
+        return uploads, None, None
+    return uploads, text(root, "NextKeyMarker"), root.findtext("NextUploadIdMarker") or ""
+
+
 def _body_length(body: Any) -> int:
     if body is None:
         return 0
-    if isinstance(body, http.FileBody):
+    if isinstance(body, (http.FileBody, _Buffers)):
         return body.length
     return len(body)
 

@@ -109,6 +109,22 @@ def version_gone(error: BaseException) -> bool:
         isinstance(error, NoSuchKey) and error.code in ("NoSuchKey", "NoSuchVersion"))
 
 
+class NoSuchUpload(StoreError):
+    """The multipart upload does not exist (any more): completed, aborted, or never started (404 NoSuchUpload)."""
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """One incomplete multipart upload as ListMultipartUploads shows it. `meta` holds the x-oss-meta-* (without the
+    prefix) given at InitiateMultipartUpload when the listing carries them (`ossmount serve` does, as an extension;
+    Alibaba Cloud OSS does not, so it is empty there)."""
+
+    key: str
+    upload_id: str
+    initiated: float  # epoch seconds
+    meta: dict[str, str] = field(default_factory=dict)
+
+
 class AccessDenied(StoreError):
     """AccessDenied and every authentication refusal (InvalidAccessKeyId, SignatureDoesNotMatch, ...)."""
 

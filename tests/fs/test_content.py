@@ -21,6 +21,7 @@ from ossmount.fs.content import ContentManager
 from ossmount.fs.errors import FsError
 from ossmount.fs.reader import ReadaheadConfig
 from ossmount.store.types import InvalidObjectState, StoreError
+from tests.fs.model import Write, run_against_model
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -169,14 +170,21 @@ async def test_new_empty_file_uploads_a_zero_byte_object(store, oss_bucket, nurs
     await manager.release(content)
 
 
-async def test_large_file_goes_up_as_parallel_multipart(store, oss_bucket, admin, nursery, tmp_path):
+async def test_large_file_streams_its_parts_while_written(store, oss_bucket, admin, nursery, tmp_path):
     data = random_bytes(5 * MiB + 512 * KiB, seed=4)
     manager = manager_for(store, nursery, tmp_path, multipart_size=1 * MiB, parallel_count=3)
     content = await manager.open("big/file.bin", size=0, etag="", new=True,
                                  headers=headers("application/x-test", mode="33188"))
     for offset in range(0, len(data), 128 * KiB):
         await content.write(offset, data[offset : offset + 128 * KiB])
-    assert ops_since_reset(admin, "PutObject", "UploadPart") == {"PutObject": 0, "UploadPart": 0}
+    # Parts 2-5 went up while the file was written; part 1 is held back until the commit (a header patch at offset
+    # 0 costs nothing), the last part is still being filled.
+    with trio.fail_after(30):
+        while ops_since_reset(admin, "UploadPart")["UploadPart"] < 4:
+            await trio.sleep(0.01)
+    assert ops_since_reset(admin, "PutObject", "UploadPart", "CompleteMultipartUpload") == {
+        "PutObject": 0, "UploadPart": 4, "CompleteMultipartUpload": 0}
+    assert os.listdir(tmp_path / "spool") == []  # nothing of it touched the disk
     await content.flush()
     assert ops_since_reset(
         admin, "InitiateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "PutObject", "AbortMultipartUpload"
@@ -295,14 +303,6 @@ async def test_open_with_truncate_discards_old_bytes(store, oss_bucket, nursery,
     await manager.release(content)
 
 
-class Write:
-    def __init__(self, offset, data):
-        self.offset, self.data = offset, data
-
-    def __repr__(self):
-        return f"Write({self.offset}, <{len(self.data)} bytes>)"
-
-
 operation = st.one_of(
     st.builds(Write, st.integers(0, 900 * KiB), st.integers(1, 300 * KiB).map(lambda n: os.urandom(n))),
     st.tuples(st.just("truncate"), st.integers(0, 900 * KiB)),
@@ -320,25 +320,7 @@ async def test_any_sequence_of_operations_matches_a_bytearray(store, oss_bucket,
     async with trio.open_nursery() as nursery:
         manager = manager_for(store, nursery, tmp_path, multipart_size=256 * KiB, parallel_count=2)
         content = await manager.open(key, size=initial_size, etag=etag_of(oss_bucket, key), headers=headers())
-        for op in operations:
-            if isinstance(op, Write):
-                await content.write(op.offset, op.data)
-                if op.offset > len(model):
-                    model.extend(bytes(op.offset - len(model)))
-                model[op.offset : op.offset + len(op.data)] = op.data
-            elif op == "flush":
-                await content.flush()
-                assert oss_bucket.get_object(key).read() == bytes(model)
-            elif op[0] == "truncate":
-                await content.truncate(op[1])
-                del model[op[1] :]
-                model.extend(bytes(op[1] - len(model)))
-            else:
-                _, offset, length = op
-                assert bytes(await content.read(offset, length)) == bytes(model[offset : offset + length])
-            assert content.size == len(model)
-        await content.flush()
-        assert oss_bucket.get_object(key).read() == bytes(model)
+        await run_against_model(content, model, operations, oss_bucket, key)
         await manager.release(content)
         nursery.cancel_scope.cancel()
 
@@ -451,12 +433,39 @@ async def test_failed_put_keeps_dirty_data_for_a_later_flush(store, oss_bucket, 
     assert manager.get("precious") is None
 
 
-async def test_failed_multipart_is_aborted_and_flush_all_retries(store, oss_bucket, admin, nursery, tmp_path):
+async def test_failed_streamed_upload_is_kept_open_and_lands_later(store, oss_bucket, admin, nursery, tmp_path):
     data = random_bytes(2 * MiB + 5, seed=8)
     manager = manager_for(store, nursery, tmp_path, multipart_size=1 * MiB)
     content = await manager.open("parts", size=0, etag="", new=True, headers=headers())
+    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
+                       "probability": 1.0, "count": None}])
     await content.write(0, data)
-    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 503, "code": "ServiceUnavailable",
+    with pytest.raises(StoreError):
+        await content.flush()
+    # The upload stays open (what it holds is part of the kept data); every byte not in it is in the spool.
+    assert ops_since_reset(admin, "AbortMultipartUpload", "CompleteMultipartUpload") == {
+        "AbortMultipartUpload": 0, "CompleteMultipartUpload": 0}
+    [dirty] = manager.dirty_files()
+    assert dirty.state == "failed" and dirty.key == "parts" and dirty.attempts == 1
+    await manager.release(content)
+    assert manager.get("parts") is content
+    admin.clear_faults()
+    await manager.flush_all()  # what unmount does
+    assert not content.dirty
+    assert oss_bucket.get_object("parts").read() == data
+    assert list(oss2.MultipartUploadIterator(oss_bucket)) == []
+    assert manager.statistics().write_buffered_bytes == 0
+    manager.close()
+
+
+async def test_failed_spooled_multipart_is_aborted_and_flush_all_retries(store, oss_bucket, admin, nursery,
+                                                                          tmp_path):
+    original = random_bytes(2 * MiB + 5, seed=8)
+    oss_bucket.put_object("parts", original)
+    manager = manager_for(store, nursery, tmp_path, multipart_size=1 * MiB)
+    content = await manager.open("parts", size=len(original), etag=etag_of(oss_bucket, "parts"), headers=headers())
+    await content.write(5, b"patch")  # a write into an existing object: spooled, uploaded at flush
+    admin.set_faults([{"op": "UploadPart", "action": "error", "status": 500, "code": "InternalError",
                        "probability": 1.0, "count": None}])
     with pytest.raises(StoreError):
         await content.flush()
@@ -467,15 +476,15 @@ async def test_failed_multipart_is_aborted_and_flush_all_retries(store, oss_buck
     admin.clear_faults()
     await manager.flush_all()  # what unmount does
     assert not content.dirty
-    assert oss_bucket.get_object("parts").read() == data
+    assert oss_bucket.get_object("parts").read() == original[:5] + b"patch" + original[10:]
     manager.close()
 
 
-async def test_a_failing_spool_is_the_writers_errno_not_eio(store, nursery, tmp_path):
+async def test_a_failing_spool_is_the_writers_errno_not_eio(store, oss_bucket, nursery, tmp_path):
     """A spool write past RLIMIT_FSIZE fails with EFBIG (as ENOSPC would with ENOSPC), data before it kept."""
+    oss_bucket.put_object("limited", b"kept")
     manager = manager_for(store, nursery, tmp_path)
-    content = await manager.open("limited", size=0, etag="", new=True, headers=headers())
-    await content.write(0, b"kept")
+    content = await manager.open("limited", size=4, etag=etag_of(oss_bucket, "limited"), headers=headers())
     previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 * MiB, hard))

@@ -176,6 +176,7 @@ def test_a_failed_upload_shows_with_the_oss_error_code(make_mount):
             os.close(fd)
         assert closing.value.errno in (errno.EIO, errno.EACCES)
         document = stats_json(mount)
+        text = stats(mount).stdout  # while the refusal lasts: the kept data is retried in the background
     finally:
         admin.clear_faults()
     [failed] = document["dirty_files"]
@@ -185,7 +186,6 @@ def test_a_failed_upload_shows_with_the_oss_error_code(make_mount):
     [error] = [e for e in document["last_errors"] if e["operation"] == "PutObject"][:1]
     assert error["code"] == "AccessDenied" and error["key"] == "refused.txt" and error["status"] == 403
     assert error["request_id"] == failed["error_request_id"]
-    text = stats(mount).stdout
     assert "failed: AccessDenied" in text and "PutObject 'refused.txt' AccessDenied" in text
     assert document["files"]["upload_failures"] >= 1
 

@@ -2,9 +2,9 @@
 (issue 12, item 4; exit codes in ossmount.errors).
 
 Each case runs the real command as a subprocess: every subcommand (mount, detached and with -f, check, serve,
-daemon, ctl, install-helper, demo) with bad arguments, bad options, missing files, an unreachable endpoint, bad
-credentials, a missing bucket, permission problems and, where it matters, a non-root user. Dead mounts have their
-own tests (test_dead_mounts.py) that assert the same of their messages.
+daemon, ctl, install-helper, demo, cleanup, recover) with bad arguments, bad options, missing files, an unreachable
+endpoint, bad credentials, a missing bucket, permission problems and, where it matters, a non-root user. Dead
+mounts have their own tests (test_dead_mounts.py) that assert the same of their messages.
 """
 
 from __future__ import annotations
@@ -251,6 +251,16 @@ CASES = [
     ("stats-bad-watch", ["stats", "{root}/mnt", "--watch", "soon"], EXIT_USAGE),
     ("diagnose-no-mount", ["diagnose", "{root}/mnt"], EXIT_USAGE),
     ("diagnose-unwritable-archive", ["diagnose", "--output", "{root}/no/such/x.tar.gz"], EXIT_CONFIG),
+    # cleanup and recover (stale multipart uploads, data dead mounts kept)
+    ("cleanup-no-bucket", ["cleanup"], EXIT_USAGE),
+    ("cleanup-bad-older-than", ["cleanup", "{bucket}", "-o", U + "," + P, "--older-than", "soon"], EXIT_USAGE),
+    ("cleanup-older-than-missing", ["cleanup", "{bucket}", "-o", U + "," + P, "--older-than"], EXIT_USAGE),
+    ("cleanup-missing-passwd", ["cleanup", "{bucket}", "-o", U + ",passwd_file={root}/nope"], EXIT_CONFIG),
+    ("cleanup-unreachable", ["cleanup", "{bucket}", "-o", "url={unreachable}," + P], EXIT_UNREACHABLE),
+    ("cleanup-wrong-secret", ["cleanup", "{bucket}", "-o", U + ",passwd_file={root}/passwd-wrong-secret"], EXIT_AUTH),
+    ("cleanup-missing-bucket", ["cleanup", "no-such-bucket-{bucket}", "-o", U + "," + PA], EXIT_BUCKET),
+    ("recover-bad-option", ["recover", "{bucket}", "-o", "bogus"], EXIT_USAGE),
+    ("recover-bad-bucket-name", ["recover", "Bad_Bucket"], EXIT_USAGE),
     # csi
     ("csi-no-endpoint", ["csi"], EXIT_USAGE),
     ("csi-nothing-to-serve", ["csi", "--endpoint", "unix://{root}/csi.sock"], EXIT_USAGE),

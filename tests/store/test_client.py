@@ -269,6 +269,58 @@ async def test_abort_multipart(store):
         await store.head("mp/aborted")
 
 
+async def test_bodies_of_several_buffers_are_sent_without_joining_them(store):
+    pieces = [os.urandom(200 * 1024), bytearray(os.urandom(1000)), memoryview(os.urandom(300 * 1024))[10:]]
+    whole = b"".join(bytes(p) for p in pieces)
+    info = await store.put("joined", pieces, crc64=crc64(whole))
+    assert info.size == len(whole) and info.crc64 == crc64(whole)
+    assert await store.get_bytes("joined") == whole
+    upload_id = await store.init_multipart("parts")
+    part = await store.upload_part("parts", upload_id, 1, pieces)
+    assert part.size == len(whole) and part.crc64 == crc64(whole)
+    with pytest.raises(types.ChecksumMismatch):  # a wrong precomputed CRC is caught by OSS's answer
+        await store.upload_part("parts", upload_id, 2, pieces, crc64=crc64(whole) ^ 1)
+    await store.complete_multipart("parts", upload_id, [part])
+    assert await store.get_bytes("parts") == whole
+
+
+async def test_uploads_carry_ossmount_marker_and_are_listed_with_it(store, local_server, fresh_bucket_name):
+    store.upload_marker = "20260101T000000-42-abcdef"
+    ours = await store.init_multipart("dir/ours", meta={"mode": "33188"})
+    other_tools = local_server.oss2_bucket(fresh_bucket_name).init_multipart_upload("dir/theirs").upload_id
+    elsewhere = await store.init_multipart("outside")
+    listed = {u.upload_id: u for u in await store.list_multipart_uploads("dir/")}
+    assert set(listed) == {ours, other_tools}
+    assert listed[ours].key == "dir/ours" and listed[ours].initiated > 0
+    assert listed[ours].meta == {"mode": "33188", "ossmount-upload": "20260101T000000-42-abcdef"}
+    assert listed[other_tools].meta == {}
+    assert [p.part_number for p in await store.list_parts("dir/ours", ours)] == []
+    part = await store.upload_part("dir/ours", ours, 1, b"z" * 1000)
+    assert await store.list_parts("dir/ours", ours) == [types.PartInfo(1, part.etag, 1000)]
+    await store.complete_multipart("dir/ours", ours, [part])
+    assert (await store.head("dir/ours")).meta == {"mode": "33188"}  # the marker is never shown
+    with pytest.raises(types.NoSuchUpload):
+        await store.list_parts("dir/ours", ours)
+    for key, upload_id in (("dir/theirs", other_tools), ("outside", elsewhere)):
+        await store.abort_multipart(key, upload_id)
+    assert await store.list_multipart_uploads("") == []
+
+
+def test_listing_pages_of_uploads_are_followed():
+    from ossmount.store.client import _parse_uploads
+
+    page = (b"<ListMultipartUploadsResult><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+            b"<NextKeyMarker>a%2Fb%20c</NextKeyMarker><NextUploadIdMarker>U2</NextUploadIdMarker>"
+            b"<Upload><Key>a%2Fb%20c</Key><UploadId>U2</UploadId><Initiated>2026-01-01T00:00:00.000Z</Initiated>"
+            b"<UserMeta><Name>x-oss-meta-ossmount-upload</Name><Value>s%201</Value></UserMeta></Upload>"
+            b"</ListMultipartUploadsResult>")
+    uploads, next_key, next_id = _parse_uploads(page)
+    assert (next_key, next_id) == ("a/b c", "U2")
+    assert uploads == [types.MultipartUpload("a/b c", "U2", 1767225600.0, {"ossmount-upload": "s 1"})]
+    last = b"<ListMultipartUploadsResult><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"
+    assert _parse_uploads(last) == ([], None, None)
+
+
 # -- bucket, identity, statistics -------------------------------------------------------------------------
 
 

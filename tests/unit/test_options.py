@@ -151,6 +151,9 @@ OPTION_CASES = [
     ("open_check_window=2.5", "open_check_window", 2.5),
     ("metrics_listen=127.0.0.1:9810", "metrics_listen", "127.0.0.1:9810"),
     ("metrics_listen=[::1]:9810", "metrics_listen", "[::1]:9810"),
+    ("stale_upload_hours=0", "stale_upload_hours", 0.0),
+    ("stale_upload_hours=1.5", "stale_upload_hours", 1.5),
+    ("stale_upload_hours=-1", "stale_upload_hours", float("inf")),
 ]
 
 
@@ -269,6 +272,8 @@ MALFORMED = [
     ("multireq_max=0", "multireq_max"),
     ("stat_cache_interval_expire=soon", "stat_cache_interval_expire"),
     ("use_rrs=2", "use_rrs"),
+    ("stale_upload_hours=-2", "stale_upload_hours"),
+    ("stale_upload_hours=a day", "stale_upload_hours"),
 ]
 
 

@@ -295,10 +295,16 @@ def list_multipart_uploads(ctx: Context) -> Response:
         root.append(leaf(tag, value))
     for raw_key, upload in entries:
         if upload is not None:
-            root.append(element("Upload", leaf("Key", url_encode_if(upload.key, encode)),
-                                leaf("UploadId", upload.upload_id),
-                                leaf("StorageClass", upload.template.storage_class),
-                                leaf("Initiated", iso8601(upload.initiated))))
+            item = element("Upload", leaf("Key", url_encode_if(upload.key, encode)),
+                           leaf("UploadId", upload.upload_id),
+                           leaf("StorageClass", upload.template.storage_class),
+                           leaf("Initiated", iso8601(upload.initiated)))
+            # Extension (not in OSS): the x-oss-meta-* given at Initiate, so a client can recognise the uploads
+            # it started by a marker header (ossmount cleanup). SDKs ignore elements they do not know.
+            for name, value in sorted(upload.template.meta.items()):
+                item.append(element("UserMeta", leaf("Name", url_encode_if(name, encode)),
+                                    leaf("Value", url_encode_if(value, encode))))
+            root.append(item)
     for raw_key, upload in entries:
         if upload is None:
             root.append(element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(raw_key), encode))))
