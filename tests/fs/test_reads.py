@@ -59,12 +59,17 @@ def test_buffer_pool_reuses_by_size_class_and_trims():
 
 # -- through the store ------------------------------------------------------------------------------------
 
-async def test_a_sequential_read_of_64_mib_is_at_most_8_gets_of_8_mib(store, oss_bucket, admin, nursery, tmp_path):
-    data = random_bytes(64 * MiB, seed=21)
-    oss_bucket.put_object("big", data)
+async def fresh_content(store, oss_bucket, admin, nursery, tmp_path, key: str, data: bytes):
+    """(manager, content) of a new object `key` holding `data`, with the server's request log reset."""
+    oss_bucket.put_object(key, data)
     admin.reset_requests()
     manager = manager_for(store, nursery, tmp_path)
-    content = await manager.open("big", size=len(data), etag=etag_of(oss_bucket, "big"), headers=headers())
+    return manager, await manager.open(key, size=len(data), etag=etag_of(oss_bucket, key), headers=headers())
+
+
+async def test_a_sequential_read_of_64_mib_is_at_most_8_gets_of_8_mib(store, oss_bucket, admin, nursery, tmp_path):
+    data = random_bytes(64 * MiB, seed=21)
+    manager, content = await fresh_content(store, oss_bucket, admin, nursery, tmp_path, "big", data)
     assert await read_all(content, 128 * KiB) == data
     gets = get_requests(admin)
     assert len(gets) <= 8, [request["range"] for request in gets]
@@ -97,10 +102,7 @@ async def test_four_readers_of_one_version_fetch_each_byte_once(store, oss_bucke
 
 async def test_random_4k_reads_fetch_at_most_4x_what_they_return(store, oss_bucket, admin, nursery, tmp_path):
     data = random_bytes(32 * MiB, seed=23)
-    oss_bucket.put_object("random", data)
-    admin.reset_requests()
-    manager = manager_for(store, nursery, tmp_path)
-    content = await manager.open("random", size=len(data), etag=etag_of(oss_bucket, "random"), headers=headers())
+    manager, content = await fresh_content(store, oss_bucket, admin, nursery, tmp_path, "random", data)
     rng = random.Random(5)
     returned = 0
     for _ in range(300):
