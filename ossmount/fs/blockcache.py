@@ -66,7 +66,7 @@ class BlockCache:
     # -- lifetime ------------------------------------------------------------------------------------------
     def load(self) -> None:
         """Create the directory and rebuild the LRU from the blocks already there (blocking; at mount)."""
-        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)  # object data: for the mounting user only
         found: list[tuple[float, _BlockId, int]] = []
         for prefix in os.scandir(self.root):
             if not prefix.is_dir(follow_symlinks=False):
@@ -128,7 +128,7 @@ class BlockCache:
         return min(self.block_size, size - index * self.block_size)
 
     def _runs(self, ident: str, start: int, end: int) -> list[tuple[int, int, bool]]:
-        """[start, end) as (start, end, cached) runs; a block counts as cached only when wholly inside."""
+        """[start, end) as (start, end, cached) runs, block by block (marks the cached blocks as just used)."""
         runs: list[tuple[int, int, bool]] = []
         step = self.block_size
         cursor = start
