@@ -165,6 +165,10 @@ class ContentStatistics:
     prefetch_buffered_bytes: int
     write_buffered_bytes: int = 0  # written data held in memory by streaming uploads
     aborts_pending: int = 0  # AbortMultipartUpload that failed and is retried in the background
+    block_cache_bytes: int = 0  # use_cache: bytes of blocks on disk
+    block_cache_hits: int = 0  # blocks read from disk instead of OSS
+    block_cache_stores: int = 0  # blocks written
+    block_cache_evictions: int = 0  # blocks deleted for max_cache_size / ensure_diskfree
 
 
 @dataclass(frozen=True)
@@ -1141,6 +1145,7 @@ class ContentManager:
 
     def statistics(self) -> ContentStatistics:
         contents = self._all()
+        cache = self._block_cache
         return ContentStatistics(
             **asdict(self._counters),
             open_contents=len(contents),
@@ -1148,6 +1153,10 @@ class ContentManager:
             prefetch_buffered_bytes=self._memory.used,
             write_buffered_bytes=self._write_budget.used,
             aborts_pending=len(self._aborts),
+            block_cache_bytes=cache.used if cache else 0,
+            block_cache_hits=cache.hits if cache else 0,
+            block_cache_stores=cache.stores if cache else 0,
+            block_cache_evictions=cache.evictions if cache else 0,
         )
 
 

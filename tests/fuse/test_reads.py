@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
 import threading
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from ossmount.fs.blockcache import SUBDIR
 from ossmount.testing import wait_for
@@ -86,11 +90,20 @@ def test_use_cache_serves_a_second_epoch_after_a_remount_with_no_get(make_mount,
     data = os.urandom(20 * MiB + 333)
     put(mount, "epoch", data)
     assert read_file(mount.path / "epoch") == data
-    mount.remount()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mount.remount(f"use_cache={cache},metrics_listen=127.0.0.1:{port}")
     assert cached_bytes(cache) == len(data)
     mount.server.admin.reset_requests()
     assert read_file(mount.path / "epoch") == data
     assert gets(mount) == []
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(metrics)
+               for sample in family.samples}
+    assert samples["ossmount_block_cache_hits_total"] >= 21  # 20 whole 1 MiB blocks and the short last one
+    assert samples["ossmount_block_cache_bytes"] == len(data)
+    mount.remount(f"use_cache={cache}")
     # another client replaces the object (same size): the remounted mount reads the new version, never old blocks
     new = os.urandom(len(data))
     put(mount, "epoch", new)
