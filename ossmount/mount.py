@@ -455,12 +455,36 @@ def _report(fd: int, report: dict) -> None:
         pass
 
 
+async def _open_block_cache(opts, bucket: str):
+    """The mount's BlockCache (fs/blockcache.py) when use_cache=DIR is given, loaded (emptied first with
+    del_cache); None without use_cache. A directory that cannot be created or read is a MountError."""
+    if not opts.use_cache:
+        return None
+    from ossmount.fs.blockcache import BlockCache
+
+    cache = BlockCache(opts.use_cache, bucket=bucket, max_size=opts.max_cache_size * 1024 * 1024 or None,
+                       min_free=opts.ensure_diskfree * 1024 * 1024)
+
+    def prepare() -> None:
+        if opts.del_cache:
+            cache.clear()
+        cache.load()
+
+    try:
+        await trio.to_thread.run_sync(prepare)
+    except OSError as exc:
+        raise MountError(f"use_cache={opts.use_cache}: cannot use the cache directory: {exc.strerror}") from None
+    log.info("block cache in %s: %d MiB cached", cache.root, cache.used // (1024 * 1024))
+    return cache
+
+
 async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str]) -> None:
     import pyfuse3
 
     from ossmount.check import check_target
     from ossmount.storeconfig import open_store
     from ossmount.fs.attrs import Ownership
+    from ossmount.fs.buffers import tune_malloc
     from ossmount.fs.content import ContentManager, conflict_dir_for
     from ossmount.fs.filesystem import Filesystem, FsConfig
     from ossmount.fs.mime import MimeTypes
@@ -470,6 +494,7 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
     from ossmount.fs.recovery import Recovery
 
     opts = args.options
+    tune_malloc()  # before any worker thread: bounded arenas, big blocks unmapped when freed (buffers.py)
     if opts.ignored:
         log.info("accepted without effect (see ossmount --help): %s", ", ".join(opts.ignored))
     check_tmpdir(opts.tmpdir)
@@ -484,6 +509,7 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
     config = FsConfig.from_options(opts, args.prefix)
     status = _status_reporter(args, flags, store, operator)
+    block_cache = await _open_block_cache(opts, args.bucket)
     session, dead = open_spool_session(args.bucket, args.prefix, opts, args.mountpoint)
     store.upload_marker = session.name
     mountpoint = mounttable.resolve(args.mountpoint)  # before mounting: never resolved through our own mount
@@ -496,7 +522,9 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                 store, session=session, multipart_size=opts.multipart_size_bytes,
                 parallel_count=opts.parallel_count, nursery=nursery,
                 multipart_threshold=opts.multipart_threshold_bytes, conflict_dir=conflict_dir,
+                block_cache=block_cache,
             )
+            nursery.start_soon(contents.maintain)
             fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
             operator.telemetry.attach(fs, contents)
             await operator.start(nursery)
@@ -552,6 +580,8 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
         if not session.close():
             log.error("data that could not be uploaded is kept in %s; the next mount of %s (or `ossmount recover`) "
                       "uploads it", session.path, args.fsname)
+        if block_cache is not None and opts.del_cache:
+            block_cache.clear()
         if status is not None:
             status.write("unmounted")
     log.info("unmounted %s", args.mountpoint)

@@ -336,7 +336,7 @@ def _noop(name: str, why: str, parse: Callable[[str, str], object] | None = None
 
 
 _MIB = " MiB"
-_DISK_CACHE = "no disk cache yet (reads go straight to OSS, writes are spooled in tmpdir)"
+_DISK_CACHE = "the disk cache is use_cache= (writes are spooled in tmpdir)"
 
 OPTION_SPECS: tuple[OptionSpec, ...] = (
     # -- where and who ------------------------------------------------------------------------------------
@@ -520,12 +520,19 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("nosuid", "nosuid", "ignore set-user-id bits", default_text="off"),
     OptionSpec("nodev", "nodev", "do not interpret device files", default_text="off"),
     # -- accepted without effect -----------------------------------------------------------------------------
-    _noop("use_cache", _DISK_CACHE, _parse_optional_path, display="use_cache=DIR"),
-    _noop("del_cache", _DISK_CACHE),
+    OptionSpec("use_cache", "use_cache", "directory of an on-disk block cache of object data (1 MiB blocks "
+               "keyed by key and ETag, shared by all readers, kept across remounts; a changed object never serves "
+               "old blocks); empty: no cache", _parse_optional_path, default_text="none", display="use_cache=DIR"),
+    OptionSpec("del_cache", "del_cache", "empty the use_cache directory's blocks at mount and at unmount",
+               default_text="off"),
     _noop("check_cache_dir_exist", _DISK_CACHE),
-    _noop("ensure_diskfree", _DISK_CACHE, _int_parser(0, None, _MIB)),
-    _noop("free_space_mb", _DISK_CACHE, _int_parser(0, None, _MIB)),
-    _noop("max_cache_size", _DISK_CACHE, _int_parser(0, None, _MIB)),
+    OptionSpec("ensure_diskfree", "ensure_diskfree", "keep at least this much of use_cache's filesystem free, "
+               "deleting least recently used blocks", _int_parser(0, None, _MIB), default_text="0"),
+    OptionSpec("free_space_mb", "ensure_diskfree", "ensure_diskfree, as ossfs also names it",
+               _int_parser(0, None, _MIB), default_text="0"),
+    OptionSpec("max_cache_size", "max_cache_size", "at most this much data in use_cache, least recently used "
+               "blocks deleted first (0: no bound but ensure_diskfree)", _int_parser(0, None, _MIB),
+               default_text="0"),
     _noop("free_space_ratio", _DISK_CACHE, _int_parser(0, 100, " (percent)")),
     _noop("fake_diskfree", _DISK_CACHE, _int_parser(0, None, _MIB)),
     _noop("max_dirty_data", "files written from their start are uploaded part by part as they are written; "
@@ -534,7 +541,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     _noop("direct_read", "ossmount always reads straight from OSS with its own prefetching"),
     _noop("direct_read_chunk_size", "reads are sized by ossmount's prefetch window", _int_parser(1, 32, _MIB)),
     _noop("direct_read_prefetch_chunks", "reads are sized by ossmount's prefetch window", _int_parser(0, None)),
-    _noop("direct_read_prefetch_limit", "prefetch memory is bounded by ossmount (256 MiB)",
+    _noop("direct_read_prefetch_limit", "prefetch memory is bounded by ossmount (64 MiB)",
           _int_parser(128, None, _MIB)),
     _noop("direct_read_prefetch_thread", "prefetch requests run in the mount's own task pool", _int_parser(1, None)),
     _noop("direct_read_backward_chunks", "reads are sized by ossmount's prefetch window", _int_parser(0, None)),
@@ -648,6 +655,10 @@ class MountOptions:
     parallel_count: int = 5
     tmpdir: str | None = None
     stale_upload_hours: float = 24.0  # math.inf: never abort at mount
+    use_cache: str | None = None  # block cache directory (blockcache.py); None or "": none
+    del_cache: bool = False
+    ensure_diskfree: int = 0  # MiB
+    max_cache_size: int = 0  # MiB; 0: no bound
     default_acl: str | None = None
     storage_class: str | None = None
     use_sse: str | None = None  # "AES256", "KMS", "KMS:<key id>" or "KMS:$OSSSSEKMSID"

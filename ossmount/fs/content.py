@@ -106,9 +106,10 @@ from typing import Any, Callable
 
 import trio
 
+from ossmount.fs.buffers import release_heap
 from ossmount.fs.errors import FsError
 from ossmount.fs.journal import Entry, Session
-from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, ReadaheadConfig
+from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, Progress, ReadaheadConfig, ReadMemory
 from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, merge_close_ranges, spool_errors
 from ossmount.fs.stream import StreamUpload, UploadLost
 from ossmount.fs.writer import ABORT_TIMEOUT, SpoolUpload, UploadRequest, UploadStrategy, store_error_from_group
@@ -119,7 +120,7 @@ log = logging.getLogger(__name__)
 UploadHeaders = tuple[str, dict[str, str]]  # (content_type, x-oss-meta-* without prefix)
 HeadersFactory = Callable[[], UploadHeaders]
 
-DEFAULT_PREFETCH_LIMIT = 256 * 1024 * 1024
+DEFAULT_PREFETCH_LIMIT = 64 * 1024 * 1024  # all prefetch buffers of a mount (reader.py: ReadMemory)
 # Where a writer's bytes go when its upload conflicts with another client's change: /var/tmp survives a
 # reboot (FHS), one directory per uid keeps users apart.
 DEFAULT_CONFLICT_DIR = f"/var/tmp/ossmount-conflicts-{os.getuid()}"
@@ -156,11 +157,18 @@ class ContentStatistics:
     upload_failures: int
     prefetch_hits: int
     prefetch_misses: int
+    sequential_fetches: int
+    random_fetches: int
+    chunks_evicted: int
     open_contents: int
     dirty_contents: int
     prefetch_buffered_bytes: int
     write_buffered_bytes: int = 0  # written data held in memory by streaming uploads
     aborts_pending: int = 0  # AbortMultipartUpload that failed and is retried in the background
+    block_cache_bytes: int = 0  # use_cache: bytes of blocks on disk
+    block_cache_hits: int = 0  # blocks read from disk instead of OSS
+    block_cache_stores: int = 0  # blocks written
+    block_cache_evictions: int = 0  # blocks deleted for max_cache_size / ensure_diskfree
 
 
 @dataclass(frozen=True)
@@ -226,10 +234,10 @@ class FileContent:
         self._retry_delay = manager._retry_first
         self._lock = trio.Lock()
         self._reader = ObjectReader(
-            fetch_into=self._fetch_remote,
+            fetch_into=self._fetch_for_reader,
             size=size,
             nursery=manager._nursery,
-            budget=manager._budget,
+            memory=manager._memory,
             counters=manager._counters,
             config=manager._readahead,
         )
@@ -638,7 +646,7 @@ class FileContent:
         """True if [start, end) is still the remote object's bytes (an upload may copy it on the server)."""
         return end <= self._base_size and not self._modified.intersects(start, end)
 
-    async def _fetch_remote(self, offset: int, view: memoryview) -> int:
+    async def _fetch_remote(self, offset: int, view: memoryview, progress: Progress | None = None) -> int:
         commit = self._commit
         if commit is not None and not commit.done.is_set():
             # The version being committed: its bytes are still in memory or the spool file until it lands.
@@ -648,7 +656,15 @@ class FileContent:
                 return len(data)
         await self._settle()
         return await self._manager._store.get_into(self.key, offset, view, if_match=self.etag or None,
-                                                   version_id=self.version_id)
+                                                   version_id=self.version_id, progress=progress)
+
+    async def _fetch_for_reader(self, offset: int, view: memoryview, progress: Progress) -> int:
+        """A fetch of the prefetcher: through the mount's block cache when there is one (blockcache.py)."""
+        cache = self._manager._block_cache
+        if cache is None or not self.etag:
+            return await self._fetch_remote(offset, view, progress)
+        return await cache.fetch(cache.object_id(self.key, self.etag, self.version_id, self.size),
+                                 offset, view, progress, remote=self._fetch_remote)
 
     def _own_ranges(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(ranges this writer wrote, ranges of the base version never fetched) of [0, size)."""
@@ -765,6 +781,7 @@ class ContentManager:
         session: Session | None = None,
         write_budget: int | None = None,
         retry_delays: tuple[float, float] = (RETRY_FIRST_DELAY, RETRY_MAX_DELAY),
+        block_cache=None,
     ):
         if session is None and spool_dir is None:
             raise ValueError("a spool session or a spool_dir is needed")
@@ -774,7 +791,8 @@ class ContentManager:
         self._parallel_count = parallel_count
         self._nursery = nursery
         self._counters = IoCounters()
-        self._budget = PrefetchBudget(prefetch_limit)
+        self._memory = ReadMemory(prefetch_limit)
+        self._block_cache = block_cache  # blockcache.BlockCache (use_cache=DIR) or None
         self._write_budget = PrefetchBudget(write_budget or default_write_budget(multipart_size, parallel_count))
         self._readahead = readahead
         self._strategy = upload_strategy or SpoolUpload(
@@ -1104,15 +1122,41 @@ class ContentManager:
                  if content.dirty or content.uploading_since is not None]
         return sorted(found, key=lambda f: f.dirty_since or 0.0)
 
+    async def maintain(self, interval: float = 1.0, idle_evict: float = 10.0) -> None:
+        """Give idle memory back to the OS, until cancelled (the mount runs it): once no buffer was taken for
+        `interval` seconds, free pooled buffers are unmapped and glibc's heap trimmed; after `idle_evict`
+        seconds without reads, prefetched chunks nobody reads any more are dropped too."""
+        pool = self._memory.pool
+        seen = pool.takes
+        idle_since = trio.current_time()
+        trimmed = True
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            if pool.takes != seen:
+                seen, idle_since, trimmed = pool.takes, now, False
+                continue
+            if now - idle_since >= idle_evict and self._memory.evict_idle():
+                trimmed = False
+            if not trimmed:
+                pool.trim(0)
+                release_heap()
+                trimmed = True
+
     def statistics(self) -> ContentStatistics:
         contents = self._all()
+        cache = self._block_cache
         return ContentStatistics(
             **asdict(self._counters),
             open_contents=len(contents),
             dirty_contents=sum(1 for content in contents if content.dirty),
-            prefetch_buffered_bytes=self._budget.used,
+            prefetch_buffered_bytes=self._memory.used,
             write_buffered_bytes=self._write_budget.used,
             aborts_pending=len(self._aborts),
+            block_cache_bytes=cache.used if cache else 0,
+            block_cache_hits=cache.hits if cache else 0,
+            block_cache_stores=cache.stores if cache else 0,
+            block_cache_evictions=cache.evictions if cache else 0,
         )
 
 

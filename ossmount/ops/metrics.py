@@ -12,7 +12,8 @@ status}`, `ossmount_oss_request_errors_total{operation,code}`, `ossmount_oss_req
 `ossmount_oss_requests_in_flight`, `ossmount_fuse_operations_total{operation}`,
 `ossmount_fuse_operation_errors_total{operation,errno}`, `ossmount_fuse_operation_duration_seconds{operation}`,
 `ossmount_cache_hits_total{cache}`, `ossmount_cache_misses_total{cache}` (cache: stat, listing, negative),
-`ossmount_prefetch_hits_total`, `ossmount_prefetch_misses_total`, `ossmount_dirty_files`, `ossmount_dirty_bytes`,
+`ossmount_prefetch_hits_total`, `ossmount_prefetch_misses_total`, `ossmount_block_cache_bytes`,
+`ossmount_block_cache_hits_total`, `ossmount_block_cache_evictions_total`, `ossmount_dirty_files`, `ossmount_dirty_bytes`,
 `ossmount_uploads_in_flight`, `ossmount_upload_failures_total`, `ossmount_open_files`, `ossmount_backend_up`,
 `ossmount_info{version,bucket,prefix,mountpoint}`.
 
@@ -114,6 +115,12 @@ class MountCollector:
         content = t.contents.statistics() if t.contents is not None else None
         yield CounterMetricFamily(PREFIX + "upload_failures", "Uploads that failed (the data is kept for a retry)",
                                   value=content.upload_failures if content else 0)
+        yield GaugeMetricFamily(PREFIX + "block_cache_bytes", "Bytes of object data in the use_cache block cache",
+                                value=content.block_cache_bytes if content else 0)
+        yield CounterMetricFamily(PREFIX + "block_cache_hits", "use_cache blocks read from disk instead of OSS",
+                                  value=content.block_cache_hits if content else 0)
+        yield CounterMetricFamily(PREFIX + "block_cache_evictions", "use_cache blocks deleted to keep "
+                                  "max_cache_size and ensure_diskfree", value=content.block_cache_evictions if content else 0)
         yield GaugeMetricFamily(PREFIX + "open_files", "Open file and directory handles",
                                 value=t.fs.open_handle_count() if t.fs is not None else 0)
         from ossmount.status import backend_verdict

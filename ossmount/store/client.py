@@ -853,16 +853,18 @@ class ObjectStore:
         return OssRequest("GET", key, params=params, headers=headers)
 
     async def get_into(self, key: str, offset: int, buf: memoryview, *, if_match: str | None = None,
-                       version_id: str | None = None) -> int:
+                       version_id: str | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Ranged GET of [offset, offset+len(buf)) into `buf`; returns bytes read (short at EOF, 0 past it).
 
         `version_id` reads that version (versioned buckets); otherwise `if_match` (an ETag) makes the GET fail
         with PreconditionFailed when the object is no longer that version. A GET cut off mid-body resumes from the
-        byte it reached, pinned to the version its first answer came from.
+        byte it reached, pinned to the version its first answer came from. `progress(filled)` is called (on the
+        trio thread) each time more of `buf` is filled, with the bytes filled from its start, so a caller can use
+        the first bytes before the GET ends (the prefetcher, fs/reader.py).
         """
         if len(buf) == 0:
             return 0
-        read = _RangedRead(self, key, offset, memoryview(buf).cast("B"), if_match, version_id)
+        read = _RangedRead(self, key, offset, memoryview(buf).cast("B"), if_match, version_id, progress)
         count = await self._call("GetObject", key, read.request, read.handle, accept=(416,))
         self._bytes_in += count
         return count
@@ -1317,8 +1319,9 @@ class _RangedRead:
     the first answer came from, and a failure after some progress is marked `made_progress` (retry.py rule 3)."""
 
     def __init__(self, store: ObjectStore, key: str, offset: int, buf: memoryview | None, if_match: str | None,
-                 version_id: str | None):
+                 version_id: str | None, progress: Callable[[int], None] | None = None):
         self.store = store
+        self.progress = progress
         self.key = key
         self.offset = offset
         self.view = buf
@@ -1360,6 +1363,8 @@ class _RangedRead:
                 if not count:
                     break
                 self.filled += count
+                if self.progress is not None:
+                    self.progress(self.filled)
         except Exception as exc:
             if self.filled > before:
                 error = error_from_oss(exc, op="GetObject", key=self.key)

@@ -45,6 +45,11 @@ def test_defaults_are_ossfs_defaults():
 
 
 OPTION_CASES = [
+    ("use_cache=/var/cache/oss", "use_cache", "/var/cache/oss"),
+    ("del_cache", "del_cache", True),
+    ("ensure_diskfree=10", "ensure_diskfree", 10),
+    ("free_space_mb=100", "ensure_diskfree", 100),
+    ("max_cache_size=1024", "max_cache_size", 1024),
     ("url=http://127.0.0.1:9000", "url", "http://127.0.0.1:9000"),
     ("url=https://oss-cn-beijing.aliyuncs.com/", "url", "https://oss-cn-beijing.aliyuncs.com"),
     ("url=oss-cn-beijing-internal.aliyuncs.com", "url", "http://oss-cn-beijing-internal.aliyuncs.com"),
@@ -313,8 +318,7 @@ def test_value_option_without_value_is_an_error(item):
 
 # One well-formed use of each option accepted without effect.
 NOOP_SAMPLES = [
-    "use_cache=/tmp/cache", "use_cache=", "del_cache", "check_cache_dir_exist", "ensure_diskfree=10",
-    "free_space_mb=100", "max_cache_size=1024", "free_space_ratio=1", "fake_diskfree=200", "max_dirty_data=50",
+    "check_cache_dir_exist", "free_space_ratio=1", "fake_diskfree=200", "max_dirty_data=50",
     "max_dirty_data=-1", "direct_read", "direct_read_chunk_size=4", "direct_read_prefetch_chunks=32",
     "direct_read_prefetch_limit=1024", "direct_read_prefetch_thread=64", "direct_read_backward_chunks=1",
     "direct_read_local_file_cache_size_mb=2048", "enable_content_md5", "noxmlns", "multireq_max=20", "curldbg",
@@ -338,6 +342,18 @@ def test_documented_noop_options_are_accepted_and_recorded(item):
 
 def test_every_noop_option_has_a_sample():
     assert set(NOOP_OPTIONS) == {item.partition("=")[0] for item in NOOP_SAMPLES}
+
+
+def test_block_cache_options():
+    """use_cache=DIR with its bounds (ossfs names; free_space_mb is ensure_diskfree's other name, in MiB)."""
+    opts = parse_options(["use_cache=/var/cache/oss", "del_cache", "max_cache_size=1024", "free_space_mb=100"])
+    assert (opts.use_cache, opts.del_cache, opts.max_cache_size, opts.ensure_diskfree) == (
+        "/var/cache/oss", True, 1024, 100)
+    assert parse_options(["ensure_diskfree=10"]).ensure_diskfree == 10
+    assert not parse_options(["use_cache="]).use_cache  # empty: no cache, as in ossfs
+    assert opts.ignored == ()
+    with pytest.raises(UsageError):
+        parse_options(["max_cache_size=-1"])
 
 
 @pytest.mark.parametrize("item", ["del_cache=1", "nosscache=yes", "use_cache", "ensure_diskfree"])
