@@ -195,9 +195,16 @@ class OpenFiles:
         handle.content = await self.contents.open(node.key, size=info.size, etag=info.etag,
                                                   version_id=info.version_id,
                                                   headers=self._headers_for(handle.upload_meta))
+        kernel_size = old.size  # what the kernel was told: it issued this read believing it
         await self.contents.release(old)
         self._kernel_pages[handle.inode] = handle.content.etag
-        self.attrs_stale(handle.inode)
+        if info.size >= kernel_size:
+            # The kernel cuts this read at the old size: its attributes must go, so that the reader's next read
+            # past the old size asks getattr and gets the rest of the new version.
+            self.attrs_stale(handle.inode)
+        # A shorter version: no invalidation now. The kernel shrinks its size to the end of this short read only
+        # when no attribute change arrived while the read was in flight (fuse_read_update_size compares
+        # attr_version); an invalidation now would leave the old size, and zeros past the new end for the reader.
         return handle.content
 
     def _stale(self, path: str, content: Any) -> None:

@@ -59,6 +59,25 @@ def test_an_open_sees_another_clients_whole_new_version(make_mount, new):
         assert reader.read() == new
 
 
+@pytest.mark.parametrize("new", [b"second-version-is-longer", b"short", b"same-length!!", b"x" * (3 * MiB)],
+                         ids=["longer", "shorter", "same-length", "pages-longer"])
+def test_an_open_within_the_window_reads_one_whole_version(make_mount, new):
+    """An open within the check window sends no HEAD, so its first read finds the version gone (412) and moves
+    to the new one: the reader must get the new version whole. The kernel still believes the old size: a
+    shorter version must end at its own length (never padded with zeros to the old one), a longer one must
+    not be cut to it."""
+    mount = make_mount("open_check_window=30")
+    bucket = bucket_of(mount)
+    bucket.put_object(mount.prefix + "f", b"first-version")
+    assert os.stat(mount.path / "f").st_size == len(b"first-version")  # looked up: checked, no data read
+    bucket.put_object(mount.prefix + "f", new)
+    mount.server.admin.reset_counters()
+    assert cat(mount.path / "f") == new
+    assert "HeadObject" in counts(mount)  # the move to the new version, not a HEAD at open, found it
+    assert os.stat(mount.path / "f").st_size == len(new)
+    assert cat(mount.path / "f") == new
+
+
 def test_an_open_costs_one_head_at_most_and_none_within_the_window(make_mount):
     """At most one request per open, skipped when the entry was listed or checked within the window."""
     mount = make_mount("open_check_window=0")
