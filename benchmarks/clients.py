@@ -53,6 +53,7 @@ class Client:
         self.mountpoint = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         self.process: subprocess.Popen | None = None
         self._log = None
+        self.variant: str | None = None
 
     # -- description ---------------------------------------------------------------------------------------
     def missing(self) -> str | None:
@@ -124,9 +125,17 @@ class Client:
             self._log.close()
             self._log = None
 
-    def remount(self) -> None:
+    def remount(self, variant: str | None = None, *, keep_persistent: bool = False) -> None:
+        """Unmount and mount again, with `variant` (a mode only some clients have, such as "readdir_optimize";
+        others ignore it) and, unless `keep_persistent`, without what the client keeps on disk across mounts."""
         self.unmount()
+        self.variant = variant
+        if not keep_persistent:
+            self.forget_persistent()
         self.mount()
+
+    def forget_persistent(self) -> None:
+        """Drop what survives a remount (nothing for most clients)."""
 
     def close(self) -> None:
         self.unmount()
@@ -151,11 +160,22 @@ class OssmountClient(Client):
         return f"ossmount {ossmount.__version__}"
 
     def argv(self) -> list[str]:
+        variant = f",{self.variant}" if self.variant == "readdir_optimize" else ""
         return [sys.executable, "-m", "ossmount", self.bucket, str(self.mountpoint), "-o",
-                f"url={self.server.endpoint},passwd_file={self.passwd}", "-f"]
+                f"url={self.server.endpoint},passwd_file={self.passwd},stat_cache_dir={self.stat_cache}{variant}",
+                "-f"]
+
+    @property
+    def stat_cache(self) -> Path:
+        return self.workdir / "stat-cache"
+
+    def forget_persistent(self) -> None:
+        shutil.rmtree(self.stat_cache, ignore_errors=True)
 
     def options(self) -> dict:
-        return {"mount options": "defaults (stat_cache_expire=900, multipart_size=10, parallel_count=5)",
+        return {"mount options": "defaults (stat_cache_expire=900, multipart_size=10, parallel_count=5); the "
+                                 "persistent stat cache in the run's work directory, emptied before every cold "
+                                 "figure and kept only for ls_l_remount; readdir_optimize only for *_rdo",
                 "read_ahead_kb": "raised to 1024 by ossmount (root)"}
 
 

@@ -77,13 +77,18 @@ WORKLOADS = [
     Workload("small_read", "MiB/s", "8 threads read them back (fio/small_files_read.fio)", "fio"),
     Workload("ls_l_cold", "s", "ls -l of the listing directory on a fresh mount", "meta"),
     Workload("ls_l_warm", "s", "ls -l of the same directory again", "meta"),
+    Workload("ls_l_remount", "s", "ls -l of the listing directory after a remount, with what the client keeps on "
+             "disk across mounts (ossmount: its persistent stat cache)", "meta"),
+    Workload("ls_l_rdo", "s", "ls -l of the listing directory on a fresh mount, ossmount with readdir_optimize "
+             "(attributes from the listing; peers as they are)", "meta"),
     Workload("stat", "s", "stat of every path of the listing directory on a fresh mount", "meta"),
     Workload("create_delete", "s", "create then delete empty files, one at a time", "meta"),
     Workload("find", "s", "find over the 3-level tree on a fresh mount", "meta"),
+    Workload("find_rdo", "s", "find over the 3-level tree on a fresh mount, ossmount with readdir_optimize", "meta"),
 ]
 BY_NAME = {w.name: w for w in WORKLOADS}
-QUICK_WORKLOADS = ["seq_read_1j", "seq_write", "close_after_write", "rand_read_4k", "ttfb", "small_read", "ls_l_cold", "ls_l_warm",
-                   "stat", "create_delete", "find"]
+QUICK_WORKLOADS = ["seq_read_1j", "seq_write", "close_after_write", "rand_read_4k", "ttfb", "small_read", "ls_l_cold",
+                   "ls_l_warm", "ls_l_remount", "ls_l_rdo", "stat", "create_delete", "find", "find_rdo"]
 QUICK_SCALE = 1 / 16
 
 
@@ -299,9 +304,10 @@ class Runner:
             result = run_fio("small_files_read.fio", directory, self.env())
         return fio_bandwidth(result, "read"), m
 
-    def _timed(self, client, action, *, fresh: bool = True):
-        if fresh:
-            client.remount()
+    def _timed(self, client, action, *, fresh: bool = True, variant: str | None = None,
+               keep_persistent: bool = False):
+        if fresh or client.variant != variant:
+            client.remount(variant, keep_persistent=keep_persistent)
             drop_caches()
         with Measurement(self.server, client.pid) as m:
             started = time.perf_counter()
@@ -319,6 +325,13 @@ class Runner:
         self._timed(client, lambda: self._ls(client))
         return self._timed(client, lambda: self._ls(client), fresh=False)
 
+    def ls_l_remount(self, client):
+        self._timed(client, lambda: self._ls(client))
+        return self._timed(client, lambda: self._ls(client), keep_persistent=True)
+
+    def ls_l_rdo(self, client):
+        return self._timed(client, lambda: self._ls(client), variant="readdir_optimize")
+
     def stat(self, client):
         paths = [client.mountpoint / "listing" / f"f{i:05d}" for i in range(self.scale.listing)]
         return self._timed(client, lambda: [os.stat(p) for p in paths])
@@ -335,9 +348,12 @@ class Runner:
                 os.unlink(name)
         return self._timed(client, action, fresh=False)
 
-    def find(self, client):
+    def find(self, client, variant: str | None = None):
         return self._timed(client, lambda: subprocess.run(["find", str(client.mountpoint / "tree")],
-                                                          stdout=subprocess.DEVNULL, check=True))
+                                                          stdout=subprocess.DEVNULL, check=True), variant=variant)
+
+    def find_rdo(self, client):
+        return self.find(client, "readdir_optimize")
 
 
 class PythonGet:

@@ -492,6 +492,8 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
     from ossmount.ops.accounting import MOUNT_CHECK, UNMOUNT, charging
     from ossmount.ops.service import MountOperator
     from ossmount.fs.recovery import Recovery
+    from ossmount.fs.persistent import PersistentStatCache, store_identity
+    from ossmount.fs.persistent import location as stat_cache_location
 
     opts = args.options
     tune_malloc()  # before any worker thread: bounded arenas, big blocks unmapped when freed (buffers.py)
@@ -508,6 +510,9 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
     ownership = Ownership.from_options(opts, os.getuid(), os.getgid())
     mime = MimeTypes.load(opts.mime, required=opts.mime_explicit)
     config = FsConfig.from_options(opts, args.prefix)
+    persistent = PersistentStatCache.open(
+        stat_cache_location(opts.stat_cache_dir) if opts.max_stat_cache_size > 0 else None,
+        store_identity(store))
     status = _status_reporter(args, flags, store, operator)
     block_cache = await _open_block_cache(opts, args.bucket)
     session, dead = open_spool_session(args.bucket, args.prefix, opts, args.mountpoint)
@@ -525,7 +530,8 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                 block_cache=block_cache,
             )
             nursery.start_soon(contents.maintain)
-            fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime)
+            fs = Filesystem(store, contents, config=config, ownership=ownership, mime=mime, persistent=persistent,
+                            nursery=nursery)
             operator.telemetry.attach(fs, contents)
             await operator.start(nursery)
             recovery = Recovery(store, conflict_dir=conflict_dir, part_size=opts.multipart_size_bytes,
@@ -533,6 +539,11 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                                 done=lambda key: (contents.recovered(key), contents.uploaded(key)))
             for key in recovery.keys(dead):  # opens of these keys wait for their recovery
                 contents.recovering(key)
+            if persistent is not None:
+                nursery.start_soon(persistent.run)
+            if status is not None:
+                status.filesystem = lambda: {**fs.statistics().to_json(),
+                                             "fuse_requests": operator.calls.statistics.counts()}
             try:
                 pyfuse3.init(Operations(fs, operator.calls), args.mountpoint, set(args.fuse_options))
             except RuntimeError as exc:
@@ -571,6 +582,9 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                         log.exception("flushing files at unmount failed")
                     contents.close()
                     operator.stop()
+                    if persistent is not None:
+                        await persistent.flush()
+                        persistent.close()
                     # After a signal or a crash we unmount ourselves; after umount the kernel already has.
                     pyfuse3.close(unmount=not unmounted_by_kernel)
             nursery.cancel_scope.cancel()

@@ -432,6 +432,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("open_check_window", "open_check_window", "an open sends one HEAD to see another client's change "
                "(close-to-open), unless the entry was listed or checked within this many seconds; a value of "
                "stat_cache_expire or more never checks", _seconds_parser(), default_text="1"),
+    OptionSpec("stat_cache_dir", "stat_cache_dir", "where the persistent stat cache lives (object metadata kept "
+               "across remounts, checked against each listing's ETag and Last-Modified); none: no persistent "
+               "cache", _parse_optional_path, default_text="/var/cache/ossmount (root), else "
+               "~/.cache/ossmount"),
     OptionSpec("readdir_optimize", "readdir_optimize", "readdir takes attributes from the listing (no HEAD "
                "per entry): modes and owners are the defaults until an entry is looked up", default_text="off"),
     OptionSpec("readdir_check_size", "readdir_check_size", "with readdir_optimize, objects of at most this many "
@@ -644,6 +648,7 @@ class MountOptions:
     attr_timeout: float | None = None  # None: stat_cache_expire
     entry_timeout: float | None = None  # None: stat_cache_expire
     negative_timeout: float = 0.0
+    stat_cache_dir: str | None = None  # the persistent stat cache's directory; "none": off
     readdir_optimize: bool = False
     readdir_check_size: int | None = None  # bytes; None: no entry HEADed with readdir_optimize
     use_wtf8: bool = False

@@ -17,8 +17,10 @@ Document (version 1; fields are only ever added):
                     # source: a file or directory, "environment", "ram role NAME", "request", or "anonymous"
      "requests": {"ListObjectsV2": 3, ...}, "errors": {"NoSuchKey": 1, ...},
      "bytes_in": 0, "bytes_out": 0, "retries": 0,
-     "control_socket": "/run/.../status.sock", "log": {"target": "file", "path": "...", "reason": null}}
+     "control_socket": "/run/.../status.sock", "log": {"target": "file", "path": "...", "reason": null},
+     "filesystem": {"fuse_requests": {"lookup": 3, "getxattr": 2, ...}, "attribute_builds": 10, ...}}
     # control_socket: where `ossmount stats` and the daemon's /metrics ask (ossmount.ops.control)
+    # filesystem: ossmount.fs.model.FsStatistics plus FUSE requests per operation (absent until mounted)
 
 Backend health rule (`backend_verdict`): the most recent request decides. If it failed with a backend-level
 error (bad credentials, missing bucket, access denied, unreachable or failing endpoint) the backend is
@@ -122,7 +124,7 @@ class StatusReporter:
     """Keeps the backend verdict of one mount and writes its status file.
 
     `statistics` returns the store's `StoreStatistics`; `credentials` returns a dict describing the current
-    credentials (no secrets)."""
+    credentials (no secrets); `filesystem`, once set, returns the filesystem's statistics as a dict."""
 
     def __init__(self, path: str, *, mountpoint: str, bucket: str, prefix: str,
                  statistics: Callable[[], Any], credentials: Callable[[], Mapping[str, Any]],
@@ -134,6 +136,7 @@ class StatusReporter:
         self._credentials = credentials
         self._clock = clock
         self._started_at = clock()
+        self.filesystem: Callable[[], Mapping[str, Any]] | None = None
 
     def update(self, state: str = "mounted") -> dict[str, Any]:
         """The status document now (not written)."""
@@ -145,6 +148,7 @@ class StatusReporter:
             "backend": health.to_json(), "credentials": dict(self._credentials()),
             "requests": dict(stats.requests), "errors": dict(stats.errors),
             "bytes_in": stats.bytes_in, "bytes_out": stats.bytes_out, "retries": stats.retries,
+            **({"filesystem": dict(self.filesystem())} if self.filesystem is not None else {}),
         }
 
     def write(self, state: str = "mounted") -> None:

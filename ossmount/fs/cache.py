@@ -9,7 +9,7 @@ with `enable_noobj_cache`. Local changes invalidate the affected entries and the
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cachetools import TTLCache
@@ -25,12 +25,15 @@ class Node:
     (a prefix with no marker object). `info` is None when no object exists (implicit directory).
     `checked` is when (time.monotonic()) OSS last confirmed `info`: a HEAD, a listing, or this mount's own
     upload; an open re-checks an older one (close-to-open consistency, see handles.py).
+    `attrs` memoizes the stat built from `info` (Namespace.attrs): a node never changes, so its attributes
+    are built once however often the kernel asks (readdir, lookup, getattr).
     """
 
     kind: Any
     key: str | None
     info: ObjectInfo | None
     checked: float = 0.0
+    attrs: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 class Listing:
@@ -38,11 +41,14 @@ class Listing:
 
     `shadowed` names the directories hidden behind a file of the same name (ossmount.fs.names): removing
     that file makes the directory appear.
+    `checked` is when (time.monotonic()) OSS returned it complete: a name missing from a listing confirmed
+    within the open-check window does not exist (Namespace.resolve), with no request.
     """
 
-    def __init__(self, entries: dict[str, Node], shadowed: set[str] | None = None):
+    def __init__(self, entries: dict[str, Node], shadowed: set[str] | None = None, checked: float = 0.0):
         self.entries = entries
         self.shadowed = shadowed or set()
+        self.checked = checked
 
     def sorted(self) -> list[tuple[str, Node]]:
         return sorted(self.entries.items())

@@ -11,18 +11,18 @@ from __future__ import annotations
 import errno
 import logging
 import stat
-from typing import Any
+from typing import Any, Iterator
 
 from ossmount.fs import attrs as fsattrs
 from ossmount.fs.cache import parent_of
 from ossmount.fs.errors import FsError
 from ossmount.fs.handles import OpenFiles
 from ossmount.fs.model import (RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, DirEntry, Entry,
-                               FsConfig, OpenedFile, StatFs)
+                               FsConfig, FsStatistics, OpenedFile, StatFs)
 from ossmount.fs.namespace import Namespace
 
-__all__ = ["DirEntry", "Entry", "Filesystem", "FsConfig", "OpenedFile", "RENAME_EXCHANGE", "RENAME_NOREPLACE",
-           "StatFs", "XATTR_CREATE", "XATTR_REPLACE"]
+__all__ = ["DirEntry", "Entry", "Filesystem", "FsConfig", "FsStatistics", "OpenedFile", "RENAME_EXCHANGE",
+           "RENAME_NOREPLACE", "StatFs", "XATTR_CREATE", "XATTR_REPLACE"]
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ class Filesystem:
     """Kernel-free filesystem over an ObjectStore; the FUSE glue makes one call per request."""
 
     def __init__(self, store: Any, contents: Any, **options: Any):
-        """`options` are Namespace's: config (FsConfig), ownership, mime, and optionally clock/monotonic."""
+        """`options` are Namespace's: config (FsConfig), ownership, mime, and optionally clock/monotonic,
+        persistent (a PersistentStatCache) and nursery (the mount's, for requests that outlive a stalled
+        operation: stalls.py)."""
         self.ns = Namespace(store, contents, **options)
         self.files = OpenFiles(self.ns, contents)
         self.store = store
@@ -40,6 +42,14 @@ class Filesystem:
         self.inodes = self.ns.inodes
         self.kernel = self.ns.kernel
         self.timeout = self.ns.timeout
+
+    def statistics(self) -> FsStatistics:
+        """The namespace's counters so far (a snapshot)."""
+        ns = self.ns
+        return FsStatistics(attribute_builds=ns.attribute_builds,
+                            listing_negative_lookups=ns.listing_negative_lookups, persistent_hits=ns.persistent_hits,
+                            persistent_misses=ns.persistent_misses, stalled_lookups=ns.stalled_lookups,
+                            stalled_creates=ns.stalled_creates)
 
     # ---- names ----------------------------------------------------------------------------------
 
@@ -60,7 +70,7 @@ class Filesystem:
     async def opendir(self, inode: int) -> int:
         return await self.ns.opendir(inode)
 
-    async def readdir(self, fh: int, start_id: int) -> list[DirEntry]:
+    async def readdir(self, fh: int, start_id: int) -> Iterator[DirEntry]:
         return await self.ns.readdir(fh, start_id)
 
     def remember(self, entry: DirEntry) -> int:
@@ -82,7 +92,7 @@ class Filesystem:
                     umask: int = 0) -> Entry:
         """Regular files as an empty created file; FIFOs, sockets and devices as ossfs stores them."""
         if stat.S_ISREG(mode):
-            fh, entry = await self.files.create(parent_inode, name, mode, 0, uid, gid, umask)
+            fh, entry = await self.files.create(parent_inode, name, mode, 0, uid, gid, umask, wait=False)
             await self.files.release(fh)
             return entry
         return await self.ns.mknod_special(parent_inode, name, mode, rdev, uid, gid, umask)

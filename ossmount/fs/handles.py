@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ossmount.fs import attrs as fsattrs
+from ossmount.fs import stalls
 from ossmount.fs.errors import FsError
 from ossmount.fs.model import Entry, OpenedFile
 from ossmount.fs.namespace import FILE_CONTENT_TYPE, Namespace
@@ -109,9 +110,15 @@ class OpenFiles:
     # ---- create and open ------------------------------------------------------------------------
 
     async def create(
-        self, parent_inode: int, name: str, mode: int, flags: int, uid: int, gid: int, umask: int = 0
+        self, parent_inode: int, name: str, mode: int, flags: int, uid: int, gid: int, umask: int = 0, *,
+        wait: bool = True,
     ) -> tuple[int, Entry]:
-        """A new regular file, uploaded at once as a 0-byte object carrying its mode and owner."""
+        """A new regular file, uploaded at once as a 0-byte object carrying its mode and owner.
+
+        The kernel holds the directory's lock meanwhile, so with `wait` the upload is waited for only as long
+        as the namespace's patience says; then the file is answered from local state and its flush/close waits
+        for the upload and reports its failure (stalls.py). Without `wait`, until the upload ends.
+        """
         ns = self.ns
         ns.check_writable()
         path = ns.child(parent_inode, name)
@@ -120,8 +127,15 @@ class OpenFiles:
         meta = fsattrs.meta_for_new_entry(fsattrs.EntryKind.FILE, full_mode, uid, gid, ns.clock())
         upload_meta = UploadMeta(ns.mime.content_type_for(name), meta)
         content = await self.contents.open(key, size=0, etag="", new=True, headers=self._headers_for(upload_meta))
+        late: list[int] = []  # the handle, once the upload outlives this call
         try:
-            stored = await content.flush()
+            stored = await stalls.within(ns.nursery if wait else None, ns.patience, content.flush,
+                                         late=lambda error: self._created_late(late[0], error))
+        except stalls.StillWaiting:
+            ns.stalled_creates += 1
+            log.info("create of '%s': OSS did not answer within %.1f s; the file is created here and its upload "
+                     "completes in the background (close waits for it)", path, ns.patience.wait)
+            stored = None
         except BaseException:
             self.contents.unlinked(key)  # never upload a file whose creation failed, not even at unmount
             await self.contents.release(content)
@@ -130,7 +144,20 @@ class OpenFiles:
         entry = ns.entry(path, node)
         self._kernel_pages[entry.inode] = content.etag
         fh = self._new_handle(FileHandle(entry.inode, path, content, upload_meta, writable=True))
+        late.append(fh)
         return fh, entry
+
+    def _created_late(self, fh: int, error: BaseException | None) -> None:
+        """The 0-byte upload of a file answered before it ended (`create`) has ended."""
+        handle = self._handles.get(fh)
+        if error is not None or handle is None or handle.content.dirty:
+            return  # its flush uploads (again) and reports; a failure was logged by the content
+        content = handle.content
+        path = self.ns.path_of_key(content.key, handle.path)
+        self.ns.remember_object(path, fsattrs.EntryKind.FILE, content.key, content.size,
+                                handle.upload_meta.content_type, dict(handle.upload_meta.meta), content)
+        if self._kernel_pages.get(handle.inode) is not None:
+            self._kernel_pages[handle.inode] = content.etag
 
     async def open(self, inode: int, flags: int) -> OpenedFile:
         ns = self.ns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,29 @@ class OpenedFile:
     keep_cache: bool = False
     attrs_changed: bool = False
     direct_io: bool = False
+
+
+@dataclass(frozen=True)
+class FsStatistics:
+    """What the filesystem layer has done since the mount (a snapshot; `Filesystem.statistics()`).
+
+    `attribute_builds`: stat attributes built from object metadata (readdir builds each entry once).
+    `listing_negative_lookups`: lookups answered "no such name" from a fresh, complete listing (no request).
+    `persistent_hits` / `persistent_misses`: listed objects whose full metadata came from the persistent
+    metadata cache (same key, ETag, Last-Modified and size) / that needed a HEAD although that cache was on.
+    `stalled_lookups` / `stalled_creates`: lookups and creates answered from local state because OSS did not
+    answer within the stall patience (ossmount.fs.stalls).
+    """
+
+    attribute_builds: int = 0
+    listing_negative_lookups: int = 0
+    persistent_hits: int = 0
+    persistent_misses: int = 0
+    stalled_lookups: int = 0
+    stalled_creates: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

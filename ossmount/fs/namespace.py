@@ -8,15 +8,23 @@ Theory of operation
   which keys of a listing can be shown (never '.', '..', empty or over-long names; a file shadows a
   directory of the same name, as in ossfs); every hidden key is logged once with the reason.
 - lookup: stat cache -> negative cache -> the parent's cached listing (a name missing from it counts as
-  missing only with `enable_noobj_cache`) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and
-  an implicit prefix; the marker's metadata needs one more HEAD).
+  missing with `enable_noobj_cache`, or when OSS returned that listing less than `open_check_window`
+  seconds ago) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and an implicit prefix; the
+  marker's metadata needs one more HEAD unless the persistent stat cache holds that very version).
+  When the parent's listing is cached but OSS does not answer within a short patience, the lookup is
+  answered from that listing and the request finishes in the background (stalls.py: the kernel may
+  hold the directory's lock for this lookup).
 - Every cached node records when OSS last confirmed it (`Node.checked`); `revalidate` (one HEAD) is what
   an open uses to see another client's change (see handles.py).
 - Local changes update the cached entry and the parent's cached listing in place (`put_local`,
   `remove_local`), so this mount's own creates and deletes never wait for the TTL.
-- readdir lists with delimiter "/" (V2 unless listobjectsv1, pages of 1000) and HEADs the entries whose
-  mode/uid/times live in `x-oss-meta-*` (at most 16 at once) unless `readdir_optimize`. The listing and
-  every entry go to the caches, so a second `ls -l` within `stat_cache_expire` sends no request.
+- readdir lists with delimiter "/" (V2 unless listobjectsv1, pages of 1000) and gives each entry its full
+  metadata (mode/uid/times live in `x-oss-meta-*`): from the stat cache or the persistent stat cache
+  (persistent.py) when they hold the very version listed (same ETag, Last-Modified, size), else by HEAD
+  (at most 16 at once) unless `readdir_optimize`. The listing and every entry go to the caches, so a
+  second `ls -l` within `stat_cache_expire` sends no request, and after a remount an unchanged
+  directory needs only its LISTs. Each entry's attributes are built once (memoized on its node) and a
+  readdir call builds only the entries the kernel takes.
 - Metadata changes (chmod, chown, utimens, xattrs) rewrite `x-oss-meta-*` with CopyObject REPLACE and
   never re-upload data; ctime is set to now, as ossfs does. On a file with unflushed data they are only
   recorded for its upload (`change_meta(..., upload_pending=True)`).
@@ -45,16 +53,17 @@ import errno
 import logging
 import stat
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import trio
 
 from ossmount.fs import attrs as fsattrs
-from ossmount.fs import names
+from ossmount.fs import names, stalls
 from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
 from ossmount.fs.errors import FsError
 from ossmount.fs.inodes import InodeTable
+from ossmount.fs.persistent import PersistentStatCache, same_version
 from ossmount.fs.timeouts import KernelTimeouts
 from ossmount.fs.model import RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, DirEntry, Entry, \
     FsConfig, StatFs
@@ -69,13 +78,15 @@ KERNEL_XATTR_PREFIXES = ("security.", "system.")
 HIDDEN_NAMES_LOGGED = 10  # keys named in one "rmdir: not empty" line
 # ossfs 1.91.10 statfs: 2^54 - 1 inodes, total and free (measured)
 STATFS_INODES = 2**54 - 1
+_FILE = fsattrs.EntryKind.FILE
 
 
 @dataclass
 class _DirHandle:
     path: str
     node: Node
-    entries: list[tuple[str, Node]] | None = None
+    entries: list[tuple[str, Node]] | None = None  # the snapshot taken at offset 0
+    built: list[DirEntry | None] = field(default_factory=list)  # by offset; `.` and `..` first
 
 
 class Namespace:
@@ -94,6 +105,8 @@ class Namespace:
         mime: Any,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        persistent: PersistentStatCache | None = None,
+        nursery: trio.Nursery | None = None,
     ):
         self.store = store
         self.contents = contents
@@ -102,6 +115,9 @@ class Namespace:
         self.mime = mime
         self.clock = clock
         self.monotonic = monotonic
+        self.persistent = persistent if config.stat_cache_size > 0 else None
+        self.nursery = nursery  # the mount's: requests that outlive the operation waiting for them (stalls.py)
+        self.patience = stalls.Patience()
         self.inodes = InodeTable()
         self.cache = MetadataCache(
             max_size=config.stat_cache_size, ttl=config.stat_cache_ttl, negative=config.negative_cache
@@ -116,6 +132,13 @@ class Namespace:
         self._warned: set[str] = set()
         self._orphans: dict[int, tuple[Any, Any]] = {}  # unlinked inodes the kernel still holds: (attrs, content)
         self._head_limiter = trio.CapacityLimiter(READDIR_HEAD_CONCURRENCY)
+        self._root = Node(fsattrs.EntryKind.DIR, None, None)
+        self.attribute_builds = 0
+        self.listing_negative_lookups = 0
+        self.persistent_hits = 0
+        self.persistent_misses = 0
+        self.stalled_lookups = 0
+        self.stalled_creates = 0
         watch = getattr(store, "watch_bucket", None)
         if watch is not None:
             watch(self._bucket_missing, self._bucket_back)
@@ -164,12 +187,19 @@ class Namespace:
         return Node(kind, info.key, info, self.monotonic() if checked is None else checked)
 
     def attrs(self, path: str, node: Node) -> Any:
-        if path == "":
-            return fsattrs.attrs_for_root(self.ownership, self.mount_time)
-        if node.info is None:
-            return fsattrs.attrs_for_implicit_dir(self.ownership, self.mount_time)
-        attrs = fsattrs.attrs_for_object(node.info, node.kind, self.ownership)
-        if node.kind == fsattrs.EntryKind.FILE:
+        """What `stat` shows for `node` at `path`: built once per node (memoized on it, counted in
+        `attribute_builds`); a file with unflushed data here shows its local size."""
+        attrs = node.attrs
+        if attrs is None:
+            self.attribute_builds += 1
+            if path == "":
+                attrs = fsattrs.attrs_for_root(self.ownership, self.mount_time)
+            elif node.info is None:
+                attrs = fsattrs.attrs_for_implicit_dir(self.ownership, self.mount_time)
+            else:
+                attrs = fsattrs.attrs_for_object(node.info, node.kind, self.ownership)
+            object.__setattr__(node, "attrs", attrs)  # frozen, except for this memo (see Node)
+        if node.kind is _FILE:
             content = self.contents.get(node.key)
             if content is not None and content.size != attrs.size:
                 attrs = dataclasses.replace(attrs, size=content.size)
@@ -182,9 +212,11 @@ class Namespace:
     def remember_object(
         self, path: str, kind: Any, key: str, size: int, content_type: str, meta: dict, stored: Any
     ) -> Node:
-        """Cache what this mount just wrote (`stored`: the store's answer, for the ETag and version id)."""
-        info = ObjectInfo(key=key, size=size, etag=getattr(stored, "etag", "") or "", mtime=self.clock(),
-                          content_type=content_type, meta=meta, version_id=getattr(stored, "version_id", None))
+        """Cache what this mount just wrote (`stored`: the store's answer, for the ETag, the version id and the
+        server's time of the write, which a later listing shows as Last-Modified)."""
+        info = ObjectInfo(key=key, size=size, etag=getattr(stored, "etag", "") or "",
+                          mtime=getattr(stored, "mtime", 0.0) or self.clock(), content_type=content_type, meta=meta,
+                          version_id=getattr(stored, "version_id", None))
         node = Node(kind, key, info, self.monotonic())
         self.cache.put_local(path, node)
         return node
@@ -205,14 +237,19 @@ class Namespace:
 
     async def _head(self, key: str) -> ObjectInfo | None:
         try:
-            return await self.store.head(key)
+            info = await self.store.head(key)
         except NoSuchKey:
+            if self.persistent is not None:
+                self.persistent.forget(key)
             return None
+        if self.persistent is not None:
+            self.persistent.record(info)
+        return info
 
     async def resolve(self, path: str) -> Node:
         """The node at `path` (ENOENT if nothing is there), from the caches when they know it."""
         if path == "":
-            return Node(fsattrs.EntryKind.DIR, None, None)
+            return self._root
         node = self.cache.get(path)
         if node is not None:
             return node
@@ -226,11 +263,33 @@ class Namespace:
                 return node
             if self.config.negative_cache:
                 raise FsError(errno.ENOENT)
+            if self.checked_within(listing, self.config.open_check_window):
+                self.listing_negative_lookups += 1
+                raise FsError(errno.ENOENT)
+            try:  # the kernel may hold the directory's lock for this lookup: see stalls.py
+                node = await stalls.within(self.nursery, self.patience, self._fetch_and_cache, path)
+            except stalls.StillWaiting:
+                self.stalled_lookups += 1
+                log.info("lookup of '%s': OSS did not answer within %.1f s; answered from the directory's "
+                         "listing (no such name)", path, self.patience.wait)
+                raise FsError(errno.ENOENT) from None
+        else:
+            node = await self._fetch_and_cache(path)
+        if node is None:
+            raise FsError(errno.ENOENT)
+        return node
+
+    async def _fetch_and_cache(self, path: str) -> Node | None:
+        """Ask OSS what is at `path` and cache the answer, unless this mount learned of `path` meanwhile (a
+        create while the request was out): an answer fills a gap, it never overrides what is newer."""
         node = await self._fetch_node(path)
+        known = self.cache.get(path)
+        if known is not None:
+            return known
         if node is None:
             self.cache.put_missing(path)
-            raise FsError(errno.ENOENT)
-        self.cache.put(path, node)
+        else:
+            self.cache.put(path, node)
         return node
 
     async def _fetch_node(self, path: str) -> Node | None:
@@ -244,6 +303,11 @@ class Namespace:
         if not page.objects and not page.prefixes:
             return None
         if page.objects and page.objects[0].key == marker:
+            listed = page.objects[0]
+            full = await self.persistent.lookup_key(marker) if self.persistent is not None else None
+            if full is not None and same_version(listed, full):
+                self.persistent_hits += 1
+                return self.node_from_object(dataclasses.replace(full, restore=listed.restore), checked)
             info = await self._head(marker)
             if info is not None:
                 return self.node_from_object(info)
@@ -269,8 +333,8 @@ class Namespace:
         self.cache.put_local(path, fresh)
         return fresh
 
-    def checked_within(self, node: Node, window: float) -> bool:
-        """True if OSS confirmed `node` less than `window` seconds ago."""
+    def checked_within(self, node: Node | Listing, window: float) -> bool:
+        """True if OSS confirmed `node` (or a complete listing) less than `window` seconds ago."""
         return self.monotonic() - node.checked < window
 
     # ---- lookups and attributes -----------------------------------------------------------------
@@ -368,27 +432,39 @@ class Namespace:
         self._dir_handles[handle] = _DirHandle(path, node)
         return handle
 
-    async def readdir(self, fh: int, start_id: int) -> list[DirEntry]:
-        """`.`, `..`, then the entries, from position `start_id`; the glue calls `remember` for each entry
-        the kernel takes, except `.` and `..` (pyfuse3: their lookup count must not change)."""
+    async def readdir(self, fh: int, start_id: int) -> Iterator[DirEntry]:
+        """`.`, `..`, then the entries, from position `start_id`, built as the caller takes them.
+
+        The glue stops taking when the kernel's buffer is full (about 200 entries a call) and calls
+        `remember` for each entry the kernel took, except `.` and `..` (pyfuse3: their lookup count must not
+        change). Each entry is built once per directory handle, however many calls it takes to return it.
+        """
         handle = self._dir_handles.get(fh)
         if handle is None:
             raise FsError(errno.EBADF)
         if handle.entries is None or start_id == 0:
             handle.entries = (await self._listing(handle.path)).sorted()
-        result = []
-        # `..` only needs the right inode and type (the kernel ignores the attributes of dot entries), so it
-        # reuses this directory's attributes rather than costing a lookup; the root's `..` is itself.
-        dir_attrs = self.attrs(handle.path, handle.node)
-        dots = [(".", handle.path), ("..", parent_of(handle.path) if handle.path else "")]
-        for index in range(start_id, len(dots)):
-            name, path = dots[index]
-            result.append(DirEntry(name, path, dir_attrs, index + 1, dot_inode=self.inodes.inode_for(path)))
-        for index in range(max(start_id - len(dots), 0), len(handle.entries)):
-            name, node = handle.entries[index]
-            path = f"{handle.path}/{name}" if handle.path else name
-            result.append(DirEntry(name, path, self.attrs(path, node), len(dots) + index + 1))
-        return result
+            handle.built = [None] * (len(handle.entries) + 2)
+        return self._dir_entries(handle, start_id)
+
+    def _dir_entries(self, handle: _DirHandle, start_id: int) -> Iterator[DirEntry]:
+        built = handle.built
+        for index in range(start_id, len(built)):
+            entry = built[index]
+            if entry is None:
+                entry = built[index] = self._dir_entry(handle, index)
+            yield entry
+
+    def _dir_entry(self, handle: _DirHandle, index: int) -> DirEntry:
+        if index < 2:
+            # `..` only needs the right inode and type (the kernel ignores the attributes of dot entries), so
+            # it reuses this directory's attributes rather than costing a lookup; the root's `..` is itself.
+            path = handle.path if index == 0 or not handle.path else parent_of(handle.path)
+            return DirEntry("." if index == 0 else "..", path, self.attrs(handle.path, handle.node), index + 1,
+                            dot_inode=self.inodes.inode_for(path))
+        name, node = handle.entries[index - 2]
+        path = f"{handle.path}/{name}" if handle.path else name
+        return DirEntry(name, path, self.attrs(path, node), index + 1)
 
     def remember(self, entry: DirEntry) -> int:
         """The kernel accepted a readdirplus entry: it now holds a reference to its inode."""
@@ -413,33 +489,56 @@ class Namespace:
         entries: dict[str, Node] = {name: Node(fsattrs.EntryKind.DIR, None, None, checked) for name in listed.dirs}
         for name, info in listed.files.items():
             entries[name] = self.node_from_object(info, checked)
-        wanted = [name for name, node in entries.items() if _heads_on_readdir(node, self.config)]
-        if wanted:
-            await self._complete_entries(path, entries, wanted)
+        await self._complete_entries(path, dir_prefix, entries, checked)
         shadowed = {key[len(dir_prefix):-1] for key, _ in listed.hidden if key.endswith("/")} & set(listed.files)
-        listing = Listing(entries, shadowed)
+        listing = Listing(entries, shadowed, checked)
         for name, node in entries.items():
             self.cache.put(f"{path}/{name}" if path else name, node)
         self.cache.put_listing(path, listing)
         return listing
 
-    async def _complete_entries(self, path: str, entries: dict[str, Node], names: list[str]) -> None:
-        """HEAD the entries `names` (their metadata only the object's headers hold), at most 16 at once."""
-
-        async def complete(name: str, node: Node) -> None:
+    async def _complete_entries(self, path: str, dir_prefix: str, entries: dict[str, Node], checked: float) -> None:
+        """Give listed entries their full metadata (mode, owner, times live in x-oss-meta-*, which a listing
+        lacks): from the stat cache or the persistent stat cache when they hold the very version listed
+        (same ETag, Last-Modified, size, storage class), else by HEAD (at most READDIR_HEAD_CONCURRENCY at
+        once) unless readdir_optimize leaves the entry as listed."""
+        stored = await self.persistent.lookup_dir(dir_prefix) if self.persistent is not None else {}
+        wanted = []
+        for name, node in entries.items():
             child = f"{path}/{name}" if path else name
             cached = self.cache.get(child)
-            if cached is not None and not (cached.info is not None and cached.info.from_listing):
-                entries[name] = cached
-                return
-            key = node.key if node.info is not None else self.key(child) + "/"
+            if node.info is None:  # a common prefix: a directory whose marker (if any) the listing does not show
+                if cached is not None and cached.kind is fsattrs.EntryKind.DIR and not (
+                        cached.info is not None and cached.info.from_listing):
+                    entries[name] = cached
+                elif _heads_on_readdir(node, self.config):
+                    wanted.append(name)
+                continue
+            listed = node.info
+            if cached is not None and cached.info is not None and not cached.info.from_listing \
+                    and cached.key == listed.key and same_version(listed, cached.info):
+                entries[name] = dataclasses.replace(cached, checked=checked)
+                continue
+            full = stored.get(listed.key)
+            if full is not None and same_version(listed, full):
+                self.persistent_hits += 1
+                entries[name] = self.node_from_object(dataclasses.replace(full, restore=listed.restore), checked)
+            elif _heads_on_readdir(node, self.config):
+                wanted.append(name)
+        if not wanted:
+            return
+        if self.persistent is not None:
+            self.persistent_misses += sum(entries[name].info is not None for name in wanted)
+
+        async def complete(name: str, node: Node) -> None:
+            key = node.key if node.info is not None else dir_prefix + name + "/"
             async with self._head_limiter:
                 info = await self._head(key)
             if info is not None:
                 entries[name] = self.node_from_object(info)
 
         async with trio.open_nursery() as nursery:
-            for name in names:
+            for name in wanted:
                 nursery.start_soon(complete, name, entries[name])
 
     async def mkdir(self, parent_inode: int, name: str, mode: int, uid: int, gid: int, umask: int = 0) -> Entry:
@@ -666,12 +765,21 @@ class Namespace:
         return node, (fsattrs.decode_xattrs(encoded) if encoded else {})
 
     async def getxattr(self, inode: int, name: str) -> bytes:
+        """A stored extended attribute (ENODATA if the entry has no such name).
+
+        `security.*` and `system.*` names of an entry that stores no extended attributes at all are
+        EOPNOTSUPP, answered from the caches: ossmount keeps no security labels and no POSIX ACLs (setting
+        `system.*` is refused the same way). `ls -l` asks for `security.selinux` and
+        `system.posix_acl_access` on every entry, and coreutils remembers per device that a filesystem does
+        not support them: so an `ls -l` costs two such FUSE requests, not two per entry (ENODATA would not
+        stop it). The kernel itself caches nothing here: without FUSE_POSIX_ACL every ACL read is a request,
+        and with it (pyfuse3 `enable_acl`) each inode still costs one, plus ACL reads in permission checks.
+        """
         path = self.path(inode)
         if name.startswith(KERNEL_XATTR_PREFIXES):
             node = await self.resolve(path)
             if node.info is None or fsattrs.META_XATTR not in node.info.meta:
-                # ls -l asks for ACLs and security labels on every entry: answer without a HEAD.
-                raise FsError(errno.ENODATA)
+                raise FsError(errno.EOPNOTSUPP)
         _, values = await self.xattrs(path)
         if name not in values:
             raise FsError(errno.ENODATA)

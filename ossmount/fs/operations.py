@@ -210,22 +210,23 @@ class Operations(pyfuse3.Operations):
 
     @_fuse_errors
     async def readdir(self, fh, start_id, token):
-        for entry in await self.fs.readdir(fh, start_id):
+        fs = self.fs
+        inodes = fs.inodes
+        attr_timeout, entry_timeout = fs.timeout, fs.kernel.entry
+        for entry in await fs.readdir(fh, start_id):
             if entry.dot_inode is not None:
-                attributes = _attributes(entry.dot_inode, entry.attrs, self.fs.timeout)
+                attributes = _attributes(entry.dot_inode, entry.attrs, attr_timeout)
                 if not pyfuse3.readdir_reply(token, self._name_out(entry.name), attributes, entry.next_id):
                     break
                 continue
-            known = self.fs.inodes.find(entry.path)
-            inode = self.fs.inodes.inode_for(entry.path)
-            if not pyfuse3.readdir_reply(
-                token, self._name_out(entry.name), _attributes(inode, entry.attrs, self.fs.timeout, self.fs.kernel.entry),
-                entry.next_id,
-            ):
+            known = inodes.find(entry.path)
+            inode = inodes.inode_for(entry.path) if known is None else known
+            attributes = _attributes(inode, entry.attrs, attr_timeout, entry_timeout)
+            if not pyfuse3.readdir_reply(token, self._name_out(entry.name), attributes, entry.next_id):
                 if known is None:
-                    self.fs.forget(inode, 0)
+                    fs.forget(inode, 0)
                 break
-            self.fs.remember(entry)
+            fs.remember(entry)
 
     @_fuse_errors
     async def releasedir(self, fh):

@@ -347,6 +347,7 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
         crc64=int(crc) if crc else None,
         version_id=headers.get("x-oss-version-id"),
         http_headers={name: headers[name] for name in types.CARRIED_HEADERS if headers.get(name)},
+        answered_at=_response_time(headers),
     )
 
 

@@ -32,6 +32,7 @@ class ObjectInfo:
     crc64: int | None = None
     from_listing: bool = False
     version_id: str | None = None  # x-oss-version-id, set only in a versioning-enabled (or suspended) bucket
+    answered_at: float = 0.0  # the Date header of the answer that carried it (HEAD), epoch seconds; 0: unknown
     # The standard HTTP headers the object carries (CARRIED_HEADERS, lowercase names), from HeadObject: a
     # CopyObject with REPLACE (chmod, chown, utimens, xattrs, rename) sends them again so they are not lost.
     http_headers: Mapping[str, str] = field(default_factory=dict)

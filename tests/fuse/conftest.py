@@ -79,6 +79,12 @@ class Mount:
             for path in (self.path, self.passwd_file):
                 os.chown(path, user, user)
             self.passwd_file = self.passwd_file.rename(self.path.parent / f"{self.path.name}.passwd")
+        # Each mount's own persistent stat cache (ossmount.fs.persistent), not the machine's /var/cache/ossmount.
+        self.stat_cache_dir = workdir / "stat-cache"
+        if user is not None:
+            self.stat_cache_dir = self.path.parent / f"{self.path.name}.stat-cache"
+            self.stat_cache_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chown(self.stat_cache_dir, user, user)
         self.log_path = workdir / "ossmount.log"
         self.process: subprocess.Popen | None = None
         self._log_file = None
@@ -90,6 +96,8 @@ class Mount:
     def argv(self, options: str | None = None) -> list[str]:
         opts = f"url={self.url}" + (f",passwd_file={self.passwd_file}" if self.use_passwd else "")
         extra = self.options if options is None else options
+        if "stat_cache_dir=" not in (extra or ""):
+            opts += f",stat_cache_dir={self.stat_cache_dir}"
         if extra:
             opts += "," + extra
         command = [sys.executable, "-m", "ossmount", self.spec, str(self.path), "-o", opts, "-f", *self.extra_args]
@@ -192,17 +200,17 @@ def workdir(module_mount: Mount, request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture
 def make_mount(local_server: LocalServer, tmp_path: Path):
-    """Factory: `make_mount(options="", bucket=None, prefix="", user=None, server=None, passwd=True, env=None)` ->
-    a started Mount, cleaned up after the test; with `user` the mount runs as that uid, with `server` against
-    another LocalServer (see Mount for `passwd` and `env`)."""
+    """Factory: `make_mount(options="", bucket=None, prefix="", user=None, server=None, passwd=True, env=None,
+    extra_args=())` -> a started Mount, cleaned up after the test; with `user` the mount runs as that uid, with
+    `server` against another LocalServer (see Mount for `passwd`, `env` and `extra_args`)."""
     mounts: list[Mount] = []
 
     def factory(options: str = "", *, bucket: str | None = None, prefix: str = "", start: bool = True,
                 user: int | None = None, server: LocalServer | None = None, passwd: bool = True,
-                env: dict[str, str] | None = None) -> Mount:
+                env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> Mount:
         server = server or local_server
         mount = Mount(server, bucket or new_bucket(server), tmp_path / f"m{len(mounts)}",
-                      prefix=prefix, options=options, user=user, passwd=passwd, env=env)
+                      prefix=prefix, options=options, user=user, passwd=passwd, env=env, extra_args=extra_args)
         mounts.append(mount)
         return mount.start() if start else mount
 

@@ -93,7 +93,7 @@ async def test_readdir_costs_and_fills_caches(local_server, oss_bucket, fresh_bu
         d = await fs.lookup(ROOT_INODE, "d")
         local_server.admin.reset_counters()
         fh = await fs.opendir(d.inode)
-        entries = await fs.readdir(fh, 0)
+        entries = list(await fs.readdir(fh, 0))
         fs.releasedir(fh)
         assert [e.name for e in entries] == [".", ".."] + [f"f{i:02d}" for i in range(40)] + ["sub"]
         assert (entries[0].dot_inode, entries[1].dot_inode) == (d.inode, ROOT_INODE)
@@ -153,7 +153,7 @@ async def test_file_rename_keeps_cached_listings(local_server, oss_bucket, fresh
         await fs.rename(d.inode, "a", d.inode, "c", 0)
         local_server.admin.reset_counters()
         fh = await fs.opendir(d.inode)
-        entries = await fs.readdir(fh, 0)
+        entries = list(await fs.readdir(fh, 0))
         fs.releasedir(fh)
         assert [e.name for e in entries] == [".", "..", "b", "c"]
         assert (await fs.lookup(d.inode, "c")).attrs.size == 3

@@ -75,7 +75,8 @@ def test_runtime_flags_are_validated(tmp_path, argv, message):
 
 def test_status_file_reports_the_backend(make_mount, tmp_path):
     status_path = tmp_path / "status.json"
-    mount = make_mount(start=False)
+    # open_check_window=0: the lookup below must ask OSS, although a listing of its directory is fresh
+    mount = make_mount("open_check_window=0", start=False)
     mount.extra_args = ("--status-file", str(status_path), "--status-interval", "0.2")
     mount.start()
     os.listdir(mount.path)

@@ -124,6 +124,8 @@ OPTION_CASES = [
     ("entry_timeout=1.5", "entry_timeout", 1.5),
     ("negative_timeout=30", "negative_timeout", 30.0),
     ("readdir_check_size=48", "readdir_check_size", 48),
+    ("stat_cache_dir=/srv/cache", "stat_cache_dir", "/srv/cache"),
+    ("stat_cache_dir=none", "stat_cache_dir", "none"),
     ("use_wtf8", "use_wtf8", True),
     ("multipart_threshold=25", "multipart_threshold", 25),
     ("nomultipart", "nomultipart", True),
