@@ -68,7 +68,8 @@ def markdown(document: dict) -> str:
         rates = document.get("ratios", {}).get(workload, {})
         row += [f"{rates[name]:.2f}" if name in rates else "–" for name in ratio_names]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Ratios are of speeds: above 1 means ossmount is faster. Per run of the median figure: requests "
+    lines += ["", "Targets of issue 11 measured by this run:", "", targets(document).rstrip("\n"),
+              "", "Ratios are of speeds: above 1 means ossmount is faster. Per run of the median figure: requests "
               "the server counted / CPU-seconds of the FUSE process / its peak RSS (MiB):", "",
               "| workload | " + " | ".join(c for c in clients if c != "python-get") + " |",
               "|---|" + "---|" * len([c for c in clients if c != "python-get"])]
@@ -87,6 +88,122 @@ def markdown(document: dict) -> str:
                if info.get("status") == "skipped"]
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped) + "."]
+    return "\n".join(lines) + "\n"
+
+
+# The targets of issue 11 ("Performance, part 2") that one run measures: (label, workload, check).
+# A check takes the document and answers (measured as text, met or None when the run lacks the figures).
+def _ratio(document: dict, workload: str, other: str) -> float | None:
+    return document.get("ratios", {}).get(workload, {}).get(f"{SUBJECT}/{other}")
+
+
+def _entry(document: dict, workload: str, client: str = SUBJECT) -> dict | None:
+    entry = document["results"].get(workload, {}).get(client)
+    return entry if entry and "median" in entry else None
+
+
+def _at_least(workload: str, other: str, factor: float):
+    def check(document: dict):
+        ratio = _ratio(document, workload, other)
+        return (None, None) if ratio is None else (f"{ratio:.2f} ×", ratio >= factor)
+    return check
+
+
+def _requests(workload: str, ops: tuple[str, ...] | None):
+    """No request of `ops` (every operation with None) in the median run of ossmount."""
+    def check(document: dict):
+        entry = _entry(document, workload)
+        if entry is None:
+            return None, None
+        by_op = entry.get("requests_by_op", {})
+        count = entry["requests"] if ops is None else sum(by_op.get(op, 0) for op in ops)
+        return f"{count} {'requests' if ops is None else '/'.join(ops)}", count == 0
+    return check
+
+
+def _both(first, second):
+    def check(document: dict):
+        (text1, met1), (text2, met2) = first(document), second(document)
+        if met1 is None or met2 is None:
+            return None, None
+        return f"{text1}, {text2}", met1 and met2
+    return check
+
+
+def _close_share(document: dict):
+    entry = _entry(document, "close_after_write")
+    return (None, None) if entry is None else (f"{entry['median']:.1f} %", entry["median"] < 10)
+
+
+def _cpu_per_gib_written(document: dict):
+    entry = _entry(document, "seq_write")
+    gib = document["scale"].get("big_object_mib", 1024) / 1024
+    if entry is None or not gib:
+        return None, None
+    per_gib = entry["cpu_seconds"] / gib
+    return f"{per_gib:.2f} CPU-s/GiB", per_gib <= 1.5
+
+
+def _reread_vs_first(document: dict):
+    first, second = _entry(document, "seq_read_1j"), _entry(document, "reread")
+    if first is None or second is None:
+        return None, None
+    ratio = second["median"] / first["median"]
+    gets = second.get("requests_by_op", {}).get("GetObject", 0)
+    return f"{ratio:.2f} × the first read, {gets} GET", ratio >= 3 and gets == 0
+
+
+def _level_with_best(document: dict):
+    mine = _entry(document, "seq_read_1j")
+    others = [e["median"] for c in PEERS if (e := _entry(document, "seq_read_1j", c))]
+    if mine is None or not others:
+        return None, None
+    return f"{mine['median'] / max(others):.2f} × the best peer", mine["median"] >= max(others)
+
+
+def _cpu_per_gib_read(document: dict):
+    mine, theirs = _entry(document, "seq_read_1j"), _entry(document, "seq_read_1j", "s3fs")
+    if mine is None or theirs is None:
+        return None, None
+    return (f"{mine['cpu_seconds']:.2f} vs s3fs {theirs['cpu_seconds']:.2f} CPU-s",
+            mine["cpu_seconds"] <= theirs["cpu_seconds"])
+
+
+TARGETS = [
+    ("sequential read, 1 job: ≥ 1.5 × s3fs", _at_least("seq_read_1j", "s3fs", 1.5)),
+    ("sequential read, 1 job: ≥ 70 % of the Python GET pipeline", _at_least("seq_read_1j", "python-get", 0.7)),
+    ("sequential read, 1 job: ≥ 60 % of the pyfuse3 RAM ceiling", _at_least("seq_read_1j", "ramfs", 0.6)),
+    ("sequential read, 4 jobs: ≥ 1.5 × s3fs", _at_least("seq_read_4j", "s3fs", 1.5)),
+    ("one sequential reader at least level with the best peer", _level_with_best),
+    ("sequential write through close: ≥ 2 × s3fs", _at_least("seq_write", "s3fs", 2)),
+    ("close() after a sequential write: < 10 % of the write's time", _close_share),
+    ("CPU-seconds per GiB written ≤ 1.5", _cpu_per_gib_written),
+    ("second-epoch re-read: ≥ 3 × the first read, 0 GET", _reread_vs_first),
+    ("ls -l cold: ≥ 1.5 × s3fs", _at_least("ls_l_cold", "s3fs", 1.5)),
+    ("ls -l warm: ≥ 3 × s3fs, no request", _both(_at_least("ls_l_warm", "s3fs", 3), _requests("ls_l_warm", None))),
+    ("ls -l after a remount: ≥ 5 × s3fs, no HEAD",
+     _both(_at_least("ls_l_remount", "s3fs", 5), _requests("ls_l_remount", ("HeadObject",)))),
+    ("ls -l with readdir_optimize: ≥ 10 × s3fs, no HEAD",
+     _both(_at_least("ls_l_rdo", "s3fs", 10), _requests("ls_l_rdo", ("HeadObject",)))),
+    ("find with readdir_optimize: ≥ 10 × s3fs, no HEAD",
+     _both(_at_least("find_rdo", "s3fs", 10), _requests("find_rdo", ("HeadObject",)))),
+    ("stat of every entry: ≥ 1.5 × s3fs", _at_least("stat", "s3fs", 1.5)),
+    ("find: ≥ 1.5 × s3fs", _at_least("find", "s3fs", 1.5)),
+    ("creates (create + delete): ≥ 1.5 × s3fs", _at_least("create_delete", "s3fs", 1.5)),
+    ("random 4 KiB reads: ≥ s3fs", _at_least("rand_read_4k", "s3fs", 1)),
+    ("random 256 KiB reads: ≥ s3fs", _at_least("rand_read_256k", "s3fs", 1)),
+    ("small files, 8 threads reading: ≥ 2 × s3fs", _at_least("small_read", "s3fs", 2)),
+    ("time to first byte ≤ s3fs", _at_least("ttfb", "s3fs", 1)),
+    ("CPU-seconds of the FUSE process per GiB read ≤ s3fs", _cpu_per_gib_read),
+]
+
+
+def targets(document: dict) -> str:
+    """The issue-11 targets this run measured, as a Markdown table: target, measured, met (yes/NO/–)."""
+    lines = ["| target (issue 11) | measured | met |", "|---|---|---|"]
+    for label, check in TARGETS:
+        measured, met = check(document)
+        lines.append(f"| {label} | {measured or 'not measured'} | {'–' if met is None else ('yes' if met else 'NO')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -81,6 +81,28 @@ def test_ratios_are_speed_ratios():
     assert report.ratios(document) == {"r": {"ossmount/s3fs": 2.0}, "t": {"ossmount/s3fs": 3.0}}
 
 
+def test_targets_table_says_met_only_when_the_figures_meet_the_target():
+    document = {"scale": {"big_object_mib": 1024},
+                "workloads": {"seq_read_1j": {"better": "higher"}, "reread": {"better": "higher"},
+                              "ls_l_warm": {"better": "lower"}, "seq_write": {"better": "higher"}},
+                "results": {"seq_read_1j": {"ossmount": {"median": 300, "cpu_seconds": 2.0},
+                                            "s3fs": {"median": 100, "cpu_seconds": 1.0}},
+                            "reread": {"ossmount": {"median": 1200, "requests": 1,
+                                                    "requests_by_op": {"HeadObject": 1}}},
+                            "ls_l_warm": {"ossmount": {"median": 1.0, "requests": 2,
+                                                       "requests_by_op": {"ListObjectsV2": 2}},
+                                          "s3fs": {"median": 4.0}},
+                            "seq_write": {"ossmount": {"median": 50, "cpu_seconds": 1.6}}}}
+    document["ratios"] = report.ratios(document)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in report.targets(document).splitlines()[2:]}
+    assert rows["sequential read, 1 job: ≥ 1.5 × s3fs"].endswith("| 3.00 × | yes |")
+    assert rows["second-epoch re-read: ≥ 3 × the first read, 0 GET"].endswith("| 4.00 × the first read, 0 GET | yes |")
+    assert rows["ls -l warm: ≥ 3 × s3fs, no request"].endswith("| 4.00 ×, 2 requests | NO |")  # fast, not free
+    assert rows["CPU-seconds per GiB written ≤ 1.5"].endswith("| 1.60 CPU-s/GiB | NO |")
+    assert rows["CPU-seconds of the FUSE process per GiB read ≤ s3fs"].endswith("| NO |")
+    assert rows["random 4 KiB reads: ≥ s3fs"].endswith("| not measured | – |")
+
+
 @pytest.mark.benchmark
 def test_quick_run_of_every_workload(tmp_path):
     """The whole --quick set at its own scale (minutes): `pytest -m benchmark`."""
