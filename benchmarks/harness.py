@@ -43,9 +43,15 @@ BUCKET = "bench"
 BIG = "big.bin"
 MiB = 1 << 20
 FILE_MODE, DIR_MODE = "33188", "16877"  # 0100644, 040755 as ossfs stores them
-QUIET_NOTE = ("Measured on a shared 2-core development VM (up to 5 engineers building and testing at the same "
-              "time), so absolute figures are noisy; compare ratios within this run. The lead re-runs the full "
-              "benchmark on a quiet machine.")
+BUSY_NOTE = ("Measured while other work shared the 2 cores (load average at start {load}), so absolute figures "
+             "are noisy; compare ratios within this run.")
+IDLE_NOTE = ("Measured with the 2-core machine otherwise idle (load average at start {load}); every client ran "
+             "against the same server in the same run, so compare ratios.")
+
+
+def run_note(load_average: float) -> str:
+    """What the run's figures can be trusted for, from the load average when it started."""
+    return (IDLE_NOTE if load_average < 1 else BUSY_NOTE).format(load=load_average)
 
 
 @dataclass(frozen=True)
@@ -481,10 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     document = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "command": "benchmarks/run " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "quick": args.quick, "runs": args.runs, "scale": scale.describe(), "machine": machine(),
-                "note": QUIET_NOTE, "server": {"data_dir": "tmpfs (" + str(args.data_dir) + ")", "etag": "md5"},
+                "note": "",
+                "server": {"data_dir": "tmpfs (" + str(args.data_dir) + ")", "etag": "md5"},
                 "workloads": {w.name: {"unit": w.unit, "description": w.description,
                                        "better": "higher" if w.higher_is_better else "lower"} for w in workloads},
                 "clients": {}, "results": {w.name: {} for w in workloads}}
+    document["note"] = run_note(document["machine"]["load_average_at_start"])
     clients = []
     try:
         with LocalServer(work / "server", buckets=(BUCKET,)) as server:
