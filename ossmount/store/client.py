@@ -1001,7 +1001,9 @@ class ObjectStore:
         part_size = self.copy_policy.rewrite_part_size
         if size <= part_size:
             data = await self.get_bytes(src_key, 0, size) if size else b""
-            return (await self.put(dst_key, data, content_type=content_type, meta=meta, headers=http_headers)).etag
+            # the carried headers first, the destination's own write headers (ahbe_conf, ...) over them, as CopyObject
+            carried = merge_headers(http_headers or {}, self.headers.for_write(dst_key))
+            return (await self.put(dst_key, data, content_type=content_type, meta=meta, headers=carried)).etag
 
         async def part(upload_id: str, number: int, first: int, last: int) -> PartInfo:
             data = await self.get_bytes(src_key, first, last - first + 1)

@@ -266,12 +266,13 @@ CARRIED = {"Cache-Control": "max-age=600, public", "Content-Disposition": 'attac
            "Content-Encoding": "gzip", "Content-Language": "de-DE", "Expires": "Wed, 21 Oct 2037 07:28:00 GMT"}
 
 
+@pytest.mark.parametrize("options", ["", "nocopyapi"], ids=["CopyObject", "nocopyapi"])
 @pytest.mark.parametrize("change", ["chmod", "chown", "touch", "setfattr", "mv"])
-def test_metadata_changes_keep_the_objects_standard_headers(make_mount, change):
+def test_metadata_changes_keep_the_objects_standard_headers(make_mount, change, options):
     """A CopyObject with REPLACE drops every header it is not sent; ossfs sends the source's HEAD headers back,
     so a chmod (or chown, utimens, xattr, rename) of an object a web app uploaded keeps its Cache-Control,
-    Content-Disposition, Content-Encoding, Content-Language and Expires."""
-    mount = make_mount(prefix="h/")
+    Content-Disposition, Content-Encoding, Content-Language and Expires; with nocopyapi too (download and upload)."""
+    mount = make_mount(*([options] if options else []), prefix="h/")
     body = gzip.compress(b"a,b\n1,2\n")
     bucket_of(mount).put_object("h/asset.csv", body, headers=CARRIED)
     path = mount.path / "asset.csv"
