@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import trio
 
 from ossmount.crc64 import crc64
+from ossmount.fs.buffers import release_heap
 from ossmount.fs.journal import Entry
 from ossmount.fs.spool import SpoolFile, spool_errors
 from ossmount.store.types import NoSuchKey, NoSuchUpload, ObjectInfo, PartInfo, PreconditionFailed, StoreError
@@ -754,6 +755,8 @@ class StreamUpload:
         if self.spool is not None:
             self.spool.remove()
             self.spool = None
+        if len(self.parts) > 1 and self._manager._write_budget.used == 0:
+            release_heap()  # the heap kept the space of uploaded parts for the next writes (buffers.py)
 
     def abandon(self) -> None:
         """Drop the stream (its file was unlinked, truncated to 0, or kept aside): free its memory and spool, and
