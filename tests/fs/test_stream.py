@@ -264,8 +264,8 @@ async def test_a_failed_part_is_kept_and_retried_in_the_background(store, oss_bu
     [record] = records(manager)  # what a crash now would leave for the next mount
     assert record["state"] == "failed" and record["key"] == "flaky.bin" and record["size"] == len(data)
     assert record["upload"]["id"] == dirty.upload_id and len(record["upload"]["parts"]) == 2
-    # What was not uploaded is still readable (memory and spool): part 1 (held back) and parts 4 on; the two
-    # uploaded parts (2 and 3) only once the upload is complete.
+    # What was not uploaded is still readable (memory and spool), and part 1, uploaded but kept in memory: parts 3 on
+    # and part 1; part 2 only once the upload is complete.
     assert bytes(await content.read(0, PART)) == data[:PART]
     assert bytes(await content.read(3 * PART, len(data))) == data[3 * PART:]
     await manager.release(content)

@@ -64,9 +64,9 @@ def test_a_sequential_64_mib_write_uploads_its_parts_while_the_file_is_open(loca
         local_server.admin.reset_requests()
         for offset in range(0, len(data), MiB):
             os.write(fd, data[offset:offset + MiB])
-        # The writer pauses before close: parts 2-6 (10 MiB each) are uploaded while the file is still open; part 1
-        # waits for the commit, the last 4 MiB are the part being filled.
-        wait_for(lambda: counts(local_server, "UploadPart")["UploadPart"], lambda n: n >= 5, timeout=60)
+        # The writer pauses before close: parts 1-6 (10 MiB each) are uploaded while the file is still open; the
+        # last 4 MiB are the part being filled.
+        wait_for(lambda: counts(local_server, "UploadPart")["UploadPart"], lambda n: n >= 6, timeout=60)
         assert counts(local_server, "CompleteMultipartUpload", "PutObject") == {
             "CompleteMultipartUpload": 0, "PutObject": 0}
         assert disk_usage(spool_root) < MiB, "a sequential write must not go through the spool"
