@@ -10,7 +10,7 @@ Life of a content
 * Streaming (stream.py): a write at the end of a content whose new version depends on no old byte (a new file,
   one truncated to 0 or opened with O_TRUNC) starts a `StreamUpload`: parts go up while the file is written, and
   nothing reaches the disk unless an upload fails or the mount's write budget is spent. Out-of-order writes into
-  the part being filled, or into part 1 (held back until the commit), stay in the stream. A write, truncate or
+  the part being filled, or into part 1 (kept in memory until the commit), stay in the stream. A write, truncate or
   read that needs the bytes of a part already uploaded *publishes* the stream (commits it as the key's new
   version, as a flush would) and goes on with the spool over it.
 * Spooled: any other first write or truncate (random writes into an existing object, appends to one) creates a

@@ -11,9 +11,12 @@ so at close only the last parts are left to send (performance.md §3.2; ossfs 2.
 Where the bytes of a part are (`_Part`):
   * memory, a `_Run`: the buffers FUSE handed to write(), kept as they are (pyfuse3 gives a fresh `bytes` per
     request: keeping it costs no copy; writes under COALESCE bytes are copied into one bytearray). The window,
-    part 1 (held back until the commit, so "write a header placeholder, stream the body, seek back and patch the
+    part 1 (kept until the commit, so "write a header placeholder, stream the body, seek back and patch the
     header" — WAV, MP4, zip — needs nothing more), parts held while the file is below multipart_threshold, and
-    parts being uploaded are in memory;
+    parts being uploaded are in memory. Part 1 goes up with the first part the writer moves past, like the others,
+    so the commit need not send it; its bytes stay in memory all the same, and a write into it afterwards (the
+    patched header) waits for that upload to end if it is still under way and makes it go up again at the commit
+    (an UploadPart of the same number replaces the earlier one);
   * the spool file (sparse, file offsets): parts whose upload failed, parts spilled when the mount's write budget
     is spent, and at commit everything not uploaded yet (crash safety, see Commit);
   * OSS: uploaded parts, which cannot be read back before the upload is complete;
@@ -50,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import trio
 
 from ossmount.crc64 import crc64
+from ossmount.fs.buffers import release_heap
 from ossmount.fs.journal import Entry
 from ossmount.fs.spool import SpoolFile, spool_errors
 from ossmount.store.types import NoSuchKey, NoSuchUpload, ObjectInfo, PartInfo, PreconditionFailed, StoreError
@@ -241,6 +245,16 @@ class _Part:
     def changeable(self) -> bool:
         return self.readable and not self.uploading
 
+    @property
+    def kept(self) -> bool:
+        """Part 1 keeps its bytes in memory after its upload, for a header rewritten at the end (module docstring)."""
+        return self.number == 1 and self.run is not None
+
+    @property
+    def writable(self) -> bool:
+        """Changeable, or will be once its upload in flight ends (a kept part: the write waits for it)."""
+        return self.changeable or (self.kept and self.uploading)
+
 
 class StreamUpload:
     """One streaming version of `key` (see the module docstring).
@@ -380,7 +394,7 @@ class StreamUpload:
             return True
         for number in range(self._number(offset), self._number(min(end, window_start) - 1) + 1):
             part = self.parts.get(number)
-            if part is None or not part.changeable:
+            if part is None or not part.writable:
                 return False
         return True
 
@@ -395,6 +409,9 @@ class StreamUpload:
                 await self._advance(position)
                 continue
             part = window if position >= window.start else self.parts[self._number(position)]
+            if part.uploading and part.kept:
+                await self._sending[part.number].wait()  # then the write makes it go up again at the commit
+                continue
             take = min(len(view), part.start + self.part_size - position)
             self._write_into(part, position - part.start, view[:take] if take < len(view) else view)
             position += take
@@ -451,12 +468,12 @@ class StreamUpload:
                 part.size = length  # spool holes and zero parts read as zeros
 
     async def _submit(self, part: _Part) -> None:
-        """A part the writer has moved past: uploaded now, or held — part 1 until the commit, parts below
-        multipart_threshold until the file reaches it."""
+        """A part the writer has moved past: uploaded now (part 1 with the first other part, its bytes kept), or
+        held while the file is below multipart_threshold."""
         if part.number == 1 or part.start + part.length < self.threshold:
             return
         for held in sorted(self.parts.values(), key=lambda p: p.number):
-            if 1 < held.number < part.number and held.info is None and not held.uploading:
+            if held.number < part.number and held.info is None and not held.uploading:
                 await self._upload(held)
         await self._upload(part)
 
@@ -523,7 +540,7 @@ class StreamUpload:
             counters.bytes_uploaded += length
             if not part.dropped and upload_id == self.upload_id:
                 part.info = info
-                if part.run is not None:
+                if part.run is not None and not part.kept:
                     self._give(part.run.memory)
                     part.size, part.run = part.run.length, None
                 # (a copy in the spool file, made at the commit, stays readable until the upload is complete)
@@ -754,6 +771,8 @@ class StreamUpload:
         if self.spool is not None:
             self.spool.remove()
             self.spool = None
+        if len(self.parts) > 1 and self._manager._write_budget.used == 0:
+            release_heap()  # the heap kept the space of uploaded parts for the next writes (buffers.py)
 
     def abandon(self) -> None:
         """Drop the stream (its file was unlinked, truncated to 0, or kept aside): free its memory and spool, and

@@ -890,7 +890,7 @@ class ObjectStore:
     async def _put_body(self, key: str, make_body: Callable[[], Any], size: int,
                         request_headers: dict[str, str], meta: Mapping[str, str] | None,
                         known_crc: int | None = None) -> ObjectInfo:
-        """PutObject of a body made afresh for each attempt (bytes, `_Buffers`, or a FileBody that CRCs as it is
+        """PutObject of a body made afresh for each attempt (bytes, `BufferList`, or a FileBody that CRCs as it is
         read); `known_crc` is the body's CRC-64 when the caller computed it already."""
         request_headers = {**request_headers, **self.headers.for_upload()}
 
@@ -1220,41 +1220,10 @@ async def _keep_headers(into: dict[str, str], response: http.Response) -> None:
     into.update(response.headers)
 
 
-class _Buffers:
-    """A request body of several buffers (a `transport.BodySource`): sent one after the other through the
-    transport's send buffer, never joined into one."""
-
-    def __init__(self, buffers: Any):
-        self._views = [memoryview(buffer).cast("B") for buffer in buffers]
-        self.length = sum(len(view) for view in self._views)
-        self._index = self._offset = 0
-
-    def restart(self) -> None:
-        self._index = self._offset = 0
-
-    def read_into(self, view: memoryview) -> int:
-        count = 0
-        while count < len(view) and self._index < len(self._views):
-            source = self._views[self._index]
-            take = min(len(view) - count, len(source) - self._offset)
-            view[count:count + take] = source[self._offset:self._offset + take]
-            count += take
-            self._offset += take
-            if self._offset == len(source):
-                self._index, self._offset = self._index + 1, 0
-        return count
-
-    def crc(self) -> int:
-        crc = 0
-        for view in self._views:
-            crc = crc64(view, crc)
-        return crc
-
-
 def _memory_body(data: Any) -> Any:
-    """A list/tuple of buffers as `_Buffers`; one buffer as it is (bytes) or as a flat memoryview."""
+    """A list/tuple of buffers as a `BufferList`; one buffer as it is (bytes) or as a flat memoryview."""
     if isinstance(data, (list, tuple)):
-        return _Buffers(data)
+        return http.BufferList(data)
     return data if isinstance(data, bytes) else memoryview(data).cast("B")
 
 
@@ -1271,7 +1240,7 @@ def _expected_crc(body: Any, known: int | None) -> int | None:
         return known
     if isinstance(body, http.FileBody):
         return None
-    if isinstance(body, _Buffers):
+    if isinstance(body, http.BufferList):
         return body.crc()
     return crc64(body)
 
@@ -1301,7 +1270,7 @@ def _parse_uploads(body: bytes) -> tuple[list[types.MultipartUpload], str | None
 def _body_length(body: Any) -> int:
     if body is None:
         return 0
-    if isinstance(body, (http.FileBody, _Buffers)):
+    if isinstance(body, (http.FileBody, http.BufferList)):
         return body.length
     return len(body)
 

@@ -15,7 +15,8 @@ Theory of operation:
     that fails on a reused connection before any byte of its answer arrived is sent again, once, on a new connection
     (the server closed the idle connection as we used it), without counting as a failed attempt.
   * Bodies: a small request body goes out with its head in one send; a large one is sent from the caller's buffer
-    without copies, or read from a file (`FileBody`, pread into one reused buffer, CRC-64 as it goes). A response
+    without copies (one buffer, or a `BufferList` of them), or read from a file (`FileBody`, pread into one reused
+    buffer, CRC-64 as it goes). A response
     body with a Content-Length is received with `recv_into` straight into the caller's buffer; chunked and
     close-delimited bodies go through h11.
   * Timeouts (`Timeouts`): `connect` bounds the TCP connection and the TLS handshake, `read` the longest wait for
@@ -35,7 +36,7 @@ import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import h11
 import trio
@@ -100,7 +101,7 @@ class _Sized:
 
 
 def _body_length(body) -> int:
-    return body.length if hasattr(body, "read_into") else len(memoryview(body).cast("B"))
+    return len(memoryview(body).cast("B")) if isinstance(body, (bytes, bytearray, memoryview)) else body.length
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,22 @@ class FileBody:
         return count
 
 
-Body = bytes | bytearray | memoryview | BodySource | None
+class BufferList:
+    """A request body of several buffers (the pieces of an upload part, as the writer handed them over): sent one
+    after the other straight from the buffers, never joined or copied into a send buffer."""
+
+    def __init__(self, buffers: Any):
+        self.views = [memoryview(buffer).cast("B") for buffer in buffers]
+        self.length = sum(len(view) for view in self.views)
+
+    def crc(self) -> int:
+        crc = 0
+        for view in self.views:
+            crc = crc64(view, crc)
+        return crc
+
+
+Body = bytes | bytearray | memoryview | BufferList | BodySource | None
 
 
 class _Channel:
@@ -544,6 +560,10 @@ class Transport:
             else:
                 await channel.send_all(head, timeout)
                 await channel.send_all(body, timeout)
+        elif isinstance(body, BufferList):
+            await channel.send_all(head, timeout)
+            for view in body.views:
+                await channel.send_all(view, timeout)
         else:
             body.restart()  # a replay on a new connection (a stale one) sends the body from its start
             await channel.send_all(head, timeout)

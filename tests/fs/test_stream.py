@@ -60,21 +60,22 @@ async def new_file(manager, key: str):
     return content
 
 
-async def test_parts_go_up_while_written_and_part_one_waits_for_the_commit(store, oss_bucket, admin, nursery,
-                                                                            tmp_path):
+async def test_parts_go_up_while_written_and_part_one_stays_patchable(store, oss_bucket, admin, nursery, tmp_path):
     manager = manager_for(store, nursery, tmp_path)
     content = await new_file(manager, "video.mp4")
     data = bytearray(random.Random(1).randbytes(10 * PART + 777))
     for offset in range(0, len(data), 64 * KiB):
         await content.write(offset, data[offset:offset + 64 * KiB])
-    await wait_until(lambda: counts(admin, "UploadPart")["UploadPart"] >= 9)
+    # Parts 1-10 go up while the file is open (part 1 with part 2: the commit need not send it), the last is filling.
+    await wait_until(lambda: counts(admin, "UploadPart")["UploadPart"] >= 10)
     # The classic muxer pattern: the header at offset 0 is patched after the body. Part 1 is still in memory.
     await content.write(4, b"PATCHED")
     data[4:11] = b"PATCHED"
     assert counts(admin, "CompleteMultipartUpload", "PutObject") == {"CompleteMultipartUpload": 0, "PutObject": 1}
     await content.flush()
+    # The patched part 1 went up again (replacing the first upload of it), with the last part: no download.
     assert counts(admin, "UploadPart", "CompleteMultipartUpload", "InitiateMultipartUpload", "GetObject") == {
-        "UploadPart": 11, "CompleteMultipartUpload": 1, "InitiateMultipartUpload": 1, "GetObject": 0}
+        "UploadPart": 12, "CompleteMultipartUpload": 1, "InitiateMultipartUpload": 1, "GetObject": 0}
     assert oss_bucket.get_object("video.mp4").read() == bytes(data)
     assert os.listdir(tmp_path / "spool") == []
     assert manager.statistics().write_buffered_bytes == 0
@@ -185,6 +186,37 @@ async def test_truncates_while_streaming(store, oss_bucket, nursery, tmp_path):
     await manager.release(content)
 
 
+async def test_a_header_patched_while_part_one_is_uploading_waits_for_it(store, oss_bucket, admin, nursery, tmp_path):
+    """Part 1 goes up while the file is open; a write into it while that upload is in flight waits for the upload,
+    then makes part 1 go up again at the commit: no publish (no second version, nothing downloaded)."""
+    manager = manager_for(store, nursery, tmp_path)
+    content = await new_file(manager, "movie.mov")
+    data = bytearray(random.Random(8).randbytes(2 * PART + 100))
+    admin.set_faults([{"op": "UploadPart", "action": "hold", "delay_ms": 60_000, "count": 2}])
+    patched = trio.Event()
+
+    async def patch() -> None:
+        await content.write(0, b"moov")
+        patched.set()
+
+    try:
+        await content.write(0, bytes(data))  # past part 2: parts 1 and 2 go up, and the server holds both
+        await wait_until(lambda: admin.faults()["rules"][0]["fired"] == 2 and content._stream.parts[1].uploading)
+        async with trio.open_nursery() as race:
+            race.start_soon(patch)
+            await trio.sleep(0.2)
+            assert not patched.is_set(), "the write into part 1 must wait for its upload"
+            admin.release_held()
+        data[0:4] = b"moov"
+    finally:
+        admin.clear_faults()
+    await content.flush()
+    assert counts(admin, "UploadPart", "CompleteMultipartUpload", "GetObject", "PutObject") == {
+        "UploadPart": 4, "CompleteMultipartUpload": 1, "GetObject": 0, "PutObject": 1}
+    assert oss_bucket.get_object("movie.mov").read() == bytes(data)
+    await manager.release(content)
+
+
 async def test_flush_does_not_hold_the_file_while_it_uploads(store, oss_bucket, admin, nursery, tmp_path):
     manager = manager_for(store, nursery, tmp_path)
     content = await new_file(manager, "busy.bin")
@@ -232,8 +264,8 @@ async def test_a_failed_part_is_kept_and_retried_in_the_background(store, oss_bu
     [record] = records(manager)  # what a crash now would leave for the next mount
     assert record["state"] == "failed" and record["key"] == "flaky.bin" and record["size"] == len(data)
     assert record["upload"]["id"] == dirty.upload_id and len(record["upload"]["parts"]) == 2
-    # What was not uploaded is still readable (memory and spool): part 1 (held back) and parts 4 on; the two
-    # uploaded parts (2 and 3) only once the upload is complete.
+    # What was not uploaded is still readable (memory and spool), and part 1, uploaded but kept in memory: parts 3 on
+    # and part 1; part 2 only once the upload is complete.
     assert bytes(await content.read(0, PART)) == data[:PART]
     assert bytes(await content.read(3 * PART, len(data))) == data[3 * PART:]
     await manager.release(content)

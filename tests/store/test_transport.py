@@ -235,6 +235,25 @@ async def test_a_file_body_replayed_on_a_new_connection_is_sent_whole(tmp_path):
     assert body.crc == crc64(data)
 
 
+async def test_a_buffer_list_body_is_sent_from_its_buffers_and_replayed_whole():
+    """An upload part's pieces (the writer's buffers) go out one after the other straight from those buffers (the
+    views share their memory: no send-buffer copy), whole again on a replay."""
+    pieces = [os.urandom(1024 * 1024), bytearray(os.urandom(70 * 1024)), memoryview(os.urandom(300 * 1024))[5:]]
+    data = b"".join(bytes(piece) for piece in pieces)
+    body = http.BufferList(pieces)
+    assert body.length == len(data) and body.crc() == crc64(data)
+    assert all(view.obj is (piece.obj if isinstance(piece, memoryview) else piece)
+               for view, piece in zip(body.views, pieces))
+    with KeepAliveScript([ok(b"one"), None, ok(b"")]) as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        assert await fetch(transport) == (200, b"one")
+        headers = [(b"host", b"127.0.0.1"), (b"content-length", str(len(data)).encode())]
+        with trio.fail_after(60):
+            async with await transport.request(b"PUT", b"/b/k", headers, body, TIMEOUTS) as response:
+                assert response.status == 200
+    assert server.bodies[1:] == [data, data]
+
+
 async def test_a_post_on_a_connection_closed_under_it_is_not_replayed():
     with KeepAliveScript([ok(b"one"), None, ok(b"two")]) as server:
         transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
