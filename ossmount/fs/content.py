@@ -113,8 +113,8 @@ from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, Progres
 from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, merge_close_ranges, spool_errors
 from ossmount.fs.stream import StreamUpload, UploadLost
 from ossmount.fs.writer import ABORT_TIMEOUT, SpoolUpload, UploadRequest, UploadStrategy, store_error_from_group
-from ossmount.store.types import (InvalidObjectState, NoSuchKey, NoSuchUpload, ObjectInfo, PreconditionFailed, StoreError,
-                                  version_gone)
+from ossmount.store.types import (InvalidObjectState, NoSuchKey, NoSuchUpload, ObjectInfo, PreconditionFailed,
+                                  StoreError, version_gone)
 
 log = logging.getLogger(__name__)
 
