@@ -181,7 +181,7 @@ class OpenFiles:
             if stale or (writable and node.info.from_listing):
                 previous = node.info.etag
                 if (stale and not writable and node.kind == fsattrs.EntryKind.FILE
-                        and 0 < node.info.size <= OPEN_FETCH_LIMIT):
+                        and 0 < node.info.size <= OPEN_FETCH_LIMIT and "Archive" not in node.info.storage_class):
                     try:
                         fetched = await self.contents.fetch_start(
                             node.key, min(max(node.info.size, OPEN_FETCH_MIN), OPEN_FETCH_LIMIT))
