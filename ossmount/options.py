@@ -429,9 +429,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                _seconds_parser(), default_text="stat_cache_expire"),
     OptionSpec("negative_timeout", "negative_timeout", "seconds the kernel caches that a name does not exist",
                _seconds_parser(), default_text="0"),
-    OptionSpec("open_check_window", "open_check_window", "an open sends one HEAD to see another client's change "
-               "(close-to-open), unless the entry was listed or checked within this many seconds; a value of "
-               "stat_cache_expire or more never checks", _seconds_parser(), default_text="1"),
+    OptionSpec("open_check_window", "open_check_window", "an open sends one HEAD (a read-only open of a file ≤ "
+               "1 MiB: one GET of it) to see another client's change (close-to-open), unless the entry was listed or "
+               "checked within this many seconds; a value of stat_cache_expire or more never checks",
+               _seconds_parser(), default_text="1"),
     OptionSpec("stat_cache_dir", "stat_cache_dir", "where the persistent stat cache lives (object metadata kept "
                "across remounts, checked against each listing's ETag and Last-Modified); none: no persistent "
                "cache", _parse_optional_path, default_text="/var/cache/ossmount (root), else "

@@ -8,6 +8,10 @@ Theory of operation
   `BufferPool` hands out anonymous `mmap` buffers instead: the kernel zero-fills them lazily (nothing is
   touched before a GET writes into it), a buffer given back is reused by the next `take` of its size class,
   and `trim` unmaps free buffers, which returns their pages to the OS at once.
+* Buffers of 2 MiB and more (sequential chunks) ask for transparent huge pages (`MADV_HUGEPAGE`): a GET into a
+  fresh 8 MiB buffer then takes 4 page faults instead of 2,048, and the kernel pins 4 pages instead of 256 per 1 MiB
+  reply to a FUSE read; this cut the FUSE process's CPU per sequentially read MiB by about a fifth (kernel time of
+  page faults, munmap and get_user_pages). Where THP is off the advice is ignored.
 * Size classes: powers of two from 4 KiB to 1 MiB, then whole MiB. A class is what a buffer *holds*; the
   view handed out is exactly the size asked for.
 * A buffer must not be reused while a memoryview of it is still being answered to the kernel. Every user
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 KiB = 1024
 MiB = 1024 * KiB
 PAGE = mmap.PAGESIZE
+HUGE_PAGE = 2 * MiB  # x86-64/arm64 transparent huge page (PMD) size
+_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -61,11 +67,20 @@ class Buffer:
 
     def __init__(self, capacity: int):
         self._map = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE)
+        if capacity >= HUGE_PAGE and _MADV_HUGEPAGE is not None:
+            try:
+                self._map.madvise(_MADV_HUGEPAGE)
+            except OSError:
+                pass
         self.capacity = capacity
         self.view = memoryview(self._map)
 
     def _resize_view(self, size: int) -> None:
         self.view = memoryview(self._map)[:size]
+
+    def cut(self, size: int) -> None:
+        """Shorten the view to its first `size` bytes (a GET filled less than asked: the object's end)."""
+        self._resize_view(min(size, len(self.view)))
 
     def _unmap(self) -> None:
         self.view = None  # type: ignore[assignment]

@@ -106,14 +106,15 @@ from typing import Any, Callable
 
 import trio
 
-from ossmount.fs.buffers import release_heap
+from ossmount.fs.buffers import Buffer, release_heap
 from ossmount.fs.errors import FsError
 from ossmount.fs.journal import Entry, Session
 from ossmount.fs.reader import IoCounters, ObjectReader, PrefetchBudget, Progress, ReadaheadConfig, ReadMemory
 from ossmount.fs.spool import CHUNK_LIMIT, RangeSet, SpoolFile, merge_close_ranges, spool_errors
 from ossmount.fs.stream import StreamUpload, UploadLost
 from ossmount.fs.writer import ABORT_TIMEOUT, SpoolUpload, UploadRequest, UploadStrategy, store_error_from_group
-from ossmount.store.types import NoSuchKey, NoSuchUpload, ObjectInfo, PreconditionFailed, StoreError, version_gone
+from ossmount.store.types import (InvalidObjectState, NoSuchKey, NoSuchUpload, ObjectInfo, PreconditionFailed,
+                                  StoreError, version_gone)
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,14 @@ class ContentStatistics:
     block_cache_hits: int = 0  # blocks read from disk instead of OSS
     block_cache_stores: int = 0  # blocks written
     block_cache_evictions: int = 0  # blocks deleted for max_cache_size / ensure_diskfree
+
+
+@dataclass
+class StartFetch:
+    """The first bytes of an object fetched at open, with its metadata (`ContentManager.fetch_start`)."""
+
+    info: ObjectInfo
+    buffer: Buffer | None  # holds the object's first len(buffer.view) bytes; None once adopted or dropped
 
 
 @dataclass(frozen=True)
@@ -853,6 +862,45 @@ class ContentManager:
             await self.release(content)
             raise
         return content
+
+    # ---- the first bytes fetched at open ----------------------------------------------------------
+
+    async def fetch_start(self, key: str, length: int) -> StartFetch | None:
+        """GET the first `length` bytes of `key` with its metadata (store `get_start`): for an open that must ask OSS
+        whether the object changed anyway, one request answers that and its first read (handles.py). None where a
+        HEAD must answer instead: an empty or archived object, or a mount with a block cache (which may hold the
+        bytes already). NoSuchKey and other StoreErrors propagate. Hand the result to `adopt_start`."""
+        if self._block_cache is not None or length <= 0:
+            return None
+        buffer = self._memory.allocate(length, force=True)
+        assert buffer is not None
+        try:
+            answer = await self._store.get_start(key, buffer.view)
+        except InvalidObjectState:
+            answer = None
+        except BaseException:
+            self._memory.give_back(buffer)
+            raise
+        if answer is None:
+            self._memory.give_back(buffer)
+            return None
+        info, filled = answer
+        buffer.cut(filled)
+        self._counters.bytes_fetched += filled
+        return StartFetch(info, buffer)
+
+    def adopt_start(self, fetched: StartFetch, content: FileContent | None) -> None:
+        """`content` (None: the open failed) serves its first reads from `fetched` when it is the same version and
+        clean; otherwise the bytes are dropped. Either way `fetched` is used up."""
+        buffer, fetched.buffer = fetched.buffer, None
+        if buffer is None:
+            return
+        if (content is not None and content.etag == fetched.info.etag and content.etag
+                and (content.version_id or None) == (fetched.info.version_id or None) and not content.dirty
+                and content._spool is None and content._stream is None and content.size == fetched.info.size
+                and content._reader.adopt(0, buffer)):
+            return
+        self._memory.give_back(buffer)
 
     async def release(self, content: FileContent) -> None:
         """Drop one reference. Never uploads. At zero references a clean content is freed; a dirty one is kept."""

@@ -39,10 +39,15 @@ from ossmount.fs import stalls
 from ossmount.fs.errors import FsError
 from ossmount.fs.model import Entry, OpenedFile
 from ossmount.fs.namespace import FILE_CONTENT_TYPE, Namespace
-from ossmount.store.types import InvalidObjectState, StoreError, version_gone
+from ossmount.store.types import InvalidObjectState, NoSuchKey, StoreError, version_gone
 
 log = logging.getLogger("ossmount.fs")
 
+# A read-only open that must ask OSS whether the object changed GETs objects up to this size whole instead of sending
+# a HEAD: one request answers both the check and the reads (small files, ML datasets), and costs at most this many
+# bytes when nothing is read.
+OPEN_FETCH_LIMIT = 1024 * 1024
+OPEN_FETCH_MIN = 64 * 1024  # asked for at least, so a small file that grew since it was listed is still one GET
 ARCHIVE_HINT = "needs RestoreObject (ossutil restore / oss2 restore_object) before it can be read"
 
 
@@ -170,12 +175,31 @@ class OpenFiles:
             raise FsError(errno.EISDIR)
         local = self.contents.get(node.key)
         changed = False
+        fetched = None  # the first bytes, fetched with the metadata instead of a HEAD
         if local is None or not local.dirty:
             stale = not ns.checked_within(node, self.window)
             if stale or (writable and node.info.from_listing):
                 previous = node.info.etag
-                node = await ns.revalidate(path, node)
+                if (stale and not writable and node.kind == fsattrs.EntryKind.FILE
+                        and 0 < node.info.size <= OPEN_FETCH_LIMIT and "Archive" not in node.info.storage_class):
+                    try:
+                        fetched = await self.contents.fetch_start(
+                            node.key, min(max(node.info.size, OPEN_FETCH_MIN), OPEN_FETCH_LIMIT))
+                    except NoSuchKey:
+                        ns.revalidated(path, node.key, None)  # raises ENOENT
+                if fetched is not None:
+                    node = ns.revalidated(path, node.key, fetched.info)
+                else:
+                    node = await ns.revalidate(path, node)
                 changed = node.info.etag != previous
+        try:
+            return await self._open_version(inode, path, node, flags, writable, changed, fetched)
+        finally:
+            if fetched is not None:
+                self.contents.adopt_start(fetched, None)  # not adopted: dropped
+
+    async def _open_version(self, inode: int, path: str, node: Any, flags: int, writable: bool, changed: bool,
+                            fetched: Any) -> OpenedFile:
         info = node.info
         current = self.contents.get(node.key)
         shared = current is not None and (current.dirty or current.etag == info.etag)  # else a new version
@@ -189,6 +213,8 @@ class OpenFiles:
             truncate=bool(flags & os.O_TRUNC),
             headers=self._headers_for(upload_meta),
         )
+        if fetched is not None:
+            self.contents.adopt_start(fetched, content)
         cached = self._kernel_pages.get(inode)
         direct_io = any(other.inode == inode and other.content is not content for other in self._handles.values())
         keep_cache = bool(content.etag) and cached == content.etag and not direct_io and not flags & os.O_TRUNC

@@ -239,12 +239,17 @@ class Namespace:
         try:
             info = await self.store.head(key)
         except NoSuchKey:
-            if self.persistent is not None:
-                self.persistent.forget(key)
-            return None
-        if self.persistent is not None:
-            self.persistent.record(info)
+            info = None
+        self._note_answer(key, info)
         return info
+
+    def _note_answer(self, key: str, info: ObjectInfo | None) -> None:
+        """What OSS just answered about `key` (None: NoSuchKey) goes to the persistent stat cache."""
+        if self.persistent is not None:
+            if info is None:
+                self.persistent.forget(key)
+            else:
+                self.persistent.record(info)
 
     async def resolve(self, path: str) -> Node:
         """The node at `path` (ENOENT if nothing is there), from the caches when they know it."""
@@ -325,7 +330,15 @@ class Namespace:
 
         ENOENT when another client deleted it (the caches then forget it).
         """
-        info = await self._head(node.key)
+        return self._revalidated(path, await self._head(node.key))
+
+    def revalidated(self, path: str, key: str, info: ObjectInfo | None) -> Node:
+        """`revalidate` with OSS's answer about `key` already in hand (the metadata of a GET made at open:
+        handles.py); `info` None means NoSuchKey."""
+        self._note_answer(key, info)
+        return self._revalidated(path, info)
+
+    def _revalidated(self, path: str, info: ObjectInfo | None) -> Node:
         if info is None:
             self.cache.remove_local(path)
             raise FsError(errno.ENOENT)

@@ -17,7 +17,8 @@ Theory of operation (performance.md §3.1, §7.6)
   of a sequential stream (whole small files in one GET; a sequential 64 MiB read in eight 8 MiB GETs).
 * Readers are answered with `memoryview` slices of chunks (no copy, no thread hop per FUSE read). A reader
   waits only for the bytes it needs: the store reports progress while a GET is being read
-  (`progress(filled)`), so the first bytes of an 8 MiB GET are answered before its end.
+  (`progress(filled)`), so the first bytes of an 8 MiB GET are answered before its end. Progress reported on the
+  event loop's thread (the store's reads today) wakes the readers at once, with no trip through trio's entry queue.
 * Memory (`ReadMemory`, one per mount): every chunk's buffer is reserved against one byte budget. Filled
   chunks sit in an LRU; when a new chunk needs room, the least recently used chunks that no live stream
   needs (behind every cursor by more than `keep_behind`, or belonging to a stream idle for
@@ -31,12 +32,13 @@ Theory of operation (performance.md §3.1, §7.6)
 
 All state is touched only from trio tasks on the event-loop thread (synchronous code between awaits is
 atomic; no locks), except `_Chunk.progress`, which the store may call from any thread (today it reads on
-the trio thread) and which only stores an int and schedules `_wake` on the trio thread.
+the trio thread): it stores an int and runs `_wake` at once on the trio thread, or schedules it there from another.
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -116,7 +118,7 @@ class IoCounters:
 
 class _Chunk:
     __slots__ = ("reader", "offset", "length", "buffer", "filled", "done", "error", "pins", "dropped",
-                 "_hint", "_want", "_wake_pending", "_event", "_token")
+                 "_hint", "_want", "_wake_pending", "_event", "_token", "_thread")
 
     def __init__(self, reader: "ObjectReader", offset: int, buffer: Buffer):
         self.reader = reader
@@ -133,6 +135,7 @@ class _Chunk:
         self._wake_pending = False
         self._event = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()  # the event loop's
 
     @property
     def end(self) -> int:
@@ -143,6 +146,9 @@ class _Chunk:
         self._hint = filled
         want = self._want
         if want and filled >= want and not self._wake_pending:
+            if threading.get_ident() == self._thread:  # a task of the event loop: wake the readers now
+                self._wake()
+                return
             self._wake_pending = True
             try:
                 self._token.run_sync_soon(self._wake)
@@ -241,8 +247,12 @@ class ReadMemory:
     def free(self, chunk: _Chunk) -> None:
         buffer, chunk.buffer = chunk.buffer, None
         if buffer is not None:
-            self.used -= buffer.capacity
-            self.pool.give(buffer)
+            self.give_back(buffer)
+
+    def give_back(self, buffer: Buffer) -> None:
+        """A buffer from `allocate` that no chunk holds."""
+        self.used -= buffer.capacity
+        self.pool.give(buffer)
 
     # -- streams ---------------------------------------------------------------------------------------
     def register(self, stream: _Stream, reader: "ObjectReader") -> None:
@@ -309,6 +319,22 @@ class ObjectReader:
             stream.ahead_end = max(stream.ahead_end, stream.next_offset)
         self._counters.bytes_read += len(data)
         return data
+
+    def adopt(self, offset: int, buffer: Buffer) -> bool:
+        """Take a buffer from this mount's ReadMemory that already holds the bytes at `offset` (a GET made at open,
+        content.py `fetch_start`) as a filled chunk. False (the caller keeps the buffer) when it is empty or
+        overlaps a chunk of the map."""
+        end = min(offset + len(buffer.view), self.size)
+        if end <= offset or self._gaps(offset, end) != [(offset, end)]:
+            return False
+        buffer.cut(end - offset)
+        chunk = _Chunk(self, offset, buffer)
+        chunk._finish(chunk.length, None)
+        index = bisect.bisect_left(self._starts, offset)
+        self._starts.insert(index, offset)
+        self._chunks.insert(index, chunk)
+        self._memory.filled(chunk)
+        return True
 
     def invalidate(self, size: int | None = None) -> None:
         """Forget every chunk and stream (the object changed, became locally dirty, or was closed)."""

@@ -42,7 +42,7 @@ import urllib.parse
 import warnings
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, BinaryIO, Callable, Iterator, Mapping, Protocol, TypeVar
 from xml.etree import ElementTree
 
@@ -349,6 +349,12 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
         http_headers={name: headers[name] for name in types.CARRIED_HEADERS if headers.get(name)},
         answered_at=_response_time(headers),
     )
+
+
+def _content_range_total(value: str | None) -> int | None:
+    """The complete length of `Content-Range: bytes FIRST-LAST/TOTAL` (RFC 9110 §14.4), None if absent or unknown."""
+    total = (value or "").rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
 
 
 def _pinned(headers: dict[str, str], if_match: str | None, version_id: str | None
@@ -870,6 +876,27 @@ class ObjectStore:
         self._bytes_in += count
         return count
 
+    async def get_start(self, key: str, buf: memoryview) -> tuple[ObjectInfo, int] | None:
+        """GetObject of the first len(buf) bytes of `key` into `buf`, with the object's metadata as HeadObject gives
+        it: one request where an open would send a HEAD and its first read a GET (fs/handles.py). Not pinned to a
+        version: `info.etag` (or `info.version_id`) says which one the bytes are of, and `info.size` is the whole
+        object's (from Content-Range). Returns (info, bytes filled); None for an empty object (416: a range GET
+        carries no metadata then). NoSuchKey if absent, InvalidObjectState for an archived object."""
+        if len(buf) == 0:
+            return None
+        read = _RangedRead(self, key, 0, memoryview(buf).cast("B"), None, None)
+        count = await self._call("GetObject", key, read.request, read.handle, accept=(416,))
+        self._bytes_in += count
+        if read.first_answer is None or read.first_answer[0] == 416:
+            return None
+        status, headers = read.first_answer
+        info = _object_info_from_headers(key, headers)
+        total = _content_range_total(headers.get("content-range")) if status == 206 else info.size
+        if total is None:
+            raise types.TransientError(f"GetObject {key!r}: a range answer without a usable Content-Range",
+                                       code="InvalidResponse", key=key)
+        return replace(info, size=total), count
+
     async def get_bytes(self, key: str, offset: int = 0, length: int | None = None, *, if_match: str | None = None,
                         version_id: str | None = None) -> bytes:
         """The object's bytes from `offset`: `length` of them, or all the rest in one GET when None.
@@ -1303,6 +1330,7 @@ class _RangedRead:
         self.filled = 0
         self.total: int | None = None if buf is None else len(buf)  # bytes wanted in all (None: not known yet)
         self.attempts = 0
+        self.first_answer: tuple[int, Mapping[str, str]] | None = None  # (status, headers) of the first answer
 
     def request(self) -> OssRequest:
         self.attempts += 1
@@ -1313,6 +1341,8 @@ class _RangedRead:
         return self.store._get_request(self.key, first, last, self.if_match, self.version_id)
 
     async def handle(self, response: http.Response) -> int:
+        if self.first_answer is None:
+            self.first_answer = (response.status, response.headers)
         if response.status == 416:  # the range starts at or past the end: nothing (more) to read
             await response.read(_MAX_ERROR_BODY)
             if self.view is None and self.buffer is None:

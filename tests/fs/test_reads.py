@@ -42,6 +42,36 @@ def test_random_block_is_the_request_rounded_to_a_power_of_two_within_bounds():
     assert random_block(3 * MiB, config) == 1 * MiB
 
 
+def _vm_flags_of(address: int) -> set[str]:
+    """The VmFlags of the mapping of this process that contains `address` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(part, 16) for part in head.split("-"))
+                inside = low <= address < high
+            elif inside and head == "VmFlags:":
+                return set(line.split()[1:])
+    raise AssertionError("no mapping holds the buffer")
+
+
+def test_large_buffers_ask_for_transparent_huge_pages():
+    """Chunk buffers of 2 MiB and more are madvise(MADV_HUGEPAGE)d: the kernel fills them with 2 MiB pages, so a
+    GET faults once per 2 MiB instead of once per 4 KiB page, and the reply to the kernel pins fewer pages."""
+    import ctypes
+
+    pool = BufferPool()
+    big, small = pool.take(8 * MiB), pool.take(64 * KiB)
+    try:
+        for buffer, expected in ((big, True), (small, False)):
+            address = ctypes.addressof(ctypes.c_char.from_buffer(buffer.view))
+            assert ("hg" in _vm_flags_of(address)) is expected
+    finally:
+        pool.give(big)
+        pool.give(small)
+
+
 def test_buffer_pool_reuses_by_size_class_and_trims():
     pool = BufferPool(keep_free=4 * MiB)
     first = pool.take(5000)

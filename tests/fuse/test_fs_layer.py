@@ -195,7 +195,8 @@ async def test_read_only_refuses_changes(local_server, oss_bucket, fresh_bucket_
 
 async def test_open_checks_once_outside_the_window_and_never_inside(local_server, oss_bucket, fresh_bucket_name,
                                                                     tmp_path):
-    """Close-to-open: one HEAD per open unless OSS confirmed the entry within open_check_window seconds."""
+    """Close-to-open: one request per open unless OSS confirmed the entry within open_check_window seconds (for
+    a small read-only file the GET of its bytes, which the reads then use; handles.py OPEN_FETCH_LIMIT)."""
     clock = FakeMonotonic()
     oss_bucket.put_object("f", b"v1")
     async with filesystem(local_server, fresh_bucket_name, tmp_path, monotonic=clock, open_check_window=1.0) as fs:
@@ -209,12 +210,13 @@ async def test_open_checks_once_outside_the_window_and_never_inside(local_server
         oss_bucket.put_object("f", b"version 2")
         local_server.admin.reset_counters()
         opened = await fs.open(entry.inode, os.O_RDONLY)
-        assert requests(local_server) == {"HeadObject": 1}
+        assert requests(local_server) == {"GetObject": 1}
         assert opened.attrs_changed and not opened.keep_cache  # the kernel must drop the old size and pages
         assert (await fs.getattr(entry.inode)).attrs.size == 9
         assert bytes(await fs.read(opened.fh, 0, 20)) == b"version 2"
+        assert requests(local_server) == {"GetObject": 1}  # the read was answered from the open's GET
         await fs.release(opened.fh)
-        clock.now += 0.5  # the HEAD at open counts as a check
+        clock.now += 0.5  # the GET at open counts as a check
         local_server.admin.reset_counters()
         opened = await fs.open(entry.inode, os.O_RDONLY)
         assert requests(local_server) == {} and opened.keep_cache and not opened.attrs_changed

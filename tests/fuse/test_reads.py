@@ -83,6 +83,71 @@ def test_random_4k_reads_fetch_at_most_4x_the_bytes_returned(make_mount):
     assert fetched <= 4 * returned, (fetched, returned)
 
 
+def test_a_small_file_is_read_with_one_get_and_no_head(make_mount):
+    """An open that must check the object (here always: open_check_window=0) GETs a file of up to 1 MiB whole, and
+    that answer is the check: one request per small file, each byte fetched once. Larger files keep the HEAD."""
+    mount = make_mount("open_check_window=0")
+    sizes = {"a": 1, "b": 64 * KiB, "c": 1 * MiB, "d": 1 * MiB + 1}
+    contents = {name: os.urandom(size) for name, size in sizes.items()}
+    for name, data in contents.items():
+        put(mount, name, data)
+    for name in contents:
+        os.stat(mount.path / name)
+    mount.server.admin.reset_counters()
+    mount.server.admin.reset_requests()
+    for name in "abc":
+        assert read_file(mount.path / name, 16 * KiB) == contents[name]
+    assert mount.server.admin.counters() == {"GetObject": 3}
+    assert sorted(request["bytes"] for request in gets(mount)) == sorted(sizes[name] for name in "abc")
+    mount.server.admin.reset_counters()
+    assert read_file(mount.path / "d") == contents["d"]
+    assert mount.server.admin.counters() == {"HeadObject": 1, "GetObject": 1}
+
+
+def test_a_small_file_changed_between_opens_is_read_whole_at_its_new_version(make_mount):
+    """The GET at open replaces the HEAD of close-to-open: a file replaced by another client (shorter, longer,
+    past the size fetched at open) is read whole at its new version and size, never the old bytes; a deleted one
+    is gone."""
+    mount = make_mount("open_check_window=0")
+    path = mount.path / "f"
+    put(mount, "f", b"old " * 1000)
+    assert read_file(path) == b"old " * 1000
+    for new in (b"short", os.urandom(300 * KiB), os.urandom(3 * MiB + 5)):
+        put(mount, "f", new)
+        assert read_file(path, 128 * KiB) == new
+        assert os.stat(path).st_size == len(new)
+        put(mount, "f", b"small again")
+        assert read_file(path) == b"small again"
+    mount.server.oss2_bucket(mount.bucket).delete_object(mount.prefix + "f")
+    try:
+        open(path, "rb").close()
+    except FileNotFoundError:
+        pass
+    else:
+        raise AssertionError("a deleted object was opened")
+
+
+def test_an_open_handle_keeps_its_version_while_a_later_open_reads_the_new_one(make_mount):
+    """One open reads one whole version: a handle opened before a small file was replaced keeps reading the old
+    version (or fails), while an open after it gets the new one from its GET at open."""
+    mount = make_mount("open_check_window=0")
+    path = mount.path / "f"
+    old, new = os.urandom(200 * KiB), os.urandom(150 * KiB)
+    put(mount, "f", old)
+    with open(path, "rb", buffering=0) as first:
+        assert first.read(4 * KiB) == old[:4 * KiB]
+        put(mount, "f", new)
+        with open(path, "rb", buffering=0) as second:
+            assert second.read() == new
+        try:
+            rest = first.read()
+        except OSError:
+            rest = None  # EIO: its version is gone; never bytes of another
+        # The kernel keeps one size per inode: the second open told it the new one, which may cut the first
+        # handle's read short; its bytes are still all of the old version.
+        assert rest is None or (len(rest) >= len(new) - 4 * KiB and old[4 * KiB:].startswith(rest))
+
+
 def test_use_cache_serves_a_second_epoch_after_a_remount_with_no_get(make_mount, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()

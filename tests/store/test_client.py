@@ -514,6 +514,28 @@ async def test_get_bytes_of_the_rest_is_one_request(store, local_server):
         await store.get_bytes("no-such")
 
 
+async def test_get_start_is_one_get_with_the_metadata_a_head_gives(store, local_server):
+    """store.get_start (an open's check and first read in one request): the bytes asked for, and the object's
+    metadata with its whole size from Content-Range; None for an empty object; NoSuchKey for a missing one."""
+    data = os.urandom(100_000)
+    await store.put("start", data, content_type="text/plain", meta={"mode": "33188"})
+    head = await store.head("start")
+    before = local_server.admin.counters()
+    buf = bytearray(64 * 1024)
+    info, filled = await store.get_start("start", memoryview(buf))
+    assert filled == len(buf) and bytes(buf) == data[:len(buf)]
+    assert (info.size, info.etag, info.content_type, info.meta, info.mtime) == (
+        len(data), head.etag, "text/plain", {"mode": "33188"}, head.mtime)
+    whole = bytearray(1 << 20)
+    info, filled = await store.get_start("start", memoryview(whole))
+    assert (filled, info.size) == (len(data), len(data)) and bytes(whole[:filled]) == data
+    assert counters_delta(before, local_server.admin.counters()) == {"GetObject": 2}
+    await store.put("empty", b"")
+    assert await store.get_start("empty", memoryview(bytearray(10))) is None
+    with pytest.raises(types.NoSuchKey):
+        await store.get_start("no-such", memoryview(bytearray(10)))
+
+
 async def test_overlong_key_is_name_too_long(store):
     with pytest.raises(types.NameTooLong):
         await store.put("d/" + "x" * 1100, b"")
