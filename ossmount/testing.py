@@ -498,7 +498,80 @@ class LoopbackServer:
         self._listener.close()
 
 
-class TlsProxy(LoopbackServer):
+class TcpProxy(LoopbackServer):
+    """TCP in front of `backend` ("host", port): each accepted connection is forwarded both ways, until
+    `go_silent()`; from then on it still accepts connections but forwards nothing in either direction, holding
+    whatever arrives and closing nothing (a server that answers nothing), until `answer_again()`."""
+
+    def __init__(self, backend: tuple[str, int]):
+        import threading
+
+        self._backend = backend
+        self.silent = threading.Event()
+        self._sockets: list[Any] = []
+        super().__init__()
+
+    def go_silent(self) -> None:
+        self.silent.set()
+
+    def answer_again(self) -> None:
+        self.silent.clear()
+
+    def _accepted(self, client: Any) -> Any:
+        """The socket to forward from (a subclass may wrap it); raises OSError to drop the connection."""
+        return client
+
+    def _handle(self, client: Any) -> None:
+        import socket
+        import threading
+
+        try:
+            client.settimeout(30)
+            client = self._accepted(client)
+            upstream = socket.create_connection(self._backend, timeout=30)
+        except OSError:  # ssl.SSLError included
+            client.close()
+            return
+        self._sockets += [client, upstream]
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: Any, target: Any) -> None:
+        import socket
+        import time
+
+        source.settimeout(0.1)
+        try:
+            while not self._stopping.is_set():
+                if self.silent.is_set():
+                    time.sleep(0.05)
+                    continue
+                try:
+                    data = source.recv(65536)
+                except (TimeoutError, socket.timeout):
+                    continue
+                if not data:
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class TlsProxy(TcpProxy):
     """TLS in front of a plain-HTTP server (the local OSS server speaks HTTP only), for TLS option tests.
 
     It makes a self-signed certificate for `host_name` with the openssl command (`cert_path` can then be trusted,
@@ -517,45 +590,12 @@ class TlsProxy(LoopbackServer):
                         "-subj", f"/CN={host_name}", "-addext", f"subjectAltName=DNS:{host_name}",
                         "-keyout", str(self.key_path), "-out", str(self.cert_path)],
                        check=True, capture_output=True)
-        self._backend = backend
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(self.cert_path, self.key_path)
-        self._threads: list[Any] = []
-        super().__init__()
+        super().__init__(backend)
 
-    def _handle(self, client: Any) -> None:
-        import socket
-        import ssl
-        import threading
-
-        try:
-            client.settimeout(30)
-            secure = self._context.wrap_socket(client, server_side=True)
-            backend = socket.create_connection(self._backend, timeout=30)
-        except (ssl.SSLError, OSError):
-            client.close()
-            return
-        for source, target in ((secure, backend), (backend, secure)):
-            thread = threading.Thread(target=self._pump, args=(source, target), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    @staticmethod
-    def _pump(source: Any, target: Any) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+    def _accepted(self, client: Any) -> Any:
+        return self._context.wrap_socket(client, server_side=True)
 
 
 class ScriptedHttpServer(LoopbackServer):

@@ -15,16 +15,14 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ossmount.testing import LocalServer, LoopbackServer, wait_for
+from ossmount.testing import LocalServer, TcpProxy, wait_for
 from tests.fuse.conftest import Mount, new_bucket
 
 if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
@@ -153,62 +151,6 @@ def test_twenty_percent_faults_full_size(fault_server, tmp_path):
 # -- a server that answers nothing ------------------------------------------------------------------------------------
 
 
-class SwitchableProxy(LoopbackServer):
-    """TCP in front of `backend`: forwards both ways until `go_silent()`, after which it accepts connections and
-    forwards nothing in either direction (a server that answers nothing) until `answer_again()`."""
-
-    def __init__(self, backend: tuple[str, int]):
-        super().__init__()
-        self.backend = backend
-        self.silent = threading.Event()
-        self._sockets: list[socket.socket] = []
-
-    def _handle(self, client: socket.socket) -> None:
-        self._sockets.append(client)
-        try:
-            upstream = socket.create_connection(self.backend, timeout=10)
-        except OSError:
-            client.close()
-            return
-        self._sockets.append(upstream)
-        for source, target in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
-
-    def go_silent(self) -> None:
-        self.silent.set()
-
-    def answer_again(self) -> None:
-        self.silent.clear()
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        source.settimeout(0.1)
-        try:
-            while not self._stopping.is_set():
-                if self.silent.is_set():
-                    time.sleep(0.05)  # hold whatever arrives: nothing goes through, nothing is closed
-                    continue
-                try:
-                    data = source.recv(65536)
-                except (TimeoutError, socket.timeout):
-                    continue
-                if not data:
-                    break
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def __exit__(self, *exc_info: object) -> None:
-        super().__exit__(*exc_info)
-        for sock in self._sockets:
-            sock.close()
-
-
 def fails_with_eio(*command: str, timeout: float = 120) -> str:
     """Run `command` (bounded by a generous timeout, not a speed assertion): it must return, failing with EIO."""
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -217,7 +159,7 @@ def fails_with_eio(*command: str, timeout: float = 120) -> str:
 
 
 def test_a_server_that_answers_nothing_fails_every_operation_with_eio(local_server, tmp_path):
-    with SwitchableProxy(("127.0.0.1", local_server.port)) as proxy:
+    with TcpProxy(("127.0.0.1", local_server.port)) as proxy:
         mount = Mount(local_server, new_bucket(local_server), tmp_path / "mount",
                       options="connect_timeout=1,readwrite_timeout=1,retries=1,stat_cache_expire=1")
         mount.url = proxy.endpoint
