@@ -59,7 +59,7 @@ from typing import Any, Callable, Iterator
 import trio
 
 from ossmount.fs import attrs as fsattrs
-from ossmount.fs import names, stalls
+from ossmount.fs import names, stalls, sweep
 from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
 from ossmount.fs.errors import FsError
 from ossmount.fs.inodes import InodeTable
@@ -133,6 +133,16 @@ class Namespace:
         self._orphans: dict[int, tuple[Any, Any]] = {}  # unlinked inodes the kernel still holds: (attrs, content)
         self._head_limiter = trio.CapacityLimiter(READDIR_HEAD_CONCURRENCY)
         self._root = Node(fsattrs.EntryKind.DIR, None, None)
+        self.sweeps = sweep.Sweeps(
+            nursery=nursery, ttl=self.cache.ttl if config.stat_cache_size > 0 else 0.0,
+            negative_window=lambda: float("inf") if config.negative_cache else config.open_check_window,
+            head=self._head, dir_prefix=self.dir_prefix, monotonic=monotonic,
+            list_page=lambda prefix, token: self.store.list_page(prefix, delimiter="/", token=token,
+                                                                 v2=self.config.list_v2))
+        self.listings_ahead = sweep.ListingsAhead(
+            nursery=nursery, enabled=config.readdir_optimize and config.stat_cache_size > 0,
+            fetch=self._fetch_listing, keep=self._keep_listing, cached=self.cache.get_listing)
+        self.cache.on_change = self._changed
         self.attribute_builds = 0
         self.listing_negative_lookups = 0
         self.persistent_hits = 0
@@ -221,6 +231,11 @@ class Namespace:
         self.cache.put_local(path, node)
         return node
 
+    def _changed(self, path: str | None) -> None:
+        """A local change of `path` (None: of anything): what is fetched ahead forgets it (sweep.py)."""
+        self.sweeps.changed(path)
+        self.listings_ahead.changed(path)
+
     # ---- the bucket disappearing ----------------------------------------------------------------
 
     def _bucket_missing(self, error: StoreError) -> None:
@@ -279,15 +294,25 @@ class Namespace:
                          "listing (no such name)", path, self.patience.wait)
                 raise FsError(errno.ENOENT) from None
         else:
-            node = await self._fetch_and_cache(path)
+            found = await self.sweeps.lookup(path)  # answered ahead when lookups sweep the directory (sweep.py)
+            if found is sweep.PASS:
+                node = await self._fetch_and_cache(path)
+            elif found is None:
+                raise FsError(errno.ENOENT)
+            else:
+                info, answered = found
+                node = self._keep_fetched(path, self.node_from_object(info, answered))
         if node is None:
             raise FsError(errno.ENOENT)
         return node
 
     async def _fetch_and_cache(self, path: str) -> Node | None:
-        """Ask OSS what is at `path` and cache the answer, unless this mount learned of `path` meanwhile (a
-        create while the request was out): an answer fills a gap, it never overrides what is newer."""
-        node = await self._fetch_node(path)
+        """Ask OSS what is at `path` and cache the answer (`_keep_fetched`)."""
+        return self._keep_fetched(path, await self._fetch_node(path))
+
+    def _keep_fetched(self, path: str, node: Node | None) -> Node | None:
+        """Cache what OSS said is at `path`, unless this mount learned of `path` meanwhile (a create while the
+        request was out): an answer fills a gap, it never overrides what is newer."""
         known = self.cache.get(path)
         if known is not None:
             return known
@@ -494,6 +519,17 @@ class Namespace:
         listing = self.cache.get_listing(path)
         if listing is not None:
             return listing
+        await self.listings_ahead.wait(path)  # readdir_optimize: a traversal lists directories ahead (sweep.py)
+        listing = self.cache.get_listing(path)
+        if listing is not None:
+            return listing
+        self.listings_ahead.after(path)
+        listing = await self._fetch_listing(path)
+        self._keep_listing(path, listing)
+        return listing
+
+    async def _fetch_listing(self, path: str) -> Listing:
+        """List the directory `path` and give its entries their full metadata (`_complete_entries`)."""
         dir_prefix = self.dir_prefix(path)
         checked = self.monotonic()
         objects, prefixes = await self.store.list_all(dir_prefix, delimiter="/", v2=self.config.list_v2)
@@ -504,11 +540,12 @@ class Namespace:
             entries[name] = self.node_from_object(info, checked)
         await self._complete_entries(path, dir_prefix, entries, checked)
         shadowed = {key[len(dir_prefix):-1] for key, _ in listed.hidden if key.endswith("/")} & set(listed.files)
-        listing = Listing(entries, shadowed, checked)
-        for name, node in entries.items():
+        return Listing(entries, shadowed, checked)
+
+    def _keep_listing(self, path: str, listing: Listing) -> None:
+        for name, node in listing.entries.items():
             self.cache.put(f"{path}/{name}" if path else name, node)
         self.cache.put_listing(path, listing)
-        return listing
 
     async def _complete_entries(self, path: str, dir_prefix: str, entries: dict[str, Node], checked: float) -> None:
         """Give listed entries their full metadata (mode, owner, times live in x-oss-meta-*, which a listing
