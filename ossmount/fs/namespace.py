@@ -53,6 +53,7 @@ import errno
 import logging
 import stat
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -75,7 +76,9 @@ FILE_CONTENT_TYPE = "application/octet-stream"  # files and links with no known 
 READDIR_HEAD_CONCURRENCY = 16
 RENAME_COPY_CONCURRENCY = 16
 KERNEL_XATTR_PREFIXES = ("security.", "system.")
-HIDDEN_NAMES_LOGGED = 10  # keys named in one "rmdir: not empty" line
+HIDDEN_NAMES_LOGGED = 10
+MARKER_HINT_DIRECTORIES = 256  # directories whose stored markers are remembered as lookup hints
+_UNSURE = object()  # `_fetch_directory_first` could not tell: ask in the ordinary order  # keys named in one "rmdir: not empty" line
 # ossfs 1.91.10 statfs: 2^54 - 1 inodes, total and free (measured)
 STATFS_INODES = 2**54 - 1
 _FILE = fsattrs.EntryKind.FILE
@@ -132,6 +135,7 @@ class Namespace:
         self._warned: set[str] = set()
         self._orphans: dict[int, tuple[Any, Any]] = {}  # unlinked inodes the kernel still holds: (attrs, content)
         self._head_limiter = trio.CapacityLimiter(READDIR_HEAD_CONCURRENCY)
+        self._marker_hints: OrderedDict[str, tuple[frozenset[str], float]] = OrderedDict()
         self._root = Node(fsattrs.EntryKind.DIR, None, None)
         self.sweeps = sweep.Sweeps(
             nursery=nursery, ttl=self.cache.ttl if config.stat_cache_size > 0 else 0.0,
@@ -140,7 +144,7 @@ class Namespace:
             list_page=lambda prefix, token: self.store.list_page(prefix, delimiter="/", token=token,
                                                                  v2=self.config.list_v2))
         self.listings_ahead = sweep.ListingsAhead(
-            nursery=nursery, enabled=config.readdir_optimize and config.stat_cache_size > 0,
+            nursery=nursery, enabled=config.stat_cache_size > 0, eager=config.readdir_optimize,
             fetch=self._fetch_listing, keep=self._keep_listing, cached=self.cache.get_listing)
         self.cache.on_change = self._changed
         self.attribute_builds = 0
@@ -323,7 +327,14 @@ class Namespace:
         return node
 
     async def _fetch_node(self, path: str) -> Node | None:
+        """What OSS has at `path`: HEAD `path`, else a one-key LIST of `path/` (a marker or an implicit
+        directory). A name likely to be a directory (readdir_optimize, or a marker the persistent stat cache
+        saw under this very name) is asked the other way round, in one LIST (`_fetch_directory_first`)."""
         key = self.key(path)
+        if await self._likely_directory(path, key):
+            node = await self._fetch_directory_first(key)
+            if node is not _UNSURE:
+                return node
         info = await self._head(key)
         if info is not None:
             return self.node_from_object(info)
@@ -333,15 +344,55 @@ class Namespace:
         if not page.objects and not page.prefixes:
             return None
         if page.objects and page.objects[0].key == marker:
-            listed = page.objects[0]
-            full = await self.persistent.lookup_key(marker) if self.persistent is not None else None
-            if full is not None and same_version(listed, full):
-                self.persistent_hits += 1
-                return self.node_from_object(dataclasses.replace(full, restore=listed.restore), checked)
-            info = await self._head(marker)
-            if info is not None:
-                return self.node_from_object(info)
+            node = await self._marker_node(page.objects[0], checked)
+            if node is not None:
+                return node
         return Node(fsattrs.EntryKind.DIR, None, None, checked)
+
+    async def _likely_directory(self, path: str, key: str) -> bool:
+        if self.config.readdir_optimize:
+            return True
+        if self.persistent is None:
+            return False
+        parent = self.dir_prefix(parent_of(path))
+        hint = self._marker_hints.get(parent)
+        if hint is None or self.monotonic() - hint[1] >= self.cache.ttl:
+            hint = self._marker_hints[parent] = (await self.persistent.lookup_markers(parent), self.monotonic())
+            while len(self._marker_hints) > MARKER_HINT_DIRECTORIES:
+                self._marker_hints.popitem(last=False)
+        return key + "/" in hint[0]
+
+    async def _fetch_directory_first(self, key: str) -> Node | None | object:
+        """One LIST of the keys starting with `key` (no delimiter, one key): none at all is "no such name"; the
+        marker `key/` or a key under `key/` first proves there is no object `key` (it would sort first), so the
+        name is a directory. `_UNSURE` when the first key is `key` itself (a file: its HEAD follows) or another
+        name sharing the beginning (`key-old`, `key.txt`): the ordinary order then decides."""
+        checked = self.monotonic()
+        page = await self.store.list_page(key, delimiter="", max_keys=1, v2=self.config.list_v2)
+        if not page.objects:
+            return None if not page.prefixes else _UNSURE
+        first = page.objects[0]
+        if first.key == key + "/":
+            node = await self._marker_node(first, checked)
+            return node if node is not None else _UNSURE
+        if first.key.startswith(key + "/"):
+            return Node(fsattrs.EntryKind.DIR, None, None, checked)
+        return _UNSURE
+
+    async def _marker_node(self, listed: ObjectInfo, checked: float) -> Node | None:
+        """A directory's `dir/` marker as a LIST showed it: its full metadata from the persistent stat cache when
+        it holds that very version, as listed with readdir_optimize (as readdir shows entries then), else by
+        HEAD (None: it is gone)."""
+        full = await self.persistent.lookup_key(listed.key) if self.persistent is not None else None
+        if full is not None and same_version(listed, full):
+            self.persistent_hits += 1
+            return self.node_from_object(dataclasses.replace(full, restore=listed.restore), checked)
+        if self.config.complement_stat:
+            node = self.node_from_object(listed, checked)
+            if node.kind is fsattrs.EntryKind.DIR and not _heads_on_readdir(node, self.config):
+                return node
+        info = await self._head(listed.key)
+        return self.node_from_object(info) if info is not None else None
 
     async def full_node(self, path: str) -> Node:
         """The node with its complete metadata (a listing gives no Content-Type or x-oss-meta-*)."""
@@ -519,11 +570,11 @@ class Namespace:
         listing = self.cache.get_listing(path)
         if listing is not None:
             return listing
-        await self.listings_ahead.wait(path)  # readdir_optimize: a traversal lists directories ahead (sweep.py)
+        await self.listings_ahead.wait(path)  # a traversal lists the following directories ahead (sweep.py)
+        self.listings_ahead.after(path)
         listing = self.cache.get_listing(path)
         if listing is not None:
             return listing
-        self.listings_ahead.after(path)
         listing = await self._fetch_listing(path)
         self._keep_listing(path, listing)
         return listing

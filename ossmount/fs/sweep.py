@@ -234,20 +234,25 @@ class _Flight:
 
 
 class ListingsAhead:
-    """With readdir_optimize a directory's listing is all its readdir needs (no HEAD per entry), so a traversal
-    (`find`, `ls -R`, `du`) is a chain of LISTs, one directory after the other. When a directory is listed and
-    its parent's cached listing shows further subdirectories after it, the next LISTINGS_AHEAD of them are listed
-    ahead, in parallel, in name order (the order readdir returns them and a traversal visits them): its next
-    readdirs find their listings cached. A listing nobody reads costs at most LISTINGS_AHEAD per traversal.
-
+    """A traversal (`find`, `ls -R`, `du`) lists one directory after the other, each waiting for the last. When a
+    directory is listed for a readdir and its parent's cached listing shows further subdirectories after it, the
+    next LISTINGS_AHEAD of them are listed ahead, in parallel, in name order (the order readdir returns them and a
+    traversal visits them), so the traversal's next readdirs find their listings cached.
+      * With readdir_optimize a listing is its LIST pages only: the first subdirectory listed starts it, and a
+        listing nobody reads costs at most LISTINGS_AHEAD pages per traversal.
+      * Otherwise a listing also HEADs its entries, so it starts only once a traversal shows itself: the
+        directory listed is the subdirectory that follows the previous one listed under the same parent.
     `fetch(path)` -> Listing lists a directory (without caching it); `keep(path, listing)` caches it. A local
     change in a directory while it is listed ahead spoils that answer (`changed`): the readdir lists it again.
     """
 
-    def __init__(self, *, nursery: trio.Nursery | None, enabled: bool, fetch: Callable[[str], Any],
+    def __init__(self, *, nursery: trio.Nursery | None, enabled: bool, eager: bool, fetch: Callable[[str], Any],
                  keep: Callable[[str, Any], None], cached: Callable[[str], Any]):
+        """`eager`: start at the first subdirectory listed (readdir_optimize), not only once a traversal shows."""
         self.nursery = nursery
         self.enabled = enabled and nursery is not None
+        self.eager = eager
+        self._previous: OrderedDict[str, int] = OrderedDict()  # parent -> position of the subdirectory last listed
         self.fetch = fetch
         self.keep = keep
         self.cached = cached
@@ -281,6 +286,12 @@ class ListingsAhead:
                                              if node.kind is fsattrs.EntryKind.DIR))
         subdirs = self._subdirs[1]
         position = bisect.bisect_right(subdirs, name)
+        previous = self._previous.pop(parent, None)
+        self._previous[parent] = position
+        while len(self._previous) > MAX_DIRECTORIES:
+            self._previous.popitem(last=False)
+        if not self.eager and previous != position - 1:
+            return
         for following in subdirs[position:position + LISTINGS_AHEAD]:
             child = f"{parent}/{following}" if parent else following
             if child not in self._flights and self.cached(child) is None:

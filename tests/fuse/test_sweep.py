@@ -6,6 +6,7 @@ Asserted with counters only: the server's requests per OSS operation and the mou
 from __future__ import annotations
 
 import os
+import subprocess
 import stat
 
 import pytest
@@ -105,3 +106,52 @@ def test_a_readdir_optimize_traversal_lists_the_following_directories_ahead_and_
     assert counters == {"ListObjectsV2": 1 + 4 + 16}, counters  # each directory listed once, ahead or not
     mount.unmount()
     assert fs_statistics(mount)["listings_ahead"] >= 3 + 4 * 3, fs_statistics(mount)
+
+
+@pytest.mark.parametrize("layout", ["marker", "implicit"])
+def test_readdir_optimize_ls_l_of_a_directory_sends_no_head_at_all(make_mount, layout):
+    """The directory's own lookup is one LIST of the keys starting with its name: its marker (or a key under it)
+    first proves there is no file of that name; with readdir_optimize the marker is taken as listed."""
+    mount = make_mount("readdir_optimize")
+    bucket = mount.server.oss2_bucket(mount.bucket)
+    if layout == "marker":
+        bucket.put_object("d/", b"", headers={"x-oss-meta-mode": str(stat.S_IFDIR | 0o755)})
+    put_many(bucket, [f"d/f{i:04d}" for i in range(50)], b"12345")
+    bucket.put_object("d-other", b"x")  # sorts after "d/" is not possible: '-' < '/', so it comes first
+    bucket.put_object("e/", b"")
+    mount.server.admin.reset_counters()
+    assert len(os.listdir(mount.path / "e")) == 0
+    assert requests(mount.server) == {"ListObjectsV2": 2}
+    mount.server.admin.reset_counters()
+    assert stat.S_ISDIR(os.stat(mount.path / "d").st_mode)
+    # `d-other` sorts before `d/`: the one LIST cannot tell, so the ordinary order follows (HEAD d, LIST d/)
+    counters = requests(mount.server)
+    assert counters["ListObjectsV2"] <= 2 and counters.get("HeadObject", 0) <= 2, counters
+    with pytest.raises(FileNotFoundError):
+        os.stat(mount.path / "absent")
+    assert os.stat(mount.path / "d-other").st_size == 1  # a file: its HEAD follows the LIST
+
+
+def test_a_traversal_lists_directories_ahead_with_their_heads_and_no_more(make_mount, tmp_path):
+    """Without readdir_optimize a listing HEADs its entries: directories are listed ahead once a traversal shows
+    (the second subdirectory in a row), and every object is still HEADed exactly once."""
+    mount = status_mount(make_mount, tmp_path)
+    bucket = mount.server.oss2_bucket(mount.bucket)
+    dirs = [f"tree/a{i}/b{j}" for i in range(3) for j in range(5)]
+    put_many(bucket, [f"{d}/f{k}" for d in dirs for k in range(4)], b"12345", FILE_META)
+    os.stat(mount.path / "tree")
+    mount.server.admin.reset_counters()
+    found = subprocess.run(["find", str(mount.path / "tree")], check=True, capture_output=True, text=True)
+    assert len(found.stdout.splitlines()) == 1 + 3 + 15 + 60
+    counters = requests(mount.server)
+    # one LIST per directory; a HEAD per file and per implicit directory's marker key (none exists)
+    assert counters == {"ListObjectsV2": 1 + 3 + 15, "HeadObject": 60 + 3 + 15}, counters
+    mount.unmount()
+    assert fs_statistics(mount)["listings_ahead"] >= 3 * 3, fs_statistics(mount)
+    # `ls` of one subdirectory, then another that does not follow it, lists nothing ahead
+    mount.start()
+    mount.server.admin.reset_counters()
+    os.listdir(mount.path / "tree")
+    os.listdir(mount.path / "tree" / "a0")
+    os.listdir(mount.path / "tree" / "a2")
+    assert requests(mount.server)["ListObjectsV2"] == 3 + 1  # and the lookup of `tree`
