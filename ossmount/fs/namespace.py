@@ -78,6 +78,7 @@ RENAME_COPY_CONCURRENCY = 16
 KERNEL_XATTR_PREFIXES = ("security.", "system.")
 HIDDEN_NAMES_LOGGED = 10
 MARKER_HINT_DIRECTORIES = 256  # directories whose stored markers are remembered as lookup hints
+MARKER_HINT_SECONDS = 60.0  # how long such a hint is kept without a stat cache TTL (it is only a hint)
 _UNSURE = object()  # `_fetch_directory_first` could not tell: ask in the ordinary order  # keys named in one "rmdir: not empty" line
 # ossfs 1.91.10 statfs: 2^54 - 1 inodes, total and free (measured)
 STATFS_INODES = 2**54 - 1
@@ -356,7 +357,7 @@ class Namespace:
             return False
         parent = self.dir_prefix(parent_of(path))
         hint = self._marker_hints.get(parent)
-        if hint is None or self.monotonic() - hint[1] >= self.cache.ttl:
+        if hint is None or self.monotonic() - hint[1] >= (self.cache.ttl or MARKER_HINT_SECONDS):
             hint = self._marker_hints[parent] = (await self.persistent.lookup_markers(parent), self.monotonic())
             while len(self._marker_hints) > MARKER_HINT_DIRECTORIES:
                 self._marker_hints.popitem(last=False)

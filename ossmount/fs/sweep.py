@@ -54,6 +54,11 @@ MAX_DIRECTORIES = 64  # directories with sweep state at once (least recently use
 PASS = object()
 
 
+def _order(name: str) -> bytes:
+    """OSS lists keys in the order of their UTF-8 bytes (which page covers a name is decided in that order)."""
+    return name.encode("utf-8", "surrogatepass")
+
+
 @dataclass
 class _Ahead:
     """One HEAD started ahead of its lookup: set `done` when `info` (None: no such object) or `error` is known."""
@@ -180,7 +185,7 @@ class Sweeps:
     async def _cover(self, parent: str, state: _Directory, name: str) -> bool:
         """List pages until `name` is covered (rule 1); False when the sweep stops."""
         pages = 0
-        while not state.complete and (not state.listed or name > state.covered):
+        while not state.complete and (not state.listed or _order(name) > _order(state.covered)):
             if pages == PAGES_PER_LOOKUP or self._dirs.get(parent) is not state:
                 state.stopped = True
                 return False
@@ -203,7 +208,7 @@ class Sweeps:
             state.other.update(key[len(dir_prefix):].rstrip("/") for key, _ in listed.hidden)
             keys = [info.key for info in page.objects] + list(page.prefixes)
             if keys:
-                state.covered = max(state.covered, max(keys)[len(dir_prefix):].rstrip("/"))
+                state.covered = max(state.covered, max(keys, key=_order)[len(dir_prefix):].rstrip("/"), key=_order)
             state.token = page.next_token
             state.complete = page.next_token is None
         return True
