@@ -9,8 +9,12 @@ Theory of operation
   directory of the same name, as in ossfs); every hidden key is logged once with the reason.
 - lookup: stat cache -> negative cache -> the parent's cached listing (a name missing from it counts as
   missing with `enable_noobj_cache`, or when OSS returned that listing less than `open_check_window`
-  seconds ago) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and an implicit prefix; the
-  marker's metadata needs one more HEAD unless the persistent stat cache holds that very version).
+  seconds ago) -> the directory's sweep (sweep.py: lookups that keep missing in one directory list it page by
+  page and find their HEADs sent ahead) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and an
+  implicit prefix; the marker's metadata needs one more HEAD unless the persistent stat cache holds that very
+  version, or readdir_optimize takes it as listed). A name likely to be a directory (readdir_optimize, or a
+  marker the persistent stat cache saw under that name) is asked the other way round: one LIST of the keys
+  starting with `path` (one key, no delimiter), whose first key proves a directory with no file of that name.
   When the parent's listing is cached but OSS does not answer within a short patience, the lookup is
   answered from that listing and the request finishes in the background (stalls.py: the kernel may
   hold the directory's lock for this lookup).
@@ -24,7 +28,8 @@ Theory of operation
   (at most 16 at once) unless `readdir_optimize`. The listing and every entry go to the caches, so a
   second `ls -l` within `stat_cache_expire` sends no request, and after a remount an unchanged
   directory needs only its LISTs. Each entry's attributes are built once (memoized on its node) and a
-  readdir call builds only the entries the kernel takes.
+  readdir call builds only the entries the kernel takes. A traversal finds the following sibling directories
+  listed ahead (sweep.ListingsAhead).
 - Metadata changes (chmod, chown, utimens, xattrs) rewrite `x-oss-meta-*` with CopyObject REPLACE and
   never re-upload data; ctime is set to now, as ossfs does. On a file with unflushed data they are only
   recorded for its upload (`change_meta(..., upload_pending=True)`).

@@ -17,13 +17,18 @@ from tests.fuse.test_metadata import FILE_META, fs_statistics, put_many, request
 COUNT = 300
 
 
-def test_a_sequential_stat_sweep_heads_ahead_and_no_more_than_it_stats(make_mount, tmp_path):
-    """Every entry is HEADed once (plus the listing pages): the answers are fetched ahead, in parallel."""
+def mount_with_files(make_mount, tmp_path):
+    """A mount (writing its status file) of a bucket with COUNT files in `d`, `d` looked up, counters reset."""
     mount = status_mount(make_mount, tmp_path)
-    bucket = mount.server.oss2_bucket(mount.bucket)
-    put_many(bucket, [f"d/f{i:04d}" for i in range(COUNT)], b"abc", FILE_META)
+    put_many(mount.server.oss2_bucket(mount.bucket), [f"d/f{i:04d}" for i in range(COUNT)], b"abc", FILE_META)
     os.stat(mount.path / "d")
     mount.server.admin.reset_counters()
+    return mount
+
+
+def test_a_sequential_stat_sweep_heads_ahead_and_no_more_than_it_stats(make_mount, tmp_path):
+    """Every entry is HEADed once (plus the listing pages): the answers are fetched ahead, in parallel."""
+    mount = mount_with_files(make_mount, tmp_path)
     modes = [os.stat(mount.path / "d" / f"f{i:04d}").st_mode for i in range(COUNT)]
     assert modes == [stat.S_IFREG | 0o604] * COUNT  # the full metadata of each HEAD, not the listing's
     counters = requests(mount.server)
@@ -34,11 +39,7 @@ def test_a_sequential_stat_sweep_heads_ahead_and_no_more_than_it_stats(make_moun
 
 
 def test_a_sweep_that_stops_sends_at_most_a_window_of_heads_nobody_asked_for(make_mount, tmp_path):
-    mount = status_mount(make_mount, tmp_path)
-    bucket = mount.server.oss2_bucket(mount.bucket)
-    put_many(bucket, [f"d/f{i:04d}" for i in range(COUNT)], b"abc", FILE_META)
-    os.stat(mount.path / "d")
-    mount.server.admin.reset_counters()
+    mount = mount_with_files(make_mount, tmp_path)
     for i in range(50):
         os.stat(mount.path / "d" / f"f{i:04d}")
     for i in range(0, COUNT, 37):  # random-looking lookups get no look-ahead
