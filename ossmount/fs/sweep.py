@@ -230,6 +230,7 @@ class Sweeps:
 
 
 LISTINGS_AHEAD = 8  # sibling directories listed ahead of a traversal (and listings in flight, per mount)
+LISTINGS_AHEAD_HEADED = 2  # the same where a listing HEADs its entries (without readdir_optimize)
 
 
 @dataclass
@@ -245,8 +246,9 @@ class ListingsAhead:
     traversal visits them), so the traversal's next readdirs find their listings cached.
       * With readdir_optimize a listing is its LIST pages only: the first subdirectory listed starts it, and a
         listing nobody reads costs at most LISTINGS_AHEAD pages per traversal.
-      * Otherwise a listing also HEADs its entries, so it starts only once a traversal shows itself: the
-        directory listed is the subdirectory that follows the previous one listed under the same parent.
+      * Otherwise a listing also HEADs its entries, so it starts only once a traversal shows itself (the
+        directory listed is the subdirectory that follows the previous one listed under the same parent), and
+        only LISTINGS_AHEAD_HEADED directories ahead: what a traversal that stops wasted is bounded by that.
     `fetch(path)` -> Listing lists a directory (without caching it); `keep(path, listing)` caches it. A local
     change in a directory while it is listed ahead spoils that answer (`changed`): the readdir lists it again.
     """
@@ -257,6 +259,7 @@ class ListingsAhead:
         self.nursery = nursery
         self.enabled = enabled and nursery is not None
         self.eager = eager
+        self.window = LISTINGS_AHEAD if eager else LISTINGS_AHEAD_HEADED
         self._previous: OrderedDict[str, int] = OrderedDict()  # parent -> position of the subdirectory last listed
         self.fetch = fetch
         self.keep = keep
@@ -297,7 +300,7 @@ class ListingsAhead:
             self._previous.popitem(last=False)
         if not self.eager and previous != position - 1:
             return
-        for following in subdirs[position:position + LISTINGS_AHEAD]:
+        for following in subdirs[position:position + self.window]:
             child = f"{parent}/{following}" if parent else following
             if child not in self._flights and self.cached(child) is None:
                 self._flights[child] = _Flight()
