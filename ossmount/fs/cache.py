@@ -72,6 +72,8 @@ class MetadataCache:
         self._negative = TTLCache(maxsize=max_size, ttl=ttl, timer=timer) if enabled and negative else _Off()
         # Hits and misses of `get`, `get_listing` and `is_known_missing`, for `ossmount stats` and metrics.
         self.stat_hits = self.stat_misses = self.listing_hits = self.listing_misses = self.negative_hits = 0
+        # Told of every local change: a path, or None for "anything may have changed" (a tree, the bucket).
+        self.on_change: Callable[[str | None], None] = lambda path: None
 
     def get(self, path: str) -> Node | None:
         node = self._stat.get(path)
@@ -108,6 +110,7 @@ class MetadataCache:
 
     def put_local(self, path: str, node: Node) -> None:
         """This mount created or changed `path`: cache it and update the parent's cached listing."""
+        self.on_change(path)
         self.put(path, node)
         listing = self._listing.get(parent_of(path))
         if listing is not None:
@@ -116,6 +119,7 @@ class MetadataCache:
     def remove_local(self, path: str, *, shadowed: Node | None = None) -> None:
         """This mount deleted `path`: forget it and drop it from the parent's cached listing (where the
         directory it shadowed, if any, takes its place as `shadowed`)."""
+        self.on_change(path)
         self._stat.pop(path, None)
         self._listing.pop(path, None)
         name = path.rpartition("/")[2]
@@ -131,6 +135,7 @@ class MetadataCache:
 
     def invalidate(self, path: str) -> None:
         """Forget `path` and its parent's listing (a local create, delete or change)."""
+        self.on_change(path)
         self._stat.pop(path, None)
         self._negative.pop(path, None)
         self._listing.pop(path, None)
@@ -138,11 +143,13 @@ class MetadataCache:
 
     def clear(self) -> None:
         """Forget everything (the bucket disappeared: nothing cached about it is true any more)."""
+        self.on_change(None)
         for cache in (self._stat, self._negative, self._listing):
             cache.clear()
 
     def invalidate_tree(self, path: str) -> None:
         """Forget `path` and everything cached below it (directory rename or removal)."""
+        self.on_change(None)
         self.invalidate(path)
         below = path + "/" if path else ""
         for cache in (self._stat, self._negative, self._listing):

@@ -49,7 +49,9 @@ class Filesystem:
         return FsStatistics(attribute_builds=ns.attribute_builds,
                             listing_negative_lookups=ns.listing_negative_lookups, persistent_hits=ns.persistent_hits,
                             persistent_misses=ns.persistent_misses, stalled_lookups=ns.stalled_lookups,
-                            stalled_creates=ns.stalled_creates)
+                            stalled_creates=ns.stalled_creates, heads_ahead=ns.sweeps.heads_ahead,
+                            sweep_negative_lookups=ns.sweeps.negative_answers,
+                            listings_ahead=ns.listings_ahead.started)
 
     # ---- names ----------------------------------------------------------------------------------
 

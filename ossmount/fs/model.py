@@ -104,6 +104,9 @@ class FsStatistics:
     metadata cache (same key, ETag, Last-Modified and size) / that needed a HEAD although that cache was on.
     `stalled_lookups` / `stalled_creates`: lookups and creates answered from local state because OSS did not
     answer within the stall patience (ossmount.fs.stalls).
+    `heads_ahead` / `sweep_negative_lookups`: HEADs started ahead of the lookups sweeping a directory, and
+    lookups answered "no such name" from such a sweep's fresh listing pages (ossmount.fs.sweep).
+    `listings_ahead`: directories listed ahead of a traversal with readdir_optimize (ossmount.fs.sweep).
     """
 
     attribute_builds: int = 0
@@ -112,6 +115,9 @@ class FsStatistics:
     persistent_misses: int = 0
     stalled_lookups: int = 0
     stalled_creates: int = 0
+    heads_ahead: int = 0
+    sweep_negative_lookups: int = 0
+    listings_ahead: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

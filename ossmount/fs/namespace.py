@@ -9,8 +9,12 @@ Theory of operation
   directory of the same name, as in ossfs); every hidden key is logged once with the reason.
 - lookup: stat cache -> negative cache -> the parent's cached listing (a name missing from it counts as
   missing with `enable_noobj_cache`, or when OSS returned that listing less than `open_check_window`
-  seconds ago) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and an implicit prefix; the
-  marker's metadata needs one more HEAD unless the persistent stat cache holds that very version).
+  seconds ago) -> the directory's sweep (sweep.py: lookups that keep missing in one directory list it page by
+  page and find their HEADs sent ahead) -> HEAD path -> LIST `path/` max-keys 1 (covers a marker and an
+  implicit prefix; the marker's metadata needs one more HEAD unless the persistent stat cache holds that very
+  version, or readdir_optimize takes it as listed). A name likely to be a directory (readdir_optimize, or a
+  marker the persistent stat cache saw under that name) is asked the other way round: one LIST of the keys
+  starting with `path` (one key, no delimiter), whose first key proves a directory with no file of that name.
   When the parent's listing is cached but OSS does not answer within a short patience, the lookup is
   answered from that listing and the request finishes in the background (stalls.py: the kernel may
   hold the directory's lock for this lookup).
@@ -24,7 +28,8 @@ Theory of operation
   (at most 16 at once) unless `readdir_optimize`. The listing and every entry go to the caches, so a
   second `ls -l` within `stat_cache_expire` sends no request, and after a remount an unchanged
   directory needs only its LISTs. Each entry's attributes are built once (memoized on its node) and a
-  readdir call builds only the entries the kernel takes.
+  readdir call builds only the entries the kernel takes. A traversal finds the following sibling directories
+  listed ahead (sweep.ListingsAhead).
 - Metadata changes (chmod, chown, utimens, xattrs) rewrite `x-oss-meta-*` with CopyObject REPLACE and
   never re-upload data; ctime is set to now, as ossfs does. On a file with unflushed data they are only
   recorded for its upload (`change_meta(..., upload_pending=True)`).
@@ -53,13 +58,14 @@ import errno
 import logging
 import stat
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import trio
 
 from ossmount.fs import attrs as fsattrs
-from ossmount.fs import names, stalls
+from ossmount.fs import names, stalls, sweep
 from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
 from ossmount.fs.errors import FsError
 from ossmount.fs.inodes import InodeTable
@@ -75,7 +81,10 @@ FILE_CONTENT_TYPE = "application/octet-stream"  # files and links with no known 
 READDIR_HEAD_CONCURRENCY = 16
 RENAME_COPY_CONCURRENCY = 16
 KERNEL_XATTR_PREFIXES = ("security.", "system.")
-HIDDEN_NAMES_LOGGED = 10  # keys named in one "rmdir: not empty" line
+HIDDEN_NAMES_LOGGED = 10
+MARKER_HINT_DIRECTORIES = 256  # directories whose stored markers are remembered as lookup hints
+MARKER_HINT_SECONDS = 60.0  # how long such a hint is kept without a stat cache TTL (it is only a hint)
+_UNSURE = object()  # `_fetch_directory_first` could not tell: ask in the ordinary order  # keys named in one "rmdir: not empty" line
 # ossfs 1.91.10 statfs: 2^54 - 1 inodes, total and free (measured)
 STATFS_INODES = 2**54 - 1
 _FILE = fsattrs.EntryKind.FILE
@@ -132,7 +141,18 @@ class Namespace:
         self._warned: set[str] = set()
         self._orphans: dict[int, tuple[Any, Any]] = {}  # unlinked inodes the kernel still holds: (attrs, content)
         self._head_limiter = trio.CapacityLimiter(READDIR_HEAD_CONCURRENCY)
+        self._marker_hints: OrderedDict[str, tuple[frozenset[str], float]] = OrderedDict()
         self._root = Node(fsattrs.EntryKind.DIR, None, None)
+        self.sweeps = sweep.Sweeps(
+            nursery=nursery, ttl=self.cache.ttl if config.stat_cache_size > 0 else 0.0,
+            negative_window=lambda: float("inf") if config.negative_cache else config.open_check_window,
+            head=self._head, dir_prefix=self.dir_prefix, monotonic=monotonic,
+            list_page=lambda prefix, token: self.store.list_page(prefix, delimiter="/", token=token,
+                                                                 v2=self.config.list_v2))
+        self.listings_ahead = sweep.ListingsAhead(
+            nursery=nursery, enabled=config.stat_cache_size > 0, eager=config.readdir_optimize,
+            fetch=self._fetch_listing, keep=self._keep_listing, cached=self.cache.get_listing)
+        self.cache.on_change = self._changed
         self.attribute_builds = 0
         self.listing_negative_lookups = 0
         self.persistent_hits = 0
@@ -221,6 +241,11 @@ class Namespace:
         self.cache.put_local(path, node)
         return node
 
+    def _changed(self, path: str | None) -> None:
+        """A local change of `path` (None: of anything): what is fetched ahead forgets it (sweep.py)."""
+        self.sweeps.changed(path)
+        self.listings_ahead.changed(path)
+
     # ---- the bucket disappearing ----------------------------------------------------------------
 
     def _bucket_missing(self, error: StoreError) -> None:
@@ -279,15 +304,25 @@ class Namespace:
                          "listing (no such name)", path, self.patience.wait)
                 raise FsError(errno.ENOENT) from None
         else:
-            node = await self._fetch_and_cache(path)
+            found = await self.sweeps.lookup(path)  # answered ahead when lookups sweep the directory (sweep.py)
+            if found is sweep.PASS:
+                node = await self._fetch_and_cache(path)
+            elif found is None:
+                raise FsError(errno.ENOENT)
+            else:
+                info, answered = found
+                node = self._keep_fetched(path, self.node_from_object(info, answered))
         if node is None:
             raise FsError(errno.ENOENT)
         return node
 
     async def _fetch_and_cache(self, path: str) -> Node | None:
-        """Ask OSS what is at `path` and cache the answer, unless this mount learned of `path` meanwhile (a
-        create while the request was out): an answer fills a gap, it never overrides what is newer."""
-        node = await self._fetch_node(path)
+        """Ask OSS what is at `path` and cache the answer (`_keep_fetched`)."""
+        return self._keep_fetched(path, await self._fetch_node(path))
+
+    def _keep_fetched(self, path: str, node: Node | None) -> Node | None:
+        """Cache what OSS said is at `path`, unless this mount learned of `path` meanwhile (a create while the
+        request was out): an answer fills a gap, it never overrides what is newer."""
         known = self.cache.get(path)
         if known is not None:
             return known
@@ -298,7 +333,14 @@ class Namespace:
         return node
 
     async def _fetch_node(self, path: str) -> Node | None:
+        """What OSS has at `path`: HEAD `path`, else a one-key LIST of `path/` (a marker or an implicit
+        directory). A name likely to be a directory (readdir_optimize, or a marker the persistent stat cache
+        saw under this very name) is asked the other way round, in one LIST (`_fetch_directory_first`)."""
         key = self.key(path)
+        if await self._likely_directory(path, key):
+            node = await self._fetch_directory_first(key)
+            if node is not _UNSURE:
+                return node
         info = await self._head(key)
         if info is not None:
             return self.node_from_object(info)
@@ -308,15 +350,55 @@ class Namespace:
         if not page.objects and not page.prefixes:
             return None
         if page.objects and page.objects[0].key == marker:
-            listed = page.objects[0]
-            full = await self.persistent.lookup_key(marker) if self.persistent is not None else None
-            if full is not None and same_version(listed, full):
-                self.persistent_hits += 1
-                return self.node_from_object(dataclasses.replace(full, restore=listed.restore), checked)
-            info = await self._head(marker)
-            if info is not None:
-                return self.node_from_object(info)
+            node = await self._marker_node(page.objects[0], checked)
+            if node is not None:
+                return node
         return Node(fsattrs.EntryKind.DIR, None, None, checked)
+
+    async def _likely_directory(self, path: str, key: str) -> bool:
+        if self.config.readdir_optimize:
+            return True
+        if self.persistent is None:
+            return False
+        parent = self.dir_prefix(parent_of(path))
+        hint = self._marker_hints.get(parent)
+        if hint is None or self.monotonic() - hint[1] >= (self.cache.ttl or MARKER_HINT_SECONDS):
+            hint = self._marker_hints[parent] = (await self.persistent.lookup_markers(parent), self.monotonic())
+            while len(self._marker_hints) > MARKER_HINT_DIRECTORIES:
+                self._marker_hints.popitem(last=False)
+        return key + "/" in hint[0]
+
+    async def _fetch_directory_first(self, key: str) -> Node | None | object:
+        """One LIST of the keys starting with `key` (no delimiter, one key): none at all is "no such name"; the
+        marker `key/` or a key under `key/` first proves there is no object `key` (it would sort first), so the
+        name is a directory. `_UNSURE` when the first key is `key` itself (a file: its HEAD follows) or another
+        name sharing the beginning (`key-old`, `key.txt`): the ordinary order then decides."""
+        checked = self.monotonic()
+        page = await self.store.list_page(key, delimiter="", max_keys=1, v2=self.config.list_v2)
+        if not page.objects:
+            return None if not page.prefixes else _UNSURE
+        first = page.objects[0]
+        if first.key == key + "/":
+            node = await self._marker_node(first, checked)
+            return node if node is not None else _UNSURE
+        if first.key.startswith(key + "/"):
+            return Node(fsattrs.EntryKind.DIR, None, None, checked)
+        return _UNSURE
+
+    async def _marker_node(self, listed: ObjectInfo, checked: float) -> Node | None:
+        """A directory's `dir/` marker as a LIST showed it: its full metadata from the persistent stat cache when
+        it holds that very version, as listed with readdir_optimize (as readdir shows entries then), else by
+        HEAD (None: it is gone)."""
+        full = await self.persistent.lookup_key(listed.key) if self.persistent is not None else None
+        if full is not None and same_version(listed, full):
+            self.persistent_hits += 1
+            return self.node_from_object(dataclasses.replace(full, restore=listed.restore), checked)
+        if self.config.complement_stat:
+            node = self.node_from_object(listed, checked)
+            if node.kind is fsattrs.EntryKind.DIR and not _heads_on_readdir(node, self.config):
+                return node
+        info = await self._head(listed.key)
+        return self.node_from_object(info) if info is not None else None
 
     async def full_node(self, path: str) -> Node:
         """The node with its complete metadata (a listing gives no Content-Type or x-oss-meta-*)."""
@@ -494,6 +576,17 @@ class Namespace:
         listing = self.cache.get_listing(path)
         if listing is not None:
             return listing
+        await self.listings_ahead.wait(path)  # a traversal lists the following directories ahead (sweep.py)
+        self.listings_ahead.after(path)
+        listing = self.cache.get_listing(path)
+        if listing is not None:
+            return listing
+        listing = await self._fetch_listing(path)
+        self._keep_listing(path, listing)
+        return listing
+
+    async def _fetch_listing(self, path: str) -> Listing:
+        """List the directory `path` and give its entries their full metadata (`_complete_entries`)."""
         dir_prefix = self.dir_prefix(path)
         checked = self.monotonic()
         objects, prefixes = await self.store.list_all(dir_prefix, delimiter="/", v2=self.config.list_v2)
@@ -504,11 +597,12 @@ class Namespace:
             entries[name] = self.node_from_object(info, checked)
         await self._complete_entries(path, dir_prefix, entries, checked)
         shadowed = {key[len(dir_prefix):-1] for key, _ in listed.hidden if key.endswith("/")} & set(listed.files)
-        listing = Listing(entries, shadowed, checked)
-        for name, node in entries.items():
+        return Listing(entries, shadowed, checked)
+
+    def _keep_listing(self, path: str, listing: Listing) -> None:
+        for name, node in listing.entries.items():
             self.cache.put(f"{path}/{name}" if path else name, node)
         self.cache.put_listing(path, listing)
-        return listing
 
     async def _complete_entries(self, path: str, dir_prefix: str, entries: dict[str, Node], checked: float) -> None:
         """Give listed entries their full metadata (mode, owner, times live in x-oss-meta-*, which a listing

@@ -194,6 +194,22 @@ class PersistentStatCache:
         """The stored object `key`, if any, as {key: info} (blocking: call it in a worker thread)."""
         return self._load("key = ?", key)
 
+    def load_markers(self, dir_prefix: str) -> frozenset[str]:
+        """The keys of the `dir/` markers stored directly under `dir_prefix` (blocking: a worker thread)."""
+        if not self.enabled:
+            return frozenset()
+        try:
+            with self._lock:
+                if not self.enabled:
+                    return frozenset()
+                rows = self._db.execute("SELECT key FROM objects WHERE store = ? AND dir = ? AND substr(key, -1) = '/'",
+                                        (self.store_id, dir_prefix)).fetchall()
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
+            if isinstance(exc, sqlite3.Error):
+                self._disable(exc)
+            return frozenset()
+        return frozenset(key for (key,) in rows)
+
     def _load(self, condition: str, value: str) -> dict[str, ObjectInfo]:
         if not self.enabled:
             return {}
@@ -227,6 +243,13 @@ class PersistentStatCache:
         if found:
             self._touched.add(dir_prefix)
         return found
+
+    async def lookup_markers(self, dir_prefix: str) -> frozenset[str]:
+        """`load_markers` in a worker thread: which names of a directory were directories with a marker (a hint
+        for the order of a lookup's requests; it proves nothing about the bucket now)."""
+        if not self.enabled:
+            return frozenset()
+        return await trio.to_thread.run_sync(self.load_markers, dir_prefix)
 
     async def lookup_key(self, key: str) -> ObjectInfo | None:
         """`load_key` in a worker thread."""
