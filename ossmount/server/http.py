@@ -586,9 +586,10 @@ class HttpFront:
                 hold = functools.partial(self.admin.faults.hold, plan.hold_seconds) if plan.hold_seconds else None
                 request = Request(method, target, headers, body, hold=hold)
                 if hold is None and op in INLINE_OPS:
-                    response = self._handle_in_core(request)
+                    response = self._handle_in_core(request, route)
                 else:
-                    response = await trio.to_thread.run_sync(self._handle_in_core, request, limiter=self._limiter)
+                    response = await trio.to_thread.run_sync(self._handle_in_core, request, route,
+                                                             limiter=self._limiter)
                 fault = "hold" if hold is not None else None
             download_rate = traffic_limit // 8 if traffic_limit and op in DOWNLOAD_LIMITED_OPS else 0
             try:
@@ -611,10 +612,11 @@ class HttpFront:
         log.debug("%s %s %s %d %d %.1fms", method, bucket or "-", key or "-", response.status, sent, elapsed_ms)
         return not ignore_body
 
-    def _handle_in_core(self, request: Request) -> Response:
-        """`core.handle`, which should never raise; if it does, the client still gets a 500 InternalError."""
+    def _handle_in_core(self, request: Request, route: Any = None) -> Response:
+        """`core.handle` (given the `route` classify found for this request), which should never raise; if it does,
+        the client still gets a 500 InternalError."""
         try:
-            return self.core.handle(request)
+            return self.core.handle(request, route)
         except Exception:
             log.exception("the server core raised on %s %s", request.method, request.target)
             route = self.core.classify(request)
