@@ -2,7 +2,8 @@
 
 The front is deliberately thin: it parses the head with h11, asks the core to classify the request
 (for counters and fault injection), spools the body to a file in `core.tmp_dir` while computing MD5
-and CRC64, hands a complete `Request` to `core.handle` in a worker thread, and writes the `Response`.
+and CRC64, hands a complete `Request` to `core.handle` in a worker thread (lock-free reads, `INLINE_OPS`, on the
+event loop itself), and writes the `Response` (a small one in a single send).
 
 Why the two bulk paths bypass h11 (oss-api.md §5.1):
 * Request bodies with a Content-Length of at least `FAST_BODY_MIN` are read with `recv_into` into a
@@ -49,6 +50,7 @@ from ossmount.server.core.common import TRAFFIC_LIMIT_HEADER, parse_traffic_limi
 from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import FileExtent, Request, Response, SpooledBody
 from ossmount.server.core.payload import declares_sha256
+from ossmount.server.core.routing import Route
 from ossmount.server.core.s3.chunked import AwsChunkedDecoder, ChunkedFormatError, is_aws_chunked
 from ossmount.server.faults import (
     ADMIN_PREFIX,
@@ -612,7 +614,7 @@ class HttpFront:
         log.debug("%s %s %s %d %d %.1fms", method, bucket or "-", key or "-", response.status, sent, elapsed_ms)
         return not ignore_body
 
-    def _handle_in_core(self, request: Request, route: Any = None) -> Response:
+    def _handle_in_core(self, request: Request, route: Route | None = None) -> Response:
         """`core.handle` (given the `route` classify found for this request), which should never raise; if it does,
         the client still gets a 500 InternalError."""
         try:
