@@ -2,7 +2,8 @@
 
 The front is deliberately thin: it parses the head with h11, asks the core to classify the request
 (for counters and fault injection), spools the body to a file in `core.tmp_dir` while computing MD5
-and CRC64, hands a complete `Request` to `core.handle` in a worker thread, and writes the `Response`.
+and CRC64, hands a complete `Request` to `core.handle` in a worker thread (lock-free reads, `INLINE_OPS`, on the
+event loop itself), and writes the `Response` (a small one in a single send).
 
 Why the two bulk paths bypass h11 (oss-api.md §5.1):
 * Request bodies with a Content-Length of at least `FAST_BODY_MIN` are read with `recv_into` into a
@@ -49,6 +50,7 @@ from ossmount.server.core.common import TRAFFIC_LIMIT_HEADER, parse_traffic_limi
 from ossmount.server.core.errors import OssError
 from ossmount.server.core.model import FileExtent, Request, Response, SpooledBody
 from ossmount.server.core.payload import declares_sha256
+from ossmount.server.core.routing import Route
 from ossmount.server.core.s3.chunked import AwsChunkedDecoder, ChunkedFormatError, is_aws_chunked
 from ossmount.server.faults import (
     ADMIN_PREFIX,
@@ -69,6 +71,8 @@ FAST_BODY_MIN = 256 * 1024
 IN_MEMORY_BODY_MAX = 64 * 1024
 MAX_HEAD_SIZE = 256 * 1024
 SENDFILE_CHUNK = 16 * 1024 * 1024
+# Response bodies up to this size are read and sent together with the head in one send (no sendfile).
+COALESCE_MAX = 64 * 1024
 # Worker threads for the core: requests run there in parallel, and one waiting for another's key lock (locking.py)
 # occupies one, so there are enough that a few writers queued on one key do not hold up everyone else.
 CORE_THREADS = 32
@@ -77,6 +81,11 @@ EMPTY_MD5 = hashlib.md5(b"").digest()
 UPLOAD_LIMITED_OPS = frozenset({"PutObject", "UploadPart", "AppendObject"})
 DOWNLOAD_LIMITED_OPS = frozenset({"GetObject"})
 _EMPTY_BODY = SpooledBody(path=None, size=0, md5=EMPTY_MD5, crc64=0, data=b"")
+# Operations the core answers on the event loop itself, without a worker thread: they take no lock (locking.py,
+# rule 1) and read one or two rows by primary key, which costs less (~0.1 ms) than the hop to a worker thread and
+# back (a thread wakeup, trio's wakeup socket, a reschedule). A request held by a "hold" fault still goes to a
+# worker thread, since it must wait there.
+INLINE_OPS = frozenset({"HeadObject", "GetObject", "GetObjectMeta", "HeadBucket"})
 
 
 def traffic_limit_of(op: str, headers: dict[str, str]) -> int | None:
@@ -578,7 +587,11 @@ class HttpFront:
             else:
                 hold = functools.partial(self.admin.faults.hold, plan.hold_seconds) if plan.hold_seconds else None
                 request = Request(method, target, headers, body, hold=hold)
-                response = await trio.to_thread.run_sync(self._handle_in_core, request, limiter=self._limiter)
+                if hold is None and op in INLINE_OPS:
+                    response = self._handle_in_core(request, route)
+                else:
+                    response = await trio.to_thread.run_sync(self._handle_in_core, request, route,
+                                                             limiter=self._limiter)
                 fault = "hold" if hold is not None else None
             download_rate = traffic_limit // 8 if traffic_limit and op in DOWNLOAD_LIMITED_OPS else 0
             try:
@@ -601,10 +614,11 @@ class HttpFront:
         log.debug("%s %s %s %d %d %.1fms", method, bucket or "-", key or "-", response.status, sent, elapsed_ms)
         return not ignore_body
 
-    def _handle_in_core(self, request: Request) -> Response:
-        """`core.handle`, which should never raise; if it does, the client still gets a 500 InternalError."""
+    def _handle_in_core(self, request: Request, route: Route | None = None) -> Response:
+        """`core.handle` (given the `route` classify found for this request), which should never raise; if it does,
+        the client still gets a 500 InternalError."""
         try:
-            return self.core.handle(request)
+            return self.core.handle(request, route)
         except Exception:
             log.exception("the server core raised on %s %s", request.method, request.target)
             route = self.core.classify(request)
@@ -650,11 +664,17 @@ class HttpFront:
                             rate: int = 0) -> SpooledBody:
         """Spool the request body, reading at most `rate` bytes per second (0: as fast as it comes)."""
         conn = channel.conn
-        if conn.they_are_waiting_for_100_continue:
-            await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
         # A hex x-oss-/x-amz-content-sha256 is checked against the body (payload.py); aws-chunked bodies are unframed.
         spool = _BodySpool(self.core.tmp_dir, md5=self._etag == "md5" or "content-md5" in headers,
                            sha256=declares_sha256(headers))
+        if "content-length" not in headers and "transfer-encoding" not in headers and not is_aws_chunked(headers):
+            # No body (RFC 9112 §6.3: neither header means length 0): h11 has its end already, no need to wait.
+            event = conn.next_event()
+            if not isinstance(event, h11.EndOfMessage):
+                raise ClientGone(f"unexpected {type(event).__name__} for a request without a body")
+            return spool.finish()
+        if conn.they_are_waiting_for_100_continue:
+            await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
         decoder = AwsChunkedDecoder() if is_aws_chunked(headers) else None
         pacer = _Pacer(rate)
         try:
@@ -777,22 +797,51 @@ class HttpFront:
         headers = [(name, value.encode("utf-8")) for name, value in response.headers
                    if name.lower() != "content-length"]
         headers.append(("Content-Length", str(length)))
-        await channel.send(h11.Response(status_code=response.status, headers=headers,
-                                        reason=_reason(response.status)))
+        head = channel.conn.send(h11.Response(status_code=response.status, headers=headers,
+                                              reason=_reason(response.status)))
         body_expected = method != "HEAD" and response.status not in (204, 304) and response.status >= 200
-        sent = 0
-        if body_expected and length:
-            sender = _BodySender(channel, plan, rate)
-            try:
-                if isinstance(response.body, bytes):
-                    sent = await sender.send_bytes(response.body)
-                else:
-                    sent = await sender.send_extents(response.body)
-            except ClientGone as gone:
-                gone.sent = sender.sent
-                raise
+        if not (body_expected and length):
+            await channel.send_bytes(head + (channel.conn.send(h11.EndOfMessage()) or b""))
+            return 0
+        if length <= COALESCE_MAX and not rate and plan.reset_after_bytes is None:
+            # A small response goes out in one send: one syscall, and one segment for the client to wake up for.
+            body = response.body if isinstance(response.body, bytes) else _read_extents(response.body)
+            await channel.send_bytes(b"".join((head, channel.conn.send(h11.Data(data=body)) or b"",
+                                               channel.conn.send(h11.EndOfMessage()) or b"")))
+            return len(body)
+        await channel.send_bytes(head)
+        sender = _BodySender(channel, plan, rate)
+        try:
+            if isinstance(response.body, bytes):
+                sent = await sender.send_bytes(response.body)
+            else:
+                sent = await sender.send_extents(response.body)
+        except ClientGone as gone:
+            gone.sent = sender.sent
+            raise
         await channel.send(h11.EndOfMessage())
         return sent
+
+
+def _read_extents(extents: list[FileExtent]) -> bytes:
+    """The bytes of `extents` (their blobs are pinned and never change); ClientGone when a blob file is shorter than
+    its extent, since the response can then not be framed."""
+    pieces = []
+    for extent in extents:
+        if extent.length == 0:
+            continue
+        fd = os.open(extent.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            piece = os.pread(fd, extent.length, extent.offset)
+            while len(piece) < extent.length:
+                more = os.pread(fd, extent.length - len(piece), extent.offset + len(piece))
+                if not more:
+                    raise ClientGone("the blob file is shorter than its extent")
+                piece += more
+        finally:
+            os.close(fd)
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 class _BodySender:

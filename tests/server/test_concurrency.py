@@ -118,6 +118,33 @@ def test_writers_queued_on_one_key_do_not_hold_up_other_clients(server, bucket):
     assert bucket.get_object("busy").read().startswith(b"queued")
 
 
+def test_reads_are_answered_while_every_worker_thread_is_busy(tmp_path):
+    """HeadObject and GetObject take no lock and run on the event loop, not in a worker thread (http.INLINE_OPS): with
+    one worker (serve --core-threads 1) stalled in a held PUT, reads of any key, the held one included, still
+    complete, while a second write queues behind the held one."""
+    with LocalServer(tmp_path, buckets=(BUCKET,), extra_args=("--core-threads", "1")) as single:
+        client = single.oss2_bucket(BUCKET, connect_timeout=WAIT)
+        client.put_object("a", b"content of a")
+        client.put_object("b", b"old b")
+        single.admin.set_faults([{"action": "hold", "op": "PutObject", "count": 1, "delay_ms": WAIT * 1000}])
+        held_put, held_result = background(client.put_object, "b", b"new b")
+        try:
+            wait_until_held(single)
+            queued_put, queued_result = background(client.put_object, "c", b"waits for the worker")
+            assert client.head_object("a").content_length == len(b"content of a")
+            assert client.get_object("a", byte_range=(0, 6)).read() == b"content"
+            assert client.get_object("b").read() == b"old b"
+            assert client.get_object_meta("b").content_length == len(b"old b")
+            assert held_put.is_alive() and queued_put.is_alive() and not held_result and not queued_result
+        finally:
+            single.admin.release_held()
+        held_put.join(WAIT)
+        queued_put.join(WAIT)
+        assert "error" not in held_result and "error" not in queued_result
+        assert client.get_object("b").read() == b"new b" and client.get_object("c").read() == b"waits for the worker"
+        assert single.admin.fsck() == []
+
+
 def test_copy_holds_its_source_while_a_delete_of_the_source_waits(server, bucket):
     """A CopyObject references the source's blobs: deleting the source must wait for the copy's commit."""
     bucket.put_object("source", b"shared data" * 1000)

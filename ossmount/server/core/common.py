@@ -62,6 +62,9 @@ class Context:
     principal: str | None  # access key id, or None for an anonymous (allowed) request
     now: float
     granted: bool = False  # the bucket/object ACLs grant this operation to everyone (access.py)
+    # The addressed bucket as the owner check read it (ServerCore.dispatch): the first `bucket()` uses it instead of
+    # reading it again, later calls read the store (a handler may have changed the bucket meanwhile).
+    prefetched_bucket: BucketRecord | None = None
 
     @property
     def store(self) -> Store:
@@ -91,7 +94,9 @@ class Context:
     def bucket(self, name: str | None = None) -> BucketRecord:
         """The named (default: addressed) bucket, checking that the caller may use it."""
         name = self.bucket_name if name is None else name
-        record = self.store.get_bucket(name)
+        record, self.prefetched_bucket = self.prefetched_bucket, None
+        if record is None or record.name != name:
+            record = self.store.get_bucket(name)
         if record is None:
             raise no_such_bucket(name)
         if self.principal is not None and record.owner != self.principal and not self.granted:

@@ -3,6 +3,7 @@ operation handlers and renders every outcome, including errors, as a `Response`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -18,7 +19,7 @@ from .model import Request, Response
 from .payload import check_oss_payload
 from .routing import Route, Target, classify_operation, is_valid_bucket_name, parse_target
 from .s3.dialect import classify_s3, handle_s3, is_s3_request, refuse_s3
-from .store import BucketGone, Store
+from .store import BucketGone, BucketRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,14 @@ def _check_request_payer(request: Request) -> None:
         raise invalid_argument("x-oss-request-payer must be requester.", REQUEST_PAYER_HEADER, value)
 
 
+_REQUEST_ID_PREFIX = secrets.token_hex(4).upper()
+_request_numbers = itertools.count(secrets.randbelow(1 << 32))
+
+
 def new_request_id() -> str:
-    """A 24-hex-digit request id like OSS's x-oss-request-id."""
-    return secrets.token_hex(12).upper()
+    """A 24-hex-digit request id like OSS's x-oss-request-id: a random prefix per server process and a counter, so
+    ids never repeat within a process (unlike random ids, which would also cost a getrandom call per request)."""
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers) & 0xFFFF_FFFF_FFFF_FFFF:016X}"
 
 
 class ServerCore:
@@ -137,17 +143,18 @@ class ServerCore:
         try:
             target = self._target(request)
             classify = classify_s3 if is_s3_request(request, target.query_items) else classify_operation
-            return Route(classify(request.method, target, request.headers), target.bucket, target.key)
+            return Route(classify(request.method, target, request.headers), target.bucket, target.key, target)
         except Exception:  # noqa: BLE001 - classification must never fail the front end
             return Route("Unknown", "", "")
 
-    def handle(self, request: Request) -> Response:
-        """Execute one request. Never raises: failures become OSS error responses."""
+    def handle(self, request: Request, route: Route | None = None) -> Response:
+        """Execute one request. Never raises: failures become OSS error responses. `route` is what `classify` said of
+        this very request (its target is then not parsed again)."""
         request_id = new_request_id()
         now = self.clock()
         target: Target | None = None
         try:
-            target = self._target(request)
+            target = route.target if route is not None and route.target is not None else self._target(request)
             if is_s3_request(request, target.query_items):
                 return handle_s3(self, request, request_id, now)
             op = classify_operation(request.method, target, request.headers)
@@ -182,19 +189,22 @@ class ServerCore:
         """Run operation `op` for an authenticated request (either dialect: OSS header names): the ACLs decide for
         unsigned requests and keys that do not own the bucket (access.py). Raises OssError."""
         granted = False
+        bucket: BucketRecord | None = None
         if principal is None and not self.anonymous:
             if not self._acl_grants(request, target, op):
                 raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.",
                                ec="0003-00000001")
-        elif principal is not None and not self._owns(principal, target):
-            granted = self._acl_grants(request, target, op)
+        elif principal is not None:
+            bucket = self.store.get_bucket(target.bucket) if target.bucket else None
+            if bucket is not None and bucket.owner != principal:
+                granted = self._acl_grants(request, target, op)
         _check_request_payer(request)
         handler = _HANDLERS.get(op)
         if handler is None:
             raise OssError(501 if op != "Unknown" else 400,
                            "NotImplemented" if op != "Unknown" else "InvalidRequest",
                            f"{op} is not supported by ossmount serve.")
-        ctx = Context(self, request, target, op, principal, now, granted)
+        ctx = Context(self, request, target, op, principal, now, granted, prefetched_bucket=bucket)
         locks = lock_plan(op, target, request, ops_object.parse_copy_source, lambda body: [
             entry.key for entry in xmlio.parse_delete(body)[1]])
         with self.locks.hold(locks):
@@ -212,10 +222,6 @@ class ServerCore:
                                  allow_anonymous=True, max_skew=self.max_skew,
                                  query=target.query_items)
         return None if principal is None else principal.owner_id
-
-    def _owns(self, principal: str, target: Target) -> bool:
-        bucket = self.store.get_bucket(target.bucket) if target.bucket else None
-        return bucket is None or bucket.owner == principal
 
     def _acl_grants(self, request: Request, target: Target, op: str) -> bool:
         """Whether the bucket/object ACLs grant `op` to everyone (access.py): so to an unsigned request, and to a

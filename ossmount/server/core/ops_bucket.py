@@ -14,7 +14,7 @@ from .listing import ListingPage, list_current
 from .model import Response
 from .routing import is_valid_bucket_name
 from .store import ObjectRow, decode_key, encode_key
-from .xmlio import element, leaf, url_encode_if
+from .xmlio import element, leaf, leaf_xml, url_encode_if
 
 _TOKEN_PREFIX = b"ossmount-v2:"
 
@@ -187,38 +187,30 @@ def _encoding(ctx: Context) -> bool:
     return value == "url"
 
 
-def contents_element(ctx: Context, row: ObjectRow, encode: bool, with_owner: bool) -> xmlio.ET.Element:
-    """A listing entry for a current object."""
+def contents_xml(ctx: Context, row: ObjectRow, encode: bool, with_owner: bool) -> str:
+    """A listing entry for a current object (a <Contents> element, rendered: see xmlio.render's fragments)."""
     record = row.record
-    node = element(
-        "Contents",
-        leaf("Key", url_encode_if(row.key, encode)),
-        leaf("LastModified", iso8601(record.mtime)),
-        leaf("ETag", quoted_etag(record.etag)),
-        leaf("Type", record.type),
-        leaf("Size", record.size),
-        leaf("StorageClass", record.storage_class),
-    )
+    parts = ["<Contents>", leaf_xml("Key", url_encode_if(row.key, encode)),
+             leaf_xml("LastModified", iso8601(record.mtime)), leaf_xml("ETag", quoted_etag(record.etag)),
+             leaf_xml("Type", record.type), leaf_xml("Size", record.size),
+             leaf_xml("StorageClass", record.storage_class)]
     if with_owner:
-        node.append(_owner(record.owner))
+        parts += ["<Owner>", leaf_xml("ID", record.owner), leaf_xml("DisplayName", record.owner), "</Owner>"]
     restore = restore_header(record, ctx.now, ctx.core.restore_delay)
     if restore is not None:
-        node.append(leaf("RestoreInfo", restore))
-    return node
-
-
-def _common_prefix_element(raw_prefix: bytes, encode: bool) -> xmlio.ET.Element:
-    return element("CommonPrefixes", leaf("Prefix", url_encode_if(decode_key(raw_prefix), encode)))
+        parts.append(leaf_xml("RestoreInfo", restore))
+    parts.append("</Contents>")
+    return "".join(parts)
 
 
 def _listing_response(ctx: Context, root: xmlio.ET.Element, page: ListingPage, encode: bool, *,
                       with_owner: bool) -> Response:
-    """Finish a ListObjects/ListObjectsV2 result: the page's objects, then its common prefixes."""
-    for _raw_key, row in page.objects:
-        root.append(contents_element(ctx, row, encode, with_owner))
-    for common in page.common_prefixes:
-        root.append(_common_prefix_element(common, encode))
-    return xml_response(xmlio.render(root))
+    """Finish a ListObjects/ListObjectsV2 result: the page's objects, then its common prefixes (rendered as strings:
+    a page of 1000 entries as ElementTree elements cost ~20 ms)."""
+    fragments = [contents_xml(ctx, row, encode, with_owner) for _raw_key, row in page.objects]
+    fragments += [f"<CommonPrefixes>{leaf_xml('Prefix', url_encode_if(decode_key(common), encode))}</CommonPrefixes>"
+                  for common in page.common_prefixes]
+    return xml_response(xmlio.render(root, fragments))
 
 
 def list_objects(ctx: Context) -> Response:

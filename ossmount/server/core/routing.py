@@ -26,6 +26,8 @@ class Route:
     op: str
     bucket: str
     key: str
+    # The parsed target (ServerCore.classify), handed back to ServerCore.handle so it is parsed once per request.
+    target: "Target | None" = field(default=None, compare=False, repr=False)
 
 
 @dataclass
