@@ -77,7 +77,7 @@ class _Directory:
     misses: int = 0
     listed: bool = False
     complete: bool = False  # the last page was listed: everything after `covered` is covered too
-    covered: str = ""  # names up to this one (inclusive) are covered by the pages
+    covered: str = ""  # the pages' last entry (a directory's with its '/'): names up to it are covered
     token: str | None = None  # to continue the listing
     listed_at: float = 0.0  # monotonic time of the oldest page (the negative answers' age)
     files: list[str] = field(default_factory=list)  # sorted file names of the pages
@@ -185,7 +185,9 @@ class Sweeps:
     async def _cover(self, parent: str, state: _Directory, name: str) -> bool:
         """List pages until `name` is covered (rule 1); False when the sweep stops."""
         pages = 0
-        while not state.complete and (not state.listed or _order(name) > _order(state.covered)):
+        # A name is covered when both its keys, `name` and `name/` (which sorts after `name-b`, `name.b`: '/' is
+        # 0x2f), are at or before the pages' last entry: a page ending at `a-b` may leave the directory `a/` to the next.
+        while not state.complete and (not state.listed or _order(name + "/") > _order(state.covered)):
             if pages == PAGES_PER_LOOKUP or self._dirs.get(parent) is not state:
                 state.stopped = True
                 return False
@@ -208,7 +210,7 @@ class Sweeps:
             state.other.update(key[len(dir_prefix):].rstrip("/") for key, _ in listed.hidden)
             keys = [info.key for info in page.objects] + list(page.prefixes)
             if keys:
-                state.covered = max(state.covered, max(keys, key=_order)[len(dir_prefix):].rstrip("/"), key=_order)
+                state.covered = max(state.covered, max(keys, key=_order)[len(dir_prefix):], key=_order)
             state.token = page.next_token
             state.complete = page.next_token is None
         return True
