@@ -20,11 +20,12 @@ Theory of operation
     2. HEADs go ahead only while the lookups follow the page's order (each one the file after the previous),
        so a HEAD nobody asks for costs at most WINDOW per sweep; random lookups get no look-ahead.
 - Consistency: an answer fetched ahead is what the lookup's own HEAD would have been a few lookups earlier; it
-  is used only if it is younger than the stat cache's TTL, and it goes through the same gate as any fetched
-  answer (Namespace._fetch_and_cache: this mount's own newer knowledge wins). A local change of a name (create,
-  delete, rename, metadata) takes the name out of its sweep at once (`changed`); a change of a whole tree or the
-  bucket vanishing drops every sweep (`forget_all`). Nothing fetched ahead is ever taken for newer than it is
-  (`Node.checked` is when its HEAD answered).
+  is used only if it is younger than AHEAD_FRESH (and the stat cache's TTL): the caches keep a lookup's answer for
+  the TTL from the lookup, so its age is how much longer than stat_cache_expire it may be served. It goes through
+  the same gate as any fetched answer (Namespace._fetch_and_cache: this mount's own newer knowledge wins). A local
+  change of a name (create, delete, rename, metadata) takes the name out of its sweep at once (`changed`); a change
+  of a whole tree or the bucket vanishing drops every sweep (`forget_all`). Nothing fetched ahead is ever taken
+  for newer than it is (`Node.checked` is when its HEAD answered).
 - With the stat cache off (max_stat_cache_size=0) or no mount nursery (unit tests), there is no sweep.
 """
 
@@ -48,6 +49,9 @@ log = logging.getLogger("ossmount.fs")
 TRIGGER = 4  # lookups of one directory that went to OSS before it is listed
 WINDOW = 16  # files HEADed ahead of a sequential sweep (and HEADs in flight for look-ahead, per mount)
 PAGES_PER_LOOKUP = 2  # pages one lookup may list to reach its name (rule 1)
+# An answer fetched ahead is taken only this many seconds after its HEAD answered: the stat cache and the kernel keep
+# what a lookup answers for the TTL from the lookup, so an older answer would outlive stat_cache_expire by its age.
+AHEAD_FRESH = 1.0
 MAX_DIRECTORIES = 64  # directories with sweep state at once (least recently used dropped)
 
 # What `lookup` answers when the sweep has nothing to say: the caller takes the ordinary path.
@@ -77,7 +81,7 @@ class _Directory:
     misses: int = 0
     listed: bool = False
     complete: bool = False  # the last page was listed: everything after `covered` is covered too
-    covered: str = ""  # names up to this one (inclusive) are covered by the pages
+    covered: str = ""  # the pages' last entry (a directory's with its '/'): names up to it are covered
     token: str | None = None  # to continue the listing
     listed_at: float = 0.0  # monotonic time of the oldest page (the negative answers' age)
     files: list[str] = field(default_factory=list)  # sorted file names of the pages
@@ -177,7 +181,8 @@ class Sweeps:
                     state.ahead[following] = self._start(parent, state, following)
                     self.heads_ahead += 1
         await ahead.done.wait()
-        if ahead.error is not None or ahead.info is None or self.monotonic() - ahead.answered >= self.ttl \
+        if ahead.error is not None or ahead.info is None \
+                or self.monotonic() - ahead.answered >= min(self.ttl, AHEAD_FRESH) \
                 or name in state.touched:
             return PASS  # the ordinary path asks again (and reports an error as it does)
         return ahead.info, ahead.answered
@@ -185,7 +190,9 @@ class Sweeps:
     async def _cover(self, parent: str, state: _Directory, name: str) -> bool:
         """List pages until `name` is covered (rule 1); False when the sweep stops."""
         pages = 0
-        while not state.complete and (not state.listed or _order(name) > _order(state.covered)):
+        # A name is covered when both its keys, `name` and `name/` (which sorts after `name-b`, `name.b`: '/' is
+        # 0x2f), are at or before the pages' last entry: a page ending at `a-b` may leave the directory `a/` to the next.
+        while not state.complete and (not state.listed or _order(name + "/") > _order(state.covered)):
             if pages == PAGES_PER_LOOKUP or self._dirs.get(parent) is not state:
                 state.stopped = True
                 return False
@@ -208,7 +215,7 @@ class Sweeps:
             state.other.update(key[len(dir_prefix):].rstrip("/") for key, _ in listed.hidden)
             keys = [info.key for info in page.objects] + list(page.prefixes)
             if keys:
-                state.covered = max(state.covered, max(keys, key=_order)[len(dir_prefix):].rstrip("/"), key=_order)
+                state.covered = max(state.covered, max(keys, key=_order)[len(dir_prefix):], key=_order)
             state.token = page.next_token
             state.complete = page.next_token is None
         return True

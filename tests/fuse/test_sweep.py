@@ -160,3 +160,39 @@ def test_a_traversal_lists_directories_ahead_with_their_heads_and_no_more(make_m
     os.listdir(mount.path / "tree" / "a0")
     os.listdir(mount.path / "tree" / "a2")
     assert requests(mount.server)["ListObjectsV2"] == 3 + 1  # and the lookup of `tree`
+
+
+@pytest.mark.parametrize("sibling", ["a-b", "a.b", "a!", "a b"])
+def test_a_directory_listed_on_the_page_after_a_sibling_sorting_before_slash_is_not_answered_missing(
+        make_mount, tmp_path, sibling):
+    """Keys `a-b`, `a.b`, `a!` sort before `a/` (bytes '-' '.' '!' ' ' < '/'), so a page ending at such a sibling
+    shows neither a file `a` nor the directory `a/` (on the next page): `a` is not covered by that page."""
+    mount = status_mount(make_mount, tmp_path, "open_check_window=60,list_object_max_keys=10")
+    bucket = mount.server.oss2_bucket(mount.bucket)
+    siblings = [f"d/{sibling}{i}" for i in range(10)]  # page 1 is exactly these ten keys
+    put_many(bucket, siblings, b"abc", FILE_META)
+    bucket.put_object("d/a/inner", b"x")
+    os.stat(mount.path / "d")
+    for key in siblings[:sweep.TRIGGER + 1]:  # lookups that miss the caches: the sweep lists page 1 of `d`
+        assert os.stat(mount.path / key).st_size == 3
+    assert stat.S_ISDIR(os.stat(mount.path / "d" / "a").st_mode)
+    assert (mount.path / "d" / "a" / "inner").read_bytes() == b"x"
+
+
+def test_an_answer_fetched_ahead_is_not_served_longer_than_stat_cache_expire_after_its_head(make_mount, tmp_path):
+    """A HEAD sent ahead answered at t; a lookup taking it at t + 2 s must not make it last until t + 2 + TTL:
+    another client's overwrite shows once TTL seconds passed since that HEAD (stat_cache_expire)."""
+    import time
+    ttl = 4.0
+    mount = status_mount(make_mount, tmp_path, f"stat_cache_expire={ttl:g}")
+    bucket = mount.server.oss2_bucket(mount.bucket)
+    put_many(bucket, [f"d/f{i:04d}" for i in range(60)], b"abc", FILE_META)
+    os.stat(mount.path / "d")
+    for i in range(10):  # a sequential sweep: the HEADs of f0010.. are sent ahead now
+        os.stat(mount.path / "d" / f"f{i:04d}")
+    ahead_sent = time.monotonic()
+    bucket.put_object("d/f0020", b"abcdef", headers=FILE_META)  # another client overwrites it
+    time.sleep(ttl / 2)
+    os.stat(mount.path / "d" / "f0020")  # the answer fetched ahead is younger than the TTL: it may be taken
+    time.sleep(max(0.0, ahead_sent + ttl + 0.5 - time.monotonic()))
+    assert os.stat(mount.path / "d" / "f0020").st_size == 6  # that HEAD is older than the TTL now
