@@ -68,8 +68,10 @@ log = logging.getLogger("ossmount.server.http")
 RECV_SIZE = 64 * 1024
 SPOOL_BUFFER_SIZE = 4 * 1024 * 1024
 # Spool buffers kept for the next body (4 MiB each): a fresh bytearray per request costs a memset and a page fault
-# per 4 KiB on first touch and an munmap on release, as much CPU as writing the body to the spool file.
-SPOOL_BUFFERS_KEPT = 8
+# per 4 KiB on first touch and an munmap on release, as much CPU as writing the body to the spool file. Each large
+# body in flight holds two, so 16 cover the client's default 5 parallel parts (ossfs `parallel_count`) with room;
+# they are memory the server reached at its peak anyway (at most 64 MiB kept).
+SPOOL_BUFFERS_KEPT = 16
 FAST_BODY_MIN = 256 * 1024
 IN_MEMORY_BODY_MAX = 64 * 1024
 MAX_HEAD_SIZE = 256 * 1024
