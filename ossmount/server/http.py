@@ -67,6 +67,11 @@ log = logging.getLogger("ossmount.server.http")
 
 RECV_SIZE = 64 * 1024
 SPOOL_BUFFER_SIZE = 4 * 1024 * 1024
+# Spool buffers kept for the next body (4 MiB each): a fresh bytearray per request costs a memset and a page fault
+# per 4 KiB on first touch and an munmap on release, as much CPU as writing the body to the spool file. Each large
+# body in flight holds two, so 16 cover the client's default 5 parallel parts (ossfs `parallel_count`) with room;
+# they are memory the server reached at its peak anyway (at most 64 MiB kept).
+SPOOL_BUFFERS_KEPT = 16
 FAST_BODY_MIN = 256 * 1024
 IN_MEMORY_BODY_MAX = 64 * 1024
 MAX_HEAD_SIZE = 256 * 1024
@@ -333,6 +338,23 @@ class _Channel:
         self.sock.close()
 
 
+class _BufferPool:
+    """Reusable `size`-byte bytearrays, at most `kept` of them held while idle (sans-IO: single-threaded use from
+    the event loop)."""
+
+    def __init__(self, size: int, kept: int):
+        self.size = size
+        self.kept = kept
+        self._free: list[bytearray] = []
+
+    def take(self) -> bytearray:
+        return self._free.pop() if self._free else bytearray(self.size)
+
+    def give(self, buffer: bytearray) -> None:
+        if len(self._free) < self.kept and len(buffer) == self.size:
+            self._free.append(buffer)
+
+
 class _BodySpool:
     """Receives a request body into memory or a file under `tmp_dir`, hashing as it goes.
 
@@ -445,6 +467,7 @@ class HttpFront:
         self._etag = etag
         self._limiter = trio.CapacityLimiter(core_threads)
         self._clock = clock
+        self._buffers = _BufferPool(SPOOL_BUFFER_SIZE, SPOOL_BUFFERS_KEPT)
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
         """Accept connections on `listeners` until cancelled, serving at most `limits.max_connections` at once."""
@@ -732,31 +755,36 @@ class HttpFront:
         spool.write(first)
         remaining = length - len(first)
         received = len(first)
-        # Two buffers: while worker threads hash and write one, the socket fills the other.
-        buffer_size = min(SPOOL_BUFFER_SIZE, max(remaining, 1))
+        # Two buffers (from the pool): while worker threads hash and write one, the socket fills the other.
+        buffers = [self._buffers.take() for _ in range(2 if remaining > SPOOL_BUFFER_SIZE else 1 if remaining else 0)]
         free_send, free_receive = trio.open_memory_channel[bytearray](2)
-        for _ in range(2):
-            free_send.send_nowait(bytearray(buffer_size))
+        for buffer in buffers:
+            free_send.send_nowait(buffer)
         full_send, full_receive = trio.open_memory_channel[tuple[bytearray, int]](0)
-        with _single_exception_unwrapped():
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._spool_worker, full_receive, free_send, spool)
-                async with full_send:
-                    while remaining:
-                        buffer = await free_receive.receive()
-                        view = memoryview(buffer)
-                        want = min(len(buffer), remaining)
-                        filled = 0
-                        # Fill the whole buffer before handing it on, so the thread hops are amortised.
-                        while filled < want:
-                            count = await channel.recv_into(view[filled:filled + pacer.piece(want - filled)])
-                            if not count:
-                                raise ClientGone(f"connection closed with {remaining - filled} body bytes missing")
-                            filled += count
-                            received += count
-                            await pacer.wait(received)
-                        remaining -= filled
-                        await full_send.send((buffer, filled))
+        try:
+            with _single_exception_unwrapped():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._spool_worker, full_receive, free_send, spool)
+                    async with full_send:
+                        while remaining:
+                            buffer = await free_receive.receive()
+                            view = memoryview(buffer)
+                            want = min(len(buffer), remaining)
+                            filled = 0
+                            # Fill the whole buffer before handing it on, so the thread hops are amortised.
+                            while filled < want:
+                                count = await channel.recv_into(view[filled:filled + pacer.piece(want - filled)])
+                                if not count:
+                                    raise ClientGone(f"connection closed with {remaining - filled} body bytes missing")
+                                filled += count
+                                received += count
+                                await pacer.wait(received)
+                            remaining -= filled
+                            await full_send.send((buffer, filled))
+        finally:
+            # The nursery has waited for the worker threads (they cannot be abandoned), so no thread holds a buffer.
+            for buffer in buffers:
+                self._buffers.give(buffer)
         channel.conn = self._resynchronised_connection(head, pipelined)
 
     async def _spool_worker(self, full: trio.MemoryReceiveChannel, free: trio.MemorySendChannel,
