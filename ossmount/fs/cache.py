@@ -8,13 +8,22 @@ with `enable_noobj_cache`. Local changes invalidate the affected entries and the
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from cachetools import TTLCache
 
 from ossmount.store.types import ObjectInfo
+
+
+@dataclass(eq=False)
+class ListingWatch:
+    """A directory being listed from OSS (`MetadataCache.watching`): `spoiled` once this mount changes it."""
+
+    path: str
+    spoiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,16 @@ class Listing:
     that file makes the directory appear.
     `checked` is when (time.monotonic()) OSS returned it complete: a name missing from a listing confirmed
     within the open-check window does not exist (Namespace.resolve), with no request.
+    `spoiled`: this mount changed the directory while OSS was asked for it (`MetadataCache.watching`), so the
+    answer may miss that change: it is shown to the readdir that asked, never cached.
     """
 
-    def __init__(self, entries: dict[str, Node], shadowed: set[str] | None = None, checked: float = 0.0):
+    def __init__(self, entries: dict[str, Node], shadowed: set[str] | None = None, checked: float = 0.0,
+                 spoiled: bool = False):
         self.entries = entries
         self.shadowed = shadowed or set()
         self.checked = checked
+        self.spoiled = spoiled
 
     def sorted(self) -> list[tuple[str, Node]]:
         return sorted(self.entries.items())
@@ -74,6 +87,7 @@ class MetadataCache:
         self.stat_hits = self.stat_misses = self.listing_hits = self.listing_misses = self.negative_hits = 0
         # Told of every local change: a path, or None for "anything may have changed" (a tree, the bucket).
         self.on_change: Callable[[str | None], None] = lambda path: None
+        self._watches: list[ListingWatch] = []  # directories being listed from OSS now
 
     def get(self, path: str) -> Node | None:
         node = self._stat.get(path)
@@ -108,9 +122,29 @@ class MetadataCache:
     def put_listing(self, path: str, listing: Listing) -> None:
         self._listing[path] = listing
 
+    @contextlib.contextmanager
+    def watching(self, path: str) -> Iterator[ListingWatch]:
+        """Watch the directory `path` while its listing is asked from OSS: a local change meanwhile spoils the
+        watch (an entry of `path` created, deleted, renamed or changed, `path` itself, a tree holding it, or
+        everything), and a listing answered under a spoiled watch is not cached (it may predate the change:
+        caching it would hide a name this mount created, or show one it deleted, for up to the TTL)."""
+        watch = ListingWatch(path)
+        self._watches.append(watch)
+        try:
+            yield watch
+        finally:
+            self._watches.remove(watch)
+
+    def _changed(self, path: str | None) -> None:
+        for watch in self._watches:
+            if path is None or watch.path == path or parent_of(path) == watch.path or \
+                    watch.path.startswith(path + "/"):
+                watch.spoiled = True
+        self.on_change(path)
+
     def put_local(self, path: str, node: Node) -> None:
         """This mount created or changed `path`: cache it and update the parent's cached listing."""
-        self.on_change(path)
+        self._changed(path)
         self.put(path, node)
         listing = self._listing.get(parent_of(path))
         if listing is not None:
@@ -119,7 +153,7 @@ class MetadataCache:
     def remove_local(self, path: str, *, shadowed: Node | None = None) -> None:
         """This mount deleted `path`: forget it and drop it from the parent's cached listing (where the
         directory it shadowed, if any, takes its place as `shadowed`)."""
-        self.on_change(path)
+        self._changed(path)
         self._stat.pop(path, None)
         self._listing.pop(path, None)
         name = path.rpartition("/")[2]
@@ -135,7 +169,7 @@ class MetadataCache:
 
     def invalidate(self, path: str) -> None:
         """Forget `path` and its parent's listing (a local create, delete or change)."""
-        self.on_change(path)
+        self._changed(path)
         self._stat.pop(path, None)
         self._negative.pop(path, None)
         self._listing.pop(path, None)
@@ -143,13 +177,13 @@ class MetadataCache:
 
     def clear(self) -> None:
         """Forget everything (the bucket disappeared: nothing cached about it is true any more)."""
-        self.on_change(None)
+        self._changed(None)
         for cache in (self._stat, self._negative, self._listing):
             cache.clear()
 
     def invalidate_tree(self, path: str) -> None:
         """Forget `path` and everything cached below it (directory rename or removal)."""
-        self.on_change(None)
+        self._changed(None)
         self.invalidate(path)
         below = path + "/" if path else ""
         for cache in (self._stat, self._negative, self._listing):

@@ -46,7 +46,9 @@ Concurrency (trio: synchronous code between two awaits is atomic; every store ca
 - Races between this mount's own operations on one name (e.g. two creates) are serialised by the kernel's
   directory locks; what remains is last-writer-wins on the object, as on OSS itself.
 - readdir keeps the snapshot taken at offset 0; local creates and deletes update the cached listing in
-  place, so the next opendir sees them without a LIST.
+  place, so the next opendir sees them without a LIST. A listing asked from OSS while this mount changes that
+  directory (a chmod or a write never take the kernel's directory lock; a late upload of a create) may predate
+  the change: it is shown to the readdir that asked but never cached (`MetadataCache.watching`).
 - Other clients' changes are seen when the cache entry (and the kernel's entry/attr timeout, the same TTL)
   expires, or at the next open of a file (close-to-open).
 """
@@ -242,9 +244,9 @@ class Namespace:
         return node
 
     def _changed(self, path: str | None) -> None:
-        """A local change of `path` (None: of anything): what is fetched ahead forgets it (sweep.py)."""
+        """A local change of `path` (None: of anything): what is fetched ahead forgets it (sweep.py); listings in
+        flight are spoiled by the cache itself (`MetadataCache.watching`)."""
         self.sweeps.changed(path)
-        self.listings_ahead.changed(path)
 
     # ---- the bucket disappearing ----------------------------------------------------------------
 
@@ -588,18 +590,24 @@ class Namespace:
     async def _fetch_listing(self, path: str) -> Listing:
         """List the directory `path` and give its entries their full metadata (`_complete_entries`)."""
         dir_prefix = self.dir_prefix(path)
-        checked = self.monotonic()
-        objects, prefixes = await self.store.list_all(dir_prefix, delimiter="/", v2=self.config.list_v2)
-        listed = names.split_listing(dir_prefix, ((info.key, info) for info in objects), prefixes)
-        self._report_hidden(listed.hidden)
-        entries: dict[str, Node] = {name: Node(fsattrs.EntryKind.DIR, None, None, checked) for name in listed.dirs}
-        for name, info in listed.files.items():
-            entries[name] = self.node_from_object(info, checked)
-        await self._complete_entries(path, dir_prefix, entries, checked)
+        with self.cache.watching(path) as watch:  # a local change meanwhile spoils the answer (never cached)
+            checked = self.monotonic()
+            objects, prefixes = await self.store.list_all(dir_prefix, delimiter="/", v2=self.config.list_v2)
+            listed = names.split_listing(dir_prefix, ((info.key, info) for info in objects), prefixes)
+            self._report_hidden(listed.hidden)
+            entries: dict[str, Node] = {name: Node(fsattrs.EntryKind.DIR, None, None, checked)
+                                        for name in listed.dirs}
+            for name, info in listed.files.items():
+                entries[name] = self.node_from_object(info, checked)
+            await self._complete_entries(path, dir_prefix, entries, checked)
         shadowed = {key[len(dir_prefix):-1] for key, _ in listed.hidden if key.endswith("/")} & set(listed.files)
-        return Listing(entries, shadowed, checked)
+        return Listing(entries, shadowed, checked, spoiled=watch.spoiled)
 
     def _keep_listing(self, path: str, listing: Listing) -> None:
+        """Cache a listing and its entries, unless this mount changed the directory while it was asked for
+        (`Listing.spoiled`): its entries could undo a chmod or a write, its names hide a create or show a delete."""
+        if listing.spoiled:
+            return
         for name, node in listing.entries.items():
             self.cache.put(f"{path}/{name}" if path else name, node)
         self.cache.put_listing(path, listing)

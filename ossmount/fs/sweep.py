@@ -243,7 +243,6 @@ LISTINGS_AHEAD_HEADED = 2  # the same where a listing HEADs its entries (without
 @dataclass
 class _Flight:
     done: trio.Event = field(default_factory=trio.Event)
-    spoiled: bool = False  # a local change in the directory while it was listed: the answer is not kept
 
 
 class ListingsAhead:
@@ -256,8 +255,8 @@ class ListingsAhead:
       * Otherwise a listing also HEADs its entries, so it starts only once a traversal shows itself (the
         directory listed is the subdirectory that follows the previous one listed under the same parent), and
         only LISTINGS_AHEAD_HEADED directories ahead: what a traversal that stops wasted is bounded by that.
-    `fetch(path)` -> Listing lists a directory (without caching it); `keep(path, listing)` caches it. A local
-    change in a directory while it is listed ahead spoils that answer (`changed`): the readdir lists it again.
+    `fetch(path)` -> Listing lists a directory (without caching it); `keep(path, listing)` caches it unless a local
+    change in the directory while it was listed spoiled it (`MetadataCache.watching`): the readdir lists it again.
     """
 
     def __init__(self, *, nursery: trio.Nursery | None, enabled: bool, eager: bool, fetch: Callable[[str], Any],
@@ -275,12 +274,6 @@ class ListingsAhead:
         self._flights: dict[str, _Flight] = {}
         self._subdirs: tuple[Any, list[str]] | None = None  # (a parent's listing, its subdirectory names sorted)
         self.started = 0
-
-    def changed(self, path: str | None) -> None:
-        for directory, flight in self._flights.items():
-            if path is None or parent_of(path) == directory or directory.startswith(path + "/") \
-                    or directory == path:
-                flight.spoiled = True
 
     async def wait(self, path: str) -> None:
         """If `path` is being listed ahead, wait for that listing (then look in the cache)."""
@@ -319,8 +312,7 @@ class ListingsAhead:
         try:
             async with self.limiter:
                 listing = await self.fetch(path)
-            if not flight.spoiled:
-                self.keep(path, listing)
+            self.keep(path, listing)
         except Exception as exc:  # noqa: BLE001 - the readdir lists it itself and reports what OSS says
             log.debug("listing '%s' ahead failed: %s", path, exc)
         finally:

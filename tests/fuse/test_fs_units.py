@@ -53,6 +53,35 @@ def test_cache_ttl_negative_and_invalidation():
     assert cache.get("a/b") is None
 
 
+def test_a_local_change_spoils_the_listings_in_flight_of_its_directory_only():
+    """MetadataCache.watching: a change of an entry, of the directory itself, of a tree holding it or of everything
+    spoils the watch; a change elsewhere (a sibling, a subdirectory's entry) does not; a watch ends with its block."""
+    cache = MetadataCache(max_size=10, ttl=900, negative=False)
+    node = Node("file", "k", None)
+    changes = {
+        "entry created": lambda: cache.put_local("a/b/new", node),
+        "entry deleted": lambda: cache.remove_local("a/b/old"),
+        "entry invalidated": lambda: cache.invalidate("a/b/f"),
+        "the directory removed": lambda: cache.remove_local("a/b"),
+        "a tree moved": lambda: cache.invalidate_tree("x"),
+        "the bucket gone": cache.clear,
+    }
+    for reason, change in changes.items():
+        with cache.watching("a/b") as watch, cache.watching("") as root:
+            change()
+        assert watch.spoiled, reason
+        assert root.spoiled == (reason in ("a tree moved", "the bucket gone")), reason
+    for change in (lambda: cache.put_local("a/c", node), lambda: cache.put_local("a/b/sub/f", node),
+                   lambda: cache.remove_local("a/bc/f")):
+        with cache.watching("a/b") as watch:
+            change()
+        assert not watch.spoiled
+    with cache.watching("a/b") as watch:
+        pass
+    cache.put_local("a/b/late", node)
+    assert not watch.spoiled  # changes after the answer are the cached listing's to follow (put_local)
+
+
 def test_cache_disabled_with_size_zero():
     cache = MetadataCache(max_size=0, ttl=900, negative=True)
     cache.put("x", Node("file", "x", None))
