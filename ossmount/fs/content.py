@@ -987,6 +987,14 @@ class ContentManager:
     def get(self, key: str) -> FileContent | None:
         return self._contents.get(key)
 
+    def not_on_oss_under(self, dir_prefix: str) -> list[FileContent]:
+        """The contents of the keys directly under `dir_prefix` ("" for the root, else ending in "/") whose bytes
+        are not all on OSS yet (a create or a write whose upload is stalled, failed and retried, or in flight):
+        a listing from OSS may not show them although they exist here."""
+        return [content for key, content in self._contents.items()
+                if content.dirty and not content.detached and key.startswith(dir_prefix)
+                and key != dir_prefix and "/" not in key[len(dir_prefix):]]
+
     async def settle(self, key: str, *, publish: bool) -> None:
         """Before a rename (`publish`) or a delete of `key` or of keys under `key/`: the uploads bound to those keys
         land first — a pending commit is awaited, and with `publish` an open stream is committed (a rename copies

@@ -600,8 +600,23 @@ class Namespace:
             for name, info in listed.files.items():
                 entries[name] = self.node_from_object(info, checked)
             await self._complete_entries(path, dir_prefix, entries, checked)
+            self._add_files_not_on_oss(path, dir_prefix, entries)
         shadowed = {key[len(dir_prefix):-1] for key, _ in listed.hidden if key.endswith("/")} & set(listed.files)
         return Listing(entries, shadowed, checked, spoiled=watch.spoiled)
+
+    def _add_files_not_on_oss(self, path: str, dir_prefix: str, entries: dict[str, Node]) -> None:
+        """Files this mount holds whose upload has not landed (a create answered during a stalled PutObject, a
+        write whose upload failed and is retried) exist though OSS does not list them yet: never hide them."""
+        for content in self.contents.not_on_oss_under(dir_prefix):
+            name = content.key[len(dir_prefix):]
+            if name in entries and entries[name].kind is _FILE:
+                continue
+            child = f"{path}/{name}" if path else name
+            node = self.cache.get(child)
+            if node is None or node.kind is not _FILE or node.key != content.key:
+                node = Node(_FILE, content.key, ObjectInfo(key=content.key, size=content.size, etag="",
+                                                           mtime=self.clock()), self.monotonic())
+            entries[name] = node
 
     def _keep_listing(self, path: str, listing: Listing) -> None:
         """Cache a listing and its entries, unless this mount changed the directory while it was asked for

@@ -250,6 +250,39 @@ def test_a_cached_stat_answers_while_a_create_waits_on_a_stalled_server(make_mou
     assert sorted(os.listdir(mount.path / "d")) == ["f0", "f1", "f2", "new"]
 
 
+def test_a_file_created_during_a_stalled_upload_is_listed_before_oss_has_it(make_mount):
+    """A create answered from local state while its PutObject is stalled (stalls.py) makes a file that exists
+    here and not yet on OSS: a listing fetched meanwhile (the directory's first) must show it, not hide it until
+    the upload lands; and after the upload the listing shows it as OSS has it."""
+    mount = make_mount("open_check_window=0")
+    bucket = mount.server.oss2_bucket(mount.bucket)
+    bucket.put_object("d/old", b"on OSS")
+    mount.server.admin.reset_requests()  # the request log records answered requests, of every bucket
+    mount.server.admin.set_faults([{"action": "hold", "op": "PutObject", "delay_ms": 120_000}])
+    creator = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o640)\n"
+        "print('created', flush=True)\n"
+        "os.write(fd, b'written during a stall')\n"
+        "os.close(fd)\n"), str(mount.path / "d" / "new")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert creator.stdout.readline().strip() == "created"  # answered here while its upload is held
+        assert mount.server.admin.held() == 1  # the create's PutObject
+        assert [r for r in mount.server.admin.requests() if r["key"] == "d/new" and r["op"] == "PutObject"] == []
+        assert sorted(os.listdir(mount.path / "d")) == ["new", "old"]
+        assert creator.poll() is None  # its close still waits for the upload
+        mount.server.admin.clear_faults()
+        assert creator.wait(timeout=120) == 0
+    finally:
+        mount.server.admin.clear_faults()
+        if creator.poll() is None:
+            creator.kill()
+        creator.wait()
+    assert bucket.get_object("d/new").read() == b"written during a stall"
+    assert sorted(os.listdir(mount.path / "d")) == ["new", "old"]
+    assert os.stat(mount.path / "d" / "new").st_size == len(b"written during a stall")
+
+
 def test_a_chmod_after_a_remount_keeps_the_headers_of_an_entry_from_the_persistent_cache(make_mount, tmp_path):
     """An entry served from the persistent stat cache carries what its HEAD said, Cache-Control and friends
     included, so a metadata change (CopyObject REPLACE) sends them again although no HEAD was made."""
