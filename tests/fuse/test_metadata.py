@@ -6,6 +6,7 @@ own statistics from its status file (FUSE requests per operation, attribute buil
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -196,6 +197,29 @@ def test_a_name_missing_from_a_fresh_listing_is_answered_without_a_request(make_
         assert requests(mount.server) == {"HeadObject": 1, "ListObjectsV2": 1}
 
 
+@contextlib.contextmanager
+def stalled_creator(mount, path):
+    """A process that creates `path` (mode 0640), prints "created", writes b'written during a stall' and closes
+    it, started while the test holds the server's requests. When the block ends its close must still be waiting
+    for the upload; the server then answers again and the process must succeed. Always stopped."""
+    creator = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o640)\n"
+        "print('created', flush=True)\n"
+        "os.write(fd, b'written during a stall')\n"
+        "os.close(fd)\n"), str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        yield creator
+        assert creator.poll() is None  # its close still waits for the upload
+        mount.server.admin.clear_faults()  # the server answers again (held requests go on)
+        assert creator.wait(timeout=120) == 0
+    finally:
+        mount.server.admin.clear_faults()
+        if creator.poll() is None:
+            creator.kill()
+        creator.wait()
+
+
 def test_a_cached_stat_answers_while_a_create_waits_on_a_stalled_server(make_mount, tmp_path):
     """Issue 12, item 5. The kernel holds a directory's lock for a whole create, and a lookup of a name it has
     no dentry for (dropped under memory pressure) waits for that lock. With a stalled server the create's
@@ -216,13 +240,7 @@ def test_a_cached_stat_answers_while_a_create_waits_on_a_stalled_server(make_mou
     # The server stops answering: every request is held inside it until released (or 120 s pass).
     mount.server.admin.set_faults([{"action": "hold", "op": "PutObject", "delay_ms": 120_000},
                                    {"action": "hold", "op": "*", "delay_ms": 120_000}])
-    creator = subprocess.Popen([sys.executable, "-c", (
-        "import os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o640)\n"
-        "print('created', flush=True)\n"
-        "os.write(fd, b'written during a stall')\n"
-        "os.close(fd)\n"), str(mount.path / "d" / "new")], stdout=subprocess.PIPE, text=True)
-    try:
+    with stalled_creator(mount, mount.path / "d" / "new") as creator:
         def put_held() -> int:
             return mount.server.admin.faults()["rules"][0]["fired"]
 
@@ -237,14 +255,6 @@ def test_a_cached_stat_answers_while_a_create_waits_on_a_stalled_server(make_mou
         assert mount.server.admin.held() >= 1
         assert [r for r in mount.server.admin.requests() if r["op"] == "PutObject"] == []  # none answered yet
         assert creator.stdout.readline().strip() == "created"  # the create itself did not wait for OSS
-        assert creator.poll() is None  # its close still waits for the upload
-        mount.server.admin.clear_faults()  # the server answers again (held requests go on)
-        assert creator.wait(timeout=120) == 0
-    finally:
-        mount.server.admin.clear_faults()
-        if creator.poll() is None:
-            creator.kill()
-        creator.wait()
     assert bucket.get_object("d/new").read() == b"written during a stall"
     assert int(bucket.head_object("d/new").headers["x-oss-meta-mode"]) == stat.S_IFREG | 0o640
     assert sorted(os.listdir(mount.path / "d")) == ["f0", "f1", "f2", "new"]
@@ -259,25 +269,11 @@ def test_a_file_created_during_a_stalled_upload_is_listed_before_oss_has_it(make
     bucket.put_object("d/old", b"on OSS")
     mount.server.admin.reset_requests()  # the request log records answered requests, of every bucket
     mount.server.admin.set_faults([{"action": "hold", "op": "PutObject", "delay_ms": 120_000}])
-    creator = subprocess.Popen([sys.executable, "-c", (
-        "import os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o640)\n"
-        "print('created', flush=True)\n"
-        "os.write(fd, b'written during a stall')\n"
-        "os.close(fd)\n"), str(mount.path / "d" / "new")], stdout=subprocess.PIPE, text=True)
-    try:
+    with stalled_creator(mount, mount.path / "d" / "new") as creator:
         assert creator.stdout.readline().strip() == "created"  # answered here while its upload is held
         assert mount.server.admin.held() == 1  # the create's PutObject
         assert [r for r in mount.server.admin.requests() if r["key"] == "d/new" and r["op"] == "PutObject"] == []
         assert sorted(os.listdir(mount.path / "d")) == ["new", "old"]
-        assert creator.poll() is None  # its close still waits for the upload
-        mount.server.admin.clear_faults()
-        assert creator.wait(timeout=120) == 0
-    finally:
-        mount.server.admin.clear_faults()
-        if creator.poll() is None:
-            creator.kill()
-        creator.wait()
     assert bucket.get_object("d/new").read() == b"written during a stall"
     assert sorted(os.listdir(mount.path / "d")) == ["new", "old"]
     assert os.stat(mount.path / "d" / "new").st_size == len(b"written during a stall")
