@@ -41,6 +41,16 @@ def wait_for(probe: Callable[[], _T], until: Callable[[_T], bool], *, timeout: f
         time.sleep(interval)
 
 
+def die_with_parent() -> None:
+    """`preexec_fn` for helper processes a test or benchmark starts: the kernel sends them SIGTERM when the process
+    that started them dies (prctl PR_SET_PDEATHSIG, Linux), so a test run killed outright (SIGKILL, the OOM killer)
+    leaves no server or daemon behind. Start them from the main thread: the signal follows the starting thread."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def stop_process(process: "subprocess.Popen") -> None:
     """SIGTERM, wait up to 10 s, then SIGKILL and reap (a no-op for a process that already exited)."""
     if process.poll() is not None:
@@ -299,7 +309,7 @@ class LocalServer:
         try:
             self.process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                cwd=str(self.data_dir))
+                cwd=str(self.data_dir), preexec_fn=die_with_parent)
         finally:
             stderr.close()
         try:
@@ -765,7 +775,8 @@ class LocalDaemon:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log_file,
-                                            stderr=subprocess.STDOUT, env=env if env is not None else self.env)
+                                            stderr=subprocess.STDOUT, env=env if env is not None else self.env,
+                                            preexec_fn=die_with_parent)
         deadline = time.monotonic() + DAEMON_START_TIMEOUT
         while True:
             code = self.process.poll()

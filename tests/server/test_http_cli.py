@@ -10,7 +10,7 @@ import pytest
 
 from ossmount.errors import EXIT_CONFIG, EXIT_USAGE
 from ossmount.server.cli import parse_listen
-from ossmount.testing import AdminError, LocalServer
+from ossmount.testing import AdminError, LocalServer, wait_for
 
 
 def serve(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -115,3 +115,28 @@ def test_max_connections_beyond_the_open_file_limit_is_lowered_with_a_warning(tm
     warnings = [line for line in stderr.splitlines() if "--max-connections" in line]
     assert len(warnings) == 1 and f"allows {(hard - 64) // 3} connections" in warnings[0], stderr
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] != hard  # only the child was limited
+
+
+def test_a_server_started_by_a_killed_test_run_stops_with_it(tmp_path):
+    """A test run killed outright (SIGKILL, the OOM killer) runs no fixture teardown: the servers it started must
+    still stop (testing.die_with_parent), not stay behind holding ports and data directories."""
+    runner = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from ossmount.testing import LocalServer\n"
+        "server = LocalServer(sys.argv[1]).start()\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"), str(tmp_path / "oss")], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(runner.stdout.readline())
+    finally:
+        runner.kill()
+        runner.wait()
+    assert wait_for(lambda: _running(server_pid), lambda running: not running, timeout=30) is False
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
