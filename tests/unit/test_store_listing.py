@@ -238,3 +238,23 @@ async def test_a_listing_that_does_not_advance_is_refused():
         async with listing_pages(same_page, op="ListObjects", prefix="p/", v2=False) as pages:
             async for _ in pages:
                 pass
+
+
+def test_a_listed_object_info_is_the_same_value_as_one_built_field_by_field():
+    import dataclasses
+
+    fast = ObjectInfo.listed("d/a", 3, "e", 5.0, "Normal", "IA", None)
+    slow = ObjectInfo(key="d/a", size=3, etag="e", mtime=5.0, storage_class="IA", from_listing=True)
+    assert fast == slow and repr(fast) == repr(slow)
+    assert dataclasses.replace(fast, restore="x") == dataclasses.replace(slow, restore="x")
+    assert fast.meta == {} and fast.meta is not ObjectInfo.listed("d/b", 0, "", 0.0, "Normal", "IA", None).meta
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.size = 4  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("key", ["d%2Fa", "d%2Fa%20b", "%2F%2F", "d%2fa", "100%25%2F", "plain"])
+def test_keys_decode_as_urllib_does(key):
+    import urllib.parse
+
+    body = page(entry(key))
+    assert parse_listing(body, v2=True).objects[0].key == urllib.parse.unquote(key)
