@@ -299,6 +299,12 @@ def classify_object(
 def attrs_for_object(info: "ObjectInfo", kind: EntryKind, own: Ownership) -> Attrs:
     """The stat of an object classified as `kind` (times from meta, else Last-Modified)."""
     meta = info.meta
+    if not meta:  # a listed entry (readdir_optimize): nothing stored to parse, the mount's defaults
+        nanos = round(info.mtime * 1_000_000_000)
+        return _listed_attrs(kind, kind.type_bits | own.permission_bits(kind, None),
+                             own.mount_uid if own.uid is None else own.uid,
+                             own.mount_gid if own.gid is None else own.gid,
+                             0 if kind is EntryKind.DIR or kind.special else info.size, nanos)
     stored_mode = parse_mode(meta)
     uid = own.uid if own.uid is not None else parse_id(meta, META_UID)
     gid = own.gid if own.gid is not None else parse_id(meta, META_GID)
@@ -329,6 +335,15 @@ def attrs_for_object(info: "ObjectInfo", kind: EntryKind, own: Ownership) -> Att
         atime_ns=mtime_ns if atime_ns is None else atime_ns,
         rdev=rdev,
     )
+
+
+def _listed_attrs(kind: EntryKind, mode: int, uid: int, gid: int, size: int, nanos: int) -> Attrs:
+    """`Attrs(kind, mode, uid, gid, size, nanos, nanos, nanos)` without the frozen dataclass's per-field setattr:
+    `ls -l` / `find` with readdir_optimize build one per listed entry (issue 11), and this is half the cost."""
+    attrs = object.__new__(Attrs)
+    attrs.__dict__.update(kind=kind, mode=mode, uid=uid, gid=gid, size=size, mtime_ns=nanos, ctime_ns=nanos,
+                          atime_ns=nanos, rdev=0)
+    return attrs
 
 
 def attrs_for_implicit_dir(own: Ownership, mtime: float) -> Attrs:

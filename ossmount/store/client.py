@@ -61,7 +61,8 @@ from ossmount.ops.accounting import RequestLedger
 from ossmount.store import transport as http
 from ossmount.store import types
 from ossmount.store.headers import CopyPolicy, RequestHeaders, merge_headers
-from ossmount.store.listing import Listing, ListingError, parse_listing
+from ossmount.store.listing import Listing, ListingError, ListingHead, parse_listing
+from ossmount.store.pages import ListingPages, listing_pages
 from ossmount.store.retry import DeadlineExceeded, RetryPolicy, attempt_time_left, note_success
 from ossmount.store.types import ListPage, ObjectInfo, PartInfo
 from ossmount.store.wire import Addressing, OssRequest, Signer
@@ -721,11 +722,14 @@ class ObjectStore:
     # -- answers ----------------------------------------------------------------------------------
 
     @staticmethod
-    async def _body(response: http.Response) -> bytes:
+    async def _body(response: http.Response, on_data: Callable[[bytes], None] | None = None) -> bytes:
         """The whole body of an answer to be parsed, which is untrusted: more than `_MAX_PARSED_BODY` bytes (after
-        any Content-Encoding) is _InvalidResponse (TransientError InvalidResponse)."""
+        any Content-Encoding) is _InvalidResponse (TransientError InvalidResponse). `on_data(piece)` sees the body
+        as it arrives, unless it is encoded (gzip, deflate)."""
+        if response.headers.get("content-encoding", "").strip().lower() not in ("", "identity"):
+            on_data = None
         try:
-            body = await response.read(_MAX_PARSED_BODY)
+            body = await response.read(_MAX_PARSED_BODY, on_data)
         except http.BodyTooLarge:
             raise _InvalidResponse(f"the answer is larger than {_MAX_PARSED_BODY} bytes",
                                    response.request_id) from None
@@ -760,9 +764,12 @@ class ObjectStore:
         return await self._call("HeadObject", key, lambda: OssRequest("HEAD", key), handle)
 
     async def list_page(self, prefix: str, *, delimiter: str = "/", token: str | None = None,
-                        max_keys: int | None = None, v2: bool = True) -> ListPage:
+                        max_keys: int | None = None, v2: bool = True,
+                        on_next_token: Callable[[str | None], None] | None = None) -> ListPage:
         """One page of ListObjectsV2 (or V1 with `v2=False`) of at most `max_keys` entries (default: the store's
-        `list_max_keys`, ossfs list_object_max_keys); pass `next_token` back to continue."""
+        `list_max_keys`, ossfs list_object_max_keys); pass `next_token` back to continue. `on_next_token(token)` is
+        called as soon as the head of the answer tells the next page's token (None: no next page), before the rest
+        of the page has arrived (listing.ListingHead; pages.py pipelines with it), at most once per attempt."""
         if max_keys is None:
             max_keys = self.list_max_keys
         if v2:
@@ -775,7 +782,16 @@ class ObjectStore:
                       "encoding-type": "url"}
 
         async def handle(response: http.Response) -> Listing:
-            body = await self._body(response)
+            on_data = None
+            if on_next_token is not None:
+                head = ListingHead(v2=v2)
+
+                def on_data(piece: bytes) -> None:
+                    if not head.decided and head.feed(piece) and head.known:
+                        on_next_token(head.next_token)
+            body = await self._body(response, on_data=on_data)
+            if on_data is not None and head.known and head.next_token is not None:
+                await trio.lowlevel.checkpoint()  # the next page's request goes out before this one is parsed
             try:
                 listing = parse_listing(body, v2=v2)
             except ListingError as exc:
@@ -793,24 +809,26 @@ class ObjectStore:
             next_token = max([o.key for o in listing.objects] + listing.prefixes, default="") or None
         return ListPage(objects=listing.objects, prefixes=listing.prefixes, next_token=next_token or None)
 
+    def list_pages(self, prefix: str, *, delimiter: str = "/", v2: bool = True
+                   ) -> contextlib.AbstractAsyncContextManager[ListingPages]:
+        """Every page of the listing of `prefix`, in order, each page asked for as soon as the head of the one
+        before it has arrived: `async with store.list_pages(p) as pages: async for page in pages: ...`
+        (pages.py: the same pages and failures as `list_page` one after the other)."""
+        async def fetch(token: str | None, on_next_token: Callable[[str | None], None]) -> ListPage:
+            return await self.list_page(prefix, delimiter=delimiter, token=token, v2=v2, on_next_token=on_next_token)
+
+        return listing_pages(fetch, op="ListObjectsV2" if v2 else "ListObjects", prefix=prefix, v2=v2)
+
     async def list_all(self, prefix: str, *, delimiter: str = "/", v2: bool = True
                        ) -> tuple[list[ObjectInfo], list[str]]:
-        """Every object and common prefix under `prefix`, following continuation tokens."""
+        """Every object and common prefix under `prefix`, following continuation tokens (pipelined, `list_pages`)."""
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
-        token: str | None = None
-        while True:
-            page = await self.list_page(prefix, delimiter=delimiter, token=token, v2=v2)
-            objects.extend(page.objects)
-            prefixes.extend(page.prefixes)
-            if page.next_token is None:
-                return objects, prefixes
-            if token is not None and (page.next_token == token or (not v2 and page.next_token < token)):
-                # V2 tokens are opaque but must change; V1 markers are keys and must grow (OSS lists in order)
-                raise types.TransientError(f"{'ListObjectsV2' if v2 else 'ListObjects'} {prefix!r}: the server's "
-                                           f"answer is not usable (the listing does not advance past {token!r})",
-                                           code="InvalidResponse", key=prefix)
-            token = page.next_token
+        async with self.list_pages(prefix, delimiter=delimiter, v2=v2) as pages:
+            async for page in pages:
+                objects.extend(page.objects)
+                prefixes.extend(page.prefixes)
+        return objects, prefixes
 
     async def bucket_info(self) -> dict:
         """GetBucketInfo as a plain dict (name, location, storage class, creation date, ACL, ...)."""

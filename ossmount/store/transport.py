@@ -36,7 +36,7 @@ import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import h11
 import trio
@@ -381,8 +381,9 @@ class Response:
                 return event
             self._conn.receive_data(await self._channel.recv(self._timeout))
 
-    async def read(self, limit: int) -> bytes:
-        """The rest of the body; BodyTooLarge once it exceeds `limit` bytes (the connection is then closed)."""
+    async def read(self, limit: int, on_data: Callable[[bytes], object] | None = None) -> bytes:
+        """The rest of the body; BodyTooLarge once it exceeds `limit` bytes (the connection is then closed).
+        `on_data(piece)` sees each piece as it arrives (a listing's head read before the rest, store/pages.py)."""
         chunks = []
         size = 0
         length = self._remaining if self._remaining is not None else _RECV_SIZE
@@ -396,7 +397,10 @@ class Response:
             if size > limit:
                 self.release()
                 raise BodyTooLarge(f"the answer is larger than {limit} bytes")
-            chunks.append(bytes(view[:count]))
+            chunk = bytes(view[:count])
+            chunks.append(chunk)
+            if on_data is not None:
+                on_data(chunk)
 
     def release(self) -> None:
         """Give the connection back to the pool if the exchange ended cleanly, else close it. Idempotent."""

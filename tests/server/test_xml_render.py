@@ -92,3 +92,18 @@ def test_listings_show_each_change_of_an_object(oss_bucket):
     assert entry("cached/log").size == 2
     oss_bucket.append_object("cached/log", 2, b"345")
     assert entry("cached/log").size == 5
+
+
+def test_a_repeated_listing_of_ten_thousand_keys_decodes_no_record_again():
+    """The record LRU holds more entries than a 10,000-key directory (plus the benchmark's 5,010-entry tree): listing
+    it again decodes nothing (a smaller LRU, cycled in order, would hit nothing at all)."""
+    from ossmount.server.core.store import ObjectRecord, _listed_record
+
+    texts = [ObjectRecord(size=i, etag=f"{i:032x}").to_json() for i in range(15_010)]
+    for text in texts:
+        _listed_record(text)
+    before = _listed_record.cache_info()
+    records = [_listed_record(text) for text in texts]
+    after = _listed_record.cache_info()
+    assert after.misses == before.misses and after.hits - before.hits == len(texts)
+    assert [record.size for record in records] == list(range(15_010))

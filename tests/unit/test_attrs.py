@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from urllib.parse import quote
 
@@ -403,3 +404,15 @@ def test_unicode_digits_and_out_of_range_meta_count_as_absent(meta):
     assert attrs.mode == stat.S_IFREG | 0o640
     assert (attrs.uid, attrs.gid) == (MOUNT_UID, MOUNT_GID)
     assert attrs.mtime_ns == 1_700_000_000_000_000_000
+
+
+@pytest.mark.parametrize("kind", list(EntryKind))
+@pytest.mark.parametrize("own", [Ownership(mount_uid=5, mount_gid=6), Ownership(mount_uid=5, mount_gid=6, uid=7, gid=8),
+                                 Ownership(mount_uid=0, mount_gid=0, umask=0o027)])
+def test_a_listed_entry_without_metadata_gets_the_same_attributes_as_through_the_metadata_rules(kind, own):
+    """The fast path for entries with no x-oss-meta-* (readdir_optimize) gives what the full rules give."""
+    listed = ObjectInfo(key="d/a", size=1234, etag="e", mtime=1700000000.5, from_listing=True)
+    ruled = dataclasses.replace(listed, meta={"unrelated": "x"})  # takes the full path, the same answer expected
+    fast = attrs_for_object(listed, kind, own)
+    assert fast == attrs_for_object(ruled, kind, own) and type(fast) is Attrs
+    assert fast.nlink == (2 if kind is EntryKind.DIR else 1) and fast.blocks == (fast.size + 511) // 512

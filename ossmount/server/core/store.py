@@ -123,11 +123,13 @@ class ObjectRecord:
 _RECORD_FIELDS = tuple(f.name for f in fields(ObjectRecord))
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=32768)
 def _listed_record(text: str) -> ObjectRecord:
     """The record stored as `text`, decoded once for all the listings that show it: a record's JSON is all there is
     of it, so a rewritten or changed object (new text) never meets an old entry. Decoding was ~40 % of a 1000-key
-    ListObjects page. Callers only read it (`Store.row_from`)."""
+    ListObjects page. Callers only read it (`Store.row_from`). Sized above the largest directory the benchmark lists
+    again and again (10,000 keys, plus a 5,010-entry tree): an LRU smaller than a listing that is repeated hits
+    nothing (8,192 entries decoded 10,000 records for every `ls -l`); ~2 KiB a record, so at most ~64 MiB."""
     return ObjectRecord.from_json(text)
 
 
