@@ -203,67 +203,111 @@ Body = bytes | bytearray | memoryview | BufferList | BodySource | None
 
 
 class _Channel:
-    """One connection's byte stream: a plain trio socket (recv_into straight into the caller's buffer) or a TLS
-    stream (one copy out of the TLS layer). Every wait is bounded by `timeout` seconds without progress."""
+    """One connection's byte stream: a plain socket (recv_into straight into the caller's buffer) or a TLS stream
+    (one copy out of the TLS layer). Every wait is bounded by `timeout` seconds without progress.
+
+    A plain connection is a non-blocking stdlib socket driven with trio's I/O waits: a send is tried at once and a
+    receive right after sending waits for the answer first, so neither costs the checkpoints and the failed attempt
+    that trio's socket methods wrap around every call (issue 11: CPU per request)."""
 
     def __init__(self, stream: trio.abc.Stream, tls: bool):
-        self.stream = stream
         self.tls = tls
-        self.sock = stream.socket if not tls else stream.transport_stream.socket  # type: ignore[attr-defined]
+        if tls:
+            self.stream = stream
+            self.sock = stream.transport_stream.socket  # type: ignore[attr-defined]
+        else:
+            self.stream = None
+            self.sock = socket.socket(fileno=stream.socket.detach())  # type: ignore[attr-defined]
+            self.sock.setblocking(False)
         self.closed = False
+        self._poller: select.poll | None = None
 
     async def send_all(self, data: bytes | bytearray | memoryview, timeout: float) -> None:
         view = memoryview(data)
-        with trio.move_on_after(timeout) as scope:
-            if self.tls:
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     await self.stream.send_all(view)
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while sending: {exc.__cause__ or exc}") from exc
                 return
+            raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
+        view = view[self._send_now(view):]
+        if not view:
+            return
+        with trio.move_on_after(timeout) as scope:
             while view:
-                try:
-                    sent = await self.sock.send(view)
-                except OSError as exc:
-                    raise ConnectionLost(f"connection lost while sending: {exc}") from exc
+                await trio.lowlevel.wait_writable(self.sock)
+                sent = self._send_now(view)
                 view = view[sent:]
-                scope.deadline = trio.current_time() + timeout
+                if sent:
+                    scope.deadline = trio.current_time() + timeout
             return
         raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
 
+    def _send_now(self, view: memoryview) -> int:
+        """Bytes of `view` the socket took without waiting (plain connections)."""
+        try:
+            return self.sock.send(view)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while sending: {exc}") from exc
+
     async def recv_into(self, view: memoryview, timeout: float) -> int:
-        with trio.move_on_after(timeout):
-            if self.tls:
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     data = await self.stream.receive_some(len(view))
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
                 view[:len(data)] = data
                 return len(data)
-            try:
-                return await self.sock.recv_into(view)
-            except OSError as exc:
-                raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
+            raise ReadTimeout(f"no answer for {timeout:g} s")
+        try:  # a body is usually streaming in already
+            return self.sock.recv_into(view)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
+        with trio.move_on_after(timeout):
+            while True:
+                await trio.lowlevel.wait_readable(self.sock)
+                try:
+                    return self.sock.recv_into(view)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
         raise ReadTimeout(f"no answer for {timeout:g} s")
 
     async def recv(self, timeout: float) -> bytes:
-        with trio.move_on_after(timeout):
-            if self.tls:
+        """Up to _RECV_SIZE bytes; b"" at the end of the stream. Waits for them first (an answer to what was just
+        sent is seldom there yet)."""
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     return await self.stream.receive_some(_RECV_SIZE)
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
-            try:
-                return await self.sock.recv(_RECV_SIZE)
-            except OSError as exc:
-                raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
+            raise ReadTimeout(f"no answer for {timeout:g} s")
+        with trio.move_on_after(timeout):
+            while True:
+                await trio.lowlevel.wait_readable(self.sock)
+                try:
+                    return self.sock.recv(_RECV_SIZE)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
         raise ReadTimeout(f"no answer for {timeout:g} s")
 
     def looks_closed(self) -> bool:
         """Whether an idle connection was closed by the server (or, plain HTTP, sent something unasked)."""
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN | select.POLLRDHUP)
-        events = poller.poll(0)
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.sock.fileno(), select.POLLIN | select.POLLRDHUP)
+        events = self._poller.poll(0)
         if not events:
             return False
         flags = events[0][1]
@@ -274,6 +318,12 @@ class _Channel:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._poller = None
+            if not self.tls:
+                try:
+                    trio.lowlevel.notify_closing(self.sock)  # a task waiting on it gets ClosedResourceError
+                except RuntimeError:  # outside trio (closed at exit): nobody can be waiting
+                    pass
             self.sock.close()
 
 
@@ -287,8 +337,8 @@ class Response:
         self.status = event.status_code
         headers: dict[str, str] = {}
         connection_tokens = ""
-        for name, value in event.headers:
-            key = name.decode("latin-1")
+        for name, value in event.headers.raw_items():
+            key = name.lower().decode("latin-1")
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
             if key == "connection":
