@@ -63,6 +63,13 @@ def _order(name: str) -> bytes:
     return name.encode("utf-8", "surrogatepass")
 
 
+def _covers(state: "_Directory", name: str) -> bool:
+    """Whether the pages listed so far cover `name`: both its keys, `name` and `name/` (which sorts after `name-b`,
+    `name.b`: '/' is 0x2f), are at or before the pages' last entry (a page ending at `a-b` may leave the directory
+    `a/` to the next)."""
+    return state.complete or (state.listed and _order(name + "/") <= _order(state.covered))
+
+
 @dataclass
 class _Ahead:
     """One HEAD started ahead of its lookup: set `done` when `info` (None: no such object) or `error` is known."""
@@ -157,9 +164,10 @@ class Sweeps:
             state.misses += 1
             if state.misses < TRIGGER:
                 return PASS
-        async with state.lock:
-            if not await self._cover(parent, state, name):
-                return PASS
+        if not _covers(state, name):  # the pages listed so far cover most lookups: no lock, no wait
+            async with state.lock:
+                if not await self._cover(parent, state, name):
+                    return PASS
         if self._dirs.get(parent) is not state or name in state.touched:
             return PASS
         position = bisect.bisect_left(state.files, name)
@@ -180,7 +188,8 @@ class Sweeps:
                 if following not in state.ahead and following not in state.touched:
                     state.ahead[following] = self._start(parent, state, following)
                     self.heads_ahead += 1
-        await ahead.done.wait()
+        if not ahead.done.is_set():
+            await ahead.done.wait()
         if ahead.error is not None or ahead.info is None \
                 or self.monotonic() - ahead.answered >= min(self.ttl, AHEAD_FRESH) \
                 or name in state.touched:
@@ -190,9 +199,7 @@ class Sweeps:
     async def _cover(self, parent: str, state: _Directory, name: str) -> bool:
         """List pages until `name` is covered (rule 1); False when the sweep stops."""
         pages = 0
-        # A name is covered when both its keys, `name` and `name/` (which sorts after `name-b`, `name.b`: '/' is
-        # 0x2f), are at or before the pages' last entry: a page ending at `a-b` may leave the directory `a/` to the next.
-        while not state.complete and (not state.listed or _order(name + "/") > _order(state.covered)):
+        while not _covers(state, name):
             if pages == PAGES_PER_LOOKUP or self._dirs.get(parent) is not state:
                 state.stopped = True
                 return False
