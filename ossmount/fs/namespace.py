@@ -663,13 +663,20 @@ class Namespace:
         # READDIR_HEAD_CONCURRENCY workers take the names in turn (a task per name costs a spawn and a wait for the
         # limiter each); the limiter bounds the HEADs of every listing of the mount together.
         names_left = iter(wanted)
+        limiter = self._head_limiter
 
         async def complete() -> None:
             for name in names_left:
                 node = entries[name]
                 key = node.key if node.info is not None else dir_prefix + name + "/"
-                async with self._head_limiter:
+                try:  # free capacity is taken without a trip through the scheduler
+                    limiter.acquire_nowait()
+                except trio.WouldBlock:
+                    await limiter.acquire()
+                try:
                     info = await self._head(key)
+                finally:
+                    limiter.release()
                 if info is not None:
                     entries[name] = self.node_from_object(info)
 

@@ -511,7 +511,10 @@ class Transport:
         """Send one request and return its answer once the head has arrived (TransportError on failure).
 
         `headers` must hold Host (and Content-Length when there is a body). The caller owns the Response."""
-        await self._slots.acquire()
+        try:  # a free slot is taken without a trip through the scheduler (the exchange below waits anyway)
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
         try:
             channel, reused = await self._checkout(timeouts)
             try:
