@@ -2,8 +2,10 @@
 
 Theory of operation:
   * One `Transport` per endpoint host (the bucket's virtual host, or the endpoint itself in path style), plain or
-    TLS. Connections are trio socket streams, framed with h11; no worker thread is involved, so a request costs
-    no thread hop (performance.md §3.5: a hop is ~0.1 ms) and no requests/urllib3 machinery.
+    TLS. Connections are framed with h11; no worker thread is involved, so a request costs no thread hop
+    (performance.md §3.5: a hop is ~0.1 ms) and no requests/urllib3 machinery. A plain connection is a non-blocking
+    socket driven by trio's I/O waits: a send is tried at once, the answer to a request is waited for before the
+    first receive (no checkpoints around each call, no failed attempt); TLS connections are trio SSL streams.
   * `Transport.request()` takes a kept-alive connection from the pool (last in, first out: the most recently used
     one is the least likely to have been closed by the server's idle timeout) or opens one, at most
     `max_connections` at once; further requests wait, first come first served. It sends the head and the body and
@@ -270,16 +272,7 @@ class _Channel:
             pass
         except OSError as exc:
             raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
-        with trio.move_on_after(timeout):
-            while True:
-                await trio.lowlevel.wait_readable(self.sock)
-                try:
-                    return self.sock.recv_into(view)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
-        raise ReadTimeout(f"no answer for {timeout:g} s")
+        return await self._when_readable(self.sock.recv_into, view, timeout)
 
     async def recv(self, timeout: float) -> bytes:
         """Up to _RECV_SIZE bytes; b"" at the end of the stream. Waits for them first (an answer to what was just
@@ -291,11 +284,15 @@ class _Channel:
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
             raise ReadTimeout(f"no answer for {timeout:g} s")
+        return await self._when_readable(self.sock.recv, _RECV_SIZE, timeout)
+
+    async def _when_readable(self, receive: Any, argument: Any, timeout: float) -> Any:
+        """`receive(argument)` on the plain socket once it has something, waiting at most `timeout` seconds."""
         with trio.move_on_after(timeout):
             while True:
                 await trio.lowlevel.wait_readable(self.sock)
                 try:
-                    return self.sock.recv(_RECV_SIZE)
+                    return receive(argument)
                 except BlockingIOError:
                     continue
                 except OSError as exc:
