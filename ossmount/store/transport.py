@@ -208,9 +208,10 @@ class _Channel:
     """One connection's byte stream: a plain socket (recv_into straight into the caller's buffer) or a TLS stream
     (one copy out of the TLS layer). Every wait is bounded by `timeout` seconds without progress.
 
-    A plain connection is a non-blocking stdlib socket driven with trio's I/O waits: a send is tried at once and a
-    receive right after sending waits for the answer first, so neither costs the checkpoints and the failed attempt
-    that trio's socket methods wrap around every call (issue 11: CPU per request)."""
+    A plain connection is a non-blocking stdlib socket driven with trio's I/O waits: a request head is sent at once
+    and the receive right after it waits for the answer first, so neither costs the checkpoints and the failed
+    attempt that trio's socket methods wrap around every call (issue 11: CPU per request). Bulk data (bodies) keeps
+    a checkpoint per piece, so a long transfer never holds the event loop."""
 
     def __init__(self, stream: trio.abc.Stream, tls: bool):
         self.tls = tls
@@ -234,16 +235,20 @@ class _Channel:
                     raise ConnectionLost(f"connection lost while sending: {exc.__cause__ or exc}") from exc
                 return
             raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
-        view = view[self._send_now(view):]
-        if not view:
-            return
+        if len(view) <= _JOIN_BODY_MAX:  # a request head (with a small body): sent at once, no scheduling
+            view = view[self._send_now(view):]
+            if not view:
+                return
+        else:
+            await trio.lowlevel.checkpoint()  # bulk data: other tasks run (and a cancel lands) between pieces
         with trio.move_on_after(timeout) as scope:
             while view:
-                await trio.lowlevel.wait_writable(self.sock)
                 sent = self._send_now(view)
-                view = view[sent:]
                 if sent:
+                    view = view[sent:]
                     scope.deadline = trio.current_time() + timeout
+                else:
+                    await trio.lowlevel.wait_writable(self.sock)
             return
         raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
 
@@ -266,13 +271,17 @@ class _Channel:
                 view[:len(data)] = data
                 return len(data)
             raise ReadTimeout(f"no answer for {timeout:g} s")
-        try:  # a body is usually streaming in already
-            return self.sock.recv_into(view)
+        # A body is usually streaming in already: take what is there, with the checkpoints of trio's own socket
+        # methods around it (a long body read lets other tasks run, and a cancel lands, between pieces).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            count = self.sock.recv_into(view)
         except BlockingIOError:
-            pass
+            return await self._when_readable(self.sock.recv_into, view, timeout)
         except OSError as exc:
             raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
-        return await self._when_readable(self.sock.recv_into, view, timeout)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return count
 
     async def recv(self, timeout: float) -> bytes:
         """Up to _RECV_SIZE bytes; b"" at the end of the stream. Waits for them first (an answer to what was just
