@@ -203,7 +203,7 @@ class Namespace:
 
     def node_from_object(self, info: ObjectInfo, checked: float | None = None) -> Node:
         kind, warning = fsattrs.classify_object(
-            info.key, info.size, info.content_type, dict(info.meta), complement_stat=self.config.complement_stat
+            info.key, info.size, info.content_type, info.meta, complement_stat=self.config.complement_stat
         )
         self.warn_once(info.key, warning)
         return Node(kind, info.key, info, self.monotonic() if checked is None else checked)
