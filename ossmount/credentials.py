@@ -406,18 +406,20 @@ class FileCredentials(RefreshingCredentials):
             top = os.stat(self.path)
         except OSError as exc:
             return ("error", exc.errno)
-        entries: list[tuple] = [(top.st_ino, top.st_dev, top.st_size, top.st_mtime_ns)]
-        if stat.S_ISDIR(top.st_mode):
-            try:
-                with os.scandir(self.path) as scan:
-                    for entry in scan:
-                        try:
-                            info = entry.stat()
-                        except OSError:
-                            continue
-                        entries.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
-            except OSError as exc:
-                entries.append(("error", exc.errno))
+        signature = (top.st_ino, top.st_dev, top.st_size, top.st_mtime_ns)
+        if not stat.S_ISDIR(top.st_mode):
+            return signature  # a passwd file (checked before every request: one stat, nothing else)
+        entries: list[tuple] = [signature]
+        try:
+            with os.scandir(self.path) as scan:
+                for entry in scan:
+                    try:
+                        info = entry.stat()
+                    except OSError:
+                        continue
+                    entries.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+        except OSError as exc:
+            entries.append(("error", exc.errno))
         return tuple(sorted(entries, key=repr))
 
     def __repr__(self) -> str:

@@ -203,7 +203,7 @@ class Namespace:
 
     def node_from_object(self, info: ObjectInfo, checked: float | None = None) -> Node:
         kind, warning = fsattrs.classify_object(
-            info.key, info.size, info.content_type, dict(info.meta), complement_stat=self.config.complement_stat
+            info.key, info.size, info.content_type, info.meta, complement_stat=self.config.complement_stat
         )
         self.warn_once(info.key, warning)
         return Node(kind, info.key, info, self.monotonic() if checked is None else checked)
@@ -660,16 +660,29 @@ class Namespace:
         if self.persistent is not None:
             self.persistent_misses += sum(entries[name].info is not None for name in wanted)
 
-        async def complete(name: str, node: Node) -> None:
-            key = node.key if node.info is not None else dir_prefix + name + "/"
-            async with self._head_limiter:
-                info = await self._head(key)
-            if info is not None:
-                entries[name] = self.node_from_object(info)
+        # READDIR_HEAD_CONCURRENCY workers take the names in turn (a task per name costs a spawn and a wait for the
+        # limiter each); the limiter bounds the HEADs of every listing of the mount together.
+        names_left = iter(wanted)
+        limiter = self._head_limiter
+
+        async def complete() -> None:
+            for name in names_left:
+                node = entries[name]
+                key = node.key if node.info is not None else dir_prefix + name + "/"
+                try:  # free capacity is taken without a trip through the scheduler
+                    limiter.acquire_nowait()
+                except trio.WouldBlock:
+                    await limiter.acquire()
+                try:
+                    info = await self._head(key)
+                finally:
+                    limiter.release()
+                if info is not None:
+                    entries[name] = self.node_from_object(info)
 
         async with trio.open_nursery() as nursery:
-            for name in wanted:
-                nursery.start_soon(complete, name, entries[name])
+            for _ in range(min(READDIR_HEAD_CONCURRENCY, len(wanted))):
+                nursery.start_soon(complete)
 
     async def mkdir(self, parent_inode: int, name: str, mode: int, uid: int, gid: int, umask: int = 0) -> Entry:
         """`dir/` as ossfs 1.91.10 writes it: empty, application/x-directory, mode/uid/gid/times."""

@@ -5,9 +5,9 @@ Theory of operation
   directory sends them one after the other: the client and the server take turns, each idle while the other
   works. When lookups keep missing in one directory, that directory is worth knowing: `Sweeps` lists it one
   page (up to 1000 keys, delimiter '/') at a time, as far as the lookups reach, and then
-    * a file the page shows is HEADed ahead: each lookup of the page's next file in name order starts the
-      HEADs of the following WINDOW files (at most WINDOW in flight per mount), so the lookups that follow
-      find their answers ready;
+    * a file the page shows is HEADed ahead: lookups of the page's files in name order start the HEADs of the
+      following WINDOW files, topped up every REFILL lookups so that they go out and answer together (at most
+      WINDOW in flight per mount), and the lookups that follow find their answers ready;
     * a name the page covers but does not show does not exist, without a request, by the rule of a cached
       listing (Namespace.resolve): the page is less than `open_check_window` seconds old, or the negative
       cache (`enable_noobj_cache`) is on;
@@ -48,6 +48,7 @@ log = logging.getLogger("ossmount.fs")
 
 TRIGGER = 4  # lookups of one directory that went to OSS before it is listed
 WINDOW = 16  # files HEADed ahead of a sequential sweep (and HEADs in flight for look-ahead, per mount)
+REFILL = 8  # a sequential sweep tops its window up once every REFILL lookups
 PAGES_PER_LOOKUP = 2  # pages one lookup may list to reach its name (rule 1)
 # An answer fetched ahead is taken only this many seconds after its HEAD answered: the stat cache and the kernel keep
 # what a lookup answers for the TTL from the lookup, so an older answer would outlive stat_cache_expire by its age.
@@ -61,6 +62,13 @@ PASS = object()
 def _order(name: str) -> bytes:
     """OSS lists keys in the order of their UTF-8 bytes (which page covers a name is decided in that order)."""
     return name.encode("utf-8", "surrogatepass")
+
+
+def _covers(state: "_Directory", name: str) -> bool:
+    """Whether the pages listed so far cover `name`: both its keys, `name` and `name/` (which sorts after `name-b`,
+    `name.b`: '/' is 0x2f), are at or before the pages' last entry (a page ending at `a-b` may leave the directory
+    `a/` to the next)."""
+    return state.complete or (state.listed and _order(name + "/") <= _order(state.covered))
 
 
 @dataclass
@@ -89,6 +97,7 @@ class _Directory:
     touched: set[str] = field(default_factory=set)  # names changed locally since they were listed
     ahead: dict[str, _Ahead] = field(default_factory=dict)
     last: int | None = None  # position in `files` of the previous lookup
+    refilled: int = -REFILL - 1  # position in `files` of the lookup that last topped up the HEADs ahead
     lock: trio.Lock = field(default_factory=trio.Lock)
     stopped: bool = False
 
@@ -157,9 +166,10 @@ class Sweeps:
             state.misses += 1
             if state.misses < TRIGGER:
                 return PASS
-        async with state.lock:
-            if not await self._cover(parent, state, name):
-                return PASS
+        if not _covers(state, name):  # the pages listed so far cover most lookups: no lock, no wait
+            async with state.lock:
+                if not await self._cover(parent, state, name):
+                    return PASS
         if self._dirs.get(parent) is not state or name in state.touched:
             return PASS
         position = bisect.bisect_left(state.files, name)
@@ -175,12 +185,16 @@ class Sweeps:
         ahead = state.ahead.pop(name, None)
         if ahead is None:
             ahead = self._start(parent, state, name)
-        if sequential:
+        if sequential and not state.refilled <= position < state.refilled + REFILL:
+            # The window is refilled REFILL files at a time: HEADs sent together answer together, and one wake-up of
+            # the event loop takes several answers (a HEAD started per lookup costs a wake-up of its own).
             for following in state.files[position + 1:position + 1 + WINDOW]:
                 if following not in state.ahead and following not in state.touched:
                     state.ahead[following] = self._start(parent, state, following)
                     self.heads_ahead += 1
-        await ahead.done.wait()
+            state.refilled = position
+        if not ahead.done.is_set():
+            await ahead.done.wait()
         if ahead.error is not None or ahead.info is None \
                 or self.monotonic() - ahead.answered >= min(self.ttl, AHEAD_FRESH) \
                 or name in state.touched:
@@ -190,9 +204,7 @@ class Sweeps:
     async def _cover(self, parent: str, state: _Directory, name: str) -> bool:
         """List pages until `name` is covered (rule 1); False when the sweep stops."""
         pages = 0
-        # A name is covered when both its keys, `name` and `name/` (which sorts after `name-b`, `name.b`: '/' is
-        # 0x2f), are at or before the pages' last entry: a page ending at `a-b` may leave the directory `a/` to the next.
-        while not state.complete and (not state.listed or _order(name + "/") > _order(state.covered)):
+        while not _covers(state, name):
             if pages == PAGES_PER_LOOKUP or self._dirs.get(parent) is not state:
                 state.stopped = True
                 return False

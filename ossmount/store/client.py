@@ -77,6 +77,8 @@ META_PREFIX = "x-oss-meta-"
 # can tell the incomplete uploads ossmount started from other tools'. It stays on the completed object (OSS keeps the
 # Initiate's metadata) until the next metadata change, and is never shown: `_object_info_from_headers` drops it.
 UPLOAD_MARKER = "ossmount-upload"
+_UPLOAD_MARKER_HEADER = META_PREFIX + UPLOAD_MARKER
+_META_PREFIX_LENGTH = len(META_PREFIX)
 MAX_DELETE_BATCH = 1000
 MAX_KEY_BYTES = 1023
 # The largest answer body parsed as XML (a full listing page of 1,000 keys of 1,023 bytes, url-encoded, is < 4 MiB),
@@ -314,11 +316,18 @@ def _content_type(headers: Mapping[str, str]) -> str:
     return next((v for n, v in headers.items() if n.lower() == "content-type"), DEFAULT_CONTENT_TYPE)
 
 
+@functools.lru_cache(maxsize=1024)
+def _http_time(text: str) -> float:
+    """An HTTP date (`Sat, 05 Dec 2015 11:10:29 GMT`) as epoch seconds, as oss2 parses it (ValueError if it is not
+    one). Memoized: a run of answers shares its Date, and a directory's objects often their Last-Modified."""
+    return float(oss2.utils.http_to_unixtime(text))
+
+
 def _response_time(headers: Mapping[str, str]) -> float:
     """The server's Date header as epoch seconds: an upload's Last-Modified, without another HEAD."""
     date = headers.get("date")
     try:
-        return float(oss2.utils.http_to_unixtime(date)) if date else 0.0
+        return _http_time(date) if date else 0.0
     except ValueError:
         return 0.0
 
@@ -331,23 +340,24 @@ def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInf
     meta = {}
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered.startswith(META_PREFIX) and lowered != META_PREFIX + UPLOAD_MARKER:
-            meta[lowered[len(META_PREFIX):]] = _decode_header_value(value)
-    crc = headers.get("x-oss-hash-crc64ecma")
-    last_modified = headers.get("last-modified")
+        if lowered.startswith(META_PREFIX) and lowered != _UPLOAD_MARKER_HEADER:
+            meta[lowered[_META_PREFIX_LENGTH:]] = value if value.isascii() else _decode_header_value(value)
+    get = headers.get
+    crc = get("x-oss-hash-crc64ecma")
+    last_modified = get("last-modified")
     return ObjectInfo(
         key=key,
-        size=int(headers.get("content-length", 0)),
-        etag=_strip_etag(headers.get("etag")),
-        mtime=float(oss2.utils.http_to_unixtime(last_modified)) if last_modified else 0.0,
-        content_type=headers.get("content-type"),
+        size=int(get("content-length", 0)),
+        etag=_strip_etag(get("etag")),
+        mtime=_http_time(last_modified) if last_modified else 0.0,
+        content_type=get("content-type"),
         meta=meta,
-        object_type=headers.get("x-oss-object-type", "Normal"),
-        storage_class=headers.get("x-oss-storage-class", "Standard"),
-        restore=headers.get("x-oss-restore"),
+        object_type=get("x-oss-object-type", "Normal"),
+        storage_class=get("x-oss-storage-class", "Standard"),
+        restore=get("x-oss-restore"),
         crc64=int(crc) if crc else None,
-        version_id=headers.get("x-oss-version-id"),
-        http_headers={name: headers[name] for name in types.CARRIED_HEADERS if headers.get(name)},
+        version_id=get("x-oss-version-id"),
+        http_headers={name: headers[name] for name in types.CARRIED_HEADERS if get(name)},
         answered_at=_response_time(headers),
     )
 

@@ -2,8 +2,10 @@
 
 Theory of operation:
   * One `Transport` per endpoint host (the bucket's virtual host, or the endpoint itself in path style), plain or
-    TLS. Connections are trio socket streams, framed with h11; no worker thread is involved, so a request costs
-    no thread hop (performance.md §3.5: a hop is ~0.1 ms) and no requests/urllib3 machinery.
+    TLS. Connections are framed with h11; no worker thread is involved, so a request costs no thread hop
+    (performance.md §3.5: a hop is ~0.1 ms) and no requests/urllib3 machinery. A plain connection is a non-blocking
+    socket driven by trio's I/O waits: a send is tried at once, the answer to a request is waited for before the
+    first receive (no checkpoints around each call, no failed attempt); TLS connections are trio SSL streams.
   * `Transport.request()` takes a kept-alive connection from the pool (last in, first out: the most recently used
     one is the least likely to have been closed by the server's idle timeout) or opens one, at most
     `max_connections` at once; further requests wait, first come first served. It sends the head and the body and
@@ -203,67 +205,115 @@ Body = bytes | bytearray | memoryview | BufferList | BodySource | None
 
 
 class _Channel:
-    """One connection's byte stream: a plain trio socket (recv_into straight into the caller's buffer) or a TLS
-    stream (one copy out of the TLS layer). Every wait is bounded by `timeout` seconds without progress."""
+    """One connection's byte stream: a plain socket (recv_into straight into the caller's buffer) or a TLS stream
+    (one copy out of the TLS layer). Every wait is bounded by `timeout` seconds without progress.
+
+    A plain connection is a non-blocking stdlib socket driven with trio's I/O waits: a request head is sent at once
+    and the receive right after it waits for the answer first, so neither costs the checkpoints and the failed
+    attempt that trio's socket methods wrap around every call (issue 11: CPU per request). Bulk data (bodies) keeps
+    a checkpoint per piece, so a long transfer never holds the event loop."""
 
     def __init__(self, stream: trio.abc.Stream, tls: bool):
-        self.stream = stream
         self.tls = tls
-        self.sock = stream.socket if not tls else stream.transport_stream.socket  # type: ignore[attr-defined]
+        if tls:
+            self.stream = stream
+            self.sock = stream.transport_stream.socket  # type: ignore[attr-defined]
+        else:
+            self.stream = None
+            self.sock = socket.socket(fileno=stream.socket.detach())  # type: ignore[attr-defined]
+            self.sock.setblocking(False)
         self.closed = False
+        self._poller: select.poll | None = None
 
     async def send_all(self, data: bytes | bytearray | memoryview, timeout: float) -> None:
         view = memoryview(data)
-        with trio.move_on_after(timeout) as scope:
-            if self.tls:
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     await self.stream.send_all(view)
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while sending: {exc.__cause__ or exc}") from exc
                 return
+            raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
+        if len(view) <= _JOIN_BODY_MAX:  # a request head (with a small body): sent at once, no scheduling
+            view = view[self._send_now(view):]
+            if not view:
+                return
+        else:
+            await trio.lowlevel.checkpoint()  # bulk data: other tasks run (and a cancel lands) between pieces
+        with trio.move_on_after(timeout) as scope:
             while view:
-                try:
-                    sent = await self.sock.send(view)
-                except OSError as exc:
-                    raise ConnectionLost(f"connection lost while sending: {exc}") from exc
-                view = view[sent:]
-                scope.deadline = trio.current_time() + timeout
+                sent = self._send_now(view)
+                if sent:
+                    view = view[sent:]
+                    scope.deadline = trio.current_time() + timeout
+                else:
+                    await trio.lowlevel.wait_writable(self.sock)
             return
         raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
 
+    def _send_now(self, view: memoryview) -> int:
+        """Bytes of `view` the socket took without waiting (plain connections)."""
+        try:
+            return self.sock.send(view)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while sending: {exc}") from exc
+
     async def recv_into(self, view: memoryview, timeout: float) -> int:
-        with trio.move_on_after(timeout):
-            if self.tls:
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     data = await self.stream.receive_some(len(view))
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
                 view[:len(data)] = data
                 return len(data)
-            try:
-                return await self.sock.recv_into(view)
-            except OSError as exc:
-                raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
-        raise ReadTimeout(f"no answer for {timeout:g} s")
+            raise ReadTimeout(f"no answer for {timeout:g} s")
+        # A body is usually streaming in already: take what is there, with the checkpoints of trio's own socket
+        # methods around it (a long body read lets other tasks run, and a cancel lands, between pieces).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            count = self.sock.recv_into(view)
+        except BlockingIOError:
+            return await self._when_readable(self.sock.recv_into, view, timeout)
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return count
 
     async def recv(self, timeout: float) -> bytes:
-        with trio.move_on_after(timeout):
-            if self.tls:
+        """Up to _RECV_SIZE bytes; b"" at the end of the stream. Waits for them first (an answer to what was just
+        sent is seldom there yet)."""
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     return await self.stream.receive_some(_RECV_SIZE)
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
-            try:
-                return await self.sock.recv(_RECV_SIZE)
-            except OSError as exc:
-                raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
+            raise ReadTimeout(f"no answer for {timeout:g} s")
+        return await self._when_readable(self.sock.recv, _RECV_SIZE, timeout)
+
+    async def _when_readable(self, receive: Any, argument: Any, timeout: float) -> Any:
+        """`receive(argument)` on the plain socket once it has something, waiting at most `timeout` seconds."""
+        with trio.move_on_after(timeout):
+            while True:
+                await trio.lowlevel.wait_readable(self.sock)
+                try:
+                    return receive(argument)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
         raise ReadTimeout(f"no answer for {timeout:g} s")
 
     def looks_closed(self) -> bool:
         """Whether an idle connection was closed by the server (or, plain HTTP, sent something unasked)."""
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN | select.POLLRDHUP)
-        events = poller.poll(0)
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.sock.fileno(), select.POLLIN | select.POLLRDHUP)
+        events = self._poller.poll(0)
         if not events:
             return False
         flags = events[0][1]
@@ -274,6 +324,12 @@ class _Channel:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._poller = None
+            if not self.tls:
+                try:
+                    trio.lowlevel.notify_closing(self.sock)  # a task waiting on it gets ClosedResourceError
+                except RuntimeError:  # outside trio (closed at exit): nobody can be waiting
+                    pass
             self.sock.close()
 
 
@@ -287,8 +343,8 @@ class Response:
         self.status = event.status_code
         headers: dict[str, str] = {}
         connection_tokens = ""
-        for name, value in event.headers:
-            key = name.decode("latin-1")
+        for name, value in event.headers.raw_items():
+            key = name.lower().decode("latin-1")
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
             if key == "connection":
@@ -461,7 +517,10 @@ class Transport:
         """Send one request and return its answer once the head has arrived (TransportError on failure).
 
         `headers` must hold Host (and Content-Length when there is a body). The caller owns the Response."""
-        await self._slots.acquire()
+        try:  # a free slot is taken without a trip through the scheduler (the exchange below waits anyway)
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
         try:
             channel, reused = await self._checkout(timeouts)
             try:

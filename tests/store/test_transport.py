@@ -271,6 +271,48 @@ async def test_a_server_that_never_answers_is_a_read_timeout():
         assert transport.busy_connections == 0
 
 
+class NeverReads(LoopbackServer):
+    """Accepts connections and holds them without reading a byte (a server stalled on a large upload)."""
+
+    def __init__(self):
+        super().__init__()
+        self.held: list[socket.socket] = []
+
+    def _handle(self, client: socket.socket) -> None:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.held.append(client)
+
+    def __exit__(self, *exc_info):
+        for client in self.held:
+            client.close()
+        return super().__exit__(*exc_info)
+
+
+async def test_a_body_nobody_reads_is_a_read_timeout_and_the_connection_is_dropped():
+    """The send waits for the socket to take more (the body is far larger than the socket buffers) and gives up
+    after `read` seconds without progress: the request fails, its connection is closed and its slot is free."""
+    data = bytes(32 * 1024 * 1024)
+    with NeverReads() as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        headers = [(b"host", b"127.0.0.1"), (b"content-length", str(len(data)).encode())]
+        with trio.fail_after(30), pytest.raises(http.ReadTimeout):
+            await transport.request(b"PUT", b"/b/k", headers, data, http.Timeouts(connect=5, read=0.5))
+        assert transport.busy_connections == 0 and transport.idle_connections == 0
+
+
+async def test_a_body_larger_than_the_socket_buffers_arrives_whole():
+    """A body the socket takes in many pieces (each send takes what fits, then waits) is sent from where each send
+    stopped, byte-exact."""
+    data = os.urandom(8 * 1024 * 1024)
+    with KeepAliveScript([ok(b"done")]) as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        headers = [(b"host", b"127.0.0.1"), (b"content-length", str(len(data)).encode())]
+        with trio.fail_after(60):
+            async with await transport.request(b"PUT", b"/b/k", headers, data, TIMEOUTS) as response:
+                assert response.status == 200 and await response.read(100) == b"done"
+    assert server.bodies == [data]
+
+
 async def test_a_tls_handshake_that_never_completes_is_a_connect_timeout():
     with KeepAliveScript([]) as server:  # accepts, reads, never answers the ClientHello
         transport = http.Transport("127.0.0.1", server.port, tls=http.tls_context(), max_connections=1)
