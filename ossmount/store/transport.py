@@ -248,7 +248,7 @@ class _Channel:
                     view = view[sent:]
                     scope.deadline = trio.current_time() + timeout
                 else:
-                    await trio.lowlevel.wait_writable(self.sock)
+                    await self._wait(trio.lowlevel.wait_writable)
             return
         raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
 
@@ -299,7 +299,7 @@ class _Channel:
         """`receive(argument)` on the plain socket once it has something, waiting at most `timeout` seconds."""
         with trio.move_on_after(timeout):
             while True:
-                await trio.lowlevel.wait_readable(self.sock)
+                await self._wait(trio.lowlevel.wait_readable)
                 try:
                     return receive(argument)
                 except BlockingIOError:
@@ -307,6 +307,14 @@ class _Channel:
                 except OSError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
         raise ReadTimeout(f"no answer for {timeout:g} s")
+
+    async def _wait(self, wait: Any) -> None:
+        """`wait(sock)` (trio's wait_readable / wait_writable) on the plain socket; its closing by another task
+        (`close`) is ConnectionLost like any other loss, not trio's ClosedResourceError."""
+        try:
+            await wait(self.sock)
+        except trio.ClosedResourceError as exc:
+            raise ConnectionLost(f"connection closed while waiting: {exc}") from exc
 
     def looks_closed(self) -> bool:
         """Whether an idle connection was closed by the server (or, plain HTTP, sent something unasked)."""

@@ -12,6 +12,7 @@ from typing import Callable
 
 import pytest
 import trio
+import trio.testing
 
 from ossmount.crc64 import crc64
 from ossmount.credentials import Credentials
@@ -298,6 +299,28 @@ async def test_a_body_nobody_reads_is_a_read_timeout_and_the_connection_is_dropp
         with trio.fail_after(30), pytest.raises(http.ReadTimeout):
             await transport.request(b"PUT", b"/b/k", headers, data, http.Timeouts(connect=5, read=0.5))
         assert transport.busy_connections == 0 and transport.idle_connections == 0
+
+
+async def test_a_connection_closed_while_a_task_waits_on_it_is_connection_lost():
+    """A plain connection closed by another task while a receive waits on it fails that receive as ConnectionLost
+    (one TransportError like any other loss), not with trio's ClosedResourceError."""
+    with NeverReads() as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        channel = http._Channel(stream, tls=False)
+        failures: list[BaseException] = []
+
+        async def receive() -> None:
+            try:
+                await channel.recv(30)
+            except BaseException as exc:  # noqa: BLE001 - the test looks at what came out
+                failures.append(exc)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receive)
+                await trio.testing.wait_all_tasks_blocked()
+                channel.close()
+        assert len(failures) == 1 and isinstance(failures[0], http.ConnectionLost), failures
 
 
 async def test_a_body_larger_than_the_socket_buffers_arrives_whole():
