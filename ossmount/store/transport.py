@@ -203,61 +203,93 @@ Body = bytes | bytearray | memoryview | BufferList | BodySource | None
 
 
 class _Channel:
-    """One connection's byte stream: a plain trio socket (recv_into straight into the caller's buffer) or a TLS
-    stream (one copy out of the TLS layer). Every wait is bounded by `timeout` seconds without progress."""
+    """One connection's byte stream: a plain socket (recv_into straight into the caller's buffer) or a TLS stream
+    (one copy out of the TLS layer). Every wait is bounded by `timeout` seconds without progress.
+
+    A plain connection is driven on its non-blocking socket directly: a send or receive that can go ahead at once
+    costs one system call and no trip through trio's scheduler (trio's socket methods yield after every successful
+    call, and each `move_on_after` is a cancel scope); only a call that would block waits, under the timeout, for
+    the socket to become ready."""
 
     def __init__(self, stream: trio.abc.Stream, tls: bool):
         self.stream = stream
         self.tls = tls
-        self.sock = stream.socket if not tls else stream.transport_stream.socket  # type: ignore[attr-defined]
+        if tls:
+            self.sock = stream.transport_stream.socket  # type: ignore[attr-defined]
+        else:  # the stream's socket, taken over as a plain non-blocking one (TCP_NODELAY as trio set it)
+            trio_socket = stream.socket  # type: ignore[attr-defined]
+            self.sock = socket.socket(trio_socket.family, trio_socket.type, trio_socket.proto,
+                                      fileno=trio_socket.detach())
+            self.sock.setblocking(False)
         self.closed = False
+
+    async def _ready(self, wait: Any, timeout: float, message: str) -> None:
+        """Until the socket is ready (`wait`: trio's wait_readable / wait_writable); ReadTimeout after `timeout`."""
+        with trio.move_on_after(timeout):
+            try:
+                await wait(self.sock)
+            except trio.ClosedResourceError as exc:
+                raise ConnectionLost(f"connection closed while waiting: {exc}") from exc
+            return
+        raise ReadTimeout(message)
 
     async def send_all(self, data: bytes | bytearray | memoryview, timeout: float) -> None:
         view = memoryview(data)
-        with trio.move_on_after(timeout) as scope:
-            if self.tls:
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     await self.stream.send_all(view)
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while sending: {exc.__cause__ or exc}") from exc
                 return
-            while view:
-                try:
-                    sent = await self.sock.send(view)
-                except OSError as exc:
-                    raise ConnectionLost(f"connection lost while sending: {exc}") from exc
-                view = view[sent:]
-                scope.deadline = trio.current_time() + timeout
-            return
-        raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
+            raise ReadTimeout(f"no progress sending the request for {timeout:g} s")
+        sock = self.sock
+        while view:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                await self._ready(trio.lowlevel.wait_writable, timeout,
+                                  f"no progress sending the request for {timeout:g} s")
+                continue
+            except OSError as exc:
+                raise ConnectionLost(f"connection lost while sending: {exc}") from exc
+            view = view[sent:]
 
     async def recv_into(self, view: memoryview, timeout: float) -> int:
-        with trio.move_on_after(timeout):
-            if self.tls:
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     data = await self.stream.receive_some(len(view))
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
                 view[:len(data)] = data
                 return len(data)
+            raise ReadTimeout(f"no answer for {timeout:g} s")
+        sock = self.sock
+        while True:
             try:
-                return await self.sock.recv_into(view)
+                return sock.recv_into(view)
+            except BlockingIOError:
+                await self._ready(trio.lowlevel.wait_readable, timeout, f"no answer for {timeout:g} s")
             except OSError as exc:
                 raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
-        raise ReadTimeout(f"no answer for {timeout:g} s")
 
     async def recv(self, timeout: float) -> bytes:
-        with trio.move_on_after(timeout):
-            if self.tls:
+        if self.tls:
+            with trio.move_on_after(timeout):
                 try:
                     return await self.stream.receive_some(_RECV_SIZE)
                 except trio.BrokenResourceError as exc:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
+            raise ReadTimeout(f"no answer for {timeout:g} s")
+        sock = self.sock
+        while True:
             try:
-                return await self.sock.recv(_RECV_SIZE)
+                return sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                await self._ready(trio.lowlevel.wait_readable, timeout, f"no answer for {timeout:g} s")
             except OSError as exc:
                 raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
-        raise ReadTimeout(f"no answer for {timeout:g} s")
 
     def looks_closed(self) -> bool:
         """Whether an idle connection was closed by the server (or, plain HTTP, sent something unasked)."""
@@ -274,6 +306,8 @@ class _Channel:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if not self.tls:
+                trio.lowlevel.notify_closing(self.sock)  # (trio's own sockets do this in their close)
             self.sock.close()
 
 
@@ -461,7 +495,10 @@ class Transport:
         """Send one request and return its answer once the head has arrived (TransportError on failure).
 
         `headers` must hold Host (and Content-Length when there is a body). The caller owns the Response."""
-        await self._slots.acquire()
+        try:  # a free slot is taken without a pass through the scheduler; else wait, first come first served
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
         try:
             channel, reused = await self._checkout(timeouts)
             try:
