@@ -245,14 +245,21 @@ class _Channel:
         self.counted = False
 
     async def _recv(self, deadline: float, timeout: type[Exception]) -> bytes:
-        with trio.move_on_at(deadline):
+        # What has arrived is taken at once (one system call, no pass through the scheduler); only an empty socket
+        # is waited for, until `deadline`.
+        fd = self.sock.fileno()
+        while True:
             try:
-                data = await self.sock.recv(RECV_SIZE)
+                data = os.read(fd, RECV_SIZE)
+            except BlockingIOError:
+                with trio.move_on_at(deadline):
+                    await trio.lowlevel.wait_readable(self.sock)
+                    continue
+                raise timeout() from None
             except OSError as exc:
                 raise ClientGone(str(exc)) from None
             self.eof = not data
             return data
-        raise timeout()
 
     async def next_request(self) -> Any:
         """The next request head (or ConnectionClosed): `idle_timeout` until its first byte, then `header_timeout`.
@@ -299,16 +306,19 @@ class _Channel:
 
     async def send_bytes(self, data: bytes | memoryview) -> None:
         """Send all of `data`; ClientGone if the peer is gone or accepts nothing for `body_timeout`."""
+        # Written straight to the non-blocking socket (one system call for a response that fits its buffer, no pass
+        # through the scheduler); only a full socket is waited for.
         view = memoryview(data)
-        try:
-            while view:
-                with trio.move_on_after(self.limits.body_timeout):
-                    sent = await self.sock.send(view)
-                    view = view[sent:]
-                    continue
-                raise ClientGone(f"the client read nothing for {self.limits.body_timeout:g} s")
-        except OSError as exc:
-            raise ClientGone(str(exc)) from None
+        fd = self.sock.fileno()
+        while view:
+            try:
+                sent = os.write(fd, view)
+            except BlockingIOError:
+                await self.wait_writable()
+                continue
+            except OSError as exc:
+                raise ClientGone(str(exc)) from None
+            view = view[sent:]
 
     async def wait_writable(self) -> None:
         with trio.move_on_after(self.limits.body_timeout):

@@ -271,6 +271,36 @@ async def test_a_server_that_never_answers_is_a_read_timeout():
         assert transport.busy_connections == 0
 
 
+class NeverReads(LoopbackServer):
+    """Accepts connections and holds them open without reading a byte: a sender fills the socket buffers, then
+    stalls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clients: list[socket.socket] = []
+
+    def _handle(self, client: socket.socket) -> None:
+        self.clients.append(client)
+
+    def __exit__(self, *exc_info):
+        for client in self.clients:
+            client.close()
+        return super().__exit__(*exc_info)
+
+
+async def test_a_server_that_stops_reading_the_body_is_a_read_timeout():
+    """A plain connection sends straight on its socket and waits only when the socket is full: that wait is bounded by
+    the read timeout, and the slot and connection are given up."""
+    body = bytes(64 * 1024 * 1024)  # far beyond the loopback socket buffers
+    with NeverReads() as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        headers = [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode())]
+        with pytest.raises(http.ReadTimeout, match="no progress sending the request"):
+            await transport.request(b"PUT", b"/b/k", headers, body, http.Timeouts(connect=5, read=0.5))
+        assert transport.busy_connections == 0
+        assert transport.idle_connections == 0
+
+
 async def test_a_tls_handshake_that_never_completes_is_a_connect_timeout():
     with KeepAliveScript([]) as server:  # accepts, reads, never answers the ClientHello
         transport = http.Transport("127.0.0.1", server.port, tls=http.tls_context(), max_connections=1)
