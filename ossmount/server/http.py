@@ -244,10 +244,16 @@ class _Channel:
         self.eof = False  # the peer closed its side
         self.counted = False
 
-    async def _recv(self, deadline: float, timeout: type[Exception]) -> bytes:
+    async def _recv(self, deadline: float, timeout: type[Exception], *, wait_first: bool = False) -> bytes:
         # What has arrived is taken at once (one system call, no pass through the scheduler); only an empty socket
-        # is waited for, until `deadline`.
+        # is waited for, until `deadline`. `wait_first`: nothing is expected yet (the next request of a kept-alive
+        # connection), so wait for the socket before the first try instead of failing one call.
         fd = self.sock.fileno()
+        if wait_first:
+            with trio.move_on_at(deadline) as scope:
+                await trio.lowlevel.wait_readable(self.sock)
+            if scope.cancelled_caught:
+                raise timeout()
         while True:
             try:
                 data = os.read(fd, RECV_SIZE)
@@ -275,7 +281,7 @@ class _Channel:
                 head_deadline = trio.current_time() + self.limits.header_timeout
             first = False
             if head_deadline is None:
-                data = await self._recv(idle_deadline, IdleTimeout)
+                data = await self._recv(idle_deadline, IdleTimeout, wait_first=True)
                 if data:
                     head_deadline = trio.current_time() + self.limits.header_timeout
             else:

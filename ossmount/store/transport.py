@@ -274,7 +274,9 @@ class _Channel:
             except OSError as exc:
                 raise ConnectionLost(f"connection lost while receiving: {exc}") from exc
 
-    async def recv(self, timeout: float) -> bytes:
+    async def recv(self, timeout: float, *, wait_first: bool = False) -> bytes:
+        """Up to _RECV_SIZE bytes. `wait_first`: the answer is not expected to be here yet (the request just went
+        out), so wait for the socket before the first try instead of failing one call."""
         if self.tls:
             with trio.move_on_after(timeout):
                 try:
@@ -283,6 +285,8 @@ class _Channel:
                     raise ConnectionLost(f"connection lost while receiving: {exc.__cause__ or exc}") from exc
             raise ReadTimeout(f"no answer for {timeout:g} s")
         sock = self.sock
+        if wait_first:
+            await self._ready(trio.lowlevel.wait_readable, timeout, f"no answer for {timeout:g} s")
         while True:
             try:
                 return sock.recv(_RECV_SIZE)
@@ -570,7 +574,7 @@ class Transport:
                 except h11.RemoteProtocolError as exc:
                     raise ProtocolError(f"malformed answer: {exc}") from exc
                 if event is h11.NEED_DATA:
-                    data = await channel.recv(timeouts.read)
+                    data = await channel.recv(timeouts.read, wait_first=not answered)
                     if data:
                         answered = True
                     elif not answered:
