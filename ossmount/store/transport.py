@@ -297,6 +297,14 @@ class _Channel:
 
     def looks_closed(self) -> bool:
         """Whether an idle connection was closed by the server (or, plain HTTP, sent something unasked)."""
+        if not self.tls:  # one non-blocking peek: nothing waiting means open and quiet
+            try:
+                self.sock.recv(1, socket.MSG_PEEK)  # b"": the server closed it; a byte: it said something unasked
+            except BlockingIOError:
+                return False
+            except OSError:  # reset
+                pass
+            return True
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN | select.POLLRDHUP)
         events = poller.poll(0)
