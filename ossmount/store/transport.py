@@ -2,8 +2,12 @@
 
 Theory of operation:
   * One `Transport` per endpoint host (the bucket's virtual host, or the endpoint itself in path style), plain or
-    TLS. Connections are trio socket streams, framed with h11; no worker thread is involved, so a request costs
-    no thread hop (performance.md §3.5: a hop is ~0.1 ms) and no requests/urllib3 machinery.
+    TLS. Connections are opened with trio and framed with h11; no worker thread is involved, so a request costs
+    no thread hop (performance.md §3.5: a hop is ~0.1 ms) and no requests/urllib3 machinery. A plain connection is
+    then driven on its non-blocking socket: a send or receive that can go ahead costs one system call and no pass
+    through trio's scheduler; only a socket that is not ready is waited for (`trio.lowlevel.wait_*`, under the
+    timeout). Measured on a 16 KiB ranged GET: about a tenth less client CPU than trio's socket methods, which
+    yield to the scheduler after every successful call.
   * `Transport.request()` takes a kept-alive connection from the pool (last in, first out: the most recently used
     one is the least likely to have been closed by the server's idle timeout) or opens one, at most
     `max_connections` at once; further requests wait, first come first served. It sends the head and the body and
