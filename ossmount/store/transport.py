@@ -323,7 +323,10 @@ class _Channel:
         if not self.closed:
             self.closed = True
             if not self.tls:
-                trio.lowlevel.notify_closing(self.sock)  # (trio's own sockets do this in their close)
+                try:  # wake any task waiting on it (trio's own sockets do this in their close)
+                    trio.lowlevel.notify_closing(self.sock)
+                except RuntimeError:  # outside the event loop (a store closed after trio.run ended): none waits
+                    pass
             self.sock.close()
 
 
