@@ -454,6 +454,9 @@ class Response:
             chunks.append(chunk)
             if on_data is not None:
                 on_data(chunk)
+                # A plain connection's receive does not yield when bytes are waiting: let what `on_data` started (the
+                # next LIST page, store/pages.py) go out now, not once this body has been drained.
+                await trio.lowlevel.checkpoint()
 
     def release(self) -> None:
         """Give the connection back to the pool if the exchange ended cleanly, else close it. Idempotent."""
