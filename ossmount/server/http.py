@@ -244,15 +244,30 @@ class _Channel:
         self.eof = False  # the peer closed its side
         self.counted = False
 
-    async def _recv(self, deadline: float, timeout: type[Exception]) -> bytes:
-        with trio.move_on_at(deadline):
+    async def _recv(self, deadline: float, timeout: type[Exception], *, wait_first: bool = False) -> bytes:
+        # What has arrived is taken at once (one system call, no pass through the scheduler); only an empty socket
+        # is waited for, until `deadline`. `wait_first`: nothing is expected yet (the next request of a kept-alive
+        # connection), so wait for the socket before the first try instead of failing one call.
+        fd = self.sock.fileno()
+        if wait_first:
+            with trio.move_on_at(deadline) as scope:
+                await trio.lowlevel.wait_readable(self.sock)
+            if scope.cancelled_caught:
+                raise timeout()
+        while True:
             try:
-                data = await self.sock.recv(RECV_SIZE)
+                data = os.read(fd, RECV_SIZE)
+            except BlockingIOError:
+                with trio.move_on_at(deadline):
+                    await trio.lowlevel.wait_readable(self.sock)
+                    continue
+                raise timeout() from None
             except OSError as exc:
                 raise ClientGone(str(exc)) from None
             self.eof = not data
+            if len(data) == RECV_SIZE:  # a stream of bytes (a body through h11): other connections' turn between
+                await trio.lowlevel.checkpoint()  # pieces, so a fast sender never holds the event loop
             return data
-        raise timeout()
 
     async def next_request(self) -> Any:
         """The next request head (or ConnectionClosed): `idle_timeout` until its first byte, then `header_timeout`.
@@ -268,7 +283,7 @@ class _Channel:
                 head_deadline = trio.current_time() + self.limits.header_timeout
             first = False
             if head_deadline is None:
-                data = await self._recv(idle_deadline, IdleTimeout)
+                data = await self._recv(idle_deadline, IdleTimeout, wait_first=True)
                 if data:
                     head_deadline = trio.current_time() + self.limits.header_timeout
             else:
@@ -299,16 +314,19 @@ class _Channel:
 
     async def send_bytes(self, data: bytes | memoryview) -> None:
         """Send all of `data`; ClientGone if the peer is gone or accepts nothing for `body_timeout`."""
+        # Written straight to the non-blocking socket (one system call for a response that fits its buffer, no pass
+        # through the scheduler); only a full socket is waited for.
         view = memoryview(data)
-        try:
-            while view:
-                with trio.move_on_after(self.limits.body_timeout):
-                    sent = await self.sock.send(view)
-                    view = view[sent:]
-                    continue
-                raise ClientGone(f"the client read nothing for {self.limits.body_timeout:g} s")
-        except OSError as exc:
-            raise ClientGone(str(exc)) from None
+        fd = self.sock.fileno()
+        while view:
+            try:
+                sent = os.write(fd, view)
+            except BlockingIOError:
+                await self.wait_writable()
+                continue
+            except OSError as exc:
+                raise ClientGone(str(exc)) from None
+            view = view[sent:]
 
     async def wait_writable(self) -> None:
         with trio.move_on_after(self.limits.body_timeout):

@@ -397,3 +397,18 @@ def test_an_unreadable_ca_bundle_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         ObjectStore.create(endpoint="https://127.0.0.1:9", bucket="bkt", credentials=Credentials("AK", "SK"),
                            ca_bundle=str(tmp_path / "missing.pem"))
+
+
+def test_idle_connections_close_outside_the_event_loop(local_server, fresh_bucket_name):
+    """A store closed after its trio.run ended (a CLI tool's teardown) closes its idle plain connections."""
+    store = make_store(local_server, fresh_bucket_name)
+
+    async def one_request():
+        await store.put("k", b"x")
+        assert await store.get_bytes("k") == b"x"
+
+    trio.run(one_request)
+    channels = list(store._transport._idle)
+    assert channels
+    store.close()
+    assert all(channel.closed and channel.sock.fileno() == -1 for channel in channels)

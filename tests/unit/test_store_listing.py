@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 
 import oss2.models
+import oss2.utils
 import oss2.xml_utils
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 import trio
 
+from ossmount.store.client import http_seconds
 from ossmount.store.listing import HEAD_LIMIT, ListingError, ListingHead, iso8601_seconds, parse_listing
 from ossmount.store.pages import ListingPages, listing_pages
 from ossmount.store.types import ListPage, ObjectInfo, TransientError
@@ -258,3 +260,16 @@ def test_keys_decode_as_urllib_does(key):
 
     body = page(entry(key))
     assert parse_listing(body, v2=True).objects[0].key == urllib.parse.unquote(key)
+
+
+def test_http_dates_read_as_oss2_reads_them_and_remembered():
+    """Date and Last-Modified headers (RFC 9110 §5.6.7) give oss2's epoch seconds; a repeated one is not parsed again;
+    a malformed one is still a ValueError (never a remembered guess)."""
+    text = "Mon, 30 Nov 2026 18:00:00 GMT"
+    assert http_seconds(text) == float(oss2.utils.http_to_unixtime(text)) == 1796061600.0
+    hits = http_seconds.cache_info().hits
+    assert http_seconds(text) == 1796061600.0
+    assert http_seconds.cache_info().hits == hits + 1
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            http_seconds("30 Nov 2026")
