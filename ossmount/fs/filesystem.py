@@ -174,6 +174,9 @@ class Filesystem:
     ) -> tuple[int, Entry]:
         return await self.files.create(parent_inode, name, mode, flags, uid, gid, umask)
 
+    def direct_io(self, fh: int) -> bool:
+        return self.files.direct_io(fh)
+
     async def open(self, inode: int, flags: int) -> OpenedFile:
         return await self.files.open(inode, flags)
 

@@ -85,7 +85,8 @@ class OpenedFile:
     `keep_cache`: the kernel's pages are of the version this handle reads (keep them).
     `attrs_changed`: the object changed since the kernel last saw it: its cached attributes (size!) must go.
     `direct_io`: another handle of the inode reads an older version, so this one must bypass the shared
-    page cache (otherwise each could be served the other's pages).
+    page cache (otherwise each could be served the other's pages); or this handle is write-only and alone on
+    its inode, or another such writer is open (handles.py rules).
     """
 
     fh: int

@@ -182,7 +182,7 @@ class Operations(pyfuse3.Operations):
     @_fuse_errors
     async def create(self, parent_inode, name, mode, flags, ctx):
         fh, entry = await self.fs.create(parent_inode, self._name(name), mode, flags, ctx.uid, ctx.gid, ctx.umask)
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(entry)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False, direct_io=self.fs.direct_io(fh)), self._entry(entry)
 
     @_fuse_errors
     async def read(self, fh, off, size):

@@ -4,9 +4,11 @@ its fault injector."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
+import platform
 import random
 import subprocess
 
@@ -253,3 +255,82 @@ def test_file_larger_than_every_memory_buffer_round_trips_in_bounded_memory(make
                                capture_output=True, text=True)
     assert read_back.stdout.split()[0] == written.hexdigest()
     assert peak_rss(mount.process.pid) < 160 * MiB, f"VmHWM {peak_rss(mount.process.pid) / MiB:.0f} MiB"
+
+
+class _CacheStat(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in
+                ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
+
+
+def cached_pages(fd: int) -> int:
+    """Pages of the file behind `fd` in the kernel's page cache: cachestat(2) (Linux 6.5, x86-64 syscall 451),
+    which, unlike mincore, needs neither a mapping nor an open for reading (an open would drop the pages)."""
+    if platform.machine() != "x86_64":
+        pytest.skip("cachestat(2) is called by its x86-64 number")
+    libc = ctypes.CDLL(None, use_errno=True)
+    whole = (ctypes.c_uint64 * 2)(0, 0)  # offset 0, length 0: to the end of the file
+    stat = _CacheStat()
+    if libc.syscall(451, fd, ctypes.byref(whole), ctypes.byref(stat), 0) != 0:
+        number = ctypes.get_errno()
+        if number == errno.ENOSYS:
+            pytest.skip("this kernel has no cachestat(2)")
+        raise OSError(number, os.strerror(number))
+    return stat.nr_cache
+
+
+def test_write_only_handle_writes_past_the_page_cache(mount, workdir, bucket):
+    """A write-only handle alone on its file (cp, dd, `>`) writes past the kernel's page cache (direct_io): no
+    page of what it wrote is cached, while the same writes through a read-write handle fill the cache. Both
+    files read back whole, through the mount and from OSS."""
+    data = os.urandom(3 * MiB + 123)
+    for name, flags, cached in (("wronly", os.O_WRONLY, False), ("rdwr", os.O_RDWR, True)):
+        fd = os.open(workdir / name, flags | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for offset in range(0, len(data), MiB):
+                os.write(fd, data[offset:offset + MiB])
+            assert (cached_pages(fd) > 0) == cached, name
+        finally:
+            os.close(fd)
+        assert (workdir / name).read_bytes() == data
+        assert bucket.get_object(f"{workdir.name}/{name}").read() == data
+    fd = os.open(workdir / "wronly", os.O_WRONLY)  # an existing file opened write-only: the same
+    try:
+        os.pwrite(fd, b"patched", 1000)
+        assert cached_pages(fd) == 0
+    finally:
+        os.close(fd)
+    assert (workdir / "wronly").read_bytes() == data[:1000] + b"patched" + data[1007:]
+
+
+def test_readers_beside_a_write_only_writer_see_its_bytes(mount, workdir):
+    """While a write-only handle writes past the page cache, a reader opened beside it reads past the cache too
+    (no page of it is cached), so what it reads is never a page cached before the writer's last write (Linux
+    6.6+ also drops the written range itself, but a read racing the write could cache the old bytes again). A
+    writer that finds a reader already open goes through the cache (coherent with it) as before."""
+    path = workdir / "appended"
+    writer = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(writer, b"a" * 100)
+        reader = os.open(path, os.O_RDONLY)
+        try:
+            assert os.pread(reader, 8192, 0) == b"a" * 100
+            os.write(writer, b"b" * 100)
+            assert os.pread(reader, 8192, 0) == b"a" * 100 + b"b" * 100
+            assert cached_pages(reader) == 0
+        finally:
+            os.close(reader)
+    finally:
+        os.close(writer)
+    reader = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(reader, 8192, 0) == b"a" * 100 + b"b" * 100
+        writer = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            assert cached_pages(writer) > 0  # the reader's pages: this writer goes through them
+            os.write(writer, b"c" * 100)
+            assert os.pread(reader, 8192, 0) == b"a" * 100 + b"b" * 100 + b"c" * 100
+        finally:
+            os.close(writer)
+    finally:
+        os.close(reader)
+    assert path.read_bytes() == b"a" * 100 + b"b" * 100 + b"c" * 100
