@@ -306,3 +306,24 @@ def test_many_readers_through_resets_and_stalls_read_exact_bytes(make_mount, fau
     assert admin.connections()["peak"] <= 64, admin.connections()
     assert (mount.path / "after").read_bytes() == b"q" * 5000
     assert mount.process.poll() is None
+
+
+@pytest.mark.parametrize("options", ["readdir_optimize", "listobjectsv1,readdir_optimize", ""])
+@pytest.mark.parametrize("fault", [
+    {"action": "reset", "after_bytes": 400, "skip": 1, "count": 2},  # page 2 cut after its head, twice
+    {"action": "reset", "after_bytes": 0, "skip": 2, "count": 1},  # page 3 reset before its answer
+    {"action": "error", "status": 500, "code": "InternalError", "skip": 3, "count": 2},  # the last page, 500 twice
+    {"action": "bandwidth", "bytes_per_second": 3000, "skip": 1, "count": 3},  # pages 2-4 trickle
+])
+def test_faults_on_any_page_leave_the_listing_complete(make_mount, options, fault):
+    mount, bucket = paged(make_mount, options)
+    for name in ODD_NAMES:
+        bucket.put_object(f"d/{name}", b"")
+    admin = mount.server.admin
+    admin.set_faults([{"op": list_op(options), **fault}])
+    try:
+        names = os.listdir(mount.path / "d")
+    finally:
+        admin.clear_faults()
+    assert len(names) == len(set(names))
+    assert sorted(names) == sorted([f"f{i:04d}" for i in range(PAGED)] + ODD_NAMES)
