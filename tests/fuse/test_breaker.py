@@ -132,7 +132,10 @@ def bucket(mount, local_server):
 
 
 def test_mmap_beside_a_write_only_writer(mount, workdir):
-    """What a reader's MAP_SHARED mmap does while a write-only handle writes past the page cache, and after."""
+    """What a reader's MAP_SHARED mmap does beside a write-only handle writing past the page cache: ENODEV (the
+    kernel refuses shared maps of direct_io handles; MAP_PRIVATE works) for a handle opened while the writer is
+    open, for that handle's whole life; a handle opened after the writer closed maps normally. Pins the behaviour
+    the direct_io writer brought (before it, such a reader could map)."""
     path = workdir / "mapped"
     path.write_bytes(b"o" * 8192)
     writer = os.open(path, os.O_WRONLY)
@@ -150,7 +153,16 @@ def test_mmap_beside_a_write_only_writer(mount, workdir):
             os.close(reader)
     finally:
         os.close(writer)
-    reader = os.open(path, os.O_RDONLY)  # the writer closed: mapping works again
+    writer = os.open(path, os.O_WRONLY)
+    reader = os.open(path, os.O_RDONLY)  # opened beside the writer: its handle stays past the cache for its life
+    os.close(writer)
+    try:
+        with pytest.raises(OSError) as raised:
+            mmap.mmap(reader, 0, mmap.MAP_SHARED, mmap.PROT_READ)
+        assert raised.value.errno == errno.ENODEV
+    finally:
+        os.close(reader)
+    reader = os.open(path, os.O_RDONLY)  # opened after the writer closed: mapping works again
     try:
         shared = mmap.mmap(reader, 0, mmap.MAP_SHARED, mmap.PROT_READ)
         assert shared[:101] == b"n" * 100 + b"o" and len(shared) == 8192
