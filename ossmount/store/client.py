@@ -585,15 +585,19 @@ class ObjectStore:
             found = await trio.to_thread.run_sync(provider.current)
         return found
 
-    def _attempt_timeouts(self, op: str, key: str) -> tuple[http.Timeouts, bool]:
-        """This attempt's timeouts, cut to what the call's and the operation's deadlines leave (retry.py rule 5)."""
+    def _attempt_timeouts(self, op: str, key: str) -> tuple[http.Timeouts, bool, bool]:
+        """This attempt's timeouts, cut to what the call's and the operation's deadlines leave (retry.py rule 5),
+        and which timeouts were cut: a ReadTimeout (ConnectTimeout) means the deadline ran out only when the read
+        (connect) timeout was the one cut. connect_timeout (300 s) is often longer than the whole deadline
+        ((retries + 1) x readwrite_timeout), and a read timeout of the full readwrite_timeout is then retried."""
         left = attempt_time_left()
         if left is None or (left >= self.timeouts.connect and left >= self.timeouts.read):
-            return self.timeouts, False
+            return self.timeouts, False, False
         if left <= 0:
             raise DeadlineExceeded(f"{op} {key!r}: the operation's deadline ran out" if key
                                    else f"{op}: the operation's deadline ran out", code="RequestTimeout", key=key)
-        return http.Timeouts(connect=min(self.timeouts.connect, left), read=min(self.timeouts.read, left)), True
+        return (http.Timeouts(connect=min(self.timeouts.connect, left), read=min(self.timeouts.read, left)),
+                left < self.timeouts.connect, left < self.timeouts.read)
 
     async def _attempt(self, op: str, key: str, request: OssRequest,
                        handle: Callable[[http.Response], Awaitable[T]], accept: tuple[int, ...] = ()) -> T:
@@ -607,7 +611,7 @@ class ObjectStore:
         with self.ledger.attempt(op, key, sent=body_out if op in _DATA_SENT else 0) as attempt:
             try:
                 try:
-                    timeouts, cut = self._attempt_timeouts(op, key)
+                    timeouts, connect_cut, read_cut = self._attempt_timeouts(op, key)
                     request.headers.update(self._every_request)
                     self._signer.sign(request, await self._credentials_now())
                     head = self._head(request, body_out)
@@ -621,7 +625,7 @@ class ObjectStore:
                         raise await self._error_answer(op, key, response)
                     result = await handle(response)
                 except (http.ReadTimeout, http.ConnectTimeout) as exc:
-                    if cut:
+                    if read_cut if isinstance(exc, http.ReadTimeout) else connect_cut:
                         raise DeadlineExceeded(f"{op} {key!r}: the operation's deadline ran out ({exc})" if key else
                                                f"{op}: the operation's deadline ran out ({exc})",
                                                code="RequestTimeout", status=-2, key=key) from exc

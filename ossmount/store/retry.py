@@ -19,7 +19,8 @@ Rules:
   6. An operation (one FUSE request, `operation_deadline()`) may make many calls. It fails once it has spent
      `seconds` failing — in attempts that failed and in the sleeps between them — without one successful request;
      a success gives it the whole budget again, so a long upload that keeps making progress never hits it, and a
-     server that answers nothing fails every operation within it. Work started on behalf of the operation (tasks
+     server that answers nothing fails every operation within it. Calls failing at the same time spend it once
+     (the wall time during which something failed). Work started on behalf of the operation (tasks
      it spawns) shares its budget until the operation returns; after that, such tasks have only their own calls'
      deadlines.
   7. Time comes from `trio.current_time()`, so tests drive it with `trio.testing.MockClock`.
@@ -49,15 +50,24 @@ class OperationDeadline:
         self.seconds = seconds
         self.failing = 0.0  # seconds spent failing since the last success
         self.active = True
+        self._counted_until = float("-inf")  # failing time before this (trio clock) is already in `failing`
 
     def time_left(self) -> float:
         return self.seconds - self.failing
 
     def failed_for(self, seconds: float) -> None:
-        self.failing += max(seconds, 0.0)
+        """The calling call has been failing for the `seconds` that end now. Calls failing at the same time (a
+        read's parallel ranged GETs, a listing's HEADs) spend the budget once: it counts the wall time during
+        which something failed, as `readwrite_timeout` promises ((retries + 1) x readwrite_timeout seconds)."""
+        now = trio.current_time()
+        start = max(now - max(seconds, 0.0), self._counted_until)
+        if now > start:
+            self.failing += now - start
+        self._counted_until = max(self._counted_until, now)
 
     def succeeded(self) -> None:
         self.failing = 0.0
+        self._counted_until = trio.current_time()
 
 
 _operation: contextvars.ContextVar[OperationDeadline | None] = contextvars.ContextVar(

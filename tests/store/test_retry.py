@@ -195,3 +195,26 @@ async def test_tasks_of_a_finished_operation_keep_only_their_own_deadline(autoju
             assert current_operation() is not None
         await send.send(None)
     assert seen == [None]
+
+
+async def test_calls_failing_at_the_same_time_spend_the_budget_once(autojump_clock):
+    """Four calls of one operation (a read's parallel ranged GETs) time out together: the operation has failed for
+    the wall time they took, not four times it (rule 6; `readwrite_timeout`: an operation fails after (retries + 1)
+    x readwrite_timeout seconds without a successful request)."""
+    from ossmount.store.retry import attempt_time_left, operation_deadline
+
+    calls = []
+
+    async def stalled():
+        calls.append(trio.current_time())
+        await trio.sleep(min(3.0, attempt_time_left()))  # a read timeout of 3 s
+        if len(calls) <= 8:  # two rounds of four stalled attempts, then answers
+            raise transient()
+        return "ok"
+
+    policy = RetryPolicy(max_attempts=6, base_delay=0.0, max_delay=0.0, deadline=None)
+    with operation_deadline(18.0) as operation:
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(policy.run, stalled)
+        assert operation.time_left() >= 18.0 - 6.0 - 1e-6

@@ -1,0 +1,161 @@
+"""The server's socket path (server/http.py `_Channel`): pipelined requests on one connection, chunked uploads,
+slow clients, clients that leave mid-request; raw sockets against the real server, signed URLs (oss2)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.parse
+
+import pytest
+
+
+def raw(local_server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", local_server.port), timeout=30)
+    return sock
+
+
+def target(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def read_response(sock: socket.socket, buffered: bytearray) -> tuple[int, dict[str, str], bytes]:
+    """One Content-Length-framed response from `sock` (bytes past it stay in `buffered`)."""
+    while b"\r\n\r\n" not in buffered:
+        data = sock.recv(65536)
+        assert data, bytes(buffered)
+        buffered += data
+    head, _, rest = bytes(buffered).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    body = bytearray(rest)
+    while len(body) < length:
+        data = sock.recv(65536)
+        assert data
+        body += data
+    buffered[:] = body[length:]
+    return status, headers, bytes(body[:length])
+
+
+@pytest.fixture
+def bucket(oss_bucket):
+    return oss_bucket
+
+
+def test_pipelined_requests_on_one_connection_are_answered_in_order(local_server, bucket):
+    blobs = {f"p{i}": os.urandom(1000 * i + 1) for i in range(1, 8)}
+    for key, data in blobs.items():
+        bucket.put_object(key, data)
+    host = f"127.0.0.1:{local_server.port}"
+    requests = b"".join(f"GET {target(bucket.sign_url('GET', key, 300))} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+                        for key in blobs)
+    with raw(local_server) as sock:
+        sock.sendall(requests)  # all at once: the server must frame each request out of one read
+        buffered = bytearray()
+        for key, data in blobs.items():
+            status, _, body = read_response(sock, buffered)
+            assert (status, body) == (200, data), key
+
+
+def test_a_chunked_upload_sent_in_odd_pieces_arrives_whole(local_server, bucket):
+    data = os.urandom(300_000)
+    url = bucket.sign_url("PUT", "chunked", 300)
+    host = f"127.0.0.1:{local_server.port}"
+    with raw(local_server) as sock:
+        sock.sendall(f"PUT {target(url)} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        at = 0
+        for size in (1, 7, 65536, 3, 100_000, 65537):
+            piece = data[at:at + size]
+            at += size
+            chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+            for cut in range(0, len(chunk), 40_000):  # pieces split across sends
+                sock.sendall(chunk[cut:cut + 40_000])
+        rest = data[at:]
+        sock.sendall(f"{len(rest):x}\r\n".encode() + rest + b"\r\n0\r\n\r\n")
+        status, _, body = read_response(sock, bytearray())
+        assert status == 200, body
+    assert bucket.get_object("chunked").read() == data
+
+
+def test_a_slow_client_trickling_its_request_is_served(local_server, bucket):
+    bucket.put_object("slow", b"answer")
+    host = f"127.0.0.1:{local_server.port}"
+    request = f"GET {target(bucket.sign_url('GET', 'slow', 300))} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with raw(local_server) as sock:
+        for at in range(0, len(request), 37):
+            sock.sendall(request[at:at + 37])
+            time.sleep(0.02)
+        status, _, body = read_response(sock, bytearray())
+        assert (status, body) == (200, b"answer")
+
+
+@pytest.mark.parametrize("leave", ["mid-head", "mid-body", "mid-chunk", "reset-mid-answer"])
+def test_a_client_leaving_mid_request_leaves_the_server_serving(local_server, bucket, leave):
+    big = os.urandom(8 * 1024 * 1024)
+    bucket.put_object("big", big)
+    host = f"127.0.0.1:{local_server.port}"
+    before = local_server.admin.connections()["open"]
+    for _ in range(5):
+        sock = raw(local_server)
+        if leave == "mid-head":
+            sock.sendall(f"GET {target(bucket.sign_url('GET', 'big', 300))} HTTP/1.1\r\nHo".encode())
+        elif leave == "mid-body":
+            url = bucket.sign_url("PUT", "partial", 300)
+            sock.sendall(f"PUT {target(url)} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100000\r\n\r\n".encode()
+                         + b"x" * 5000)
+        elif leave == "mid-chunk":
+            url = bucket.sign_url("PUT", "partial", 300)
+            sock.sendall(f"PUT {target(url)} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         "10000\r\n".encode() + b"y" * 100)
+        else:
+            sock.sendall(f"GET {target(bucket.sign_url('GET', 'big', 300))} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            sock.recv(1000)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        time.sleep(0.05)
+        sock.close()
+    # the server still answers, whole, and drops the connections the clients left
+    assert bucket.get_object("big").read() == big
+    with pytest.raises(Exception):
+        bucket.get_object("partial")
+    deadline = time.monotonic() + 30
+    while local_server.admin.connections()["open"] > before + 1:
+        assert time.monotonic() < deadline, local_server.admin.connections()
+        time.sleep(0.1)
+
+
+def test_a_request_pipelined_behind_a_body_is_answered(local_server, bucket):
+    """PUT with its body and a GET of the same key in one send: the GET sees the PUT's bytes."""
+    data = os.urandom(70_000)
+    host = f"127.0.0.1:{local_server.port}"
+    put = (f"PUT {target(bucket.sign_url('PUT', 'piped', 300))} HTTP/1.1\r\nHost: {host}\r\n"
+           f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    get = f"GET {target(bucket.sign_url('GET', 'piped', 300))} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with raw(local_server) as sock:
+        sock.sendall(put + get)
+        buffered = bytearray()
+        assert read_response(sock, buffered)[0] == 200
+        status, _, body = read_response(sock, buffered)
+        assert (status, body) == (200, data)
+
+
+def test_a_client_reading_slowly_does_not_stall_others(local_server, bucket):
+    """A client that stops reading a 16 MiB answer (the server's socket fills); meanwhile 20 other requests are
+    answered whole; then it reads the rest, whole."""
+    big = os.urandom(16 * 1024 * 1024)
+    bucket.put_object("slowread", big)
+    bucket.put_object("small", b"s")
+    host = f"127.0.0.1:{local_server.port}"
+    with raw(local_server) as sock:
+        sock.sendall(f"GET {target(bucket.sign_url('GET', 'slowread', 300))} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+                     .encode())
+        got = bytearray(sock.recv(4096))
+        for _ in range(20):
+            assert bucket.get_object("small").read() == b"s"
+            got += sock.recv(4096)
+        buffered = bytearray(got)
+        status, _, body = read_response(sock, buffered)
+        assert status == 200 and body == big
