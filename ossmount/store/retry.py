@@ -50,7 +50,7 @@ class OperationDeadline:
         self.seconds = seconds
         self.failing = 0.0  # seconds spent failing since the last success
         self.active = True
-        self._counted_until = float("-inf")  # failing time before this (trio clock) is already in `failing`
+        self._spans: list[tuple[float, float]] = []  # disjoint (start, end) of the failing time in `failing`
 
     def time_left(self) -> float:
         return self.seconds - self.failing
@@ -60,14 +60,18 @@ class OperationDeadline:
         read's parallel ranged GETs, a listing's HEADs) spend the budget once: it counts the wall time during
         which something failed, as `readwrite_timeout` promises ((retries + 1) x readwrite_timeout seconds)."""
         now = trio.current_time()
-        start = max(now - max(seconds, 0.0), self._counted_until)
-        if now > start:
-            self.failing += now - start
-        self._counted_until = max(self._counted_until, now)
+        start = now - max(seconds, 0.0)
+        if now <= start:
+            return
+        # Every span counted so far ends at or before `now`: the new time is the part of [start, now] none covers.
+        overlapping = [(s, e) for s, e in self._spans if e > start]
+        self.failing += (now - start) - sum(e - max(s, start) for s, e in overlapping)
+        self._spans = [(s, e) for s, e in self._spans if e <= start]
+        self._spans.append((min([start] + [s for s, _ in overlapping]), now))
 
     def succeeded(self) -> None:
         self.failing = 0.0
-        self._counted_until = trio.current_time()
+        self._spans = [(float("-inf"), trio.current_time())]  # failing time before a success is forgiven
 
 
 _operation: contextvars.ContextVar[OperationDeadline | None] = contextvars.ContextVar(

@@ -218,3 +218,23 @@ async def test_calls_failing_at_the_same_time_spend_the_budget_once(autojump_clo
             for _ in range(4):
                 nursery.start_soon(policy.run, stalled)
         assert operation.time_left() >= 18.0 - 6.0 - 1e-6
+
+
+async def test_failing_spans_of_one_operation_are_counted_as_their_union(autojump_clock):
+    """Staggered failures (a call failing from 0 to 10 s, another from 5 to 6 s reported first, then one from 12 to
+    13 s) have failed the operation for the wall time any of them was failing: 11 s, not 12 and not 5."""
+    from ossmount.store.retry import OperationDeadline
+
+    operation = OperationDeadline(100.0)
+    await trio.sleep(6.0)
+    operation.failed_for(1.0)  # [5, 6]
+    await trio.sleep(4.0)
+    operation.failed_for(10.0)  # [0, 10], covering [5, 6]
+    assert operation.failing == pytest.approx(10.0)
+    await trio.sleep(3.0)
+    operation.failed_for(1.0)  # [12, 13]
+    assert operation.failing == pytest.approx(11.0)
+    operation.succeeded()
+    await trio.sleep(1.0)
+    operation.failed_for(5.0)  # [9, 14]: only the second after the success counts
+    assert operation.failing == pytest.approx(1.0)
