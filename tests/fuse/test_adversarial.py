@@ -1,5 +1,5 @@
-"""Adversarial checks of this session's merged code (pipelined LIST pages, plain-connection transport, write-only
-handles with direct_io, the server's socket path), each through a real mount of the project's own server."""
+"""Adversarial checks of pipelined LIST pages, the plain-connection transport under faults and write-only handles
+with direct_io, each through a real mount of the project's own server."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ MiB = 1024 * 1024
 def mount(local_server, tmp_path_factory):
     from tests.fuse.conftest import running_mount
 
-    with running_mount(local_server, tmp_path_factory.mktemp("breaker")) as mount:
+    with running_mount(local_server, tmp_path_factory.mktemp("adversarial")) as mount:
         yield mount
 
 
