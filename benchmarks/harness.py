@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import report  # noqa: E402
-from clients import OssmountClient, RamFsClient, RcloneClient, S3fsClient, set_read_ahead  # noqa: E402
+from clients import OssmountClient, RamFsClient, RcloneClient, S3fsClient  # noqa: E402
 from procstat import ProcessMeter  # noqa: E402
 
 from ossmount.testing import LocalServer  # noqa: E402
