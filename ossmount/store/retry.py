@@ -15,7 +15,7 @@ Rules:
      server sent (503/429) is honoured: the sleep is at least that long.
   5. `deadline` bounds one store call, first attempt to last retry, in seconds: no attempt starts after it, every
      attempt's timeouts are cut to what is left of it (`attempt_time_left()`), and a retry whose sleep would end
-     past it is not made.
+     past it is not made; when a sleep overruns it anyway (a loaded machine), the last failure is raised.
   6. An operation (one FUSE request, `operation_deadline()`) may make many calls. It fails once it has spent
      `seconds` failing — in attempts that failed and in the sleeps between them — without one successful request;
      a success gives it the whole budget again, so a long upload that keeps making progress never hits it, and a
@@ -161,6 +161,7 @@ class RetryPolicy:
         call_deadline = None if self.deadline is None else started + self.deadline
         counted = 0  # failures that use up an attempt (rule 3)
         failures = 0  # consecutive failures, for the backoff
+        last_error: TransientError | None = None
         while True:
             operation = current_operation()
             attempt_deadline = call_deadline
@@ -168,6 +169,10 @@ class RetryPolicy:
             if operation is not None:
                 operation_end = now + operation.time_left()
                 attempt_deadline = operation_end if attempt_deadline is None else min(attempt_deadline, operation_end)
+            if last_error is not None and attempt_deadline is not None and now >= attempt_deadline:
+                # The backoff sleep overran the deadline (a loaded machine): the last failure is the answer, not a
+                # bare "deadline ran out" from an attempt that never started.
+                raise last_error
             token = _attempt_deadline.set(attempt_deadline)
             try:
                 result = await attempt()
@@ -188,6 +193,7 @@ class RetryPolicy:
                     raise
                 if on_retry is not None:
                     on_retry(error, failures, delay)
+                last_error = error
                 await trio.sleep(delay)
                 if operation is not None:
                     operation.failed_for(delay)

@@ -120,6 +120,16 @@ async def test_a_retry_after_past_the_deadline_fails_now(autojump_clock):
     assert len(attempt.started) == 1 and trio.current_time() - attempt.started[0] < 1
 
 
+async def test_a_backoff_sleep_that_overruns_the_deadline_ends_with_the_last_failure(autojump_clock):
+    """A loaded machine wakes the backoff sleep late, past the deadline: no attempt is started any more, and the
+    caller gets the server's last answer (here SlowDown), not a bare "deadline ran out"."""
+    attempt = Flaky(throttled(), throttled())
+    with pytest.raises(types.Throttled):
+        await RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, deadline=1.0).run(
+            attempt, on_retry=lambda error, failures, delay: autojump_clock.jump(5.0))
+    assert len(attempt.started) == 1
+
+
 async def test_throttling_uses_up_no_attempt_but_the_deadline_bounds_it(autojump_clock):
     attempt = Flaky(*[throttled() for _ in range(10)])
     assert await RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=1.0, deadline=60).run(attempt) == "ok"
