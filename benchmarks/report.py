@@ -59,7 +59,9 @@ def markdown(document: dict) -> str:
     lines = [f"Run {document['date']}: `{document['command'].strip()}`; {document['runs']} runs per figure, "
              f"median (min–max). Machine: {m['cpus']} × {m['cpu_model']}, {m['memory_gib']} GiB, Linux "
              f"{m['kernel']}, Python {m['python']}, {m['fio']}; load average {m['load_average_at_start']} at start, "
-             f"{m.get('load_average_at_end', '?')} at end. Scale: {document['scale']}.", "",
+             f"{m.get('load_average_at_end', '?')} at end. Scale: {document['scale']}. Server: `ossmount serve "
+             f"--etag {document.get('server', {}).get('etag', 'md5')}`, data on "
+             f"{document.get('server', {}).get('data_dir', '?')}.", "",
              document["note"], "",
              "| workload | unit | " + " | ".join(clients) + " | " + " | ".join(ratio_names) + " |",
              "|---|---|" + "---|" * (len(clients) + len(ratio_names))]
