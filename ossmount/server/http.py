@@ -67,6 +67,12 @@ log = logging.getLogger("ossmount.server.http")
 
 RECV_SIZE = 64 * 1024
 SPOOL_BUFFER_SIZE = 4 * 1024 * 1024
+# While a large body is received, a wait for the socket lasts until this much has arrived (SO_RCVLOWAT; the kernel
+# lets the receive buffer grow to twice this): one event-loop pass per MiB rather than one per burst of segments.
+BODY_LOWAT_MAX = 1024 * 1024
+# Offset of `tcpi_last_data_recv` (u32, milliseconds) in Linux's struct tcp_info (include/uapi/linux/tcp.h): eight u8
+# fields, then rto, ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans, fackets, last_data_sent, last_ack_sent.
+TCP_INFO_LAST_DATA_RECV = 52
 # Spool buffers kept for the next body (4 MiB each): a fresh bytearray per request costs a memset and a page fault
 # per 4 KiB on first touch and an munmap on release, as much CPU as writing the body to the spool file. Each large
 # body in flight holds two, so 16 cover the client's default 5 parallel parts (ossfs `parallel_count`) with room;
@@ -243,6 +249,7 @@ class _Channel:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
         self.eof = False  # the peer closed its side
         self.counted = False
+        self._lowat = 1  # the socket's SO_RCVLOWAT
 
     async def _recv(self, deadline: float, timeout: type[Exception], *, wait_first: bool = False) -> bytes:
         # What has arrived is taken at once (one system call, no pass through the scheduler); only an empty socket
@@ -299,13 +306,60 @@ class _Channel:
             self.conn.receive_data(await self._recv(trio.current_time() + self.limits.body_timeout, BodyTimeout))
 
     async def recv_into(self, view: memoryview) -> int:
-        """Raw body bytes (the fast path); raises BodyTimeout after a pause of `body_timeout`."""
-        with trio.move_on_after(self.limits.body_timeout):
+        """Raw body bytes (the fast path) into `view`: what has arrived is taken at once; an empty socket is waited
+        for until at least `len(view)` bytes (at most `BODY_LOWAT_MAX`) are there, or the peer closed, so a fast
+        sender costs one wakeup per that much instead of one per TCP segment burst. Raises BodyTimeout after a pause
+        of `body_timeout`, ClientGone on a socket error; 0 is the peer's end of stream."""
+        fd = self.sock.fileno()
+        timeout = self.limits.body_timeout
+        deadline = None
+        last_try = False
+        while True:
             try:
-                return await self.sock.recv_into(view)
+                return os.readv(fd, [view])
+            except BlockingIOError:
+                if last_try:
+                    raise BodyTimeout() from None
             except OSError as exc:
                 raise ClientGone(str(exc)) from None
-        raise BodyTimeout()
+            if deadline is None:
+                self._set_lowat(min(len(view), BODY_LOWAT_MAX))
+                deadline = trio.current_time() + timeout
+            with trio.move_on_at(deadline) as scope:
+                await trio.lowlevel.wait_readable(self.sock)
+            if scope.cancelled_caught:
+                # Fewer bytes than the low-water mark may have trickled in meanwhile: only a real pause ends the body.
+                quiet = self._seconds_since_data()
+                if quiet is not None and quiet >= timeout:
+                    raise BodyTimeout()
+                if quiet is not None:
+                    deadline = trio.current_time() + timeout - quiet
+                else:  # no TCP_INFO: whatever is queued counts as progress, nothing queued is the pause
+                    last_try = True
+
+    def _set_lowat(self, lowat: int) -> None:
+        # SO_RCVLOWAT (socket(7)): epoll reports the socket readable only once `lowat` bytes are queued, or at EOF or
+        # an error, so a wait cannot outlast the peer. A non-blocking read still returns whatever is there.
+        if lowat != self._lowat:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+            except OSError:
+                return  # the socket is going away; the next read says so
+            self._lowat = lowat
+
+    def _seconds_since_data(self) -> float | None:
+        """Time since the peer's last data segment arrived (TCP_INFO `tcpi_last_data_recv`, Linux), None if unknown."""
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_LAST_DATA_RECV + 4)
+        except (OSError, AttributeError):
+            return None
+        if len(info) < TCP_INFO_LAST_DATA_RECV + 4:
+            return None
+        return struct.unpack_from("I", info, TCP_INFO_LAST_DATA_RECV)[0] / 1000
+
+    def end_body(self) -> None:
+        """Back to waking on every byte (request heads are small) once a body has been received or abandoned."""
+        self._set_lowat(1)
 
     async def send(self, event: Any) -> None:
         data = self.conn.send(event)
@@ -396,21 +450,14 @@ class _BodySpool:
             self._memory = bytearray()
 
     def write(self, data: bytes | memoryview) -> None:
-        """Append `data`: hash it, then store it."""
-        self.hash(data)
-        self.store(data)
-
-    def hash(self, data: bytes | memoryview) -> None:
-        """Feed the MD5 (a worker thread may run this while another runs `store` on the same data)."""
+        """Append `data`: hash it, CRC it and store it. hashlib, the CRC and os.write release the GIL, so a worker
+        thread runs this while the event loop receives the next buffer."""
+        if not data:
+            return
         if self._md5 is not None:
             self._md5.update(data)
         if self._sha256 is not None:
             self._sha256.update(data)
-
-    def store(self, data: bytes | memoryview) -> None:
-        """CRC and write `data`; hashlib, the CRC and os.write release the GIL, so threads overlap."""
-        if not data:
-            return
         self._crc = crc64(data, self._crc)
         self._size += len(data)
         if self._fd is None and self._size > IN_MEMORY_BODY_MAX:
@@ -800,6 +847,7 @@ class HttpFront:
                             remaining -= filled
                             await full_send.send((buffer, filled))
         finally:
+            channel.end_body()
             # The nursery has waited for the worker threads (they cannot be abandoned), so no thread holds a buffer.
             for buffer in buffers:
                 self._buffers.give(buffer)
@@ -809,11 +857,9 @@ class HttpFront:
                             spool: _BodySpool) -> None:
         async with full:
             async for buffer, filled in full:
-                view = memoryview(buffer)[:filled]
-                with _single_exception_unwrapped():
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(trio.to_thread.run_sync, spool.hash, view)
-                        nursery.start_soon(trio.to_thread.run_sync, spool.store, view)
+                # One thread hop per buffer: MD5, CRC-64 and the write (all release the GIL) in one worker thread,
+                # while the event loop fills the other buffer.
+                await trio.to_thread.run_sync(spool.write, memoryview(buffer)[:filled])
                 free.send_nowait(buffer)
 
     @staticmethod

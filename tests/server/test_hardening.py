@@ -130,6 +130,27 @@ def test_a_body_that_never_finishes_gets_400_request_timeout(short_timeouts, siz
     assert short_timeouts.admin.fsck() == []
 
 
+def test_a_large_body_trickled_faster_than_the_body_timeout_is_received(short_timeouts):
+    """The fast body path waits for many bytes per wakeup (SO_RCVLOWAT); a client sending small pieces, each within
+    the body timeout, still never pauses for SHORT seconds, so its body is stored whole; the same connection then
+    serves its next (small) request."""
+    key = "trickled-body"
+    data = os.urandom(2 * FAST_BODY_MIN)
+    piece = len(data) // 8
+    headers = v1_headers(short_timeouts, "PUT", BUCKET, key)
+    headers["Content-Length"] = str(len(data))
+    with RawConnection(short_timeouts, timeout=BOUND) as connection:
+        connection.send(request_head("PUT", BUCKET, key, headers))
+        for at in range(0, len(data), piece):
+            connection.send(data[at:at + piece])
+            time.sleep(SHORT / 4)  # 8 pieces: twice SHORT in all, far less than SHORT between two
+        status, response_headers, body = connection.read_response()
+        assert status == 200, body
+        assert response_headers["etag"].strip('"').lower() == hashlib.md5(data).hexdigest()
+        connection.send(request_head("GET", BUCKET, key, v1_headers(short_timeouts, "GET", BUCKET, key)))
+        assert connection.read_response()[::2] == (200, data)
+
+
 def test_a_chunked_body_that_stops_gets_400_request_timeout(short_timeouts):
     headers = v1_headers(short_timeouts, "PUT", BUCKET, "chunked-stall")
     headers["Transfer-Encoding"] = "chunked"
