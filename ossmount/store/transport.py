@@ -166,26 +166,41 @@ def _h11_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
     return conn, head
 
 
-class _HeadFields:
-    """httptools' callbacks for one answer head: its header fields, and whether the head ended."""
+def _header_dict(fields: Any) -> dict[str, str]:
+    """Header fields as `Response.headers` holds them: lowercase names, latin-1 values, repeated ones joined."""
+    headers: dict[str, str] = {}
+    for name, value in fields:
+        key = name.lower().decode("latin-1")
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
 
-    __slots__ = ("fields", "complete")
+
+class _HeadFields:
+    """httptools' callbacks for one answer head: its header fields as `_header_dict` makes them, and whether the
+    head ended."""
+
+    __slots__ = ("headers", "complete")
 
     def __init__(self) -> None:
-        self.fields: list[tuple[bytes, bytes]] = []
+        self.headers: dict[str, str] = {}
         self.complete = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name, value.rstrip(b" \t")))  # llhttp keeps trailing whitespace, h11 does not
+        key = name.lower().decode("latin-1")
+        text = value.rstrip(b" \t").decode("latin-1")  # llhttp keeps trailing whitespace, h11 does not
+        headers = self.headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
         self.complete = True
 
 
-def _parsed_head(head: bytes, no_body: bool) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
-    """(status, HTTP version, fields) of a final answer head (ending in CRLF CRLF) framed by a Content-Length or
-    without a body, parsed by httptools; None for anything h11 must read: a head httptools refuses, HTTP other than
-    1.0/1.1, 1xx, Transfer-Encoding, a Content-Length h11 might read otherwise, a close-delimited body."""
+def _parsed_head(head: bytes, no_body: bool) -> tuple[int, bytes, dict[str, str]] | None:
+    """(status, HTTP version, headers as `_header_dict` makes them) of a final answer head (ending in CRLF CRLF)
+    framed by a Content-Length or without a body, parsed by httptools; None for anything h11 must read: a head
+    httptools refuses, HTTP other than 1.0/1.1, 1xx, Transfer-Encoding, a Content-Length h11 might read otherwise
+    (repeated, not digits), a close-delimited body."""
     sink = _HeadFields()
     parser = httptools.HttpResponseParser(sink)
     try:
@@ -196,18 +211,16 @@ def _parsed_head(head: bytes, no_body: bool) -> tuple[int, bytes, list[tuple[byt
     version = parser.get_http_version()
     if not sink.complete or status < 200 or version not in ("1.1", "1.0"):
         return None
-    length = None
-    for name, value in sink.fields:
-        lowered = name.lower()
-        if lowered == b"content-length":
-            if length is not None or not value.isdigit() or len(value) > _CONTENT_LENGTH_MAX_DIGITS:
-                return None
-            length = value
-        elif lowered == b"transfer-encoding":
-            return None
-    if length is None and not (no_body or status in (204, 304)):
+    headers = sink.headers
+    if "transfer-encoding" in headers:
         return None
-    return status, b"1.1" if version == "1.1" else b"1.0", sink.fields
+    length = headers.get("content-length")
+    if length is None:
+        if not (no_body or status in (204, 304)):
+            return None
+    elif not (length.isdigit() and length.isascii()) or len(length) > _CONTENT_LENGTH_MAX_DIGITS:
+        return None
+    return status, b"1.1" if version == "1.1" else b"1.0", headers
 
 
 @dataclass(frozen=True)
@@ -451,25 +464,17 @@ class Response:
     (or closes it if the body was not read to its end)."""
 
     def __init__(self, transport: "Transport", channel: _Channel, conn: h11.Connection | None, status: int,
-                 http_version: bytes, fields: Any, trailing: bytes, head_request: bool, timeout: float):
-        """`fields`: (name, value) bytes pairs of the head; `trailing`: bytes received after it; `conn`: the h11
+                 http_version: bytes, headers: dict[str, str], trailing: bytes, head_request: bool, timeout: float):
+        """`headers` as `_header_dict` makes them; `trailing`: bytes received after the head; `conn`: the h11
         connection that read the head (needed for bodies h11 frames), None when httptools parsed it."""
         self.status = status
-        headers: dict[str, str] = {}
-        connection_tokens = ""
-        for name, value in fields:
-            key = name.lower().decode("latin-1")
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-            if key == "connection":
-                connection_tokens += text.lower()
         self.headers = headers
         self.request_id = headers.get("x-oss-request-id", "")
         self._transport = transport
         self._channel: _Channel | None = channel
         self._conn = conn
         self._timeout = timeout
-        self._keep_alive = http_version == b"1.1" and "close" not in connection_tokens
+        self._keep_alive = http_version == b"1.1" and "close" not in headers.get("connection", "").lower()
         self.received = 0  # body bytes handed to the caller so far
         length = headers.get("content-length")
         no_body = head_request or self.status in (204, 304) or self.status < 200
@@ -737,7 +742,8 @@ class Transport:
                     continue
                 if isinstance(event, h11.Response):
                     return Response(self, channel, conn, event.status_code, event.http_version,
-                                    event.headers.raw_items(), conn.trailing_data[0], head_request, timeouts.read)
+                                    _header_dict(event.headers.raw_items()), conn.trailing_data[0], head_request,
+                                    timeouts.read)
                 raise ConnectionLost("the server closed the connection without an answer")
         except ConnectionLost as exc:
             channel.close()
