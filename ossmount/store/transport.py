@@ -148,7 +148,8 @@ def _request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
         head = b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, b"".join([b"%s: %s\r\n" % field for field in headers]))
     except (TypeError, AttributeError, ValueError):  # not bytes: h11 converts or refuses them
         return None
-    return head if _REQUEST_HEAD.fullmatch(head) else None
+    # One line per field: a CR LF inside a name, value or the target would make the grammar see other fields.
+    return head if head.count(b"\r\n") == len(headers) + 2 and _REQUEST_HEAD.fullmatch(head) else None
 
 
 def _h11_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: Body
