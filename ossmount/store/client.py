@@ -660,7 +660,7 @@ class ObjectStore:
             self._note_bucket_missing(error)
 
     def _head(self, request: OssRequest, body_length: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        """The request-target and the header list of `request`, as h11 takes them."""
+        """The request-target and the header list of `request`, as the transport takes them."""
         fields = [(b"host", self._addressing.host_header.encode("ascii"))]
         try:
             for name, value in request.headers.items():

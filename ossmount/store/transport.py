@@ -2,7 +2,7 @@
 
 Theory of operation:
   * One `Transport` per endpoint host (the bucket's virtual host, or the endpoint itself in path style), plain or
-    TLS. Connections are framed with h11; no worker thread is involved, so a request costs no thread hop
+    TLS. Connections are framed as "Framing" says; no worker thread is involved, so a request costs no thread hop
     (performance.md §3.5: a hop is ~0.1 ms) and no requests/urllib3 machinery. A plain connection is a non-blocking
     socket driven by trio's I/O waits: a send is tried at once, the answer to a request is waited for before the
     first receive (no checkpoints around each call, no failed attempt); TLS connections are trio SSL streams.
