@@ -338,11 +338,11 @@ def _strip_etag(etag: str | None) -> str:
 
 
 def _object_info_from_headers(key: str, headers: Mapping[str, str]) -> ObjectInfo:
+    """The ObjectInfo of a HeadObject (or GetObject) answer; `headers` with lowercase names (transport.Response)."""
     meta = {}
     for name, value in headers.items():
-        lowered = name.lower()
-        if lowered.startswith(META_PREFIX) and lowered != _UPLOAD_MARKER_HEADER:
-            meta[lowered[_META_PREFIX_LENGTH:]] = value if value.isascii() else _decode_header_value(value)
+        if name.startswith(META_PREFIX) and name != _UPLOAD_MARKER_HEADER:
+            meta[name[_META_PREFIX_LENGTH:]] = value if value.isascii() else _decode_header_value(value)
     get = headers.get
     crc = get("x-oss-hash-crc64ecma")
     last_modified = get("last-modified")
@@ -660,7 +660,7 @@ class ObjectStore:
             self._note_bucket_missing(error)
 
     def _head(self, request: OssRequest, body_length: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        """The request-target and the header list of `request`, as h11 takes them."""
+        """The request-target and the header list of `request`, as the transport takes them."""
         fields = [(b"host", self._addressing.host_header.encode("ascii"))]
         try:
             for name, value in request.headers.items():

@@ -12,15 +12,20 @@ with — oss-api.md §2.1-2.2):
      `x-oss-*` that way). Every request carries the option-driven ones (headers.py rule 1) and the User-Agent
      unless `noua`.
   5. Signatures are oss2's own (V1 `ProviderAuth`, V4 `ProviderAuthV4`, STS tokens included), computed with the
-     credentials current for this request; anonymous requests (public_bucket=1) are not signed.
+     credentials current for this request; anonymous requests (public_bucket=1) are not signed. V1 requests get
+     their Date header from `http_date()`, the text oss2 would give, made once per second rather than per request
+     (email.utils.formatdate costs 10-20 µs of a ~220 µs request in a busy process, issue 11).
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
 import urllib.parse
 from typing import Any, Mapping
 
 import oss2
+import oss2.headers
 import oss2.utils
 
 _quote = urllib.parse.quote
@@ -92,6 +97,33 @@ class _Static(oss2.credentials.CredentialsProvider):
         return self._credentials
 
 
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def http_date() -> str:
+    """The current time as an HTTP date (`Mon, 30 Nov 2026 18:00:00 GMT`), as oss2.utils.http_date() gives it
+    (email.utils.formatdate of the current second), formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class _ProviderAuth(oss2.ProviderAuth):
+    """oss2's V1 signer (its string to sign and HMAC-SHA1, `ProviderAuth.__make_signature`); only the Date comes
+    from `http_date()` (rule 5). `_sign_request` is oss2 2.19.1's, line for line, but for that."""
+
+    def _sign_request(self, req: Any, bucket_name: str, key: str) -> None:
+        credentials = self.credentials_provider.get_credentials()
+        token = credentials.get_security_token()
+        if token:
+            req.headers[oss2.headers.OSS_SECURITY_TOKEN] = token
+        req.headers["date"] = http_date()
+        signature = self._ProviderAuth__make_signature(req, bucket_name, key, credentials)  # type: ignore[attr-defined]
+        req.headers["authorization"] = f"OSS {credentials.get_access_key_id()}:{signature}"
+
+
 class Signer:
     """Signs requests for one bucket with oss2's V1 or V4 signer (rule 5), for given credentials."""
 
@@ -110,7 +142,7 @@ class Signer:
             return
         if credentials is not self._for:  # one auth object per credentials: they change rarely
             provider = _Static(credentials)
-            self._auth = oss2.ProviderAuthV4(provider) if self.sigv4 else oss2.ProviderAuth(provider)
+            self._auth = oss2.ProviderAuthV4(provider) if self.sigv4 else _ProviderAuth(provider)
             self._for = credentials
         request.region = self.region
         self._auth._sign_request(request, self.bucket, request.key)

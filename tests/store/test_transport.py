@@ -10,9 +10,12 @@ import threading
 import time
 from typing import Callable
 
+import h11
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ossmount.crc64 import crc64
 from ossmount.credentials import Credentials
@@ -26,8 +29,9 @@ TIMEOUTS = http.Timeouts(connect=5, read=10)
 
 
 class KeepAliveScript(LoopbackServer):
-    """A loopback HTTP server that answers each request with the next of `answers` (raw response bytes, or a
-    callable taking the request head and returning them, or None to close the connection without answering), on
+    """A loopback HTTP server that answers each request with the next of `answers` (raw response bytes, a tuple of
+    pieces of them sent 50 ms apart, or a callable taking the request head and returning them, or None to close the
+    connection without answering), on
     kept-alive connections, one thread per connection. `connections` counts accepted ones; `heads` and `bodies`
     record each request's head and body."""
 
@@ -68,8 +72,13 @@ class KeepAliveScript(LoopbackServer):
                     answer = answer(head)
                 if answer is None:
                     return
+                pieces = answer if isinstance(answer, tuple) else (answer,)  # a tuple: sent piece by piece
+                answer = b"".join(pieces)
                 try:
-                    client.sendall(answer)
+                    for number, piece in enumerate(pieces):
+                        if number:
+                            time.sleep(0.05)
+                        client.sendall(piece)
                 except OSError:
                     return
                 if b"connection: close" in answer.lower():
@@ -189,6 +198,129 @@ async def test_answers_that_end_the_connection_are_not_reused(answer):
         assert transport.idle_connections == 0
         assert await fetch(transport) == (200, b"again")
     assert server.connections == 2
+
+
+def h11_reading(answer: bytes, method: bytes = b"GET") -> tuple[int, dict[str, str], bytes] | None:
+    """What h11 alone makes of `answer` to one request: (status, headers as Response keeps them, body), or None
+    if it refuses it."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method=method, target=b"/b/k", headers=[(b"host", b"127.0.0.1")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(answer)
+    status, headers, body = 0, {}, b""
+    try:
+        while True:
+            event = conn.next_event()
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                for name, value in event.headers.raw_items():
+                    key, text = name.lower().decode("latin-1"), value.decode("latin-1")
+                    headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, headers, body
+            elif event is h11.NEED_DATA:
+                return None
+    except h11.RemoteProtocolError:
+        return None
+
+
+# Answer heads read by httptools on the fast path and heads it leaves to h11 (module docstring, "Framing"): the
+# transport must read each exactly as h11 alone does, and keep the connection whenever the answer allows it.
+FRAMING_CASES = {
+    "plain": ok(b"hello", "ETag: \"abc\"\r\nx-oss-meta-a: 1\r\n"),
+    "trailing whitespace and repeated fields": ok(b"hello", "x-a: one  \t\r\nX-A:two\r\nx-b:\r\n"),
+    "100-continue first": b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"hello"),
+    "a value h11 takes and llhttp refuses": ok(b"hello", "x-odd: a\x01b\r\n"),
+    "bare LF line endings": b"HTTP/1.1 200 OK\nContent-Length: 5\nx-a: 1\n\nhello",
+    "a repeated equal Content-Length": b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
+    "a no-body status": b"HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n",
+    "a head in pieces": (b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 5\r\nx-a: 1\r\n", b"\r\nhello"),
+    "chunked in pieces": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n",
+                          b"2\r\nlo\r\n0\r\n\r\n"),
+    "a status line without a reason": b"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\nhello",
+}
+
+
+@pytest.mark.parametrize("answer", FRAMING_CASES.values(), ids=FRAMING_CASES.keys())
+async def test_answers_are_read_as_h11_reads_them_and_their_connection_kept(answer):
+    expected = h11_reading(b"".join(answer) if isinstance(answer, tuple) else answer)
+    assert expected is not None
+    with KeepAliveScript([answer, ok(b"again")]) as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        async with await transport.request(b"GET", b"/b/k", [(b"host", b"127.0.0.1")], None, TIMEOUTS) as response:
+            assert (response.status, response.headers, await response.read(1 << 20)) == expected
+        assert await fetch(transport) == (200, b"again")
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello",  # conflicting lengths
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nhello",
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 5\r\n\r\nhello",  # not a status line
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # TLS where HTTP was expected
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+])
+async def test_answers_h11_refuses_are_protocol_errors(answer):
+    assert h11_reading(answer) is None
+    with KeepAliveScript([answer]) as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        with pytest.raises(http.ProtocolError, match="malformed answer"):
+            await fetch(transport)
+        assert transport.busy_connections == 0 and transport.idle_connections == 0
+
+
+async def test_a_head_answer_with_a_content_length_has_no_body_and_keeps_its_connection():
+    with KeepAliveScript([b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nETag: \"e\"\r\n\r\n", ok(b"again")]) as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        async with await transport.request(b"HEAD", b"/b/k", [(b"host", b"127.0.0.1")], None, TIMEOUTS) as response:
+            assert response.status == 200 and response.headers["content-length"] == "4096"
+            assert response.complete and await response.read(1 << 20) == b""
+        assert await fetch(transport) == (200, b"again")
+    assert server.connections == 1
+
+
+_TOKEN = st.from_regex(rb"\A[-!#$%&'*+.^_`|~0-9A-Za-z]{1,12}\Z")
+_VALUE = st.one_of(st.from_regex(rb"\A[\x21-\x7e]([ \x21-\x7e]{0,20}[\x21-\x7e])?\Z"), st.binary(max_size=12),
+                   st.sampled_from([b"v\r\nx-b: 1", b"v\r\n", b"v\n", b" v", b"v ", b"", b"\xe9t\xe9"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.lists(st.tuples(st.one_of(_TOKEN, st.sampled_from([b"Host", b"content-length", b"a b", b""])),
+                                 _VALUE), max_size=6),
+       body=st.one_of(st.none(), st.binary(max_size=8)),
+       target=st.sampled_from([b"/b/k", b"/b/k?list-type=2&prefix=", b"/b/a b", b"", b"/b HTTP/1.1\r\nx-a: 1"]))
+def test_request_heads_are_written_as_h11_writes_them(fields, body, target):
+    """The head written without h11 is byte for byte h11's; whatever it declines goes to h11, which frames or
+    refuses it as it always did."""
+    headers = [(b"host", b"127.0.0.1")] + fields
+    if body is not None:
+        headers.append((b"content-length", b"%d" % len(body)))
+    fast = http._request_head(b"PUT", target, headers, body)
+    conn = h11.Connection(h11.CLIENT)
+    try:
+        expected = conn.send(h11.Request(method=b"PUT", target=target, headers=headers))
+        if body is not None:
+            conn.send_with_data_passthrough(h11.Data(data=body))
+        conn.send(h11.EndOfMessage())
+    except h11.LocalProtocolError:
+        expected = None
+    if fast is not None:
+        assert fast == expected
+    else:
+        special = {b"host", b"content-length", b"transfer-encoding"}
+        assert expected is None or any(name.lower() in special for name, _ in fields)
+
+
+async def test_a_request_head_h11_refuses_is_a_protocol_error_before_anything_is_sent():
+    with KeepAliveScript([ok()]) as server:
+        transport = http.Transport("127.0.0.1", server.port, tls=None, max_connections=1)
+        with pytest.raises(http.ProtocolError) as caught:
+            await transport.request(b"GET", b"/b/k", [(b"host", b"127.0.0.1"), (b"x-a", b"bad\r\nx-b: 1")], None,
+                                    TIMEOUTS)
+        assert not caught.value.sent and transport.busy_connections == 0
+    assert server.heads == []
 
 
 async def test_bytes_beyond_the_answer_close_the_connection():
