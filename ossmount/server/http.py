@@ -530,6 +530,17 @@ def _aws_chunked_error(exc: ChunkedFormatError) -> OssError:
     return OssError(400, "InvalidRequest", f"Malformed aws-chunked request body: {exc}.")
 
 
+def _request_record(op: str, method: str, target: str, bucket: str | None, key: str | None, headers: dict[str, str],
+                    status: int, sent: int, received: int, fault: str | None,
+                    traffic_limit: int | None) -> RequestRecord:
+    """The request log's record of one exchange (built when the log is read: most never are)."""
+    logged, withheld = loggable_headers(headers)
+    return RequestRecord(
+        op=op, method=method, bucket=bucket, key=key, status=status, bytes=sent, request_bytes=received,
+        user_agent=headers.get("user-agent"), range=headers.get("range"), fault=fault, headers=logged,
+        withheld_headers=withheld, query=redact_query(target.partition("?")[2]), traffic_limit=traffic_limit)
+
+
 def _split_admin_path(target: str) -> str | None:
     path = target.split("?", 1)[0]
     if path.startswith(ADMIN_PREFIX):
@@ -744,11 +755,9 @@ class HttpFront:
     def _record(self, op: str, method: str, target: str, bucket: str | None, key: str | None,
                 headers: dict[str, str], status: int, sent: int, received: int, fault: str | None,
                 traffic_limit: int | None = None) -> None:
-        logged, withheld = loggable_headers(headers)
-        self.admin.requests.add(RequestRecord(
-            op=op, method=method, bucket=bucket, key=key, status=status, bytes=sent, request_bytes=received,
-            user_agent=headers.get("user-agent"), range=headers.get("range"), fault=fault, headers=logged,
-            withheld_headers=withheld, query=redact_query(target.partition("?")[2]), traffic_limit=traffic_limit))
+        self.admin.requests.add_lazily(functools.partial(
+            _request_record, op, method, target, bucket, key, dict(headers), status, sent, received, fault,
+            traffic_limit))
 
     async def _admin_exchange(self, channel: _Channel, method: str, path: str, headers: dict[str, str]) -> bool:
         chunks = []
