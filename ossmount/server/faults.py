@@ -310,13 +310,20 @@ class RequestLog:
     """The last `REQUEST_LOG_SIZE` requests, oldest first."""
 
     def __init__(self, size: int = REQUEST_LOG_SIZE) -> None:
-        self._records: collections.deque[RequestRecord] = collections.deque(maxlen=size)
+        # records, or functions that make one: the front hands over the latter, so that a request pays for its
+        # record's header filtering and query redaction only if the log is read (tests, operators)
+        self._records: collections.deque[RequestRecord | Callable[[], RequestRecord]] = collections.deque(maxlen=size)
 
     def add(self, record: RequestRecord) -> None:
         self._records.append(record)
 
+    def add_lazily(self, make: Callable[[], RequestRecord]) -> None:
+        """Log the record `make()` returns, calling it only when the log is read."""
+        self._records.append(make)
+
     def snapshot(self) -> list[dict[str, Any]]:
-        return [dataclasses.asdict(record) for record in self._records]
+        records = [record if isinstance(record, RequestRecord) else record() for record in list(self._records)]
+        return [dataclasses.asdict(record) for record in records]
 
     def reset(self) -> None:
         self._records.clear()

@@ -99,3 +99,33 @@ def test_object_acl_overrides_the_bucket_acl_and_default_inherits_it(local_serve
     assert requests.put(url(local_server, owned, "plain"), data=b"rewritten", timeout=30).status_code == 200
     assert owned.get_object("plain").read() == b"rewritten"
     assert owned.get_object_acl("plain").acl == "default"  # an unsigned PUT without the header resets it
+
+
+def test_bucket_changes_apply_to_the_very_next_request(local_server, owned):
+    """Bucket rows are cached by the server (store.py): every bucket write must be seen by the next request."""
+    owned.put_object("k", b"first")
+    assert refused(requests.get(url(local_server, owned, "k"), timeout=30))  # the private row is now cached
+    owned.put_bucket_acl(oss2.BUCKET_ACL_PUBLIC_READ)
+    assert requests.get(url(local_server, owned, "k"), timeout=30).content == b"first"
+    owned.put_bucket_acl(oss2.BUCKET_ACL_PRIVATE)
+    assert refused(requests.get(url(local_server, owned, "k"), timeout=30))
+
+    owned.put_bucket_versioning(oss2.models.BucketVersioningConfig(oss2.BUCKET_VERSIONING_ENABLE))
+    first = owned.put_object("k", b"second").versionid
+    owned.put_object("k", b"third")
+    assert first and owned.get_object("k", params={"versionId": first}).read() == b"second"
+    assert owned.get_object("k").read() == b"third"
+
+    other = local_server.oss2_bucket(f"acl-{uuid.uuid4().hex[:12]}")
+    other.create_bucket()
+    other.put_object("k", b"v")
+    assert other.get_object("k").read() == b"v"  # its row is now cached
+    other.delete_object("k")
+    other.delete_bucket()
+    with pytest.raises(oss2.exceptions.NoSuchBucket):
+        other.get_object("k")
+    other.create_bucket(oss2.BUCKET_ACL_PUBLIC_READ)
+    with pytest.raises(oss2.exceptions.NoSuchKey):
+        other.get_object("k")
+    other.put_object("k", b"fresh")
+    assert requests.get(url(local_server, other, "k"), timeout=30).content == b"fresh"  # the new bucket's ACL

@@ -119,9 +119,9 @@ def test_writers_queued_on_one_key_do_not_hold_up_other_clients(server, bucket):
 
 
 def test_reads_are_answered_while_every_worker_thread_is_busy(tmp_path):
-    """HeadObject and GetObject take no lock and run on the event loop, not in a worker thread (http.INLINE_OPS): with
-    one worker (serve --core-threads 1) stalled in a held PUT, reads of any key, the held one included, still
-    complete, while a second write queues behind the held one."""
+    """HeadObject, GetObject and listings of a few keys take no lock and run on the event loop, not in a worker thread
+    (http.INLINE_OPS, INLINE_LIST_MAX_KEYS): with one worker (serve --core-threads 1) stalled in a held PUT, reads of
+    any key, the held one included, still complete, while a second write queues behind the held one."""
     with LocalServer(tmp_path, buckets=(BUCKET,), extra_args=("--core-threads", "1")) as single:
         client = single.oss2_bucket(BUCKET, connect_timeout=WAIT)
         client.put_object("a", b"content of a")
@@ -135,6 +135,9 @@ def test_reads_are_answered_while_every_worker_thread_is_busy(tmp_path):
             assert client.get_object("a", byte_range=(0, 6)).read() == b"content"
             assert client.get_object("b").read() == b"old b"
             assert client.get_object_meta("b").content_length == len(b"old b")
+            # as are the small listings a mount's lookups ask for (http.INLINE_LIST_MAX_KEYS)
+            assert [o.key for o in client.list_objects(delimiter="/", max_keys=2).object_list] == ["a", "b"]
+            assert [o.key for o in client.list_objects_v2(prefix="b", max_keys=1).object_list] == ["b"]
             assert held_put.is_alive() and queued_put.is_alive() and not held_result and not queued_result
         finally:
             single.admin.release_held()

@@ -94,6 +94,28 @@ def test_listing_v1_v2_and_unicode(bucket):
     assert [o.key for o in bucket.list_objects_v2(prefix="plus+").object_list] == ["plus+key"]
 
 
+
+def test_listing_and_head_show_each_change_of_an_object(bucket):
+    """Listing entries and HEAD answers are rendered from decoded records kept for versions already seen (ops_bucket
+    `_contents_fragment`, store `_listed_record`): every change of the object must show on the next request."""
+    bucket.put_object("d/k", b"1", headers={"Content-Type": "text/plain"})
+    seen = []
+    for body, archive in ((b"1", False), (b"two", False), (b"two", True)):
+        if body != b"1" and not archive:
+            bucket.put_object("d/k", body)
+        if archive:
+            bucket.copy_object(bucket.bucket_name, "d/k", "d/k",
+                               headers={"x-oss-storage-class": "Archive", "x-oss-metadata-directive": "REPLACE"})
+        for _ in range(2):  # the second listing and HEAD of the same version
+            [entry] = bucket.list_objects_v2(prefix="d/", delimiter="/").object_list
+            head = bucket.head_object("d/k")
+            assert (entry.size, entry.etag, entry.storage_class) == (len(body), head.etag,
+                                                                     "Archive" if archive else "Standard")
+            assert head.content_length == len(body)
+        seen.append((entry.etag, entry.storage_class))
+    assert len(set(seen)) == 3
+
+
 def test_copy_and_update_meta(bucket):
     source_key = "\u963f\u91cc\u4e91/\u52a0\u6cb9/:?;@&=+$, /<>{}[]|/"
     bucket.put_object(source_key, b"payload", headers={"x-oss-meta-a": "1"})

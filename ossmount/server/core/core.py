@@ -157,7 +157,9 @@ class ServerCore:
             target = route.target if route is not None and route.target is not None else self._target(request)
             if is_s3_request(request, target.query_items):
                 return handle_s3(self, request, request_id, now)
-            op = classify_operation(request.method, target, request.headers)
+            # classify named the operation of this very target already (same method and headers)
+            op = route.op if route is not None and route.target is target else classify_operation(
+                request.method, target, request.headers)
             principal = self._authenticate(request, target, now)
             if (request.header("authorization") or "").startswith(V4_ALGORITHM + " "):
                 check_oss_payload(request)

@@ -40,17 +40,19 @@ def requested_version(query: dict[str, str]) -> str | None:
     return check_version_id(query["versionId"])
 
 
-def resolve(ctx: Context, bucket: BucketRecord, key: str, version_id: str | None) -> ObjectRow:
-    """The addressed version of `key` (latest unless `version_id`), never a delete marker."""
+def resolve(ctx: Context, bucket: BucketRecord, key: str, version_id: str | None, *,
+            shared: bool = False) -> ObjectRow:
+    """The addressed version of `key` (latest unless `version_id`), never a delete marker. `shared`: the caller only
+    reads the row's record (Store.get_latest)."""
     if version_id:
-        row = ctx.store.get_version(bucket.name, key, "null" if version_id == "null" else version_id)
+        row = ctx.store.get_version(bucket.name, key, "null" if version_id == "null" else version_id, shared=shared)
         if row is None:
             raise OssError(404, "NoSuchVersion", "The specified version does not exist.", extra=[("Key", key)])
         if row.delete_marker:
             raise OssError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.",
                            headers=[("x-oss-delete-marker", "true"), ("x-oss-version-id", row.version_id)])
         return row
-    row = ctx.store.get_latest(bucket.name, key)
+    row = ctx.store.get_latest(bucket.name, key, shared=shared)
     if row is None:
         raise no_such_key(key)
     if row.delete_marker:
@@ -60,10 +62,10 @@ def resolve(ctx: Context, bucket: BucketRecord, key: str, version_id: str | None
     return row
 
 
-def follow_symlink(ctx: Context, bucket: BucketRecord, row: ObjectRow) -> ObjectRow:
+def follow_symlink(ctx: Context, bucket: BucketRecord, row: ObjectRow, *, shared: bool = False) -> ObjectRow:
     if row.record.type != "Symlink" or row.record.symlink_target is None:
         return row
-    target = ctx.store.get_latest(bucket.name, row.record.symlink_target)
+    target = ctx.store.get_latest(bucket.name, row.record.symlink_target, shared=shared)
     if target is None or target.delete_marker:
         raise OssError(404, "SymlinkTargetNotExist", "The symlink target object does not exist.",
                        extra=[("Key", row.key)])
@@ -98,9 +100,11 @@ def _apply_overrides(ctx: Context, headers: list[tuple[str, str]]) -> list[tuple
 
 
 def _served_row(ctx: Context) -> tuple[BucketRecord, ObjectRow, ObjectRow]:
+    """The bucket, the addressed row and the row it serves (a symlink's target). Their records are shared with other
+    readers (Store.get_latest `shared`): HeadObject and GetObject only read them."""
     bucket = ctx.bucket()
-    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query))
-    return bucket, row, follow_symlink(ctx, bucket, row)
+    row = resolve(ctx, bucket, ctx.key, requested_version(ctx.query), shared=True)
+    return bucket, row, follow_symlink(ctx, bucket, row, shared=True)
 
 
 def _headers_for(ctx: Context, bucket: BucketRecord, link: ObjectRow, served: ObjectRow) -> list[tuple[str, str]]:

@@ -276,6 +276,11 @@ class Store:
         self._pin_lock = threading.Lock()
         self._adopted: set[str] = set()  # in blobs/, not yet referenced by a committed transaction
         self._adopted_lock = threading.Lock()
+        # Bucket rows by name, read on every request and changed only by the bucket operations below: each of those
+        # bumps `_buckets_generation` after its commit, and a row read under an older generation is not kept.
+        self._buckets: dict[str, tuple] = {}
+        self._buckets_generation = 0
+        self._buckets_lock = threading.Lock()
         self.collect_garbage()
 
     def _connect(self) -> sqlite3.Connection:
@@ -553,15 +558,40 @@ class Store:
     # -- buckets ---------------------------------------------------------------------------------
 
     def get_bucket(self, name: str) -> BucketRecord | None:
+        """The bucket's row (a record of its own: callers may change it), from a cache of rows that the bucket writes
+        below invalidate."""
+        writing = getattr(self._thread, "writing", False)
+        cached = None if writing else self._buckets.get(name)
+        if cached is not None:
+            return BucketRecord(*cached)
+        generation = self._buckets_generation
         with self._read() as db:
             rows = db.execute(
                 "SELECT name, owner, created, storage_class, versioning, acl FROM buckets WHERE name = ?", (name,)
             ).fetchall()
-        return BucketRecord(*rows[0]) if rows else None
+        if not rows:
+            return None
+        if not writing:
+            with self._buckets_lock:
+                if generation == self._buckets_generation:
+                    self._buckets[name] = tuple(rows[0])
+        return BucketRecord(*rows[0])
+
+    @contextlib.contextmanager
+    def _bucket_write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that changes bucket rows: the cached rows are dropped once it has committed (or
+        failed), and rows read before then are not cached."""
+        try:
+            with self._write() as db:
+                yield db
+        finally:
+            with self._buckets_lock:
+                self._buckets_generation += 1
+                self._buckets.clear()
 
     def create_bucket(self, name: str, owner: str, created: float, storage_class: str, acl: str = "private") -> bool:
         """Create a bucket unless one of that name exists; returns whether it was created."""
-        with self._write() as db:
+        with self._bucket_write() as db:
             cursor = db.execute(
                 "INSERT INTO buckets(name, owner, created, storage_class, acl) VALUES(?, ?, ?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
@@ -570,7 +600,7 @@ class Store:
             return cursor.rowcount == 1
 
     def set_bucket_acl(self, name: str, acl: str) -> None:
-        with self._write() as db:
+        with self._bucket_write() as db:
             db.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name))
 
     def list_buckets(self) -> list[BucketRecord]:
@@ -582,7 +612,7 @@ class Store:
 
     def delete_bucket(self, name: str) -> bool:
         """Delete a bucket that holds no object version and no upload; returns False (and keeps it) otherwise."""
-        with self._write() as db:
+        with self._bucket_write() as db:
             if (db.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchall()
                     or db.execute("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (name,)).fetchall()):
                 return False
@@ -590,7 +620,7 @@ class Store:
             return True
 
     def set_versioning(self, name: str, status: str) -> None:
-        with self._write() as db:
+        with self._bucket_write() as db:
             db.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (status, name))
 
     def bucket_stat(self, name: str) -> dict:
@@ -616,29 +646,32 @@ class Store:
 
     # -- objects ---------------------------------------------------------------------------------
 
-    def _row(self, row) -> ObjectRow:
+    def _row(self, row, shared: bool = False) -> ObjectRow:
         seq, bucket, key, version_id, is_latest, delete_marker, record = row
         return ObjectRow(seq, bucket, decode_key(key), version_id, bool(is_latest), bool(delete_marker),
-                         ObjectRecord.from_json(record))
+                         _listed_record(record) if shared else ObjectRecord.from_json(record))
 
     _COLUMNS = "seq, bucket, key, version_id, is_latest, delete_marker, record"
 
-    def get_latest(self, bucket: str, key: str) -> ObjectRow | None:
-        """The latest version of a key (possibly a delete marker), or None."""
+    def get_latest(self, bucket: str, key: str, *, shared: bool = False) -> ObjectRow | None:
+        """The latest version of a key (possibly a delete marker), or None. `shared`: the caller only reads the
+        record, which may then be the decoded record other readers of the same version share (`_listed_record`:
+        HeadObject and GetObject decode no JSON for a version already seen)."""
         with self._read() as db:
             rows = db.execute(
                 f"SELECT {self._COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1",
                 (bucket, encode_key(key)),
             ).fetchall()
-        return self._row(rows[0]) if rows else None
+        return self._row(rows[0], shared) if rows else None
 
-    def get_version(self, bucket: str, key: str, version_id: str) -> ObjectRow | None:
+    def get_version(self, bucket: str, key: str, version_id: str, *, shared: bool = False) -> ObjectRow | None:
+        """One version of a key, or None; `shared` as for `get_latest`."""
         with self._read() as db:
             rows = db.execute(
                 f"SELECT {self._COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND version_id = ?",
                 (bucket, encode_key(key), version_id),
             ).fetchall()
-        return self._row(rows[0]) if rows else None
+        return self._row(rows[0], shared) if rows else None
 
     def _insert_version(self, db: sqlite3.Connection, bucket: str, key: str, record: ObjectRecord,
                         versioning: str, delete_marker: bool = False) -> str:
