@@ -8,7 +8,9 @@ Theory of operation
 - Detection (`visit`, called for every readdir at offset 0): a directory P is *walked* once two of its
   subdirectories are read one after the other in listing order (positions p, p + 1 of P's cached listing). A
   directory read while its parent is walked is walked too (the walk goes through it). A plain `ls` of one
-  directory, `ls P; ls P/a; ls P/c`, or any readdir whose parent's listing is not cached lists nothing ahead.
+  directory, `ls P; ls P/a; ls P/c`, or any readdir whose parent's listing is not cached lists nothing ahead. A
+  walk reads its directories back to back: what a readdir more than WALK_IDLE seconds ago showed is forgotten
+  (`ls P/a`, a minute later `ls P/b`, is no walk).
 - What goes ahead, at most `window` directories each (WINDOW with readdir_optimize, where a listing is its LIST
   pages only; WINDOW_HEADED otherwise, where a listing also HEADs its entries):
     1. reading a subdirectory of a walked directory lists the subdirectories that follow it;
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -44,6 +47,7 @@ log = logging.getLogger("ossmount.fs")
 WINDOW = 8  # directories listed ahead per rule with readdir_optimize, and listings ahead in flight per mount
 WINDOW_HEADED = 2  # the same where a listing HEADs its entries (without readdir_optimize)
 MAX_DIRECTORIES = 256  # directories remembered (walked, last subdirectory read), least recently used dropped
+WALK_IDLE = 5.0  # seconds: a walk reads its directories back to back; what a readdir this long ago showed is forgotten
 _SUBDIRS_REMEMBERED = 8  # listings whose sorted subdirectory names are kept (the walk's current ancestors)
 _DIR = fsattrs.EntryKind.DIR
 
@@ -67,17 +71,20 @@ class TreeWalks:
     """
 
     def __init__(self, *, nursery: trio.Nursery | None, enabled: bool, headed: bool, fetch: Callable[[str], Any],
-                 keep: Callable[[str, Any], None], cached: Callable[[str], Any]):
+                 keep: Callable[[str, Any], None], cached: Callable[[str], Any],
+                 monotonic: Callable[[], float] = time.monotonic):
         self.nursery = nursery
         self.enabled = enabled and nursery is not None
         self.window = WINDOW_HEADED if headed else WINDOW
         self.fetch = fetch
         self.keep = keep
         self.cached = cached
+        self.monotonic = monotonic
         self._queue: deque[tuple[str, _Flight]] = deque()  # listings ahead waiting for one of the WINDOW slots
         self._running = 0
-        self._previous: OrderedDict[str, int] = OrderedDict()  # parent -> position of the subdirectory last read
-        self._walked: OrderedDict[str, None] = OrderedDict()
+        # parent -> (position of the subdirectory last read, when); walked directory -> when a walk last read in it
+        self._previous: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._walked: OrderedDict[str, float] = OrderedDict()
         self._flights: dict[str, _Flight] = {}
         self._subdirs: OrderedDict[str, tuple[Any, list[str]]] = OrderedDict()  # path -> (listing, sorted names)
         self.started = 0  # listings started ahead
@@ -108,18 +115,20 @@ class TreeWalks:
         position = bisect.bisect_left(subdirs, name)
         if position == len(subdirs) or subdirs[position] != name:
             return
+        now = self.monotonic()
         previous = self._previous.pop(parent, None)
-        self._previous[parent] = position
+        self._previous[parent] = (position, now)
         _bound(self._previous)
-        if previous == position - 1:
-            self._walk(parent)
-        if parent in self._walked:
-            self._walk(path)
+        if previous is not None and previous[0] == position - 1 and now - previous[1] < WALK_IDLE:
+            self._walk(parent, now)
+        if self._walking(parent, now):
+            self._walk(path, now)
             self._ahead(parent, subdirs[position + 1:position + 1 + self.window])
+        self._still_reading(parent, now)
 
     def read(self, path: str) -> None:
         """`path`'s listing is known to its readdir: rule 2."""
-        if not self.enabled or path not in self._walked:
+        if not self.enabled or not self._walking(path, self.monotonic()):
             return
         subdirs = self._subdirectories(path)
         if subdirs:
@@ -127,10 +136,27 @@ class TreeWalks:
 
     # ---- internals --------------------------------------------------------------------------------
 
-    def _walk(self, path: str) -> None:
+    def _walk(self, path: str, now: float) -> None:
         self._walked.pop(path, None)
-        self._walked[path] = None
+        self._walked[path] = now
         _bound(self._walked)
+
+    def _still_reading(self, path: str, now: float) -> None:
+        """A readdir under `path` now: a walk through `path` and its ancestors (however long it stays in one
+        subtree) goes on."""
+        while True:
+            if path in self._walked:
+                self._walked[path] = now
+            known = self._previous.get(path)
+            if known is not None:
+                self._previous[path] = (known[0], now)
+            if not path:
+                return
+            path = path.rpartition("/")[0]
+
+    def _walking(self, path: str, now: float) -> bool:
+        since = self._walked.get(path)
+        return since is not None and now - since < WALK_IDLE
 
     def _subdirectories(self, path: str) -> list[str] | None:
         """The sorted names of the subdirectories in `path`'s cached listing (None: not cached)."""
@@ -172,7 +198,7 @@ class TreeWalks:
         try:
             listing = await self.fetch(path)
             self.keep(path, listing)
-            if path.rpartition("/")[0] in self._walked and not listing.spoiled:  # rule 3
+            if self._walking(path.rpartition("/")[0], self.monotonic()) and not listing.spoiled:  # rule 3
                 first = min((n for n, node in listing.entries.items() if node.kind is _DIR), default=None)
                 if first is not None:
                     self._ahead(path, [first], first=True)

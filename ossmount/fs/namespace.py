@@ -153,7 +153,7 @@ class Namespace:
                                                                  v2=self.config.list_v2))
         self.walks = dirsweep.TreeWalks(
             nursery=nursery, enabled=config.stat_cache_size > 0, headed=not config.readdir_optimize,
-            fetch=self._fetch_listing, keep=self._keep_listing, cached=self.cache.peek_listing)
+            fetch=self._fetch_listing, keep=self._keep_listing, cached=self.cache.peek_listing, monotonic=monotonic)
         self.cache.on_change = self._changed
         self.attribute_builds = 0
         self.listing_negative_lookups = 0
