@@ -46,7 +46,9 @@ def test_a_find_walk_finds_its_directories_listed_ahead_each_listed_once(make_mo
         expected["HeadObject"] = TOP * SUB * FILES + DIRECTORIES - 1
     assert counters == expected, counters
     mount.unmount()
-    assert fs_statistics(mount)["listings_ahead"] >= DIRECTORIES - SERIAL - 2, fs_statistics(mount)
+    # without readdir_optimize only the following siblings go ahead: the first subdirectory of each `a<i>` is read first
+    serial = SERIAL if options else SERIAL + TOP - 1
+    assert fs_statistics(mount)["listings_ahead"] >= DIRECTORIES - serial - 2, fs_statistics(mount)
 
 
 def test_ls_of_single_directories_lists_nothing_ahead(make_mount, tmp_path):
