@@ -119,6 +119,10 @@ class MetadataCache:
             self.listing_hits += 1
         return listing
 
+    def peek_listing(self, path: str) -> Listing | None:
+        """`get_listing` without counting a hit or a miss (look-ahead bookkeeping, not an answer)."""
+        return self._listing.get(path)
+
     def put_listing(self, path: str, listing: Listing) -> None:
         self._listing[path] = listing
 

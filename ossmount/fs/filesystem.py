@@ -51,7 +51,7 @@ class Filesystem:
                             persistent_misses=ns.persistent_misses, stalled_lookups=ns.stalled_lookups,
                             stalled_creates=ns.stalled_creates, heads_ahead=ns.sweeps.heads_ahead,
                             sweep_negative_lookups=ns.sweeps.negative_answers,
-                            listings_ahead=ns.listings_ahead.started)
+                            listings_ahead=ns.walks.started)
 
     # ---- names ----------------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ class FsStatistics:
     answer within the stall patience (ossmount.fs.stalls).
     `heads_ahead` / `sweep_negative_lookups`: HEADs started ahead of the lookups sweeping a directory, and
     lookups answered "no such name" from such a sweep's fresh listing pages (ossmount.fs.sweep).
-    `listings_ahead`: directories listed ahead of a traversal with readdir_optimize (ossmount.fs.sweep).
+    `listings_ahead`: directories listed ahead of a walk such as `find` (ossmount.fs.dirsweep).
     """
 
     attribute_builds: int = 0

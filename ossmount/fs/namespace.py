@@ -28,8 +28,8 @@ Theory of operation
   (at most 16 at once) unless `readdir_optimize`. The listing and every entry go to the caches, so a
   second `ls -l` within `stat_cache_expire` sends no request, and after a remount an unchanged
   directory needs only its LISTs. Each entry's attributes are built once (memoized on its node) and a
-  readdir call builds only the entries the kernel takes. A traversal finds the following sibling directories
-  listed ahead (sweep.ListingsAhead).
+  readdir call builds only the entries the kernel takes. A walk (`find`, `du`, `ls -R`) finds the directories it
+  reads next listed ahead (dirsweep.TreeWalks).
 - Metadata changes (chmod, chown, utimens, xattrs) rewrite `x-oss-meta-*` with CopyObject REPLACE and
   never re-upload data; ctime is set to now, as ossfs does. On a file with unflushed data they are only
   recorded for its upload (`change_meta(..., upload_pending=True)`).
@@ -67,7 +67,7 @@ from typing import Any, Callable, Iterator
 import trio
 
 from ossmount.fs import attrs as fsattrs
-from ossmount.fs import names, stalls, sweep
+from ossmount.fs import dirsweep, names, stalls, sweep
 from ossmount.fs.cache import Listing, MetadataCache, Node, parent_of
 from ossmount.fs.errors import FsError
 from ossmount.fs.inodes import InodeTable
@@ -151,9 +151,9 @@ class Namespace:
             head=self._head, dir_prefix=self.dir_prefix, monotonic=monotonic,
             list_page=lambda prefix, token: self.store.list_page(prefix, delimiter="/", token=token,
                                                                  v2=self.config.list_v2))
-        self.listings_ahead = sweep.ListingsAhead(
-            nursery=nursery, enabled=config.stat_cache_size > 0, eager=config.readdir_optimize,
-            fetch=self._fetch_listing, keep=self._keep_listing, cached=self.cache.get_listing)
+        self.walks = dirsweep.TreeWalks(
+            nursery=nursery, enabled=config.stat_cache_size > 0, headed=not config.readdir_optimize,
+            fetch=self._fetch_listing, keep=self._keep_listing, cached=self.cache.peek_listing, monotonic=monotonic)
         self.cache.on_change = self._changed
         self.attribute_builds = 0
         self.listing_negative_lookups = 0
@@ -576,15 +576,14 @@ class Namespace:
 
     async def _listing(self, path: str) -> Listing:
         listing = self.cache.get_listing(path)
-        if listing is not None:
-            return listing
-        await self.listings_ahead.wait(path)  # a traversal lists the following directories ahead (sweep.py)
-        self.listings_ahead.after(path)
-        listing = self.cache.get_listing(path)
-        if listing is not None:
-            return listing
-        listing = await self._fetch_listing(path)
-        self._keep_listing(path, listing)
+        if listing is None:
+            await self.walks.wait(path)  # a walk finds its next directories listed ahead (dirsweep.py)
+            listing = self.cache.get_listing(path)
+        self.walks.visit(path)
+        if listing is None:
+            listing = await self._fetch_listing(path)
+            self._keep_listing(path, listing)
+        self.walks.read(path)
         return listing
 
     async def _fetch_listing(self, path: str) -> Listing:

@@ -39,7 +39,6 @@ from typing import Any, Callable
 
 import trio
 
-from ossmount.fs import attrs as fsattrs
 from ossmount.fs import names
 from ossmount.fs.cache import parent_of
 from ossmount.store.types import ObjectInfo
@@ -246,87 +245,3 @@ class Sweeps:
             ahead.error = exc
         ahead.answered = self.monotonic()
         ahead.done.set()
-
-
-LISTINGS_AHEAD = 8  # sibling directories listed ahead of a traversal (and listings in flight, per mount)
-LISTINGS_AHEAD_HEADED = 2  # the same where a listing HEADs its entries (without readdir_optimize)
-
-
-@dataclass
-class _Flight:
-    done: trio.Event = field(default_factory=trio.Event)
-
-
-class ListingsAhead:
-    """A traversal (`find`, `ls -R`, `du`) lists one directory after the other, each waiting for the last. When a
-    directory is listed for a readdir and its parent's cached listing shows further subdirectories after it, the
-    next LISTINGS_AHEAD of them are listed ahead, in parallel, in name order (the order readdir returns them and a
-    traversal visits them), so the traversal's next readdirs find their listings cached.
-      * With readdir_optimize a listing is its LIST pages only: the first subdirectory listed starts it, and a
-        listing nobody reads costs at most LISTINGS_AHEAD pages per traversal.
-      * Otherwise a listing also HEADs its entries, so it starts only once a traversal shows itself (the
-        directory listed is the subdirectory that follows the previous one listed under the same parent), and
-        only LISTINGS_AHEAD_HEADED directories ahead: what a traversal that stops wasted is bounded by that.
-    `fetch(path)` -> Listing lists a directory (without caching it); `keep(path, listing)` caches it unless a local
-    change in the directory while it was listed spoiled it (`MetadataCache.watching`): the readdir lists it again.
-    """
-
-    def __init__(self, *, nursery: trio.Nursery | None, enabled: bool, eager: bool, fetch: Callable[[str], Any],
-                 keep: Callable[[str, Any], None], cached: Callable[[str], Any]):
-        """`eager`: start at the first subdirectory listed (readdir_optimize), not only once a traversal shows."""
-        self.nursery = nursery
-        self.enabled = enabled and nursery is not None
-        self.eager = eager
-        self.window = LISTINGS_AHEAD if eager else LISTINGS_AHEAD_HEADED
-        self._previous: OrderedDict[str, int] = OrderedDict()  # parent -> position of the subdirectory last listed
-        self.fetch = fetch
-        self.keep = keep
-        self.cached = cached
-        self.limiter = trio.CapacityLimiter(LISTINGS_AHEAD)
-        self._flights: dict[str, _Flight] = {}
-        self._subdirs: tuple[Any, list[str]] | None = None  # (a parent's listing, its subdirectory names sorted)
-        self.started = 0
-
-    async def wait(self, path: str) -> None:
-        """If `path` is being listed ahead, wait for that listing (then look in the cache)."""
-        flight = self._flights.get(path)
-        if flight is not None:
-            await flight.done.wait()
-
-    def after(self, path: str) -> None:
-        """`path` is being listed for a readdir: list the subdirectories of its parent that follow it."""
-        if not self.enabled or path == "":
-            return
-        parent, _, name = path.rpartition("/")
-        listing = self.cached(parent)
-        if listing is None:
-            return
-        if self._subdirs is None or self._subdirs[0] is not listing:
-            self._subdirs = (listing, sorted(n for n, node in listing.entries.items()
-                                             if node.kind is fsattrs.EntryKind.DIR))
-        subdirs = self._subdirs[1]
-        position = bisect.bisect_right(subdirs, name)
-        previous = self._previous.pop(parent, None)
-        self._previous[parent] = position
-        while len(self._previous) > MAX_DIRECTORIES:
-            self._previous.popitem(last=False)
-        if not self.eager and previous != position - 1:
-            return
-        for following in subdirs[position:position + self.window]:
-            child = f"{parent}/{following}" if parent else following
-            if child not in self._flights and self.cached(child) is None:
-                self._flights[child] = _Flight()
-                self.started += 1
-                self.nursery.start_soon(self._list, child)
-
-    async def _list(self, path: str) -> None:
-        flight = self._flights[path]
-        try:
-            async with self.limiter:
-                listing = await self.fetch(path)
-            self.keep(path, listing)
-        except Exception as exc:  # noqa: BLE001 - the readdir lists it itself and reports what OSS says
-            log.debug("listing '%s' ahead failed: %s", path, exc)
-        finally:
-            del self._flights[path]
-            flight.done.set()

@@ -146,3 +146,33 @@ async def test_a_file_of_another_schema_version_is_emptied(tmp_path):
     await cache.flush()
     assert (await cache.lookup_dir("d/"))["d/f"].http_headers == HEADED.http_headers
     cache.close()
+
+
+async def test_a_directory_without_rows_is_answered_without_a_worker_thread(tmp_path, monkeypatch):
+    """A first walk lists directories the cache never saw: their lookup is one index probe in the trio thread. Rows
+    written by another mount sharing the file are found at once; a busy connection takes the worker thread."""
+    path = tmp_path / "metadata.sqlite"
+    cache = PersistentStatCache.open(path, "http://e/b", clock=lambda: LM + 10)
+    other = PersistentStatCache.open(path, "http://e/b", clock=lambda: LM + 10)
+    hops: list[str] = []
+    run_sync = trio.to_thread.run_sync
+
+    async def counted(function, *args, **kwargs):
+        hops.append(args[0] if args else "")
+        return await run_sync(function, *args, **kwargs)
+
+    monkeypatch.setattr(persistent.trio.to_thread, "run_sync", counted)
+    assert await cache.lookup_dir("d/") == {} and await cache.lookup_dir("e/") == {}
+    assert hops == []
+    other.write([("d/f", HEADED)], [])  # another mount of the same bucket
+    assert set(await cache.lookup_dir("d/")) == {"d/f"}
+    assert hops == ["d/"]
+    cache._lock.acquire()  # a write in progress: the probe does not wait for it, the lookup takes the thread
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cache.lookup_dir, "e/")
+        await trio.sleep(0.05)
+        seen = list(hops)
+        cache._lock.release()
+    assert seen == ["d/", "e/"]
+    cache.close()
+    other.close()
