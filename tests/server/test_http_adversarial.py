@@ -159,3 +159,32 @@ def test_a_client_reading_slowly_does_not_stall_others(local_server, bucket):
         buffered = bytearray(got)
         status, _, body = read_response(sock, buffered)
         assert status == 200 and body == big
+
+
+# -- response-* overrides that are no HTTP field value ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\rb", "a\nb", "a\x00b", "a\x0bb"])
+def test_a_response_override_that_is_no_header_value_is_invalid_argument(local_server, fresh_bucket_name, value):
+    """GetObject's response-* parameters become response headers: a value h11 cannot send (a line break, a NUL, other
+    control whitespace) is a 400 InvalidArgument and the connection stays usable, not a connection closed without
+    an answer (which clients retry) and never a second header."""
+    import oss2
+
+    bucket = local_server.oss2_bucket(fresh_bucket_name)
+    bucket.put_object("k", b"body")
+    with pytest.raises(oss2.exceptions.ServerError) as caught:
+        bucket.get_object("k", params={"response-content-disposition": value})
+    assert (caught.value.status, caught.value.code) == (400, "InvalidArgument")
+    assert "set-cookie" not in {name.lower() for name in caught.value.headers}
+    assert bucket.get_object("k").read() == b"body"
+
+
+def test_a_response_override_is_trimmed_of_surrounding_whitespace(local_server, fresh_bucket_name):
+    bucket = local_server.oss2_bucket(fresh_bucket_name)
+    bucket.put_object("k", b"body")
+    answer = bucket.get_object("k", params={"response-content-disposition": " \tattachment; filename=\"a b\"\t ",
+                                            "response-content-type": "text/caf\u00e9"})
+    assert answer.read() == b"body"
+    assert answer.headers["Content-Disposition"] == 'attachment; filename="a b"'
+    assert answer.headers["Content-Type"].encode("latin-1").decode("utf-8") == "text/caf\u00e9"
