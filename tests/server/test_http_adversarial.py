@@ -204,3 +204,15 @@ def test_a_max_keys_of_thousands_of_digits_is_answered(local_server, fresh_bucke
     # oss2 parses only an error body's first 4 KiB, so the code is read from the body itself (the value echoes back)
     assert caught.value.status == 400 and b"<Code>InvalidArgument</Code>" in caught.value.body
     assert [entry.key for entry in bucket.list_objects(max_keys=5).object_list] == ["k"]
+
+
+@pytest.mark.parametrize("max_keys", ["\u0665", "1_0", "+5", " 5"], ids=["arabic-indic", "underscore", "plus", "space"])
+def test_a_max_keys_that_is_not_ascii_digits_is_invalid_argument(local_server, fresh_bucket_name, max_keys):
+    """max-keys is a decimal number of ASCII digits (OSS ListObjects doc); Python's int() would take these too."""
+    import oss2
+
+    bucket = local_server.oss2_bucket(fresh_bucket_name)
+    bucket.put_object("k", b"x")
+    with pytest.raises(oss2.exceptions.ServerError) as caught:
+        bucket.list_objects(max_keys=max_keys)
+    assert (caught.value.status, caught.value.code) == (400, "InvalidArgument")
