@@ -113,7 +113,10 @@ def runs_inline(route: Route) -> bool:
     if route.op not in INLINE_LIST_OPS or route.target is None:
         return False
     max_keys = route.target.query.get("max-keys") or ""
-    return max_keys.isascii() and max_keys.isdigit() and int(max_keys) <= INLINE_LIST_MAX_KEYS
+    # At most 4 digits before int(): a longer value (int() refuses more than 4300 digits, sys.int_info) goes to the
+    # core, which answers it with InvalidArgument.
+    return (max_keys.isascii() and max_keys.isdigit() and len(max_keys) <= 4
+            and int(max_keys) <= INLINE_LIST_MAX_KEYS)
 
 
 def traffic_limit_of(op: str, headers: dict[str, str]) -> int | None:

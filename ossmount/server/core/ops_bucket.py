@@ -64,7 +64,11 @@ def _max_keys(ctx: Context, name: str = "max-keys", default: int = 100, limit: i
     text = ctx.query.get(name) or ""
     if not text:
         return default
+    # ASCII digits only: int() also takes other scripts' digits, '_' separators, '+' and surrounding whitespace
+    digits = text[1:] if text.startswith("-") else text
     try:
+        if not (digits.isascii() and digits.isdigit()):
+            raise ValueError(text)
         value = int(text)
     except ValueError:
         raise invalid_argument(f"Argument {name} is invalid.", name, text) from None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
@@ -90,10 +91,23 @@ def _slice(ctx: Context, extents: list[Extent], first: int, last: int) -> list[F
             for extent, offset, length in clip_extents(extents, first, last)]
 
 
+# An HTTP field value as h11 accepts it (h11._abnf field_value over the UTF-8 bytes sent): no NUL, CR, LF or other
+# whitespace but inner SP/HTAB. A response-* override outside it cannot be sent (h11 refuses the whole head).
+_FIELD_VALUE = re.compile(rb"[^\x00\s]+(?:[ \t]+[^\x00\s]+)*")
+
+
 def _apply_overrides(ctx: Context, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`headers` with the response-* query parameters' values in place of their headers (OSS GetObject doc). A value
+    is trimmed of surrounding SP/HTAB (optional whitespace, RFC 9110 §5.5); one holding a line break, NUL or other
+    control whitespace is InvalidArgument (400) rather than a connection closed without an answer."""
     for param, name in RESPONSE_OVERRIDES.items():
         value = ctx.query.get(param)
+        if value is not None:
+            value = value.strip(" \t")
         if value is not None and value != "":
+            if not _FIELD_VALUE.fullmatch(value.encode("utf-8", "surrogateescape")):
+                raise invalid_argument(f"The value of {param} is not a valid HTTP header value.", param,
+                                       value.encode("unicode_escape").decode("ascii"))
             headers = [(n, v) for n, v in headers if n.lower() != name.lower()]
             headers.append((name, value))
     return headers
