@@ -75,6 +75,7 @@ from ossmount.fs.persistent import PersistentStatCache, same_version
 from ossmount.fs.timeouts import KernelTimeouts
 from ossmount.fs.model import RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE, DirEntry, Entry, \
     FsConfig, StatFs
+from ossmount.store.transport import acquire_promptly
 from ossmount.store.types import NoSuchKey, ObjectInfo, StoreError
 
 log = logging.getLogger("ossmount.fs")
@@ -668,10 +669,7 @@ class Namespace:
             for name in names_left:
                 node = entries[name]
                 key = node.key if node.info is not None else dir_prefix + name + "/"
-                try:  # free capacity is taken without a trip through the scheduler
-                    limiter.acquire_nowait()
-                except trio.WouldBlock:
-                    await limiter.acquire()
+                await acquire_promptly(limiter)  # free capacity is taken without a trip through the scheduler
                 try:
                     info = await self._head(key)
                 finally:
