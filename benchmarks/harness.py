@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import http.client
 import json
 import os
@@ -157,6 +158,13 @@ def populate(server: LocalServer, scale: Scale) -> None:
             keys += [(f"tree/d{i:02d}/e{j:02d}/f{k:03d}", file_meta) for k in range(c)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda item: bucket.put_object(item[0], b"", headers=item[1]), keys))
+
+
+def etag_is_md5(server: LocalServer) -> bool:
+    """Whether the server gives MD5 ETags (`--etag md5`) or leaves the hashing out (`--etag fast`): one probe PUT."""
+    body = b"ossmount benchmark: etag probe"
+    etag = server.oss2_bucket(BUCKET, enable_crc=False).put_object("etag-probe", body).etag
+    return etag.strip('"').upper() == hashlib.md5(body).hexdigest().upper()
 
 
 def delete_prefix(server: LocalServer, prefix: str) -> None:
@@ -503,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"benchmark: server on {server.endpoint}, data on {work}; laying out the bucket "
                   f"({scale.describe()})", flush=True)
             populate(server, scale)
+            document["server"]["etag_is_md5"] = etag_is_md5(server)
             runner = Runner(server, scale, args.runs)
             factories = {"ossmount": lambda: OssmountClient(server, BUCKET, work),
                          "s3fs": lambda: S3fsClient(server, BUCKET, work),

@@ -61,6 +61,14 @@ def test_tiny_run_measures_or_skips_every_client(tmp_path):
     assert document["results"]["ls_l_warm"]["ossmount"]["requests"] == 0  # warm: all from the caches
     assert "ossmount/s3fs" in document["ratios"]["seq_read_1j"]
     assert document["results"]["seq_read_1j"]["python-get"]["median"] > 0
+    assert document["server"]["etag"] == "md5" and document["server"]["etag_is_md5"]
+
+
+def test_server_etag_fast_is_passed_to_the_server_and_named_in_the_report(tmp_path):
+    document = run_harness(tmp_path, "--quick", "--scale", "0.005", "--workloads", "ttfb", "--clients", "ossmount",
+                           "--server-etag", "fast")
+    assert document["server"]["etag"] == "fast" and not document["server"]["etag_is_md5"]
+    assert "`ossmount serve --etag fast`" in report.markdown(document)
 
 
 def test_missing_peer_is_reported_as_skipped(tmp_path, monkeypatch):
