@@ -543,30 +543,34 @@ class TcpProxy(LoopbackServer):
             client.close()
             return
         self._sockets += [client, upstream]
-        for source, target in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+        threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
 
-    def _pump(self, source: Any, target: Any) -> None:
+    def _relay(self, client: Any, upstream: Any) -> None:
+        """Forward both directions in one thread: a TLS socket must not be read in one thread while another writes
+        it (OpenSSL's state is not thread-safe: the connection broke now and then, so a kept-alive client had to
+        reconnect). Bytes TLS has already decrypted are not seen by select(), hence `pending()`."""
+        import select
         import socket
         import time
 
-        source.settimeout(0.1)
+        peer = {client: upstream, upstream: client}
         try:
             while not self._stopping.is_set():
                 if self.silent.is_set():
                     time.sleep(0.05)
                     continue
-                try:
+                ready = [sock for sock in (client, upstream) if getattr(sock, "pending", lambda: 0)()]
+                if not ready:
+                    ready = select.select([client, upstream], [], [], 0.1)[0]
+                for source in ready:
                     data = source.recv(65536)
-                except (TimeoutError, socket.timeout):
-                    continue
-                if not data:
-                    break
-                target.sendall(data)
+                    if not data:
+                        return
+                    peer[source].sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (source, target):
+            for sock in (client, upstream):
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
