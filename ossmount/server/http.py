@@ -1,16 +1,31 @@
-"""The HTTP/1.1 front end of `ossmount serve`: trio sockets + h11, zero-copy where it matters.
+"""The HTTP/1.1 front end of `ossmount serve`: trio sockets + h11 (plain requests without it), zero-copy where it
+matters.
 
-The front is deliberately thin: it parses the head with h11, asks the core to classify the request
-(for counters and fault injection), spools the body to a file in `core.tmp_dir` while computing MD5
-and CRC64, hands a complete `Request` to `core.handle` in a worker thread (lock-free reads, `INLINE_OPS`, on the
-event loop itself), and writes the `Response` (a small one in a single send).
+The front is deliberately thin: it parses the head, asks the core to classify the request (for counters and fault
+injection), spools the body to a file in `core.tmp_dir` while computing MD5 and CRC64, hands a complete `Request` to
+`core.handle` in a worker thread (lock-free reads, `INLINE_OPS`, on the event loop itself), and writes the
+`Response` (a small one in a single send).
+
+Plain requests bypass h11 (issue 11: reading the head and framing the response with h11 cost ~100 µs per HEAD or
+small GET; without it the server spends ~25 % less CPU per HEAD, 4 KiB GET and small listing).
+`_Channel._plain_request` is the one place that decides who reads a head. A head that is complete, matches h11's own
+grammar narrowed to HTTP/1.1 with CR LF line ends, has exactly one Host and no Content-Length, Transfer-Encoding,
+Expect or Upgrade, is not CONNECT and does not ask to close is read by `_plain_request_head`: such a request has no
+body and keeps the connection alive, and its response is framed by the channel (`response_head`, `body_pieces`,
+`end_of_message`: the bytes h11 writes, and h11's errors for a body off its Content-Length). Anything else is read by
+h11, every byte received so far replayed into a fresh h11 connection, so malformed heads (400, 431 beyond
+`MAX_HEAD_SIZE`), bodies, 100-continue, HTTP/1.0, `Connection: close` and the end of the stream keep h11's exact
+behaviour and errors. A plain request whose response head is unusual (a header h11 frames by, writes first or
+refuses) or that goes to the admin API is replayed into h11 at that point (`_Channel._replay_into_h11`). After an
+exchange h11 ran, the bytes it holds beyond it go back to the channel, and the next head is decided afresh.
 
 Why the two bulk paths bypass h11 (oss-api.md §5.1):
 * Request bodies with a Content-Length of at least `FAST_BODY_MIN` are read with `recv_into` into a
   reused buffer and written with `os.write`: h11's `Data` events copy every byte twice. h11 is then
   re-synchronised by feeding a fresh connection the same head with `content-length: 0`.
-* Response bodies that are file extents go out with `os.sendfile`; h11 still does the framing through
-  `send_with_data_passthrough`, which hands our `_FileSpan` objects back untouched.
+* Response bodies that are file extents go out with `os.sendfile`; the framing is still checked, by h11's
+  `send_with_data_passthrough` (which hands our `_FileSpan` objects back untouched) or, for a plain request, by
+  the channel (`_Channel.body_pieces`).
 
 A request whose body does not arrive completely never reaches the core, and its spool file is
 removed, so a client (or server) dying mid-upload leaves nothing visible.
@@ -253,6 +268,27 @@ def _response_event(status: int, headers: list[tuple[str, bytes]]) -> h11.Respon
     return h11.Response(status_code=status, headers=headers, reason=_reason(status))
 
 
+# Header names h11 writes before the others (Host) or that change how it frames a response, as they start a line of a
+# lowercased header block: such a response head is left to h11 (`_Channel.response_head`).
+_FRAMING_FIELDS = (b"\nhost:", b"\ncontent-length:", b"\ntransfer-encoding:", b"\nconnection:")
+
+
+def _plain_header_block(headers: list[tuple[str, bytes]]) -> bytes | None:
+    """The header lines h11 would write for `headers` (str names, bytes values) when it would accept every one
+    (`_VALID_HEADER_BLOCK`) and none is one of `_FRAMING_FIELDS`; None otherwise."""
+    try:
+        block = b"".join([b"%s: %s\r\n" % (name.encode("ascii"), value) for name, value in headers])
+    except (UnicodeEncodeError, TypeError):
+        return None
+    if block.count(b"\n") != len(headers) or not _VALID_HEADER_BLOCK.fullmatch(block):
+        return None
+    lowered = b"\n" + block.lower()
+    for field in _FRAMING_FIELDS:
+        if field in lowered:
+            return None
+    return block
+
+
 def _decode_header_value(value: bytes) -> str:
     try:
         return value.decode("utf-8")
@@ -269,6 +305,68 @@ def _lowercase_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
+# h11's request-head grammar (h11 0.16 `_abnf`, `_readers`; h11 is pinned in pyproject.toml) narrowed to HTTP/1.1
+# with CR LF line ends: method token SP request-target (visible ASCII) SP "HTTP/1.1", then header lines
+# `token ":" OWS field-value OWS`. A field-value is runs of bytes other than NUL and whitespace joined by SP/HTAB, so
+# `OWS field-value OWS` is exactly a run of bytes other than NUL, CR, LF, VT and FF. A line starting with SP/HTAB
+# (obs-fold, which h11 joins) or ending in a bare LF does not match, and goes to h11. (httptools, which reads answer
+# heads in store/transport.py, costs as much per head, ~8 µs, and differs from h11 both ways: it takes two Host
+# fields or none, and refuses control bytes h11 allows in a value. This check would be needed anyway, so llhttp
+# would only be a second grammar to keep in step.)
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_PLAIN_REQUEST_HEAD = re.compile(rb"(%s) ([\x21-\x7e]+) HTTP/1\.1\r\n((?:%s:[^\x00\n\r\x0b\x0c]*\r\n)*)\r\n"
+                                 % (_TOKEN, _TOKEN))
+_BLANK_LINE = re.compile(rb"\n\r?\n")  # where h11 finds the end of a head (h11 `_receivebuffer`)
+# Request headers that make h11 do more than read a head and an empty body: framing of a body (Content-Length and
+# Transfer-Encoding, also refused when malformed or repeated), 100-continue, a protocol switch.
+_H11_REQUEST_HEADERS = frozenset({"content-length", "transfer-encoding", "expect", "upgrade"})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A request head as the front reads it: `method`, `target` (UTF-8, else latin-1) and `headers` as
+    `_lowercase_headers` makes them. `event` is h11's Request when h11 read the head; None when
+    `_plain_request_head` did, and then the request has no body and the connection stays open after it."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    event: h11.Request | None = None
+
+
+def _plain_request_head(head: bytes) -> RequestHead | None:
+    """The head `head` (a whole head, up to and including its blank line) when h11 would read it as a bodiless
+    HTTP/1.1 request that keeps the connection alive, with the same fields; None for anything h11 must read: outside
+    the grammar above, not exactly one Host, Content-Length, Transfer-Encoding, Expect, Upgrade, CONNECT, or a
+    Connection header naming close."""
+    match = _PLAIN_REQUEST_HEAD.fullmatch(head)
+    if match is None:
+        return None
+    method, target, block = match.groups()
+    if method == b"CONNECT":
+        return None
+    # Each line of the block is `token ":" value CR LF` (matched above), and a token holds no ":".
+    try:  # as `_decode_header_value` decodes each value: the block is UTF-8 exactly when every value is
+        lines = block.decode("utf-8").split("\r\n")
+    except UnicodeDecodeError:
+        lines = [_decode_header_value(line) for line in block.split(b"\r\n")]
+    headers: dict[str, str] = {}
+    for line in lines[:-1]:  # the block ends with CR LF
+        name, _, value = line.partition(":")
+        key = name.lower()
+        text = value.strip(" \t")
+        if key not in headers:
+            headers[key] = text
+        elif key == "host":
+            return None  # h11: "Found multiple Host: headers"
+        else:
+            headers[key] = f"{headers[key]},{text}"
+    if ("host" not in headers or not _H11_REQUEST_HEADERS.isdisjoint(headers)
+            or "close" in headers.get("connection", "").lower()):
+        return None
+    return RequestHead(method.decode("ascii"), _decode_header_value(target), headers)
+
+
 @contextlib.contextmanager
 def _single_exception_unwrapped() -> Iterator[None]:
     """Re-raise a nursery's ExceptionGroup holding one exception as that exception, so that callers
@@ -283,16 +381,22 @@ def _single_exception_unwrapped() -> Iterator[None]:
 
 
 class _Channel:
-    """One client connection: the socket plus the h11 state, which the fast body path may replace. Every wait on
-    the peer is bounded by `limits`."""
+    """One client connection: the socket, and the h11 connection of an exchange h11 runs (`conn`, which the fast
+    body path may replace), None while no exchange is under way or one of a plain request (module docstring). Every
+    wait on the peer is bounded by `limits`."""
 
     def __init__(self, sock: trio.socket.SocketType, limits: FrontLimits):
         self.sock = sock
         self.limits = limits
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.conn: h11.Connection | None = None
         self.eof = False  # the peer closed its side
         self.counted = False
         self._lowat = 1  # the socket's SO_RCVLOWAT
+        self._received = b""  # bytes received and not yet read, while `conn` is None
+        self._searched = 0  # how far `_received` holds no end of a head
+        self._plain_head = b""  # the head of the plain request being served
+        self._head_only = False  # its response has no body (HEAD; 204, 304)
+        self._unsent = 0  # body bytes its response still owes (Content-Length framing)
 
     async def _recv(self, deadline: float, timeout: type[Exception], *, wait_first: bool = False) -> bytes:
         # What has arrived is taken at once (one system call, no pass through the scheduler); only an empty socket
@@ -319,29 +423,101 @@ class _Channel:
                 await trio.lowlevel.checkpoint()  # pieces, so a fast sender never holds the event loop
             return data
 
-    async def next_request(self) -> Any:
-        """The next request head (or ConnectionClosed): `idle_timeout` until its first byte, then `header_timeout`.
-        Raises IdleTimeout, HeadTimeout, h11.RemoteProtocolError."""
-        head_deadline = None
+    async def next_request(self) -> RequestHead | None:
+        """The next request head, None when the peer closed the connection between requests: `idle_timeout` until
+        its first byte, then `header_timeout`. Raises IdleTimeout, HeadTimeout, h11.RemoteProtocolError."""
+        head_deadline = trio.current_time() + self.limits.header_timeout if self._received else None
         idle_deadline = trio.current_time() + self.limits.idle_timeout
-        first = True
         while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            if first and self.conn.trailing_data[0]:  # part of a pipelined head is already here
-                head_deadline = trio.current_time() + self.limits.header_timeout
-            first = False
+            if self.conn is None:
+                head = self._plain_request()
+                if head is not None:
+                    return head
+            if self.conn is not None:
+                event = self.conn.next_event()
+                if isinstance(event, h11.Request):
+                    return RequestHead(event.method.decode("ascii", "replace"), _decode_header_value(event.target),
+                                       _lowercase_headers(event.headers), event)
+                if event is not h11.NEED_DATA:  # ConnectionClosed, or a state we do not expect: give up
+                    return None
+                if self.conn.trailing_data[0] and head_deadline is None:  # part of a pipelined head is here
+                    head_deadline = trio.current_time() + self.limits.header_timeout
             if head_deadline is None:
                 data = await self._recv(idle_deadline, IdleTimeout, wait_first=True)
                 if data:
                     head_deadline = trio.current_time() + self.limits.header_timeout
             else:
                 data = await self._recv(head_deadline, HeadTimeout)
-            self.conn.receive_data(data)
+            if self.conn is None:
+                self._received += data
+            else:
+                self.conn.receive_data(data)
+
+    def _plain_request(self) -> RequestHead | None:
+        """The one place that decides who reads a head (module docstring): the next request out of the bytes
+        received when it is plain (`_plain_request_head`); None when more bytes are needed, or when h11 must read
+        it, after replaying them into a fresh h11 connection (`conn`)."""
+        received = self._received
+        if received and received[0] >= 0x21:  # else h11 refuses at once ("illegal request line")
+            blank = _BLANK_LINE.search(received, self._searched)
+            if blank is None:
+                if len(received) <= MAX_HEAD_SIZE and not self.eof:
+                    self._searched = max(0, len(received) - 2)
+                    return None
+            else:
+                end = blank.end()
+                plain_head = received[:end]
+                head = _plain_request_head(plain_head)
+                if head is not None:
+                    self._plain_head = plain_head
+                    self._head_only = head.method == "HEAD"
+                    self._received = received[end:]
+                    self._searched = 0
+                    return head
+        elif not received and not self.eof:
+            return None
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.conn.receive_data(received)
+        if self.eof:
+            self.conn.receive_data(b"")
+        self._received = b""
+        self._searched = 0
+        return None
+
+    def _replay_into_h11(self) -> None:
+        """Let h11 run the rest of the plain request's exchange: a fresh connection that has read its head and its
+        (empty) body. The bytes received after the head stay in `_received` until the exchange ends."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        conn.receive_data(self._plain_head)
+        request, end = conn.next_event(), conn.next_event()
+        assert isinstance(request, h11.Request) and isinstance(end, h11.EndOfMessage), (request, end)
+        self.conn = conn
+
+    def next_cycle(self) -> bool:
+        """Ready for the next request after an exchange; False when the connection must close (h11 says so)."""
+        conn = self.conn
+        if conn is None:
+            return True
+        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return False
+        trailing, closed = conn.trailing_data
+        self._received = trailing + self._received
+        self.eof = self.eof or closed
+        self.conn = None
+        return True
+
+    def take_empty_body(self) -> None:
+        """Take the end of a request body h11 knows to be empty (a plain request has no body to take)."""
+        if self.conn is not None:
+            event = self.conn.next_event()
+            if not isinstance(event, h11.EndOfMessage):
+                raise ClientGone(f"unexpected {type(event).__name__} for a request without a body")
 
     async def next_event(self) -> Any:
-        """The next body event; raises BodyTimeout after a pause of `body_timeout`."""
+        """The next body event; raises BodyTimeout after a pause of `body_timeout`. A plain request has no body:
+        its end is there at once."""
+        if self.conn is None:
+            return h11.EndOfMessage()
         while True:
             event = self.conn.next_event()
             if event is not h11.NEED_DATA:
@@ -405,9 +581,42 @@ class _Channel:
         self._set_lowat(1)
 
     async def send(self, event: Any) -> None:
+        """Send an h11 event; h11 runs the rest of a plain request's exchange from here."""
+        if self.conn is None:
+            self._replay_into_h11()
         data = self.conn.send(event)
         if data:
             await self.send_bytes(data)
+
+    def response_head(self, status: int, headers: list[tuple[str, bytes]], length: int) -> bytes:
+        """The head of a response with `headers` (str names, bytes values, no Content-Length) and a body of `length`
+        bytes (Content-Length is added). Written here for a plain request when `_plain_header_block` passes the
+        headers and the status is one h11 sends (the bytes h11 writes); otherwise h11 writes it, or raises."""
+        if self.conn is None:
+            block = _plain_header_block(headers)
+            if block is not None and 200 <= status <= 999:
+                self._unsent = 0 if self._head_only or status in (204, 304) else length
+                return b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n\r\n" % (status, _reason(status), block, length)
+            self._replay_into_h11()
+        return self.conn.send(_response_event(status, headers + [("Content-Length", b"%d" % length)]))
+
+    def body_pieces(self, data: Any) -> list[Any]:
+        """What goes on the wire for response body `data` (bytes, memoryview or `_FileSpan`, passed through
+        untouched): h11 frames it, or it goes out as it is within the Content-Length (h11's error beyond)."""
+        if self.conn is not None:
+            return self.conn.send_with_data_passthrough(h11.Data(data=data)) or []
+        if len(data) > self._unsent:
+            raise h11.LocalProtocolError("Too much data for declared Content-Length")
+        self._unsent -= len(data)
+        return [data]
+
+    def end_of_message(self) -> bytes:
+        """What ends the response on the wire (h11's error if the body fell short of its Content-Length)."""
+        if self.conn is not None:
+            return self.conn.send(h11.EndOfMessage()) or b""
+        if self._unsent:
+            raise h11.LocalProtocolError("Too little data for declared Content-Length")
+        return b""
 
     async def send_bytes(self, data: bytes | memoryview) -> None:
         """Send all of `data`; ClientGone if the peer is gone or accepts nothing for `body_timeout`."""
@@ -625,7 +834,7 @@ class HttpFront:
         try:
             while True:
                 try:
-                    event = await channel.next_request()
+                    head = await channel.next_request()
                 except h11.RemoteProtocolError as exc:
                     await self._send_bad_request(channel, exc)
                     return
@@ -638,15 +847,8 @@ class HttpFront:
                         408, "RequestTimeout", "Your socket connection to the server was not read from or written "
                         "to within the timeout period.")))
                     return
-                if isinstance(event, h11.ConnectionClosed):
+                if head is None or not await self._exchange(channel, head) or not channel.next_cycle():
                     return
-                if not isinstance(event, h11.Request):
-                    return  # a protocol state we do not expect; give up on the connection
-                if not await self._exchange(channel, event):
-                    return
-                if channel.conn.our_state is not h11.DONE or channel.conn.their_state is not h11.DONE:
-                    return
-                channel.conn.start_next_cycle()
         except (ClientGone, ConnectionAborted):
             pass
         except Exception:
@@ -669,12 +871,10 @@ class HttpFront:
         except (h11.LocalProtocolError, ClientGone):
             pass
 
-    async def _exchange(self, channel: _Channel, head: h11.Request) -> bool:
+    async def _exchange(self, channel: _Channel, head: RequestHead) -> bool:
         """Serve one request; False when the connection must be dropped afterwards."""
         started = self._clock()
-        method = head.method.decode("ascii", "replace")
-        target = _decode_header_value(head.target)
-        headers = _lowercase_headers(head.headers)
+        method, target, headers = head.method, head.target, head.headers
 
         admin_path = _split_admin_path(target)
         if admin_path is not None:
@@ -800,23 +1000,20 @@ class HttpFront:
 
     # -- request bodies -------------------------------------------------------------------------------
 
-    async def _receive_body(self, channel: _Channel, head: h11.Request, headers: dict[str, str],
+    async def _receive_body(self, channel: _Channel, head: RequestHead, headers: dict[str, str],
                             rate: int = 0) -> SpooledBody:
         """Spool the request body, reading at most `rate` bytes per second (0: as fast as it comes)."""
-        conn = channel.conn
         md5 = self._etag == "md5" or "content-md5" in headers
         # A hex x-oss-/x-amz-content-sha256 is checked against the body (payload.py); aws-chunked bodies are unframed.
         sha256 = declares_sha256(headers)
         if "content-length" not in headers and "transfer-encoding" not in headers and not is_aws_chunked(headers):
-            # No body (RFC 9112 §6.3: neither header means length 0): h11 has its end already, no need to wait.
-            event = conn.next_event()
-            if not isinstance(event, h11.EndOfMessage):
-                raise ClientGone(f"unexpected {type(event).__name__} for a request without a body")
+            # No body (RFC 9112 §6.3: neither header means length 0): its end is here already, no need to wait.
+            channel.take_empty_body()
             if not sha256:  # what an empty spool would give, without building one (most GETs and HEADs)
                 return _EMPTY_BODY if md5 else _EMPTY_BODY_NO_MD5
             return _BodySpool(self.core.tmp_dir, md5=md5, sha256=sha256).finish()
         spool = _BodySpool(self.core.tmp_dir, md5=md5, sha256=sha256)
-        if conn.they_are_waiting_for_100_continue:
+        if channel.conn is not None and channel.conn.they_are_waiting_for_100_continue:
             await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
         decoder = AwsChunkedDecoder() if is_aws_chunked(headers) else None
         pacer = _Pacer(rate)
@@ -824,8 +1021,8 @@ class HttpFront:
             length = headers.get("content-length")
             chunked = "transfer-encoding" in headers
             if (decoder is None and not chunked and length is not None and length.isdigit()
-                    and int(length) >= FAST_BODY_MIN):
-                await self._receive_fixed_body(channel, head, int(length), spool, pacer)
+                    and int(length) >= FAST_BODY_MIN and head.event is not None):
+                await self._receive_fixed_body(channel, head.event, int(length), spool, pacer)
                 return spool.finish()
             await self._receive_framed_body(channel, spool, pacer, decoder)
             return spool.finish(decoder.finish() if decoder is not None else None)
@@ -943,17 +1140,15 @@ class HttpFront:
         # Stored x-oss-meta-* values may be non-ASCII; OSS sends them as UTF-8 bytes (h11 would refuse str).
         headers = [(name, value.encode("utf-8")) for name, value in response.headers
                    if name.lower() != "content-length"]
-        headers.append(("Content-Length", b"%d" % length))
-        head = channel.conn.send(_response_event(response.status, headers))
+        head = channel.response_head(response.status, headers, length)
         body_expected = method != "HEAD" and response.status not in (204, 304) and response.status >= 200
         if not (body_expected and length):
-            await channel.send_bytes(head + (channel.conn.send(h11.EndOfMessage()) or b""))
+            await channel.send_bytes(head + channel.end_of_message())
             return 0
         if length <= COALESCE_MAX and not rate and plan.reset_after_bytes is None:
             # A small response goes out in one send: one syscall, and one segment for the client to wake up for.
             body = response.body if isinstance(response.body, bytes) else _read_extents(response.body)
-            await channel.send_bytes(b"".join((head, channel.conn.send(h11.Data(data=body)) or b"",
-                                               channel.conn.send(h11.EndOfMessage()) or b"")))
+            await channel.send_bytes(b"".join((head, *channel.body_pieces(body), channel.end_of_message())))
             return len(body)
         await channel.send_bytes(head)
         sender = _BodySender(channel, plan, rate)
@@ -965,7 +1160,7 @@ class HttpFront:
         except ClientGone as gone:
             gone.sent = sender.sent
             raise
-        await channel.send(h11.EndOfMessage())
+        await channel.send_bytes(channel.end_of_message())
         return sent
 
 
@@ -1015,7 +1210,7 @@ class _BodySender:
 
     async def send_bytes(self, body: bytes) -> int:
         view = memoryview(body)
-        for piece in self._channel.conn.send_with_data_passthrough(h11.Data(data=view)) or []:
+        for piece in self._channel.body_pieces(view):
             piece_view = memoryview(piece)
             while piece_view:
                 await self._pace()
@@ -1033,7 +1228,7 @@ class _BodySender:
             fd = os.open(extent.path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 span = _FileSpan(fd, extent.offset, extent.length)
-                for piece in self._channel.conn.send_with_data_passthrough(h11.Data(data=span)) or []:
+                for piece in self._channel.body_pieces(span):
                     if isinstance(piece, _FileSpan):
                         await self._sendfile(piece)
                     else:

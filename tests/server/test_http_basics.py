@@ -6,13 +6,15 @@ import base64
 import concurrent.futures
 import hashlib
 import os
+import socket
 from pathlib import Path
 
+import h11
 import oss2
 import pytest
 
 from ossmount.crc64 import crc64
-from ossmount.server.http import FAST_BODY_MIN, SPOOL_BUFFER_SIZE, SPOOL_BUFFERS_KEPT
+from ossmount.server.http import FAST_BODY_MIN, MAX_HEAD_SIZE, SPOOL_BUFFER_SIZE, SPOOL_BUFFERS_KEPT
 from ossmount.testing import LocalServer, wait_for
 from tests.server.rawhttp import RawConnection, request_head, v1_headers
 
@@ -148,6 +150,109 @@ def test_malformed_request_gets_400(local_server):
         status, _, _ = connection.read_response()
         assert connection.at_eof()
     assert status == 400
+
+
+def h11_refusal(data: bytes) -> h11.RemoteProtocolError:
+    """The error h11 raises reading `data` as the first request of a connection."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+    conn.receive_data(data)
+    with pytest.raises(h11.RemoteProtocolError) as refused:
+        conn.next_event()
+    return refused.value
+
+
+@pytest.mark.parametrize("malformed", [
+    b"GET /b/k HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    b"GET /b/k HTTP/1.1\r\nHost: x\r\nName : v\r\n\r\n",
+    b"GET /b/k HTTP/1.1\r\nHost: x\r\nX-A: v\x0bw\r\n\r\n",
+    b"GET /b/k HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
+    b"GET /b/k HTTP/1.1\r\n\r\n",
+    b"GET /b/\xe9 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\r\nGET /b/k HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+], ids=["no-colon", "space-before-colon", "vertical-tab", "two-hosts", "no-host", "non-ascii-target",
+        "empty-first-line", "conflicting-lengths"])
+def test_a_malformed_head_behind_a_plain_request_gets_h11s_400_and_close(local_server, oss_bucket,
+                                                                        fresh_bucket_name, malformed):
+    """A head outside h11's grammar, pipelined behind a plain request: the plain one is answered, then the
+    malformed one gets the answer h11's error makes (status hint, message) and the connection closes."""
+    oss_bucket.put_object("first", b"1")
+    headers = v1_headers(local_server, "GET", fresh_bucket_name, "first")
+    refusal = h11_refusal(malformed)
+    with RawConnection(local_server) as connection:
+        connection.send(request_head("GET", fresh_bucket_name, "first", headers) + malformed)
+        assert connection.read_response()[::2] == (200, b"1")
+        status, response_headers, body = connection.read_response()
+        assert connection.at_eof()
+    assert (status, body) == (refusal.error_status_hint, f"Bad request: {refusal}\n".encode())
+    assert response_headers["connection"] == "close"
+
+
+def test_plain_and_h11_requests_pipelined_in_one_send_are_each_answered_in_order(local_server, oss_bucket,
+                                                                                 fresh_bucket_name):
+    """Requests the front reads itself (HEAD, GET) and ones h11 reads (a PUT with a body, HTTP/1.0) in one send:
+    each answered in order, the HTTP/1.0 one last, after which the connection closes."""
+    oss_bucket.put_object("kept", b"0123456789")
+    bucket, payload = fresh_bucket_name, os.urandom(3000)
+    put_headers = v1_headers(local_server, "PUT", bucket, "put")
+    put_headers["Content-Length"] = str(len(payload))
+    requests = (request_head("HEAD", bucket, "kept", v1_headers(local_server, "HEAD", bucket, "kept"))
+                + request_head("PUT", bucket, "put", put_headers) + payload
+                + request_head("GET", bucket, "put", v1_headers(local_server, "GET", bucket, "put"))
+                + request_head("GET", bucket, "missing", v1_headers(local_server, "GET", bucket, "missing"))
+                + request_head("GET", bucket, "kept", v1_headers(local_server, "GET", bucket, "kept"))
+                .replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    with RawConnection(local_server) as connection:
+        connection.send(requests)
+        head_status, head_headers, _ = connection.read_response(head_request=True)
+        put_status, _, _ = connection.read_response()
+        get_status, _, got = connection.read_response()
+        missing_status, _, missing = connection.read_response()
+        old_status, old_headers, old = connection.read_response()
+        assert connection.at_eof()
+    assert (head_status, head_headers["content-length"]) == (200, "10")
+    assert (put_status, get_status, got) == (200, 200, payload)
+    assert missing_status == 404 and b"<Code>NoSuchKey</Code>" in missing
+    assert (old_status, old, old_headers["connection"]) == (200, b"0123456789", "close")
+
+
+def test_http_1_0_request_is_answered_and_closed(local_server, oss_bucket, fresh_bucket_name):
+    oss_bucket.put_object("old", b"x")
+    head = request_head("GET", fresh_bucket_name, "old", v1_headers(local_server, "GET", fresh_bucket_name, "old"))
+    with RawConnection(local_server) as connection:
+        connection.send(head.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        status, headers, body = connection.read_response()
+        assert connection.at_eof()
+    assert (status, body, headers["connection"]) == (200, b"x", "close")
+
+
+def test_a_request_head_beyond_max_head_size_gets_431_and_close(local_server):
+    head = b"GET /b/k HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * MAX_HEAD_SIZE  # never ends
+    head = head[:MAX_HEAD_SIZE + 1]  # one byte over: the server reads all of it, so its close is orderly
+    with RawConnection(local_server) as connection:
+        connection.send(head)
+        status, headers, body = connection.read_response()
+        assert connection.at_eof()
+    refusal = h11_refusal(head)
+    assert (status, body) == (refusal.error_status_hint, f"Bad request: {refusal}\n".encode()) and status == 431
+    assert headers["connection"] == "close"
+
+
+@pytest.mark.parametrize("trickle", [1, 5000], ids=["one-byte-sends", "5000-byte-sends"])
+def test_heads_arriving_in_pieces_are_answered(local_server, oss_bucket, fresh_bucket_name, trickle):
+    """Two heads, each split across sends (the second with a 150 KiB header, several receives long)."""
+    oss_bucket.put_object("piecewise", b"abc")
+    first = request_head("GET", fresh_bucket_name, "piecewise",
+                         v1_headers(local_server, "GET", fresh_bucket_name, "piecewise"))
+    second = request_head("HEAD", fresh_bucket_name, "piecewise", v1_headers(
+        local_server, "HEAD", fresh_bucket_name, "piecewise", extra={"X-Padding": "p" * 150_000}))
+    with RawConnection(local_server) as connection:
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _send_in_pieces(connection, first, [trickle])
+        assert connection.read_response()[::2] == (200, b"abc")
+        _send_in_pieces(connection, second, [trickle if trickle > 1 else 40_000])
+        status, headers, _ = connection.read_response(head_request=True)
+    assert (status, headers["content-length"]) == (200, "3")
 
 
 @pytest.mark.parametrize("size", [40_000, 4 * FAST_BODY_MIN])
