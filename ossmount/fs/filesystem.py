@@ -51,6 +51,7 @@ class Filesystem:
                             persistent_misses=ns.persistent_misses, stalled_lookups=ns.stalled_lookups,
                             stalled_creates=ns.stalled_creates, heads_ahead=ns.sweeps.heads_ahead,
                             sweep_negative_lookups=ns.sweeps.negative_answers,
+                            sweep_pages_ahead=ns.sweeps.pages_ahead, sweep_page_waits=ns.sweeps.page_waits,
                             listings_ahead=ns.walks.started)
 
     # ---- names ----------------------------------------------------------------------------------

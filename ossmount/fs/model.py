@@ -107,6 +107,8 @@ class FsStatistics:
     answer within the stall patience (ossmount.fs.stalls).
     `heads_ahead` / `sweep_negative_lookups`: HEADs started ahead of the lookups sweeping a directory, and
     lookups answered "no such name" from such a sweep's fresh listing pages (ossmount.fs.sweep).
+    `sweep_pages_ahead` / `sweep_page_waits`: listing pages a sequential sweep asked for ahead of its lookups, and
+    lookups that waited for a page to cover their name (ossmount.fs.sweep rule 1).
     `listings_ahead`: directories listed ahead of a walk such as `find` (ossmount.fs.dirsweep).
     """
 
@@ -118,6 +120,8 @@ class FsStatistics:
     stalled_creates: int = 0
     heads_ahead: int = 0
     sweep_negative_lookups: int = 0
+    sweep_pages_ahead: int = 0
+    sweep_page_waits: int = 0
     listings_ahead: int = 0
 
     def to_json(self) -> dict[str, Any]:

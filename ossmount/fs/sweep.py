@@ -16,7 +16,10 @@ Theory of operation
     1. A directory is listed only after TRIGGER lookups in it went to OSS within the stat cache's TTL; its
        pages are fetched in order as lookups pass their end, and a lookup more than PAGES_PER_LOOKUP pages
        beyond what is listed stops the sweep of that directory (a sweep starting deep in a huge directory
-       does not list it all).
+       does not list it all). A sequential sweep keeps one page listed ahead: its first lookup in the last page
+       listed starts the listing of the next one in the background, so the lookups that reach the end of a page
+       find the next one there (a `stat` of 10k names waited for each of its 10 pages in turn, 45-140 ms each,
+       ~10 % of its time). A sweep that stops has listed at most one page nobody asked for.
     2. HEADs go ahead only while the lookups follow the page's order (each one the file after the previous),
        so a HEAD nobody asks for costs at most WINDOW per sweep; random lookups get no look-ahead.
 - Consistency: an answer fetched ahead is what the lookup's own HEAD would have been a few lookups earlier; it
@@ -97,6 +100,8 @@ class _Directory:
     ahead: dict[str, _Ahead] = field(default_factory=dict)
     last: int | None = None  # position in `files` of the previous lookup
     refilled: int = -REFILL - 1  # position in `files` of the lookup that last topped up the HEADs ahead
+    last_page: int = 0  # position in `files` of the first name of the last page listed
+    listing_ahead: bool = False  # the next page is being listed ahead of the lookups
     lock: trio.Lock = field(default_factory=trio.Lock)
     stopped: bool = False
 
@@ -122,6 +127,8 @@ class Sweeps:
         self.limiter = trio.CapacityLimiter(WINDOW)
         self._dirs: OrderedDict[str, _Directory] = OrderedDict()
         self.heads_ahead = 0  # HEADs started ahead of their lookup
+        self.pages_ahead = 0  # listing pages asked for ahead of the lookups (rule 1)
+        self.page_waits = 0  # lookups that waited for a listing page to cover their name
         self.negative_answers = 0  # lookups answered "no such name" from a page
 
     # ---- local changes ----------------------------------------------------------------------------
@@ -166,6 +173,7 @@ class Sweeps:
             if state.misses < TRIGGER:
                 return PASS
         if not _covers(state, name):  # the pages listed so far cover most lookups: no lock, no wait
+            self.page_waits += 1
             async with state.lock:
                 if not await self._cover(parent, state, name):
                     return PASS
@@ -192,6 +200,10 @@ class Sweeps:
                     state.ahead[following] = self._start(parent, state, following)
                     self.heads_ahead += 1
             state.refilled = position
+        if sequential and position >= state.last_page and state.token is not None and not state.listing_ahead:
+            state.listing_ahead = True
+            self.pages_ahead += 1
+            self.nursery.start_soon(self._list_ahead, parent, state)
         if not ahead.done.is_set():
             await ahead.done.wait()
         if ahead.error is not None or ahead.info is None \
@@ -201,34 +213,54 @@ class Sweeps:
         return ahead.info, ahead.answered
 
     async def _cover(self, parent: str, state: _Directory, name: str) -> bool:
-        """List pages until `name` is covered (rule 1); False when the sweep stops."""
+        """List pages until `name` is covered (rule 1); False when the sweep stops. Called under `state.lock`."""
         pages = 0
         while not _covers(state, name):
             if pages == PAGES_PER_LOOKUP or self._dirs.get(parent) is not state:
                 state.stopped = True
                 return False
-            dir_prefix = self.dir_prefix(parent)
-            started = self.monotonic()
-            try:
-                page = await self.list_page(dir_prefix, state.token)
-            except Exception as exc:  # noqa: BLE001 - the ordinary path reports what OSS says
-                log.debug("sweep of '%s': listing failed: %s", parent, exc)
-                state.stopped = True
+            if not await self._list_next(parent, state):
                 return False
             pages += 1
-            if not state.listed:
-                state.listed_at = started
-            state.listed = True
-            listed = names.split_listing(dir_prefix, ((info.key, info) for info in page.objects), page.prefixes)
-            state.files.extend(listed.files)  # pages follow each other: no name twice
-            state.files.sort()
-            state.other.update(listed.dirs)
-            state.other.update(key[len(dir_prefix):].rstrip("/") for key, _ in listed.hidden)
-            keys = [info.key for info in page.objects] + list(page.prefixes)
-            if keys:
-                state.covered = max(state.covered, max(keys, key=_order)[len(dir_prefix):], key=_order)
-            state.token = page.next_token
-            state.complete = page.next_token is None
+        return True
+
+    async def _list_ahead(self, parent: str, state: _Directory) -> None:
+        """List the page after the last one listed, unless the lookups got there first (rule 1)."""
+        token = state.token
+        try:
+            async with state.lock:
+                if state.token == token and token is not None and not state.stopped \
+                        and self._dirs.get(parent) is state:
+                    await self._list_next(parent, state)
+        finally:
+            state.listing_ahead = False
+
+    async def _list_next(self, parent: str, state: _Directory) -> bool:
+        """List the next page of `parent` into `state` (under `state.lock`); False (the sweep stops) if it
+        failed."""
+        dir_prefix = self.dir_prefix(parent)
+        started = self.monotonic()
+        try:
+            page = await self.list_page(dir_prefix, state.token)
+        except Exception as exc:  # noqa: BLE001 - the ordinary path reports what OSS says
+            log.debug("sweep of '%s': listing failed: %s", parent, exc)
+            state.stopped = True
+            return False
+        if not state.listed:
+            state.listed_at = started
+        state.listed = True
+        listed = names.split_listing(dir_prefix, ((info.key, info) for info in page.objects), page.prefixes)
+        if listed.files:
+            state.last_page = bisect.bisect_left(state.files, min(listed.files))
+        state.files.extend(listed.files)  # pages follow each other: no name twice
+        state.files.sort()
+        state.other.update(listed.dirs)
+        state.other.update(key[len(dir_prefix):].rstrip("/") for key, _ in listed.hidden)
+        keys = [info.key for info in page.objects] + list(page.prefixes)
+        if keys:
+            state.covered = max(state.covered, max(keys, key=_order)[len(dir_prefix):], key=_order)
+        state.token = page.next_token
+        state.complete = page.next_token is None
         return True
 
     def _start(self, parent: str, state: _Directory, name: str) -> _Ahead:

@@ -51,6 +51,36 @@ def test_a_sweep_that_stops_sends_at_most_a_window_of_heads_nobody_asked_for(mak
     assert counters["ListObjectsV2"] == 1, counters
 
 
+def test_a_sequential_sweep_finds_each_next_listing_page_listed_ahead(make_mount, tmp_path):
+    """Rule 1: the next page is listed while the lookups are still in the last one, so only the lookup that
+    started the sweep waits for a page (without listing ahead, each of the 6 pages was waited for in turn)."""
+    mount = status_mount(make_mount, tmp_path, "list_object_max_keys=50")
+    put_many(mount.server.oss2_bucket(mount.bucket), [f"d/f{i:04d}" for i in range(COUNT)], b"abc", FILE_META)
+    os.stat(mount.path / "d")
+    mount.server.admin.reset_counters()
+    for i in range(COUNT):
+        os.stat(mount.path / "d" / f"f{i:04d}")
+    mount.unmount()
+    counters = requests(mount.server)
+    assert counters == {"HeadObject": COUNT, "ListObjectsV2": COUNT // 50}, counters  # each page listed once
+    statistics = fs_statistics(mount)
+    assert statistics["sweep_pages_ahead"] == COUNT // 50 - 1, statistics
+    # The first page is waited for; a page ahead still in flight when the lookups get there (a loaded machine) is
+    # waited for too, but not most of them.
+    assert statistics["sweep_page_waits"] <= 3, statistics
+
+
+def test_a_sweep_that_stops_lists_at_most_one_page_nobody_asked_for(make_mount, tmp_path):
+    mount = status_mount(make_mount, tmp_path, "list_object_max_keys=50")
+    put_many(mount.server.oss2_bucket(mount.bucket), [f"d/f{i:04d}" for i in range(COUNT)], b"abc", FILE_META)
+    os.stat(mount.path / "d")
+    mount.server.admin.reset_counters()
+    for i in range(60):  # pages 1 and 2
+        os.stat(mount.path / "d" / f"f{i:04d}")
+    mount.unmount()
+    assert requests(mount.server)["ListObjectsV2"] <= 3
+
+
 def test_names_a_fresh_sweep_page_does_not_show_are_answered_without_a_request(make_mount, tmp_path):
     mount = status_mount(make_mount, tmp_path, "open_check_window=60")
     bucket = mount.server.oss2_bucket(mount.bucket)
