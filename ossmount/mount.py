@@ -656,12 +656,40 @@ def _status_reporter(args, flags: RuntimeFlags, store, operator):
                           extra={"control_socket": operator.control_socket, "log": operator.log_target.to_json()})
 
 
+# The mount's own mountpoint is probed by a child process, never by a thread of the mount process: a FUSE request this
+# process sends to itself cannot be answered once it is SIGKILLed after the kernel handed the request over, and the
+# asking thread then waits in the kernel for ever (request_wait_answer), keeping /dev/fuse open, so the connection never
+# ends and the process stays an unkillable zombie (seen: a SIGKILL right after mounting). A child holds no /dev/fuse
+# descriptor (libfuse opens it O_CLOEXEC): when the mount process dies the connection ends and the child's call fails.
+_OWN_MOUNT_PROBE = """import os, sys
+try:
+    os.statvfs(sys.argv[1])
+    print(os.stat(sys.argv[1]).st_dev)
+except OSError as exc:
+    print(-exc.errno)
+"""
+
+
+async def _probe_own_mount(mountpoint: str) -> int:
+    """st_dev of the mount at `mountpoint` once the kernel answers statvfs there, asked by a child process (see
+    `_OWN_MOUNT_PROBE`). Raises OSError with the errno the probe met (EIO if the child failed otherwise)."""
+    result = await trio.run_process([sys.executable, "-I", "-S", "-c", _OWN_MOUNT_PROBE, mountpoint],
+                                    capture_stdout=True, capture_stderr=True, check=False)
+    text = result.stdout.decode("ascii", "replace").strip()
+    if result.returncode != 0 or not text.lstrip("-").isdigit():
+        raise OSError(errno.EIO, f"the probe of {mountpoint} failed: {result.stderr.decode(errors='replace')[-200:]}")
+    value = int(text)
+    if value < 0:
+        raise OSError(-value, os.strerror(-value), mountpoint)
+    return value
+
+
 async def _announce_ready(args, mountpoint: str, operator_record: dict) -> None:
     """Once the kernel answers statvfs on the mount, tune readahead (root), record the mount and report
     readiness."""
-    await trio.to_thread.run_sync(os.statvfs, args.mountpoint)
+    dev = await _probe_own_mount(args.mountpoint)
     if os.geteuid() == 0:
-        await trio.to_thread.run_sync(_raise_read_ahead, args.mountpoint)
+        _raise_read_ahead(dev)
     try:
         mounttable.write_record(mountpoint, {
             "bucket": args.bucket, "prefix": args.prefix, "url": args.options.url,
@@ -673,9 +701,9 @@ async def _announce_ready(args, mountpoint: str, operator_record: dict) -> None:
         _report(args.ready_fd, {"state": "ready", "pid": os.getpid()})
 
 
-def _raise_read_ahead(mountpoint: str) -> None:
+def _raise_read_ahead(dev: int) -> None:
+    """Raise the mount's readahead (its backing device `dev`, a sysfs write: no request to the mount itself)."""
     try:
-        dev = os.stat(mountpoint).st_dev
         path = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
         with open(path, "w") as f:
             f.write(str(READ_AHEAD_KB))

@@ -86,6 +86,24 @@ def test_a_dead_mount_is_refused_with_the_command_that_clears_it(make_mount):
         mount.process = None  # reaped above; nothing left for the fixture to unmount
 
 
+def test_a_mount_process_killed_as_soon_as_it_mounted_dies(make_mount):
+    """SIGKILL right after the mount appears, while the mount process may still be probing its own mountpoint
+    (readiness, readahead): the process must die and leave a dead mount, never wait in the kernel for an answer
+    it can no longer give (a thread of the mount process asking its own mount hung for ever, holding /dev/fuse)."""
+    for _ in range(5):
+        mount = make_mount()
+        mount.process.send_signal(signal.SIGKILL)
+        try:
+            mount.process.wait(timeout=30)
+            with pytest.raises(OSError) as info:
+                os.statvfs(mount.path)
+            assert info.value.errno == errno.ENOTCONN
+        finally:
+            subprocess.run(["fusermount3", "-uz", str(mount.path)], capture_output=True)
+            if mount.process.poll() is not None:
+                mount.process = None  # reaped; nothing left for the fixture to stop
+
+
 def test_unmount_then_mount_again_works(make_mount):
     mount = make_mount()
     (mount.path / "kept").write_bytes(b"1")
