@@ -544,9 +544,13 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
             if status is not None:
                 status.filesystem = lambda: {**fs.statistics().to_json(),
                                              "fuse_requests": operator.calls.statistics.counts()}
+            # Recorded before the mount appears, so that whoever sees the mount (`ossmount stats`, a second mount of the
+            # same path) finds its record; the record of a process that is gone is ignored (mounttable).
+            _record_mount(args, mountpoint, operator.record())
             try:
                 pyfuse3.init(Operations(fs, operator.calls), args.mountpoint, set(args.fuse_options))
             except RuntimeError as exc:
+                mounttable.remove_record(mountpoint)
                 operator.stop()
                 raise MountError(f"cannot mount on {args.mountpoint}: {exc} (is /dev/fuse available?)") from None
             log.info("mounted %s on %s", args.fsname, args.mountpoint)
@@ -563,7 +567,7 @@ async def _serve(args, flags: RuntimeFlags, log_target, environ: dict[str, str])
                                 return
 
                     serving.start_soon(watch_signals)
-                    serving.start_soon(_announce_ready, args, mountpoint, operator.record())
+                    serving.start_soon(_announce_ready, args)
                     nursery.start_soon(_after_crashes, store, args.prefix, opts, recovery, dead, contents)
                     if status is not None:
                         serving.start_soon(status.run, flags.status_interval)
@@ -656,40 +660,33 @@ def _status_reporter(args, flags: RuntimeFlags, store, operator):
                           extra={"control_socket": operator.control_socket, "log": operator.log_target.to_json()})
 
 
-# The mount's own mountpoint is probed by a child process, never by a thread of the mount process: a FUSE request this
+# The mount's own mountpoint is probed by a child process, not by a thread of the mount process: a FUSE request this
 # process sends to itself cannot be answered once it is SIGKILLed after the kernel handed the request over, and the
 # asking thread then waits in the kernel for ever (request_wait_answer), keeping /dev/fuse open, so the connection never
-# ends and the process stays an unkillable zombie (seen: a SIGKILL right after mounting). A child holds no /dev/fuse
-# descriptor (libfuse opens it O_CLOEXEC): when the mount process dies the connection ends and the child's call fails.
-_OWN_MOUNT_PROBE = """import os, sys
-try:
-    os.statvfs(sys.argv[1])
-    print(os.stat(sys.argv[1]).st_dev)
-except OSError as exc:
-    print(-exc.errno)
-"""
+# ends and the process stays an unkillable zombie (seen: a SIGKILL right after mounting). The child, coreutils
+# `stat` (exec'd: it holds no /dev/fuse descriptor, which libfuse opens O_CLOEXEC), fails instead when the mount
+# process dies. Without an executable `stat` the probe falls back to a thread.
+_OWN_MOUNT_PROBE = ("stat", "--format=%d")
 
 
 async def _probe_own_mount(mountpoint: str) -> int:
-    """st_dev of the mount at `mountpoint` once the kernel answers statvfs there, asked by a child process (see
-    `_OWN_MOUNT_PROBE`). Raises OSError with the errno the probe met (EIO if the child failed otherwise)."""
-    result = await trio.run_process([sys.executable, "-I", "-S", "-c", _OWN_MOUNT_PROBE, mountpoint],
-                                    capture_stdout=True, capture_stderr=True, check=False)
+    """st_dev of the mount at `mountpoint` once the kernel answers a request there (see `_OWN_MOUNT_PROBE`).
+    Raises OSError: the errno of a failed fallback probe, EIO when `stat` failed."""
+    try:
+        result = await trio.run_process([*_OWN_MOUNT_PROBE, mountpoint], capture_stdout=True, capture_stderr=True,
+                                        check=False)
+    except OSError as exc:
+        log.debug("probing the mount with %s failed (%s); probing from a thread", _OWN_MOUNT_PROBE[0], exc)
+        return await trio.to_thread.run_sync(lambda: os.stat(mountpoint).st_dev)
     text = result.stdout.decode("ascii", "replace").strip()
-    if result.returncode != 0 or not text.lstrip("-").isdigit():
-        raise OSError(errno.EIO, f"the probe of {mountpoint} failed: {result.stderr.decode(errors='replace')[-200:]}")
-    value = int(text)
-    if value < 0:
-        raise OSError(-value, os.strerror(-value), mountpoint)
-    return value
+    if result.returncode != 0 or not text.isdigit():
+        message = result.stderr.decode(errors="replace").strip()[-200:]
+        raise OSError(errno.EIO, f"the new mount does not answer: {message or f'stat exited {result.returncode}'}")
+    return int(text)
 
 
-async def _announce_ready(args, mountpoint: str, operator_record: dict) -> None:
-    """Once the kernel answers statvfs on the mount, tune readahead (root), record the mount and report
-    readiness."""
-    dev = await _probe_own_mount(args.mountpoint)
-    if os.geteuid() == 0:
-        _raise_read_ahead(dev)
+def _record_mount(args, mountpoint: str, operator_record: dict) -> None:
+    """Record this process as the one serving `mountpoint` (mounttable), best effort."""
     try:
         mounttable.write_record(mountpoint, {
             "bucket": args.bucket, "prefix": args.prefix, "url": args.options.url,
@@ -697,6 +694,13 @@ async def _announce_ready(args, mountpoint: str, operator_record: dict) -> None:
         })
     except OSError as exc:  # a second mount then cannot tell whether it is the same; it refuses instead
         log.info("could not record the mount in %s: %s", mounttable.runtime_dir(), exc)
+
+
+async def _announce_ready(args) -> None:
+    """Once the kernel answers statvfs on the mount, tune readahead (root) and report readiness."""
+    dev = await _probe_own_mount(args.mountpoint)
+    if os.geteuid() == 0:
+        _raise_read_ahead(dev)
     if args.ready_fd is not None:
         _report(args.ready_fd, {"state": "ready", "pid": os.getpid()})
 

@@ -22,6 +22,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import threading
 from typing import Any
 
@@ -87,11 +88,27 @@ def record_path(mountpoint: str) -> str:
     return os.path.join(runtime_dir(), "mounts", digest + ".json")
 
 
+# Everyone may read the records (`ossmount stats` as a user); the control sockets beside them are 0600.
+RECORDS_DIR_MODE = 0o755
+
+
+def make_records_dir() -> str:
+    """The directory of the records (and of the control sockets beside them), created mode RECORDS_DIR_MODE
+    whatever the umask, and brought back to it if this user owns it with another mode: it is made by whichever
+    comes first, a record or a control socket, and a 0700 directory hid every record from other users."""
+    directory = os.path.join(runtime_dir(), "mounts")
+    os.makedirs(directory, mode=RECORDS_DIR_MODE, exist_ok=True)
+    info = os.stat(directory)
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != RECORDS_DIR_MODE:
+        os.chmod(directory, RECORDS_DIR_MODE)
+    return directory
+
+
 def write_record(mountpoint: str, record: dict) -> str:
     """Write this process's record for the resolved `mountpoint` (atomically); returns its path. Records of
     processes that are gone (killed, so they could not remove theirs) are removed on the way."""
     path = record_path(mountpoint)
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    make_records_dir()
     for name in os.listdir(os.path.dirname(path)):
         if name.endswith(".json"):
             _read(os.path.join(os.path.dirname(path), name), require_live=True)

@@ -87,11 +87,15 @@ def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
 
 
 async def open_control_listener(path: str) -> trio.SocketListener:
-    """Listen on `path`, mode 0600, its directory created 0700 if missing. A stale socket (nobody listening) is
+    """Listen on `path`, mode 0600, its directory created 0700 if missing (the records' directory, the default,
+    as `mounttable.make_records_dir` makes it). A stale socket (nobody listening) is
     replaced; a live one means another mount uses it: ConfigError."""
     directory = os.path.dirname(path) or "."
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if os.path.abspath(directory) == os.path.join(mounttable.runtime_dir(), "mounts"):
+            mounttable.make_records_dir()  # shared with the records, which everyone may read
+        else:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
         if os.path.lexists(path):
             if not stat.S_ISSOCK(os.lstat(path).st_mode):
                 raise ConfigError(f"control socket {path} exists and is not a socket; remove it")

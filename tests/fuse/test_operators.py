@@ -223,6 +223,20 @@ def test_only_the_owner_and_root_may_ask(make_mount, test_user):
     assert os.stat(record["control_socket"]).st_mode & 0o777 == 0o600
 
 
+def test_the_records_directory_is_readable_by_everyone_whoever_made_it(make_mount, test_user):
+    """The control socket and the record share a directory, which either may create first; a 0700 one (what the
+    control socket's own creation made) hid every record from users: `ossmount stats` then said "no record"."""
+    from ossmount import mounttable
+
+    directory = os.path.join(mounttable.runtime_dir(), "mounts")
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o700)
+    mount = make_mount()
+    assert os.stat(directory).st_mode & 0o777 == 0o755
+    refused = stats(mount, user=test_user)
+    assert "only the mount's owner" in refused.stderr, refused.stderr
+
+
 def test_a_users_mount_answers_its_owner_and_root(fuse_for_users, make_mount, test_user):
     users_mount = make_mount(user=test_user)
     assert stats(users_mount, user=test_user).returncode == 0  # the owner
