@@ -697,7 +697,8 @@ def _record_mount(args, mountpoint: str, operator_record: dict) -> None:
 
 
 async def _announce_ready(args) -> None:
-    """Once the kernel answers statvfs on the mount, tune readahead (root) and report readiness."""
+    """Once the kernel answers a request on the mount (`_probe_own_mount`), tune readahead (root) and report
+    readiness."""
     dev = await _probe_own_mount(args.mountpoint)
     if os.geteuid() == 0:
         _raise_read_ahead(dev)

@@ -85,7 +85,12 @@ def record_path(mountpoint: str) -> str:
     live mount from its event loop would wait for itself).
     """
     digest = hashlib.sha256(mountpoint.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return os.path.join(runtime_dir(), "mounts", digest + ".json")
+    return os.path.join(records_dir(), digest + ".json")
+
+
+def records_dir() -> str:
+    """The directory of the mount records (and, by default, of the mounts' control sockets)."""
+    return os.path.join(runtime_dir(), "mounts")
 
 
 # Everyone may read the records (`ossmount stats` as a user); the control sockets beside them are 0600.
@@ -96,7 +101,7 @@ def make_records_dir() -> str:
     """The directory of the records (and of the control sockets beside them), created mode RECORDS_DIR_MODE
     whatever the umask, and brought back to it if this user owns it with another mode: it is made by whichever
     comes first, a record or a control socket, and a 0700 directory hid every record from other users."""
-    directory = os.path.join(runtime_dir(), "mounts")
+    directory = records_dir()
     os.makedirs(directory, mode=RECORDS_DIR_MODE, exist_ok=True)
     info = os.stat(directory)
     if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != RECORDS_DIR_MODE:

@@ -92,7 +92,7 @@ async def open_control_listener(path: str) -> trio.SocketListener:
     replaced; a live one means another mount uses it: ConfigError."""
     directory = os.path.dirname(path) or "."
     try:
-        if os.path.abspath(directory) == os.path.join(mounttable.runtime_dir(), "mounts"):
+        if os.path.abspath(directory) == mounttable.records_dir():
             mounttable.make_records_dir()  # shared with the records, which everyone may read
         else:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -249,7 +249,7 @@ def _owner(path: str) -> str:
 def record_dirs() -> list[str]:
     """Every directory where a mount may have left its record: root's, every user's runtime dir. Only names are
     listed (never a glob that could wander into a mountpoint such as /tmp/ossmount-mnt-x: a dead one hangs)."""
-    dirs = [os.path.join(mounttable.runtime_dir(), "mounts"), "/run/ossmount/mounts"]
+    dirs = [mounttable.records_dir(), "/run/ossmount/mounts"]
     for parent, pattern, template in (("/run/user", _UID, "/run/user/{}/ossmount/mounts"),
                                       ("/tmp", _TMP_RUNTIME, "/tmp/{}/mounts")):
         try:
