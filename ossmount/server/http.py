@@ -392,7 +392,8 @@ class _Channel:
         self.eof = False  # the peer closed its side
         self.counted = False
         self._lowat = 1  # the socket's SO_RCVLOWAT
-        self._received = b""  # bytes received and not yet read, while `conn` is None
+        self._received = bytearray()  # bytes received and not yet read, while `conn` is None (appended in place: a
+        # head trickling in byte by byte is not copied whole on every read)
         self._searched = 0  # how far `_received` holds no end of a head
         self._plain_head = b""  # the head of the plain request being served
         self._head_only = False  # its response has no body (HEAD; 204, 304)
@@ -480,7 +481,7 @@ class _Channel:
         self.conn.receive_data(received)
         if self.eof:
             self.conn.receive_data(b"")
-        self._received = b""
+        self._received = bytearray()
         self._searched = 0
         return None
 
@@ -501,7 +502,7 @@ class _Channel:
         if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
             return False
         trailing, closed = conn.trailing_data
-        self._received = trailing + self._received
+        self._received = bytearray(trailing) + self._received
         self.eof = self.eof or closed
         self.conn = None
         return True
