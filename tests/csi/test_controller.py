@@ -115,7 +115,8 @@ def test_records_survive_a_controller_crash(csi_driver, local_server, oss_bucket
 def test_a_create_interrupted_at_the_bucket_is_finished_by_the_retry(csi_driver, local_server, oss_bucket,
                                                                       provisioner_secrets):
     parameters = storage_class(local_server, oss_bucket.bucket_name)
-    local_server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 503, "code": "ServiceUnavailable",
+    # A 500 is retried a few times (about 3 s); a 503 would be throttling, retried until the 60 s deadline.
+    local_server.admin.set_faults([{"op": "PutObject", "action": "error", "status": 500, "code": "InternalError",
                                     "probability": 1.0}])
     try:
         error = rpc_error(create, csi_driver, "pvc-retry", parameters, provisioner_secrets)

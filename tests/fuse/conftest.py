@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from ossmount.testing import LocalServer, stop_process
+from ossmount.testing import LocalServer, die_with_parent, stop_process
 
 MOUNT_TIMEOUT = 20.0
 _names = itertools.count()
@@ -113,8 +114,13 @@ class Mount:
         if options is not None:
             self.options = options
         self._log_file = open(self.log_path, "ab")
+        # A test run killed outright (SIGKILL, a CI timeout) leaves no mount behind: the kernel sends the mount
+        # SIGTERM, on which it flushes and unmounts. Only from the main thread: the signal follows the thread that
+        # started the process, and a worker thread's end would stop the mount mid-test.
+        on_main_thread = threading.current_thread() is threading.main_thread()
         self.process = subprocess.Popen(self.argv(), stdout=self._log_file, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **self.env} if self.env else None)
+                                        env={**os.environ, **self.env} if self.env else None,
+                                        preexec_fn=die_with_parent if on_main_thread else None)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not is_mounted(self.path):
             code = self.process.poll()
