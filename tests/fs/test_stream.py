@@ -189,8 +189,8 @@ async def test_truncates_while_streaming(store, oss_bucket, nursery, tmp_path):
     await manager.release(content)
 
 
-async def test_a_header_patched_while_part_one_is_uploading_waits_for_it(local_server, fresh_bucket_name, oss_bucket, admin,
-                                                                        nursery, tmp_path):
+async def test_a_header_patched_while_part_one_is_uploading_waits_for_it(local_server, fresh_bucket_name, oss_bucket,
+                                                                        admin, nursery, tmp_path):
     """Part 1 goes up while the file is open; a write into it while that upload is in flight waits for the upload,
     then makes part 1 go up again at the commit: no publish (no second version, nothing downloaded)."""
     # The server holds both parts until the test releases them: with the store's 30 s read timeout, a slow, loaded

@@ -25,9 +25,24 @@ def test_holds_a_mount(make_mount, tmp_path):
 '''
 
 
+def processes_naming(path: Path) -> list[int]:
+    """The pids of processes whose command line names `path` (or something under it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if os.fsencode(str(path)) in cmdline.read():
+                    found.append(int(entry))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
 def test_a_test_run_killed_outright_leaves_no_mount_behind(tmp_path):
-    """SIGKILL gives pytest no chance to run its fixtures' `finally`: the kernel's parent-death signal makes the
-    mount process (and the server) flush and unmount on their own."""
+    """SIGKILL gives pytest no chance to run its fixtures' `finally`: the kernel's parent-death signal (SIGTERM) makes
+    the mount flush, unmount and exit, and the server stop."""
     (tmp_path / "conftest.py").write_text("from tests.conftest import *  # noqa: F401,F403\n"
                                           "from tests.fuse.conftest import *  # noqa: F401,F403\n")
     (tmp_path / "test_child.py").write_text("from pathlib import Path\n" + CHILD_TEST)
@@ -41,10 +56,13 @@ def test_a_test_run_killed_outright_leaves_no_mount_behind(tmp_path):
         assert wait_for(recorded.exists, bool, timeout=120), "the child test never mounted"
         mountpoint = Path(recorded.read_text())
         assert is_mounted(mountpoint)
+        assert len(processes_naming(tmp_path)) >= 2, "the child's mount and server are seen by their command lines"
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=30)
         assert not wait_for(lambda: is_mounted(mountpoint), lambda mounted: not mounted, timeout=30), \
             "the mount outlived the killed test run"
+        # Its mount process and server (their data and caches are under tmp_path) are gone too.
+        assert wait_for(lambda: processes_naming(tmp_path), lambda found: not found, timeout=30) == []
     finally:
         if run.poll() is None:
             run.kill()
