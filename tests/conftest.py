@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import uuid
 
@@ -18,6 +19,11 @@ TEST_USER = "ossmount-test"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat: oss2's own integration suite run against the local server")
+    # A suite started in the background by a non-interactive shell inherits SIGINT ignored, and an ignored signal
+    # stays ignored across exec: every child (`ls` interrupted by a test) would ignore it too. Python's own handler
+    # makes the children start with the default action, as in a foreground run.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

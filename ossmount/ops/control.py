@@ -87,9 +87,9 @@ def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
 
 
 async def open_control_listener(path: str) -> trio.SocketListener:
-    """Listen on `path`, mode 0600, its directory created 0700 if missing (the records' directory, the default,
-    as `mounttable.make_records_dir` makes it). A stale socket (nobody listening) is
-    replaced; a live one means another mount uses it: ConfigError."""
+    """Listen on `path`, mode 0600. A missing directory is created 0700, except the default one, the mount records'
+    directory, which `mounttable.make_records_dir` makes 0755. A stale socket (nobody listening) is replaced; a live
+    one means another mount uses it: ConfigError."""
     directory = os.path.dirname(path) or "."
     try:
         if os.path.abspath(directory) == mounttable.records_dir():

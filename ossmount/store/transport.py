@@ -700,7 +700,10 @@ class Transport:
             if head is None:
                 conn, head = _h11_request(method, target, headers, body)
             await self._send_body(channel, head, body, timeouts.read)
-            received = b""
+            # Appended in place and searched from where the last search stopped: an answer head trickling in byte by
+            # byte is neither copied whole nor scanned again on every read (as the server's `_Channel`).
+            received = bytearray()
+            searched = 0
             while conn is None:  # the usual answer: its head parsed by httptools (module docstring, "Framing")
                 data = await channel.recv(timeouts.read)
                 if not data:
@@ -712,15 +715,17 @@ class Transport:
                     break
                 answered = True
                 received += data
-                blank = _BLANK_LINE.search(received) if received[0] >= 0x21 else None  # else h11's error
+                blank = _BLANK_LINE.search(received, searched) if received[0] >= 0x21 else None  # else h11's error
                 if blank is None:
                     if len(received) <= MAX_HEAD_SIZE and received[0] >= 0x21:
+                        searched = max(0, len(received) - 2)  # a blank line split across reads is still found
                         continue
                 elif blank.end() - blank.start() == 3 and received[blank.start() - 1] == 13:  # CRLF CRLF
                     end = blank.end()
-                    parsed = _parsed_head(received[:end], head_request)
+                    parsed = _parsed_head(bytes(received[:end]), head_request)
                     if parsed is not None:
-                        return Response(self, channel, None, *parsed, received[end:], head_request, timeouts.read)
+                        return Response(self, channel, None, *parsed, bytes(received[end:]), head_request,
+                                        timeouts.read)
                 conn = _h11_request(method, target, headers, body)[0]  # h11 reads it, from its first byte
                 conn.receive_data(received)
             while True:

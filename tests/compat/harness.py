@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ossmount.testing import LocalServer
+from ossmount.testing import LocalServer, die_with_parent
 
 COMPAT_DIR = Path(__file__).resolve().parent
 SDIST_CACHE = COMPAT_DIR / "_sdist"
@@ -240,7 +240,7 @@ def run_suite(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=run_dir, env=env,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=die_with_parent)
         try:
             result.returncode = process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -19,7 +19,7 @@ import pytest
 
 from ossmount.csi import csi_pb2 as pb
 from ossmount.csi import csi_pb2_grpc as pb_grpc
-from ossmount.testing import LocalServer, read_first_line, terminate
+from ossmount.testing import LocalServer, die_with_parent, read_first_line, terminate
 
 START_TIMEOUT = 20.0
 SERVING_PREFIX = "ossmount csi: serving on "
@@ -70,7 +70,7 @@ class CsiDriver:
         env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                            stderr=log, env=env)
+                                            stderr=log, env=env, preexec_fn=die_with_parent)
         line = self._first_line()
         assert line.startswith(SERVING_PREFIX), f"unexpected first line {line!r}\n{self.log()}"
         self.channel = grpc.insecure_channel(f"unix://{self.socket}")

@@ -13,12 +13,10 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ossmount.credentials import Credentials
 from ossmount.fs.content import ContentManager
 from ossmount.fs.journal import Session
-from ossmount.store.client import ObjectStore
-from ossmount.store.retry import RetryPolicy
 from ossmount.store.types import StoreError
+from tests.fs.conftest import store_for
 from tests.fs.model import Append, Write, run_against_model
 
 KiB = 1024
@@ -195,10 +193,7 @@ async def test_a_header_patched_while_part_one_is_uploading_waits_for_it(local_s
     then makes part 1 go up again at the commit: no publish (no second version, nothing downloaded)."""
     # The server holds both parts until the test releases them: with the store's 30 s read timeout, a slow, loaded
     # machine let the first held part time out and go up again (5 UploadParts). A hold is no fault here.
-    store = ObjectStore.create(
-        endpoint=local_server.endpoint, bucket=fresh_bucket_name,
-        credentials=Credentials(local_server.access_key_id, local_server.access_key_secret, source="test"),
-        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), timeout=300.0)
+    store = store_for(local_server, fresh_bucket_name, timeout=300.0)
     manager = manager_for(store, nursery, tmp_path)
     content = await new_file(manager, "movie.mov")
     data = bytearray(random.Random(8).randbytes(2 * PART + 100))

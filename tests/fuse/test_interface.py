@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ossmount.errors import EXIT_CONFIG
+from ossmount.testing import die_with_parent
 from tests.fuse.conftest import as_user, is_mounted, new_bucket
 
 MOUNT_TIMEOUT = 20
@@ -34,7 +35,8 @@ class ForegroundMount:
         opts = f"url={server.endpoint}" + (f",{options}" if options else "")
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "ossmount", bucket, str(self.path), "-o", opts,
-                                         "-f", *extra], stdout=self._log, stderr=subprocess.STDOUT, env=env)
+                                         "-f", *extra], stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=die_with_parent)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not is_mounted(self.path):
             assert self.process.poll() is None, self.log

@@ -15,7 +15,7 @@ import oss2
 import pytest
 
 from ossmount.errors import EXIT_CONFIG
-from ossmount.testing import LocalServer, wait_for
+from ossmount.testing import LocalServer, die_with_parent, wait_for
 
 from .conftest import Mount, is_mounted
 
@@ -163,7 +163,8 @@ def test_ready_line_names_the_pid_and_the_oss_code(local_server, fresh_bucket_na
         read_end, write_end = os.pipe()
         process = subprocess.Popen([sys.executable, "-m", "ossmount", fresh_bucket_name, str(mountpoint), "-f", "-o",
                                     f"url={local_server.endpoint},passwd_file={passwd}", "--ready-fd",
-                                    str(write_end)], pass_fds=(write_end,), stderr=subprocess.DEVNULL)
+                                    str(write_end)], pass_fds=(write_end,), stderr=subprocess.DEVNULL,
+                                   preexec_fn=die_with_parent)
         os.close(write_end)
         with os.fdopen(read_end) as pipe:
             return json.loads(pipe.readline()), process

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ossmount.errors import EXIT_MOUNT
-from ossmount.testing import wait_for
+from ossmount.testing import die_with_parent, wait_for
 from tests.fuse.conftest import make_mount  # noqa: F401 - the fixture
 from tests.fuse.conftest import Mount, as_user, is_mounted, mounts_on
 from tests.reliability.test_cli_errors import assert_one_line
@@ -55,7 +55,7 @@ def test_remount_over_a_dead_mount_just_works(dead_mount, foreground):
     mount = dead_mount
     if foreground:
         process = subprocess.Popen(mount_command(mount, "-f"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
+                                   text=True, preexec_fn=die_with_parent)
         mount.process = process
         assert wait_for(lambda: _answers(mount.path), bool, timeout=30), process.stderr
     else:

@@ -237,6 +237,11 @@ FRAMING_CASES = {
     "a repeated equal Content-Length": b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
     "a no-body status": b"HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n",
     "a head in pieces": (b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 5\r\nx-a: 1\r\n", b"\r\nhello"),
+    # The end of a head split across reads: each read is searched from where the last one stopped.
+    "a blank line split after CR": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r", b"\nhello"),
+    "a blank line split after LF CR": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", b"\r", b"\nhello"),
+    "a bare-LF blank line split": (b"HTTP/1.1 200 OK\nContent-Length: 5\n", b"\n", b"hello"),
+    "a head byte by byte": tuple(bytes([c]) for c in b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n") + (b"hello",),
     "chunked in pieces": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n",
                           b"2\r\nlo\r\n0\r\n\r\n"),
     "a status line without a reason": b"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\nhello",
